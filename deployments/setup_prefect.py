@@ -1,0 +1,115 @@
+"""Create what pec's deployments expect on a Prefect server (idempotent; rerun freely).
+
+- S3 result storage block `s3-bucket/pec-results` (+ credentials block `pec-aws`), so
+  persisted task results (the skip-if-done cache) are visible from every container;
+- work pools `pec-local` (process) and `pec-gpu` (docker, template docker-gpu-pool.json);
+- a concurrency limit on `pec-gpu` (= GPUs the pool may use at once).
+
+Credentials come from the environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
+AWS_DEFAULT_REGION, PEC_S3_ENDPOINT_URL for MinIO/SeaweedFS/R2), never from arguments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from urllib.parse import urlparse
+
+from _server import connect
+from prefect.client.schemas.actions import WorkPoolCreate, WorkPoolUpdate
+
+HERE = Path(__file__).resolve().parent
+RESULTS_BLOCK = "pec-results"
+CREDENTIALS_BLOCK = "pec-aws"
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--results",
+        default=os.environ.get("PEC_RESULTS_S3"),
+        help="s3://bucket/prefix for Prefect results (default: $PEC_RESULTS_S3, else "
+        "<PEC_STORE bucket>/prefect-results); omit both to skip the block",
+    )
+    parser.add_argument("--gpu-pool-limit", type=int, default=4, help="pec-gpu concurrency")
+    parser.add_argument("--local-pool", default="pec-local")
+    parser.add_argument("--gpu-pool", default="pec-gpu")
+    parser.add_argument(
+        "--template", type=Path, default=HERE / "docker-gpu-pool.json", help="docker template"
+    )
+    parser.add_argument("--skip-results", action="store_true", help="do not create blocks")
+    return parser.parse_args(argv)
+
+
+def results_location(explicit: str | None) -> tuple[str, str] | None:
+    """(bucket, folder) for the results block, from --results or PEC_STORE."""
+    source = explicit
+    suffix = ""
+    if source is None:
+        store = os.environ.get("PEC_STORE", "")
+        if not store.startswith("s3://"):
+            return None
+        source, suffix = store, "prefect-results"
+    parsed = urlparse(source)
+    if parsed.scheme != "s3" or not parsed.netloc:
+        sys.exit(f"error: --results {source!r} is not s3://bucket[/prefix]; fix the value")
+    folder = "/".join(p for p in (parsed.path.strip("/"), suffix) if p)
+    return parsed.netloc, folder
+
+
+def save_results_block(bucket: str, folder: str) -> None:
+    from prefect_aws import AwsCredentials, S3Bucket
+    from prefect_aws.client_parameters import AwsClientParameters
+    from pydantic import SecretStr
+
+    key, secret = os.environ.get("AWS_ACCESS_KEY_ID"), os.environ.get("AWS_SECRET_ACCESS_KEY")
+    if not key or not secret:
+        sys.exit("error: AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY are not set; export them")
+    endpoint = os.environ.get("PEC_S3_ENDPOINT_URL") or None
+    credentials = AwsCredentials(
+        aws_access_key_id=key,
+        aws_secret_access_key=SecretStr(secret),
+        region_name=os.environ.get("AWS_DEFAULT_REGION") or None,
+        aws_client_parameters=AwsClientParameters(endpoint_url=endpoint),
+    )
+    credentials.save(CREDENTIALS_BLOCK, overwrite=True)
+    S3Bucket(bucket_name=bucket, bucket_folder=folder, credentials=credentials).save(
+        RESULTS_BLOCK, overwrite=True
+    )
+    print(f"block s3-bucket/{RESULTS_BLOCK} -> s3://{bucket}/{folder} (endpoint {endpoint})")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.gpu_pool_limit < 1:
+        sys.exit("error: --gpu-pool-limit must be >= 1 (the number of GPUs)")
+    try:
+        template = json.loads(args.template.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        sys.exit(f"error: cannot read job template {args.template}: {exc}")
+    client = connect()
+    try:
+        client.create_work_pool(WorkPoolCreate(name=args.local_pool, type="process"), True)
+        print(f"work pool {args.local_pool} (process)")
+        client.create_work_pool(
+            WorkPoolCreate(name=args.gpu_pool, type="docker", base_job_template=template), True
+        )
+        client.update_work_pool(
+            args.gpu_pool, WorkPoolUpdate(concurrency_limit=args.gpu_pool_limit)
+        )
+        print(f"work pool {args.gpu_pool} (docker, concurrency {args.gpu_pool_limit})")
+    finally:
+        client.__exit__(None, None, None)
+    location = None if args.skip_results else results_location(args.results)
+    if location is None:
+        print("results block skipped (no --results and PEC_STORE is not s3://)")
+    else:
+        save_results_block(*location)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

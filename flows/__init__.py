@@ -1,0 +1,1 @@
+"""Prefect flows of pec: thin orchestration over the pec library."""

@@ -1,0 +1,1 @@
+"""Progressive Expert Coverage: the library half (no Prefect imports here)."""

@@ -1,0 +1,1 @@
+"""Simulator backends. Each implements the train/evaluate contract in `pec.backends.base`."""

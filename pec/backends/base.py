@@ -1,0 +1,73 @@
+"""The contract every simulator backend fulfils, on local files only.
+
+The job layer (`pec.jobs`) moves data between the store and a local work directory, so a
+backend never sees store URIs, credentials or Prefect: it reads and writes plain paths.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class TrainRequest:
+    """One expert's PPO training run on per-environment designs."""
+
+    gcr: np.ndarray  # (num_envs,) float, one GCR per environment
+    spcf: np.ndarray  # (num_envs,) float, one spring coefficient per environment
+    start_level: int  # `dl`: obstacle level every environment starts at
+    max_iterations: int  # PPO iterations
+    seed: int
+    device: str  # "cpu", "cuda:0", ...
+    work_dir: Path  # checkpoints and TensorBoard logs are written below here
+    resume_checkpoint: Path | None = None  # warm start (model, optimiser, normaliser)
+    settings: dict[str, object] = field(default_factory=dict)  # backend-specific overrides
+
+
+@dataclass(frozen=True)
+class TrainOutcome:
+    best_checkpoint: Path  # policy at the PPO iteration with the highest mean level
+    last_checkpoint: Path
+    metrics: dict[str, float]  # e.g. mean_reward, mean_level, best_mean_level, iterations
+
+
+@dataclass(frozen=True)
+class EvalRequest:
+    """One checkpoint on a list of designs, one environment per design."""
+
+    checkpoint: Path
+    gcr: np.ndarray  # (n_designs,)
+    spcf: np.ndarray  # (n_designs,)
+    num_episodes: int
+    start_difficulty: int
+    seed: int
+    device: str
+    settings: dict[str, object] = field(default_factory=dict)
+
+
+# Called with (iteration, max_iterations, metrics) after every PPO iteration.
+ProgressCallback = Callable[[int, int, dict[str, float]], None]
+# Called with the path of every checkpoint file as soon as it is complete on disk.
+CheckpointCallback = Callable[[Path], None]
+
+
+class Backend(Protocol):
+    name: str
+
+    def train(
+        self,
+        request: TrainRequest,
+        on_progress: ProgressCallback | None = None,
+        on_checkpoint: CheckpointCallback | None = None,
+    ) -> TrainOutcome:
+        """Train; raise on failure. Checkpoints already reported via on_checkpoint survive."""
+        ...
+
+    def evaluate(self, request: EvalRequest) -> list[int]:
+        """Final curriculum level (integer in [0, 74]) per design, in input order."""
+        ...

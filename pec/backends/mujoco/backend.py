@@ -1,0 +1,337 @@
+"""`MujocoBackend`: PPO training (rsl-rl-lib `OnPolicyRunner`) and evaluation on BalluVecEnv.
+
+The iteration loop is the runner's own (rollout, returns, update, log) spelled out here so
+the backend can tell the env the PPO iteration (warm-ups), report progress, and keep the
+best-level checkpoint. Checkpoints use rsl-rl's keys and are always loaded with
+``weights_only=True``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import math
+import os
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from pydantic import ValidationError
+from rsl_rl.models import MLPModel
+from rsl_rl.runners import OnPolicyRunner
+from tensordict import TensorDict
+
+from pec.backends.base import (
+    CheckpointCallback,
+    EvalRequest,
+    ProgressCallback,
+    TrainOutcome,
+    TrainRequest,
+)
+from pec.backends.mujoco.env import BalluVecEnv
+from pec.backends.mujoco.settings import MujocoSettings, PPOSettings
+from pec.errors import ConfigError, InputError, JobError
+
+log = logging.getLogger(__name__)
+
+OBS_GROUPS: dict[str, list[str]] = {"actor": ["policy"], "critic": ["policy"]}
+BEST_NAME = "model_best.pt"
+LAST_NAME = "model_last.pt"
+
+
+def parse_settings(raw: dict[str, object]) -> MujocoSettings:
+    """Validate backend settings, turning pydantic's error into a one-line ConfigError."""
+    try:
+        return MujocoSettings.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise ConfigError(
+            f"mujoco settings field '{where}': {first['msg']}; fix it in the backend settings"
+        ) from exc
+
+
+def train_cfg(ppo: PPOSettings) -> dict[str, Any]:
+    """rsl-rl-lib 5.x runner configuration from our PPO settings."""
+    dist = {"class_name": "GaussianDistribution", "init_std": ppo.init_std}
+    return {
+        "num_steps_per_env": ppo.num_steps_per_env,
+        "save_interval": ppo.save_interval,
+        "obs_groups": {k: list(v) for k, v in OBS_GROUPS.items()},
+        "logger": "tensorboard",
+        "check_for_nan": True,
+        "algorithm": {
+            "class_name": "PPO",
+            "num_learning_epochs": ppo.num_learning_epochs,
+            "num_mini_batches": ppo.num_mini_batches,
+            "clip_param": ppo.clip_param,
+            "gamma": ppo.gamma,
+            "lam": ppo.lam,
+            "value_loss_coef": ppo.value_loss_coef,
+            "entropy_coef": ppo.entropy_coef,
+            "learning_rate": ppo.learning_rate,
+            "max_grad_norm": ppo.max_grad_norm,
+            "use_clipped_value_loss": ppo.use_clipped_value_loss,
+            "schedule": ppo.schedule,
+            "desired_kl": ppo.desired_kl,
+        },
+        "actor": {
+            "class_name": "MLPModel",
+            "hidden_dims": list(ppo.actor_hidden_dims),
+            "activation": ppo.activation,
+            "obs_normalization": ppo.obs_normalization,
+            "distribution_cfg": dist,
+        },
+        "critic": {
+            "class_name": "MLPModel",
+            "hidden_dims": list(ppo.critic_hidden_dims),
+            "activation": ppo.activation,
+            "obs_normalization": ppo.obs_normalization,
+        },
+    }
+
+
+def load_checkpoint(path: Path, device: str = "cpu") -> dict[str, Any]:
+    """Read an rsl-rl checkpoint safely (tensors and plain containers only)."""
+    if not path.is_file():
+        raise InputError(f"checkpoint {path} does not exist; pass the path of a .pt file")
+    try:
+        loaded = torch.load(path, map_location=device, weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unpickling failure means a bad file
+        raise InputError(f"checkpoint {path} cannot be read safely ({exc}); re-export it") from exc
+    if not isinstance(loaded, dict) or "actor_state_dict" not in loaded:
+        raise InputError(f"checkpoint {path} has no actor_state_dict; pass an rsl-rl checkpoint")
+    return loaded
+
+
+def _atomic_save(obj: dict[str, Any], path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def _seed_everything(seed: int) -> None:
+    torch.manual_seed(seed)
+    np.random.seed(seed % (2**32))
+
+
+def _merged_settings(ckpt: dict[str, Any], raw: dict[str, object]) -> MujocoSettings:
+    """Checkpoint's own settings (architecture) overridden by the request's."""
+    infos = ckpt.get("infos") or {}
+    base = dict(infos.get("settings") or {}) if isinstance(infos, dict) else {}
+    for key, value in raw.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            base[key] = {**base[key], **value}
+        else:
+            base[key] = value
+    return parse_settings(base)
+
+
+def build_actor(env: BalluVecEnv, ppo: PPOSettings, device: str) -> MLPModel:
+    """An actor with the training architecture, for evaluation outside the runner."""
+    cfg = train_cfg(ppo)["actor"]
+    cfg.pop("class_name")
+    return MLPModel(env.get_observations(), OBS_GROUPS, "actor", env.num_actions, **cfg).to(device)
+
+
+class MujocoBackend:
+    """BALLU on MuJoCo: the embedded simulator, trained with rsl-rl-lib PPO on CPU or GPU."""
+
+    name = "mujoco"
+
+    def train(
+        self,
+        request: TrainRequest,
+        on_progress: ProgressCallback | None = None,
+        on_checkpoint: CheckpointCallback | None = None,
+    ) -> TrainOutcome:
+        """PPO on one env per design; writes model_best.pt / model_last.pt under work_dir."""
+        settings = parse_settings(request.settings)
+        gcr = np.asarray(request.gcr, dtype=np.float64).reshape(-1)
+        spcf = np.asarray(request.spcf, dtype=np.float64).reshape(-1)
+        if gcr.size == 0 or gcr.shape != spcf.shape:
+            raise InputError(
+                f"gcr ({gcr.size}) and spcf ({spcf.size}) must be equal, non-empty per-env arrays"
+            )
+        if request.max_iterations < 1:
+            raise InputError(f"max_iterations={request.max_iterations}; pass at least 1")
+        resume = load_checkpoint(request.resume_checkpoint) if request.resume_checkpoint else None
+        work_dir = Path(request.work_dir)
+        work_dir.mkdir(parents=True, exist_ok=True)
+        _seed_everything(request.seed)
+        env = BalluVecEnv(
+            gcr.size,
+            settings.task,
+            gcr_values=gcr,
+            spcf_values=spcf,
+            start_level=request.start_level,
+            seed=request.seed,
+            device=request.device,
+        )
+        cfg = train_cfg(settings.ppo)
+        with contextlib.redirect_stdout(io.StringIO()):
+            runner = OnPolicyRunner(env, cfg, log_dir=str(work_dir / "tb"), device=request.device)
+        start_it = 0
+        if resume is not None:
+            moved = {
+                k: (v if not isinstance(v, dict) else v)
+                for k, v in resume.items()
+                if k.endswith("state_dict")
+            }
+            try:
+                runner.alg.load(moved, {"actor": True, "critic": True, "optimizer": True}, True)
+            except (RuntimeError, KeyError, ValueError) as exc:
+                raise InputError(
+                    f"resume_checkpoint {request.resume_checkpoint} does not fit these settings "
+                    f"({exc}); use the same ppo hidden dims"
+                ) from exc
+            start_it = int(resume.get("iter", 0))
+        return self._learn(runner, env, settings, request, start_it, on_progress, on_checkpoint)
+
+    def _learn(
+        self,
+        runner: OnPolicyRunner,
+        env: BalluVecEnv,
+        settings: MujocoSettings,
+        request: TrainRequest,
+        start_it: int,
+        on_progress: ProgressCallback | None,
+        on_checkpoint: CheckpointCallback | None,
+    ) -> TrainOutcome:
+        alg, logger = runner.alg, runner.logger
+        steps = settings.ppo.num_steps_per_env
+        work_dir = Path(request.work_dir)
+        best_path, last_path = work_dir / BEST_NAME, work_dir / LAST_NAME
+        settings_json = settings.model_dump(mode="json")
+        best_level = -math.inf
+        metrics: dict[str, float] = {}
+        total_it = start_it + request.max_iterations
+
+        def save(path: Path, done_it: int, mean_level: float) -> None:
+            state = alg.save()
+            state["iter"] = done_it
+            state["infos"] = {"settings": settings_json, "mean_level": mean_level}
+            _atomic_save(state, path)
+            if on_checkpoint is not None:
+                on_checkpoint(path)
+
+        obs = env.get_observations().to(request.device)
+        alg.train_mode()
+        with contextlib.redirect_stdout(io.StringIO()):
+            logger.init_logging_writer()
+        for it in range(start_it, total_it):
+            env.set_training_iteration(it - start_it)
+            t0 = time.time()
+            with torch.inference_mode():
+                for _ in range(steps):
+                    actions = alg.act(obs)
+                    obs, rewards, dones, extras = env.step(actions.to(env.device))
+                    obs = obs.to(request.device)
+                    rewards, dones = rewards.to(request.device), dones.to(request.device)
+                    alg.process_env_step(obs, rewards, dones, extras)
+                    logger.process_env_step(rewards, dones, extras, None)
+                t1 = time.time()
+                alg.compute_returns(obs)
+            loss = alg.update()
+            t2 = time.time()
+            runner.current_learning_iteration = it
+            with contextlib.redirect_stdout(io.StringIO()):
+                logger.log(
+                    it=it,
+                    start_it=start_it,
+                    total_it=total_it,
+                    collect_time=t1 - t0,
+                    learn_time=t2 - t1,
+                    loss_dict=loss,
+                    learning_rate=alg.learning_rate,
+                    action_std=alg.get_policy().output_std,
+                    rnd_weight=None,
+                )
+            done_it = it + 1
+            mean_level = float(env.levels.mean())
+            rew = statistics.mean(logger.rewbuffer) if logger.rewbuffer else float("nan")
+            metrics = {
+                "mean_reward": rew,
+                "mean_level": mean_level,
+                "iterations": float(done_it),
+                "env_steps": float((done_it - start_it) * steps * env.num_envs),
+                "value_loss": float(loss.get("value", loss.get("value_function", 0.0))),
+                "action_std": float(alg.get_policy().output_std.mean()),
+            }
+            if not all(np.isfinite(v) for k, v in metrics.items() if k != "mean_reward"):
+                raise JobError(f"training diverged at iteration {it} (non-finite metrics)")
+            improved = mean_level > best_level
+            if improved or (
+                mean_level == best_level and done_it % settings.ppo.save_interval == 0
+            ):
+                best_level = max(best_level, mean_level)
+                save(best_path, done_it, mean_level)
+            metrics["best_mean_level"] = best_level
+            if done_it % settings.ppo.save_interval == 0 or done_it == total_it:
+                save(last_path, done_it, mean_level)
+            if on_progress is not None:
+                on_progress(done_it, total_it, dict(metrics))
+            log.debug("iteration %d/%d %s", done_it, total_it, metrics)
+        if logger.writer is not None:
+            logger.writer.flush()
+            logger.stop_logging_writer()
+            close = getattr(logger.writer, "close", None)
+            if callable(close):
+                close()
+        return TrainOutcome(best_checkpoint=best_path, last_checkpoint=last_path, metrics=metrics)
+
+    def evaluate(self, request: EvalRequest) -> list[int]:
+        """Final level per design after num_episodes deterministic episodes from the start."""
+        gcr = np.asarray(request.gcr, dtype=np.float64).reshape(-1)
+        spcf = np.asarray(request.spcf, dtype=np.float64).reshape(-1)
+        if gcr.size == 0 or gcr.shape != spcf.shape:
+            raise InputError(
+                f"gcr ({gcr.size}) and spcf ({spcf.size}) must be equal, non-empty per-design arrays"
+            )
+        if request.num_episodes < 1:
+            raise InputError(f"num_episodes={request.num_episodes}; pass at least 1")
+        ckpt = load_checkpoint(request.checkpoint, request.device)
+        settings = _merged_settings(ckpt, request.settings)
+        _seed_everything(request.seed)
+        env = BalluVecEnv(
+            gcr.size,
+            settings.task,
+            gcr_values=gcr,
+            spcf_values=spcf,
+            start_level=request.start_difficulty,
+            seed=request.seed,
+            device=request.device,
+            eval_mode=True,
+        )
+        actor = build_actor(env, settings.ppo, request.device)
+        try:
+            actor.load_state_dict(ckpt["actor_state_dict"])
+        except RuntimeError as exc:
+            raise InputError(
+                f"checkpoint {request.checkpoint} does not match the actor settings ({exc}); "
+                "evaluate with the settings it was trained with"
+            ) from exc
+        actor.eval()
+        return run_episodes(env, actor, request.num_episodes)
+
+
+def run_episodes(env: BalluVecEnv, actor: torch.nn.Module, num_episodes: int) -> list[int]:
+    """Roll the deterministic actor until every env has finished num_episodes episodes."""
+    final = env.levels.copy()
+    recorded = np.zeros(env.num_envs, dtype=bool)
+    obs: TensorDict = env.get_observations()
+    max_steps = num_episodes * env.max_episode_length + 1
+    with torch.inference_mode():
+        for _ in range(max_steps):
+            obs, _, _, _ = env.step(actor(obs))
+            newly = (env.episodes_done >= num_episodes) & ~recorded
+            final[newly] = env.levels[newly]
+            recorded |= newly
+            if recorded.all():
+                break
+    final[~recorded] = env.levels[~recorded]
+    return [int(v) for v in final]

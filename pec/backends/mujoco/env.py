@@ -1,0 +1,258 @@
+"""`BalluVecEnv`: the BALLU obstacle task as an rsl-rl-lib `VecEnv` over one MuJoCo scene.
+
+The env owns the curriculum (integer levels, one obstacle per env) and the warm-ups, which
+are measured in PPO iterations: the trainer calls `set_training_iteration(i)` before each
+iteration. In evaluation mode both warm-ups are bypassed.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import torch
+from numpy.typing import NDArray
+from rsl_rl.env import VecEnv
+from tensordict import TensorDict
+
+from pec.backends.mujoco.settings import BalluTaskSettings
+from pec.backends.mujoco.sim import BalluSim, FloatArray
+from pec.curriculum import MAX_LEVEL, level_height, next_levels
+from pec.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+NUM_OBS = 29
+NUM_ACTIONS = 2
+MAX_ROOT_SPEED = 10.0
+MAX_ROOT_HEIGHT = 5.0
+MAX_FOOT_HEIGHT = 2.5
+HEIGHT_REWARD_CAP = 1.8
+VELOCITY_REWARD_CAP = 0.8
+
+
+def resolve_design(
+    num_envs: int,
+    name: str,
+    values: NDArray[np.float64] | None,
+    value_range: tuple[float, float] | None,
+    scalar: float,
+    rng: np.random.Generator,
+) -> FloatArray:
+    """Per-env design values: explicit array > uniform range (seeded rng) > scalar."""
+    if values is not None:
+        arr = np.asarray(values, dtype=np.float64).reshape(-1)
+        if arr.shape != (num_envs,):
+            raise ConfigError(
+                f"{name}_values has {arr.size} entries for {num_envs} envs; pass one per env"
+            )
+        if not np.all(np.isfinite(arr)):
+            raise ConfigError(f"{name}_values contains NaN/inf; pass finite design values")
+        return arr.copy()
+    if value_range is not None:
+        lo, hi = value_range
+        if not lo <= hi:
+            raise ConfigError(f"{name}_range=({lo}, {hi}) is reversed; pass (low, high)")
+        return rng.uniform(lo, hi, size=num_envs)
+    return np.full(num_envs, float(scalar))
+
+
+class BalluVecEnv(VecEnv):
+    """Many BALLU robots stepping over their own obstacles, as torch tensors for rsl-rl."""
+
+    def __init__(
+        self,
+        num_envs: int,
+        task: BalluTaskSettings | None = None,
+        *,
+        gcr_values: NDArray[np.float64] | None = None,
+        spcf_values: NDArray[np.float64] | None = None,
+        gcr_range: tuple[float, float] | None = None,
+        spcf_range: tuple[float, float] | None = None,
+        gcr: float = 0.82,
+        spcf: float = 0.005,
+        start_level: int = 0,
+        seed: int = 0,
+        device: str = "cpu",
+        eval_mode: bool = False,
+    ) -> None:
+        if not 0 <= start_level <= MAX_LEVEL:
+            raise ConfigError(f"start_level={start_level} is outside [0, {MAX_LEVEL}]; clip it")
+        self.task = task or BalluTaskSettings()  # type: ignore[call-arg]
+        t = self.task
+        self.num_envs = num_envs
+        self.num_actions = NUM_ACTIONS
+        self.max_episode_length = t.episode_steps
+        self.device = device
+        self.cfg = t.model_dump()
+        self.eval_mode = eval_mode
+        self.iteration = 0
+        self.start_level = start_level
+        self.rng = np.random.default_rng(seed)
+        self.sim = BalluSim(
+            num_envs,
+            physics_hz=t.physics_hz,
+            drag_coefficient=t.drag_coefficient,
+            init_root_height=t.init_root_height,
+            lane_spacing=t.lane_spacing,
+            obstacle_start_x=t.obstacle_start_x,
+            obstacle_length=t.obstacle_length,
+            obstacle_width=t.obstacle_width,
+            friction=t.ground_friction,
+        )
+        all_ids = np.arange(num_envs)
+        self.gcr = resolve_design(num_envs, "gcr", gcr_values, gcr_range, gcr, self.rng)
+        self.spcf = resolve_design(num_envs, "spcf", spcf_values, spcf_range, spcf, self.rng)
+        self.sim.set_design(all_ids, self.gcr, self.spcf)
+        self.levels: NDArray[np.int64] = np.full(num_envs, start_level, dtype=np.int64)
+        self.sim.set_obstacle_heights(all_ids, level_height(self.levels))
+        self.prev_actions: FloatArray = np.zeros((num_envs, NUM_ACTIONS))
+        self.episode_steps: NDArray[np.int64] = np.zeros(num_envs, dtype=np.int64)
+        self.episode_length_buf = torch.zeros(num_envs, dtype=torch.long, device=device)
+        glo, ghi = t.gcr_norm_range
+        slo, shi = t.spcf_norm_range
+        self._morph = np.stack(
+            [(self.gcr - glo) / (ghi - glo) * 2 - 1, (self.spcf - slo) / (shi - slo) * 2 - 1], 1
+        )
+        self.episodes_done: NDArray[np.int64] = np.zeros(num_envs, dtype=np.int64)
+        self.reset_envs(all_ids)
+        self._obs = self._compute_obs()
+
+    # ------------------------------------------------------------------ schedule
+    def set_training_iteration(self, iteration: int) -> None:
+        """Tell the env which PPO iteration is running (drives both warm-ups)."""
+        self.iteration = iteration
+
+    @property
+    def curriculum_active(self) -> bool:
+        """The level rule runs in evaluation, or after the curriculum warm-up."""
+        return self.eval_mode or self.iteration >= self.task.curriculum_warmup_iterations
+
+    @property
+    def goal_factor(self) -> float:
+        """Goal-reward weight factor: 0 during warm-up, then a linear ramp to 1."""
+        if self.eval_mode:
+            return 1.0
+        t = self.task
+        since = self.iteration - t.goal_warmup_iterations
+        if since < 0:
+            return 0.0
+        if t.goal_ramp_iterations == 0:
+            return 1.0
+        return float(min(1.0, since / t.goal_ramp_iterations))
+
+    # ------------------------------------------------------------------ VecEnv API
+    def get_observations(self) -> TensorDict:
+        obs = torch.as_tensor(self._obs, dtype=torch.float32, device=self.device)
+        return TensorDict({"policy": obs}, batch_size=[self.num_envs], device=self.device)
+
+    def step(self, actions: torch.Tensor) -> tuple[TensorDict, torch.Tensor, torch.Tensor, dict]:  # type: ignore[type-arg]
+        act = actions.detach().to("cpu", torch.float64).numpy()
+        act = np.nan_to_num(act, nan=0.0, posinf=1.0, neginf=0.0)
+        self.sim.set_actions(act)
+        self.prev_actions = np.clip(act, -1.0, 2.0)
+        self.sim.step(self.task.decimation)
+        self.episode_steps += 1
+        rewards, parts = self._compute_rewards()
+        terminated = self._terminated()
+        time_outs = (self.episode_steps >= self.max_episode_length) & ~terminated
+        dones = terminated | time_outs
+        done_ids = np.nonzero(dones)[0]
+        log_items: dict[str, float] = {
+            "/reward/goal": float(parts[0].mean()),
+            "/reward/height": float(parts[1].mean()),
+            "/reward/velocity": float(parts[2].mean()),
+        }
+        if done_ids.size:
+            end_x = self.sim.qpos[done_ids, 0].copy()
+            log_items["/episode/root_x"] = float(np.nan_to_num(end_x).mean())
+            log_items["/episode/terminated"] = float(terminated[done_ids].mean())
+            self.end_episodes(done_ids, end_x)
+        log_items["/curriculum/mean_level"] = float(self.levels.mean())
+        log_items["/curriculum/max_level"] = float(self.levels.max())
+        self._obs = self._compute_obs()
+        self.episode_length_buf = torch.as_tensor(self.episode_steps, device=self.device)
+        extras = {
+            "time_outs": torch.as_tensor(time_outs, device=self.device),
+            "log": log_items,
+        }
+        rew = torch.as_tensor(rewards, dtype=torch.float32, device=self.device)
+        done_t = torch.as_tensor(dones, dtype=torch.long, device=self.device)
+        return self.get_observations(), rew, done_t, extras
+
+    # ------------------------------------------------------------------ episodes
+    def end_episodes(self, env_ids: NDArray[np.int64], root_x: FloatArray) -> None:
+        """Episode-end hook: level rule (if active), new obstacle, then reset these envs."""
+        if self.curriculum_active:
+            self.levels[env_ids] = next_levels(
+                self.levels[env_ids], root_x, self.task.promote_x, self.task.demote_x
+            )
+        self.episodes_done[env_ids] += 1
+        self.sim.set_obstacle_heights(env_ids, level_height(self.levels[env_ids]))
+        self.reset_envs(env_ids)
+
+    def reset_envs(self, env_ids: NDArray[np.int64]) -> None:
+        """Reset only these envs' robots, counters and previous actions."""
+        self.sim.reset(env_ids)
+        self.episode_steps[env_ids] = 0
+        self.prev_actions[env_ids] = self.sim.servo_target[env_ids] / np.pi
+
+    # ------------------------------------------------------------------ task maths
+    def _compute_obs(self) -> FloatArray:
+        s = self.sim
+        q, qd = s.qpos, s.qvel
+        knees, _ = s.leg_points()
+        t = self.task
+        face = t.obstacle_start_x
+        obs = np.concatenate(
+            [
+                q[:, 2:],  # pitch, neck, hips, knees, servos (8)
+                qd,  # root vx, vz, pitch rate and joint velocities (10)
+                (face - q[:, 0])[:, None],  # root to obstacle face
+                s.obstacle_height[:, None],
+                q[:, 0:1],  # root position relative to the start
+                (q[:, 1] - t.init_root_height)[:, None],
+                (t.goal_x - q[:, 0])[:, None],  # goal relative to the root
+                face - knees[:, :, 0],  # each knee's distance to the obstacle face
+                self.prev_actions,
+                self._morph,
+            ],
+            axis=1,
+        )
+        return np.nan_to_num(obs, nan=0.0, posinf=100.0, neginf=-100.0)
+
+    def _compute_rewards(self) -> tuple[FloatArray, tuple[FloatArray, FloatArray, FloatArray]]:
+        t = self.task
+        s = self.sim
+        _, feet = s.leg_points()
+        mean_foot_x = feet[:, :, 0].mean(axis=1)
+        goal_dist = np.abs(t.goal_x - mean_foot_x)  # planar: feet are centred on y = 0
+        r_goal = t.goal_weight * np.maximum(0.0, 1.0 - 0.33 * goal_dist) * self.goal_factor
+        lo, hi = t.obstacle_start_x, t.obstacle_start_x + t.obstacle_length
+        over = np.all((feet[:, :, 0] >= lo) & (feet[:, :, 0] <= hi), axis=1)
+        z = feet[:, :, 1].min(axis=1) - np.where(over, s.obstacle_height, 0.0)
+        r_height = t.height_weight * np.where(
+            z > HEIGHT_REWARD_CAP, 0.0, np.expm1(1.73 * np.minimum(z, HEIGHT_REWARD_CAP))
+        )
+        vx = s.qvel[:, 0]
+        r_vel = t.velocity_weight * np.where(
+            vx > VELOCITY_REWARD_CAP, 0.0, np.where(vx < 0, np.expm1(np.minimum(vx, 0.0)), vx)
+        )
+        total = (r_goal + r_height + r_vel) * t.reward_scale
+        total = np.nan_to_num(total, nan=0.0, posinf=0.0, neginf=0.0)
+        return total, (r_goal, r_height, r_vel)
+
+    def _terminated(self) -> NDArray[np.bool_]:
+        s = self.sim
+        finite = np.all(np.isfinite(s.qpos), axis=1) & np.all(np.isfinite(s.qvel), axis=1)
+        speed = np.hypot(s.qvel[:, 0], s.qvel[:, 1])
+        _, feet = s.leg_points()
+        with np.errstate(invalid="ignore"):
+            bad = (
+                ~finite
+                | (speed > MAX_ROOT_SPEED)
+                | (s.qpos[:, 1] > MAX_ROOT_HEIGHT)
+                | np.any(feet[:, :, 1] > MAX_FOOT_HEIGHT, axis=1)
+            )
+        result: NDArray[np.bool_] = bad
+        return result

@@ -1,0 +1,44 @@
+"""Backend lookup by name, importing each simulator only when a job asks for it.
+
+Isaac Lab exists only inside the GPU image, so nothing here may import it eagerly.
+
+Test doubles: a name starting with ``test-`` is resolved only when the environment
+variable ``PEC_TEST_BACKEND_MODULE`` names a module (e.g. ``job_doubles``); that module's
+``make_test_backend(name)`` builds the backend. Without the variable such names are
+rejected, so a spec alone can never make a worker import arbitrary code.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from typing import cast
+
+from pec.backends.base import Backend
+from pec.errors import ConfigError
+
+BACKEND_NAMES = ("mujoco", "isaaclab")
+TEST_BACKEND_PREFIX = "test-"
+TEST_BACKEND_MODULE_ENV = "PEC_TEST_BACKEND_MODULE"
+
+
+def get_backend(name: str) -> Backend:
+    """Instantiate the backend called `name`."""
+    if name == "mujoco":
+        from pec.backends.mujoco import MujocoBackend
+
+        return cast(Backend, MujocoBackend())
+    if name == "isaaclab":
+        from pec.backends.isaaclab import IsaacLabBackend
+
+        return cast(Backend, IsaacLabBackend())
+    if name.startswith(TEST_BACKEND_PREFIX):
+        module_name = os.environ.get(TEST_BACKEND_MODULE_ENV)
+        if module_name:
+            module = importlib.import_module(module_name)
+            return cast(Backend, module.make_test_backend(name))
+        raise ConfigError(
+            f"backend {name!r} is a test double; set {TEST_BACKEND_MODULE_ENV} to enable it "
+            f"(only in tests) or choose one of {', '.join(BACKEND_NAMES)}"
+        )
+    raise ConfigError(f"backend {name!r} is unknown; choose one of {', '.join(BACKEND_NAMES)}")

@@ -1,0 +1,265 @@
+"""Run one job here, in this process: store in, backend on local files, store out.
+
+The backend only sees local paths; this module owns every store transfer, so a backend
+can be swapped without touching the flow, and a crash after the first uploaded best
+checkpoint still yields a usable result (the reference sheet's EXP_DIR rule).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import posixpath
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from pec import layout
+from pec.backends.base import EvalRequest, ProgressCallback, TrainRequest
+from pec.backends.registry import get_backend
+from pec.errors import InputError, JobError, NotFoundError, PECError, StoreError
+from pec.jobs.spec import (
+    MAX_LEVEL,
+    EvalJobResult,
+    EvalJobSpec,
+    TrainJobResult,
+    TrainJobSpec,
+)
+from pec.store import Store
+
+logger = logging.getLogger(__name__)
+
+BEST_CHECKPOINT_NAME = "model_best.pt"
+LAST_CHECKPOINT_NAME = "model_last.pt"
+TENSORBOARD_PREFIX = "events.out.tfevents"
+
+
+class _CheckpointUploader:
+    """Uploads each checkpoint the moment the backend reports it, so a later crash loses none."""
+
+    def __init__(self, store: Store, spec: TrainJobSpec) -> None:
+        self._store = store
+        self.best_key = layout.best_checkpoint_key(spec.run_name, spec.expert_id, spec.iteration)
+        self.last_key = layout.last_checkpoint_key(spec.run_name, spec.expert_id, spec.iteration)
+        self._uploaded: dict[str, tuple[int, int]] = {}  # key -> (mtime_ns, size) last sent
+
+    def key_for(self, path: Path) -> str:
+        if path.name == BEST_CHECKPOINT_NAME:
+            return self.best_key
+        if path.name == LAST_CHECKPOINT_NAME:
+            return self.last_key
+        return posixpath.join(posixpath.dirname(self.best_key), path.name)
+
+    def upload(self, path: Path, key: str | None = None) -> None:
+        """Send `path` unless this exact file version is already in the store."""
+        key = key or self.key_for(path)
+        stat = path.stat()
+        version = (stat.st_mtime_ns, stat.st_size)
+        if self._uploaded.get(key) == version:
+            return
+        self._store.upload_file(key, path)
+        self._uploaded[key] = version
+        logger.info("uploaded checkpoint %s -> %s", path.name, self._store.uri(key))
+
+    def best_uploaded(self) -> bool:
+        return self.best_key in self._uploaded
+
+
+def run_job(
+    spec: TrainJobSpec | EvalJobSpec, on_progress: ProgressCallback | None = None
+) -> TrainJobResult | EvalJobResult:
+    """Dispatch on the spec's kind."""
+    if isinstance(spec, TrainJobSpec):
+        return run_train_job(spec, on_progress)
+    return run_eval_job(spec)
+
+
+def run_train_job(
+    spec: TrainJobSpec, on_progress: ProgressCallback | None = None
+) -> TrainJobResult:
+    """Train one expert; see the module docstring for the crash rule."""
+    store = spec.store.open()
+    backend = get_backend(spec.backend)
+    log_prefix = layout.train_log_prefix(spec.run_name, spec.expert_id, spec.iteration)
+    uploader = _CheckpointUploader(store, spec)
+    latest_metrics: dict[str, float] = {}
+    what = f"expert {spec.expert_id} iteration {spec.iteration} of run {spec.run_name!r}"
+
+    def progress(iteration: int, max_iterations: int, metrics: dict[str, float]) -> None:
+        latest_metrics.clear()
+        latest_metrics.update({name: float(value) for name, value in metrics.items()})
+        if on_progress is not None:
+            on_progress(iteration, max_iterations, metrics)
+
+    with tempfile.TemporaryDirectory(prefix="pec-train-") as tmp:
+        inputs = Path(tmp) / "inputs"
+        inputs.mkdir()
+        work_dir = Path(tmp) / "work"
+        work_dir.mkdir()
+        gcr = _load_samples(store, spec.samples_gcr_key, inputs / "gcr.npy", spec.num_envs)
+        spcf = _load_samples(store, spec.samples_spcf_key, inputs / "spcf.npy", spec.num_envs)
+        resume = None
+        if spec.resume_checkpoint_uri is not None:
+            resume = inputs / "resume.pt"
+            _download_uri(store, spec.resume_checkpoint_uri, resume, "resume_checkpoint_uri")
+        request = TrainRequest(
+            gcr=gcr,
+            spcf=spcf,
+            start_level=spec.start_level,
+            max_iterations=spec.max_iterations,
+            seed=spec.seed,
+            device=spec.device,
+            work_dir=work_dir,
+            resume_checkpoint=resume,
+            settings=dict(spec.settings),
+        )
+        logger.info("training %s on backend %s (%d envs)", what, spec.backend, spec.num_envs)
+        warning: str | None = None
+        try:
+            outcome = backend.train(request, on_progress=progress, on_checkpoint=uploader.upload)
+        except Exception as exc:
+            _upload_logs_quietly(store, work_dir, log_prefix)
+            if not (uploader.best_uploaded() and store.exists(uploader.best_key)):
+                raise JobError(
+                    f"training of {what} failed before writing {BEST_CHECKPOINT_NAME}: "
+                    f"{type(exc).__name__}: {exc}; fix the cause and re-run the job"
+                ) from exc
+            warning = (
+                f"training of {what} crashed after writing {BEST_CHECKPOINT_NAME} "
+                f"({type(exc).__name__}: {exc}); reporting the checkpoint it wrote"
+            )
+            logger.warning(warning)
+            metrics = dict(latest_metrics)
+        else:
+            uploader.upload(outcome.best_checkpoint, uploader.best_key)
+            uploader.upload(outcome.last_checkpoint, uploader.last_key)
+            _upload_logs(store, work_dir, log_prefix)
+            metrics = {name: float(value) for name, value in outcome.metrics.items()}
+            if not store.exists(uploader.best_key):
+                raise JobError(
+                    f"{BEST_CHECKPOINT_NAME} of {what} is missing from the store after upload "
+                    f"({store.uri(uploader.best_key)}); check the store and re-run the job"
+                )
+    last_uri = store.uri(uploader.last_key) if store.exists(uploader.last_key) else None
+    return TrainJobResult(
+        checkpoint_uri=store.uri(uploader.best_key),
+        last_checkpoint_uri=last_uri,
+        metrics=metrics,
+        log_uri=prefix_uri(store, log_prefix),
+        warning=warning,
+    )
+
+
+def run_eval_job(spec: EvalJobSpec) -> EvalJobResult:
+    """Evaluate one checkpoint on every design; optionally persist the result at result_key."""
+    store = spec.store.open()
+    backend = get_backend(spec.backend)
+    designs = np.asarray(spec.designs, dtype=np.float64).reshape(-1, 2)
+    with tempfile.TemporaryDirectory(prefix="pec-eval-") as tmp:
+        checkpoint = Path(tmp) / "checkpoint.pt"
+        _download_uri(store, spec.checkpoint_uri, checkpoint, "checkpoint_uri")
+        request = EvalRequest(
+            checkpoint=checkpoint,
+            gcr=designs[:, 0].copy(),
+            spcf=designs[:, 1].copy(),
+            num_episodes=spec.num_episodes,
+            start_difficulty=spec.start_difficulty,
+            seed=spec.seed,
+            device=spec.device,
+            settings=dict(spec.settings),
+        )
+        logger.info(
+            "evaluating expert %d on %d designs (backend %s)",
+            spec.expert_id,
+            len(spec.designs),
+            spec.backend,
+        )
+        try:
+            levels = backend.evaluate(request)
+        except Exception as exc:
+            raise JobError(
+                f"evaluation of expert {spec.expert_id} ({spec.checkpoint_uri}) failed: "
+                f"{type(exc).__name__}: {exc}; fix the cause and re-run the job"
+            ) from exc
+    _check_levels(levels, len(spec.designs), spec.backend)
+    result = EvalJobResult(levels=[int(level) for level in levels], expert_id=spec.expert_id)
+    if spec.result_key is not None:
+        payload = json.dumps(result.model_dump(mode="json"), indent=2).encode()
+        store.write_bytes(spec.result_key, payload)
+    return result
+
+
+def prefix_uri(store: Store, prefix: str) -> str:
+    """URI of a folder-like prefix (store keys may not end in '/')."""
+    return store.uri(prefix.rstrip("/")) + "/"
+
+
+def _check_levels(levels: list[int], n_designs: int, backend: str) -> None:
+    if len(levels) != n_designs:
+        raise JobError(
+            f"backend {backend!r} returned {len(levels)} levels for {n_designs} designs; "
+            "the backend must return one level per design"
+        )
+    for index, level in enumerate(levels):
+        if int(level) != level or not 0 <= int(level) <= MAX_LEVEL:
+            raise JobError(
+                f"backend {backend!r} returned level {level!r} for design {index}; "
+                f"levels must be integers in [0, {MAX_LEVEL}]"
+            )
+
+
+def _load_samples(store: Store, key: str, path: Path, num_envs: int) -> np.ndarray:
+    """Per-environment design values: one finite number per environment, no pickles."""
+    try:
+        store.download_file(key, path)
+    except NotFoundError as exc:
+        raise InputError(
+            f"samples {store.uri(key)} do not exist; write them before starting the job"
+        ) from exc
+    try:
+        values = np.load(path, allow_pickle=False)
+    except (ValueError, OSError) as exc:
+        raise InputError(
+            f"samples {store.uri(key)} are not a plain .npy array ({exc}); save them with np.save"
+        ) from exc
+    if not isinstance(values, np.ndarray) or values.shape != (num_envs,):
+        shape = getattr(values, "shape", None)
+        raise InputError(
+            f"samples {store.uri(key)} have shape {shape}; expected ({num_envs},), "
+            "one value per environment (num_envs)"
+        )
+    if not np.issubdtype(values.dtype, np.number) or not np.all(np.isfinite(values)):
+        raise InputError(
+            f"samples {store.uri(key)} contain non-finite or non-numeric values; resample them"
+        )
+    return values.astype(np.float32)
+
+
+def _download_uri(store: Store, uri: str, path: Path, field: str) -> None:
+    try:
+        key = store.key_for_uri(uri)
+        store.download_file(key, path)
+    except NotFoundError as exc:
+        raise JobError(f"{field} {uri} does not exist in the store; pass an existing one") from exc
+    except StoreError as exc:
+        raise JobError(f"{field} {uri} could not be read: {exc}") from exc
+
+
+def _tensorboard_files(work_dir: Path) -> list[Path]:
+    return sorted(path for path in work_dir.rglob(f"{TENSORBOARD_PREFIX}*") if path.is_file())
+
+
+def _upload_logs(store: Store, work_dir: Path, log_prefix: str) -> None:
+    """Mirror TensorBoard event files under the log prefix, keeping their sub-folders."""
+    for path in _tensorboard_files(work_dir):
+        relative = path.relative_to(work_dir).as_posix()
+        store.upload_file(posixpath.join(log_prefix, relative), path)
+
+
+def _upload_logs_quietly(store: Store, work_dir: Path, log_prefix: str) -> None:
+    """On failure the logs are a courtesy: never let their upload hide the real error."""
+    try:
+        _upload_logs(store, work_dir, log_prefix)
+    except (PECError, OSError) as exc:
+        logger.warning("could not upload TensorBoard logs to %s: %s", log_prefix, exc)

@@ -1,0 +1,154 @@
+"""The job contract as data: what a training or evaluation job needs, and what it returns.
+
+Specs and results are plain JSON so the same job can run in-process, in a subprocess, in a
+container or on another machine, and so Prefect can persist results without pickle.
+Credentials never appear here: they come from the environment of whoever runs the job.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import TYPE_CHECKING, Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
+
+from pec.errors import ConfigError
+
+if TYPE_CHECKING:
+    from pec.store import Store
+
+MAX_LEVEL = 74  # highest obstacle curriculum level an evaluation can report
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class StoreSpec(_Strict):
+    """Where the run lives; enough to reopen the store anywhere the credentials are set."""
+
+    location: str = Field(min_length=1)  # "s3://bucket/prefix" or a local folder
+    endpoint_url: str | None = None
+    region: str | None = None
+
+    def open(self) -> Store:
+        """Open the store; S3 credentials come from AWS_ACCESS_KEY_ID etc. (boto3's chain)."""
+        from pec.store import S3Settings, open_store  # lazy: parsing a spec needs no boto3
+
+        if self.location.startswith("s3://"):
+            settings = S3Settings.from_env()  # PEC_S3_* defaults; the spec's values win
+            if self.endpoint_url is not None:
+                settings.endpoint_url = self.endpoint_url
+            if self.region is not None:
+                settings.region = self.region
+            return open_store(self.location, settings)
+        return open_store(self.location)
+
+
+class TrainJobSpec(_Strict):
+    """One expert's PPO training at one PEC iteration."""
+
+    kind: Literal["train"] = "train"
+    backend: str = Field(min_length=1)
+    store: StoreSpec
+    run_name: str = Field(min_length=1)
+    expert_id: int = Field(ge=0)
+    iteration: int = Field(ge=0)
+    samples_gcr_key: str = Field(min_length=1)
+    samples_spcf_key: str = Field(min_length=1)
+    start_level: int = Field(ge=0, le=MAX_LEVEL)
+    max_iterations: int = Field(ge=1)
+    num_envs: int = Field(ge=1)
+    seed: int
+    device: str = "cpu"
+    resume_checkpoint_uri: str | None = None
+    settings: dict[str, Any] = Field(default_factory=dict)
+    timeout_s: float = Field(gt=0)
+
+
+class TrainJobResult(_Strict):
+    """Small enough to persist as a Prefect result: URIs and scalar metrics only."""
+
+    checkpoint_uri: str  # model_best.pt; only reported when the object exists in the store
+    last_checkpoint_uri: str | None = None
+    metrics: dict[str, float] = Field(default_factory=dict)
+    log_uri: str
+    warning: str | None = None  # set when the trainer crashed after writing a checkpoint
+
+
+class EvalJobSpec(_Strict):
+    """One expert checkpoint on a list of designs, one environment per design."""
+
+    kind: Literal["eval"] = "eval"
+    backend: str = Field(min_length=1)
+    store: StoreSpec
+    run_name: str = Field(min_length=1)
+    expert_id: int = Field(ge=0)
+    iteration: int = Field(ge=0)
+    checkpoint_uri: str = Field(min_length=1)
+    designs: list[tuple[float, float]] = Field(min_length=1)  # [GCR, spcf] pairs
+    num_episodes: int = Field(ge=1)
+    start_difficulty: int = Field(ge=0, le=MAX_LEVEL)
+    seed: int
+    device: str = "cpu"
+    settings: dict[str, Any] = Field(default_factory=dict)
+    timeout_s: float = Field(gt=0)
+    result_key: str | None = None  # also write the result JSON here when set
+
+    @field_validator("designs")
+    @classmethod
+    def _finite_designs(cls, designs: list[tuple[float, float]]) -> list[tuple[float, float]]:
+        for index, (gcr, spcf) in enumerate(designs):
+            if not (math.isfinite(gcr) and math.isfinite(spcf)):
+                raise ValueError(f"design {index} is {[gcr, spcf]}: GCR and spcf must be finite")
+        return designs
+
+
+class EvalJobResult(_Strict):
+    levels: list[Annotated[int, Field(ge=0, le=MAX_LEVEL)]]  # final level per design, in order
+    expert_id: int = Field(ge=0)
+
+
+JobSpec = Annotated[TrainJobSpec | EvalJobSpec, Field(discriminator="kind")]
+JobResult = TrainJobResult | EvalJobResult
+
+_JOB_SPEC_ADAPTER: TypeAdapter[TrainJobSpec | EvalJobSpec] = TypeAdapter(JobSpec)
+
+
+def parse_job_spec(data: bytes | str | dict[str, Any]) -> TrainJobSpec | EvalJobSpec:
+    """Validate a spec from JSON text or a dict; any problem becomes one ConfigError."""
+    try:
+        if isinstance(data, bytes | str):
+            raw = json.loads(data)
+        else:
+            raw = data
+        return _JOB_SPEC_ADAPTER.validate_python(raw)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(
+            f"job spec is not valid JSON ({exc}); write it with model_dump_json()"
+        ) from exc
+    except ValidationError as exc:
+        raise ConfigError(f"job spec is invalid: {_one_line(exc)}; fix the named field") from exc
+
+
+def parse_job_result(
+    spec: TrainJobSpec | EvalJobSpec, data: bytes | str
+) -> TrainJobResult | EvalJobResult:
+    """Read a result written by `python -m pec.jobs` for the given spec."""
+    model: type[TrainJobResult] | type[EvalJobResult]
+    model = TrainJobResult if isinstance(spec, TrainJobSpec) else EvalJobResult
+    try:
+        return model.model_validate_json(data)
+    except ValidationError as exc:
+        raise ConfigError(
+            f"job result is invalid: {_one_line(exc)}; the job wrote a bad result"
+        ) from exc
+
+
+def _one_line(exc: ValidationError) -> str:
+    parts = []
+    for error in exc.errors():
+        where = ".".join(str(part) for part in error["loc"]) or "<root>"
+        parts.append(f"{where}: {error['msg']}")
+    return "; ".join(parts)

@@ -1,0 +1,593 @@
+"""The steps of one PEC iteration, each reading its inputs from the store and writing its outputs.
+
+The CLI and the Prefect flows both call these; neither does maths nor I/O of its own.
+Only `initialise_run`, `commit_training` and `refit_iteration` write pec_state.json, always
+with a conditional write against the version they read, so a second writer fails loudly.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from pec import layout
+from pec.config import PECConfig, parse_config_yaml
+from pec.coverage import coverage as mc_coverage
+from pec.curriculum import starting_level
+from pec.design_space import DesignSpace
+from pec.errors import ConfigError, InputError, NotFoundError, StateError
+from pec.frontier import CandidateSelection, effective_mode, select_candidates
+from pec.init import initialise_gaussians, sample_designs
+from pec.jobs.spec import EvalJobSpec, StoreSpec, TrainJobResult, TrainJobSpec
+from pec.refit import assign_winners, refit_experts
+from pec.run_names import validate_run_name
+from pec.seeds import derive_seed
+from pec.state import (
+    SCHEMA_VERSION,
+    CoverageRecord,
+    ExpertFailure,
+    ExpertSnapshot,
+    ExpertState,
+    HistoryEntry,
+    PECState,
+)
+from pec.state_io import load_state, save_state
+from pec.store import Store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Run:
+    """A run: where it lives, what it is called, how it is configured."""
+
+    store: Store
+    store_spec: StoreSpec
+    name: str
+    config: PECConfig
+
+    @property
+    def space(self) -> DesignSpace:
+        return DesignSpace(gcr=self.config.GCR_range, spcf=self.config.spcf_range)
+
+
+def make_run(store: Store, store_spec: StoreSpec, run_name: str, config: PECConfig) -> Run:
+    return Run(store=store, store_spec=store_spec, name=validate_run_name(run_name), config=config)
+
+
+# ---------------------------------------------------------------- config and state
+
+
+def write_effective_config(run: Run) -> str:
+    key = layout.config_key(run.name)
+    run.store.write_bytes(key, run.config.to_yaml().encode())
+    return key
+
+
+def read_run_config(store: Store, run_name: str) -> PECConfig | None:
+    """The effective config recorded in the run, or None before the first invocation."""
+    key = layout.config_key(validate_run_name(run_name))
+    try:
+        text = store.read_bytes(key).decode()
+    except NotFoundError:
+        return None
+    return parse_config_yaml(text, source=f"{store.uri(key)}")
+
+
+def check_compatible(config: PECConfig, state: PECState) -> None:
+    """A run's shape is fixed at init: refuse configs that would silently change it."""
+    if len(state.experts) != config.K:
+        raise ConfigError(
+            f"K: the run '{state.run_name}' has {len(state.experts)} experts but the config says "
+            f"K={config.K}; keep K={len(state.experts)} or start a new run_name"
+        )
+    space = state.design_space
+    for name, rng in (("GCR_range", config.GCR_range), ("spcf_range", config.spcf_range)):
+        stored = space["GCR" if name == "GCR_range" else "spcf"]
+        if not np.allclose(np.asarray(stored, dtype=float), np.asarray(rng, dtype=float)):
+            raise ConfigError(
+                f"{name}: the run '{state.run_name}' was initialised with {list(stored)} but the "
+                f"config says {list(rng)}; restore it or start a new run_name"
+            )
+
+
+def load_run_state(run: Run) -> tuple[PECState, str]:
+    loaded = load_state(run.store, run.name)
+    if loaded is None:
+        raise StateError(
+            f"run '{run.name}' has no pec_state.json in {run.store.root_uri}; run `pec init` first"
+        )
+    state, version = loaded
+    check_compatible(run.config, state)
+    return state, version
+
+
+def initialise_run(run: Run) -> tuple[PECState, str, bool]:
+    """Load the run's state, or seed the K Gaussians and write it. Returns (state, version, created)."""
+    loaded = load_state(run.store, run.name)
+    if loaded is not None:
+        state, version = loaded
+        check_compatible(run.config, state)
+        return state, version, False
+    cfg = run.config
+    init = initialise_gaussians(
+        cfg.K,
+        run.space,
+        n_init=cfg.N_init,
+        sigma_scale=cfg.sigma_scale,
+        seed=cfg.effective_init_seed,
+        strategy=cfg.init_strategy,
+        centers=np.asarray(cfg.centers, dtype=float) if cfg.centers is not None else None,
+        init_pool_size=cfg.init_pool_size,
+        lloyd_iterations=cfg.lloyd_iterations,
+        init_jitter_scale=cfg.init_jitter_scale,
+        init_anchor_region=cfg.init_anchor_region,
+        target_init_coverage=cfg.target_init_coverage,
+        coverage_seed=coverage_seed(cfg),
+    )
+    experts = [
+        ExpertState(
+            id=k,
+            mu=[float(v) for v in init.centers[k]],
+            sigma=_diag(init.variances[k]),
+            designs=[[float(a), float(b)] for a, b in init.designs[k]],
+        )
+        for k in range(cfg.K)
+    ]
+    state = PECState(
+        schema_version=SCHEMA_VERSION,
+        run_name=run.name,
+        iteration=0,
+        usd_rel_path=cfg.usd_rel_path,
+        design_space={"GCR": list(cfg.GCR_range), "spcf": list(cfg.spcf_range)},
+        experts=experts,
+        history=[],
+        init_strategy=init.strategy,
+        init_seed=init.seed,
+        init_sigma_scale=init.sigma_scale,
+        init_target_coverage=init.target_coverage,
+        init_realized_coverage=init.realized_coverage,
+        config_hash=cfg.content_hash(),
+        coverage=[],
+    )
+    version = save_state(run.store, state, expected_version=None, previous=None)
+    return state, version, True
+
+
+def coverage_seed(config: PECConfig) -> int:
+    """One seeded Monte-Carlo point set for init, refit and stopping (PEC_DETAILS: do better)."""
+    return derive_seed(config.seed, "coverage")
+
+
+def state_coverage(run: Run, state: PECState) -> float:
+    return mc_coverage(
+        state.expert_mus(), state.expert_variances(), run.space, seed=coverage_seed(run.config)
+    )
+
+
+def _diag(variance: np.ndarray) -> list[list[float]]:
+    return [[float(variance[0]), 0.0], [0.0, float(variance[1])]]
+
+
+# ---------------------------------------------------------------- step 1: training
+
+
+def previous_scores(run: Run, iteration: int, expert_id: int) -> list[float] | None:
+    """Expert k's frontier scores of iteration N-1 (for dl), or None when missing."""
+    if iteration <= 0:
+        return None
+    scores = read_scores(run, iteration - 1)
+    if scores is None:
+        return None
+    row = scores["scores"][expert_id] if expert_id < len(scores["scores"]) else None
+    if row is None:
+        return None
+    return [float(v) for v in row]
+
+
+def starting_level_for(run: Run, iteration: int, expert_id: int) -> int:
+    return starting_level(
+        previous_scores(run, iteration, expert_id), run.config.dl_initial, run.config.dl_buffer
+    )
+
+
+def training_samples(run: Run, state: PECState, expert_id: int) -> tuple[np.ndarray, np.ndarray]:
+    """Fresh per-environment designs from the expert's current Gaussian, seeded per (expert, iteration)."""
+    expert = state.experts[expert_id]
+    rng = np.random.default_rng(
+        derive_seed(run.config.seed, "train-samples", expert_id, state.iteration)
+    )
+    samples = sample_designs(
+        np.asarray(expert.mu, dtype=float),
+        np.asarray([expert.sigma[0][0], expert.sigma[1][1]], dtype=float),
+        run.config.effective_num_envs,
+        run.space,
+        rng,
+    ).astype(np.float32)
+    return samples[:, 0].copy(), samples[:, 1].copy()
+
+
+def _npy_bytes(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, array, allow_pickle=False)
+    return buffer.getvalue()
+
+
+def prepare_training(run: Run, state: PECState, expert_id: int) -> TrainJobSpec:
+    """Write the expert's samples for this iteration and describe its training job."""
+    cfg = run.config
+    iteration = state.iteration
+    gcr, spcf = training_samples(run, state, expert_id)
+    gcr_key, spcf_key = layout.samples_keys(run.name, expert_id, iteration)
+    run.store.write_bytes(gcr_key, _npy_bytes(gcr))
+    run.store.write_bytes(spcf_key, _npy_bytes(spcf))
+    expert = state.experts[expert_id]
+    resume = expert.checkpoint if iteration > 0 else None
+    return TrainJobSpec(
+        kind="train",
+        backend=cfg.backend,
+        store=run.store_spec,
+        run_name=run.name,
+        expert_id=expert_id,
+        iteration=iteration,
+        samples_gcr_key=gcr_key,
+        samples_spcf_key=spcf_key,
+        start_level=starting_level_for(run, iteration, expert_id),
+        max_iterations=cfg.max_iterations_iter0 if resume is None else cfg.max_iterations,
+        num_envs=cfg.effective_num_envs,
+        seed=derive_seed(cfg.seed, "train", expert_id, iteration),
+        device=cfg.effective_device,
+        resume_checkpoint_uri=resume,
+        settings=dict(cfg.backend_settings),
+        timeout_s=cfg.train_timeout_h * 3600.0,
+    )
+
+
+def record_train_result(run: Run, spec: TrainJobSpec, result: TrainJobResult) -> str:
+    key = layout.train_result_key(run.name, spec.expert_id, spec.iteration)
+    run.store.write_bytes(key, json.dumps(result.model_dump(mode="json"), indent=2).encode())
+    return key
+
+
+def read_train_result(run: Run, expert_id: int, iteration: int) -> TrainJobResult | None:
+    """A finished training of (expert, iteration) whose checkpoint still exists, else None."""
+    key = layout.train_result_key(run.name, expert_id, iteration)
+    try:
+        data = json.loads(run.store.read_bytes(key))
+    except NotFoundError:
+        return None
+    result = TrainJobResult.model_validate(data)
+    if not checkpoint_exists(run, result.checkpoint_uri):
+        return None
+    return result
+
+
+def checkpoint_exists(run: Run, uri: str | None) -> bool:
+    if uri is None:
+        return False
+    try:
+        return run.store.exists(run.store.key_for_uri(uri))
+    except Exception:  # a URI of another store cannot be checked from here
+        return False
+
+
+@dataclass(frozen=True)
+class TrainingOutcome:
+    """What happened to one expert's training this iteration (the crash rule's input)."""
+
+    expert_id: int
+    result: TrainJobResult | None
+    error: str | None = None
+
+
+def apply_training_outcomes(
+    run: Run, state: PECState, outcomes: list[TrainingOutcome]
+) -> tuple[PECState, list[int]]:
+    """Fold training results into the state; returns it and the experts left with no checkpoint.
+
+    Crash rule: a failed expert keeps its previous checkpoint, is still marked trained for
+    this iteration, and the failure is recorded. A URI enters the state only if it exists.
+    """
+    iteration = state.iteration
+    experts = list(state.experts)
+    without_checkpoint: list[int] = []
+    for outcome in outcomes:
+        expert = experts[outcome.expert_id]
+        update: dict[str, Any] = {"last_trained_pec_iter": iteration}
+        failures = list(expert.failures)
+        result = outcome.result
+        if result is not None and checkpoint_exists(run, result.checkpoint_uri):
+            update["checkpoint"] = result.checkpoint_uri
+            update["trained"] = True
+            if result.last_checkpoint_uri and checkpoint_exists(run, result.last_checkpoint_uri):
+                update["last_checkpoint"] = result.last_checkpoint_uri
+            if result.warning:
+                failures.append(
+                    ExpertFailure(
+                        iteration=iteration, message=result.warning, fallback_checkpoint=None
+                    )
+                )
+        else:
+            message = (
+                outcome.error or "training reported a checkpoint that does not exist in the store"
+            )
+            fallback = expert.checkpoint if checkpoint_exists(run, expert.checkpoint) else None
+            failures.append(
+                ExpertFailure(iteration=iteration, message=message, fallback_checkpoint=fallback)
+            )
+            if fallback is None:
+                without_checkpoint.append(outcome.expert_id)
+                update["last_trained_pec_iter"] = expert.last_trained_pec_iter
+        update["failures"] = failures
+        experts[outcome.expert_id] = expert.model_copy(update=update)
+    return state.model_copy(update={"experts": experts}), without_checkpoint
+
+
+def commit_training(
+    run: Run, state: PECState, version: str, outcomes: list[TrainingOutcome]
+) -> tuple[PECState, str, list[int]]:
+    """CLI step mode: apply outcomes and write the state at once."""
+    new_state, missing = apply_training_outcomes(run, state, outcomes)
+    new_version = save_state(run.store, new_state, expected_version=version, previous=state)
+    return new_state, new_version, missing
+
+
+# ---------------------------------------------------------------- step 2: frontier evaluation
+
+
+def frontier_candidates(run: Run, state: PECState) -> CandidateSelection:
+    """The F candidates of this iteration (recomputed deterministically; written once)."""
+    cfg = run.config
+    iteration = state.iteration
+    mode = effective_mode(cfg.sampling_mode, iteration, cfg.auto_switch_iter)
+    selection = select_candidates(
+        state.expert_mus(),
+        state.expert_variances(),
+        run.space,
+        F=cfg.F,
+        pool_factor=cfg.pool_factor,
+        mode=mode,
+        border_inner_ld=cfg.border_inner_ld,
+        border_outer_ld=cfg.border_outer_ld,
+        seed=derive_seed(cfg.seed, "frontier", iteration),
+    )
+    key = layout.candidates_key(run.name, iteration)
+    payload = {
+        "iteration": iteration,
+        "mode": selection.mode,
+        "band_count": selection.band_count,
+        "pool_size": selection.pool_size,
+        "candidates": [
+            {"id": i, "GCR": float(d[0]), "spcf": float(d[1]), "max_log_density": float(ld)}
+            for i, (d, ld) in enumerate(
+                zip(selection.designs, selection.max_log_density, strict=True)
+            )
+        ],
+    }
+    run.store.write_bytes(key, json.dumps(payload, indent=2).encode())
+    return selection
+
+
+def prepare_evaluation(
+    run: Run, state: PECState, expert_id: int, candidates: np.ndarray
+) -> EvalJobSpec | None:
+    """The expert's frontier job, or None when it has no checkpoint to evaluate."""
+    expert = state.experts[expert_id]
+    if not checkpoint_exists(run, expert.checkpoint):
+        return None
+    assert expert.checkpoint is not None
+    cfg = run.config
+    return EvalJobSpec(
+        kind="eval",
+        backend=cfg.backend,
+        store=run.store_spec,
+        run_name=run.name,
+        expert_id=expert_id,
+        iteration=state.iteration,
+        checkpoint_uri=expert.checkpoint,
+        designs=[(float(g), float(s)) for g, s in candidates],
+        num_episodes=cfg.num_episodes,
+        start_difficulty=cfg.start_difficulty,
+        seed=derive_seed(cfg.seed, "eval", expert_id, state.iteration),
+        device=cfg.effective_device,
+        settings=dict(cfg.backend_settings),
+        timeout_s=cfg.eval_timeout_h * 3600.0,
+        result_key=layout.expert_frontier_results_key(run.name, state.iteration, expert_id),
+    )
+
+
+def validate_levels(levels: list[int], expected: int, who: str) -> list[int]:
+    if len(levels) != expected:
+        raise InputError(
+            f"{who}: expected {expected} scores (one per candidate), got {len(levels)}"
+        )
+    for i, value in enumerate(levels):
+        if not isinstance(value, int | float) or not math.isfinite(value):
+            raise InputError(f"{who}: score of candidate {i} is {value!r}, not a finite number")
+    return [int(v) for v in levels]
+
+
+def write_scores(
+    run: Run, state: PECState, selection: CandidateSelection, levels: dict[int, list[int] | None]
+) -> dict[str, Any]:
+    """scores.json: per expert the F final levels (null when it could not be evaluated)."""
+    cfg = run.config
+    F = len(selection.designs)
+    rows: list[list[int] | None] = []
+    for k in range(len(state.experts)):
+        row = levels.get(k)
+        rows.append(None if row is None else validate_levels(row, F, f"expert {k}"))
+    if all(row is None for row in rows):
+        raise InputError("scores: no expert could be evaluated; train at least one expert first")
+    payload: dict[str, Any] = {
+        "iteration": state.iteration,
+        "scores": rows,
+        "protocol": {
+            "F": F,
+            "K": len(state.experts),
+            "num_episodes": cfg.num_episodes,
+            "start_difficulty": cfg.start_difficulty,
+            "sampling_mode": selection.mode,
+            "band_count": selection.band_count,
+        },
+    }
+    run.store.write_bytes(
+        layout.scores_key(run.name, state.iteration), json.dumps(payload, indent=2).encode()
+    )
+    return payload
+
+
+def read_scores(run: Run, iteration: int) -> dict[str, Any] | None:
+    try:
+        return dict(json.loads(run.store.read_bytes(layout.scores_key(run.name, iteration))))
+    except NotFoundError:
+        return None
+
+
+def read_candidates(run: Run, iteration: int) -> np.ndarray:
+    key = layout.candidates_key(run.name, iteration)
+    try:
+        data = json.loads(run.store.read_bytes(key))
+    except NotFoundError:
+        raise StateError(
+            f"iteration {iteration} has no frontier candidates ({run.store.uri(key)}); "
+            "run `pec evaluate-frontier` first"
+        ) from None
+    return np.asarray([[c["GCR"], c["spcf"]] for c in data["candidates"]], dtype=float)
+
+
+def score_matrix(scores: dict[str, Any], K: int, F: int) -> np.ndarray:
+    """(K, F) float matrix, NaN for an expert that was not evaluated; shape-checked."""
+    rows = scores.get("scores")
+    if not isinstance(rows, list) or len(rows) != K:
+        raise InputError(
+            f"scores: expected a list of K={K} rows, got {type(rows).__name__} of length {len(rows) if isinstance(rows, list) else '-'}"
+        )
+    matrix = np.full((K, F), np.nan)
+    for k, row in enumerate(rows):
+        if row is None:
+            continue
+        matrix[k] = np.asarray(validate_levels(list(row), F, f"scores of expert {k}"), dtype=float)
+    if np.isnan(matrix).all():
+        raise InputError("scores: every expert's row is null; nothing to refit from")
+    return matrix
+
+
+# ---------------------------------------------------------------- step 3: refit
+
+
+def refit_iteration(
+    run: Run,
+    state: PECState,
+    version: str,
+    previous: PECState | None = None,
+    scores: dict[str, Any] | None = None,
+) -> tuple[PECState, str]:
+    """Snapshot, assign the frontier to winners, refit, iteration += 1, write the state once."""
+    cfg = run.config
+    iteration = state.iteration
+    candidates = read_candidates(run, iteration)
+    scores = scores if scores is not None else read_scores(run, iteration)
+    if scores is None:
+        raise StateError(
+            f"iteration {iteration} has no scores.json; run `pec evaluate-frontier` first"
+        )
+    K = len(state.experts)
+    matrix = score_matrix(scores, K, len(candidates))
+    coverage_before = state_coverage(run, state)
+    snapshot = HistoryEntry(
+        iteration=iteration,
+        experts_snapshot=[
+            ExpertSnapshot(
+                id=e.id,
+                mu=list(e.mu),
+                sigma=[list(r) for r in e.sigma],
+                checkpoint=e.checkpoint,
+                n_designs=len(e.designs),
+            )
+            for e in state.experts
+        ],
+        coverage_before=coverage_before,
+    )
+    result = refit_experts(
+        state.expert_mus(),
+        state.expert_variances(),
+        [state.designs_array(k) for k in range(K)],
+        candidates,
+        matrix,
+        run.space,
+        min_var_scale=cfg.min_var_scale,
+        min_designs=cfg.min_designs,
+    )
+    experts = [
+        e.model_copy(
+            update={
+                "mu": [float(v) for v in fit.mu],
+                "sigma": _diag(fit.variance),
+                "designs": [[float(a), float(b)] for a, b in fit.designs],
+            }
+        )
+        for e, fit in zip(state.experts, result.experts, strict=True)
+    ]
+    refitted = state.model_copy(
+        update={
+            "experts": experts,
+            "history": [*state.history, snapshot],
+            "iteration": iteration + 1,
+        }
+    )
+    after = state_coverage(run, refitted)
+    refitted = refitted.model_copy(
+        update={"coverage": [*state.coverage, CoverageRecord(iteration=iteration, coverage=after)]}
+    )
+    winners = assign_winners(matrix)
+    all_zero = [bool(np.nanmax(matrix[:, i]) == 0) for i in range(matrix.shape[1])]
+    assignments = {
+        "iteration": iteration,
+        "rule": "argmax over experts; ties go to the lower expert id (so an all-zero candidate goes to the lowest evaluated id)",
+        "candidates": [
+            {
+                "id": i,
+                "GCR": float(candidates[i, 0]),
+                "spcf": float(candidates[i, 1]),
+                "winner": int(winners[i]),
+                "scores": [None if np.isnan(v) else int(v) for v in matrix[:, i]],
+                "all_zero": all_zero[i],
+            }
+            for i in range(len(candidates))
+        ],
+        "won_counts": list(result.won_counts),
+        "refitted": [bool(fit.refitted) for fit in result.experts],
+        "coverage_before": coverage_before,
+        "coverage_after": after,
+    }
+    run.store.write_bytes(
+        layout.assignments_key(run.name, iteration), json.dumps(assignments, indent=2).encode()
+    )
+    new_version = save_state(
+        run.store, refitted, expected_version=version, previous=previous or state
+    )
+    return refitted, new_version
+
+
+# ---------------------------------------------------------------- stopping
+
+
+def latest_coverage(state: PECState) -> float | None:
+    return state.coverage[-1].coverage if state.coverage else None
+
+
+def stop_reason(config: PECConfig, state: PECState) -> str | None:
+    """Why the run is finished, or None if another iteration should run."""
+    if state.iteration >= config.max_pec_iterations:
+        return f"reached max_pec_iterations={config.max_pec_iterations}"
+    cov = latest_coverage(state)
+    if cov is not None and cov >= config.coverage_target:
+        return f"coverage {cov:.3f} reached coverage_target={config.coverage_target}"
+    return None
