@@ -26,6 +26,7 @@ from pec.errors import ConfigError, InputError, PECError, StateError
 from pec.jobs.spec import EvalJobResult, StoreSpec, TrainJobResult
 from pec.routing import route
 from pec.state import PECState
+from pec.steps import state_space
 from pec.store import S3Settings, Store, open_store
 
 console = Console()
@@ -288,7 +289,6 @@ def cmd_visualize(args: argparse.Namespace) -> int:
 
 def cmd_route(args: argparse.Namespace) -> int:
     store, _ = open_run_store(args.store)
-    from pec.design_space import DesignSpace
     from pec.designs_file import read_designs_file
     from pec.run_names import validate_run_name
     from pec.state_io import load_state
@@ -298,9 +298,7 @@ def cmd_route(args: argparse.Namespace) -> int:
     if loaded is None:
         raise StateError(f"run '{run_name}' has no pec_state.json in {store.root_uri}")
     state = loaded[0]
-    space = DesignSpace(
-        gcr=tuple(state.design_space["GCR"]), spcf=tuple(state.design_space["spcf"])
-    )  # type: ignore[arg-type]
+    space = state_space(state)
     if args.designs_file:
         designs = read_designs_file(Path(args.designs_file))
         points = np.asarray([[d.GCR, d.spcf] for d in designs], dtype=float)

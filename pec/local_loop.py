@@ -31,6 +31,13 @@ class IterationReport:
     stop_reason: str | None
 
 
+def _expert_logger(expert_id: int) -> Callable[[str], None]:
+    def emit(line: str) -> None:
+        log.info("expert %d: %s", expert_id, line)
+
+    return emit
+
+
 def train_all(
     run: steps.Run, state: PECState, executor: Executor
 ) -> tuple[list[steps.TrainingOutcome], list[int]]:
@@ -44,9 +51,7 @@ def train_all(
             continue
         spec = steps.prepare_training(run, state, k)
         try:
-            result = executor.execute(
-                spec, log=lambda line, k=k: log.info("expert %d: %s", k, line)
-            )
+            result = executor.execute(spec, log=_expert_logger(k))
         except PECError as exc:
             outcomes.append(steps.TrainingOutcome(k, None, str(exc)))
             continue

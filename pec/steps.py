@@ -57,6 +57,11 @@ class Run:
         return DesignSpace(gcr=self.config.GCR_range, spcf=self.config.spcf_range)
 
 
+def state_space(state: PECState) -> DesignSpace:
+    gcr, spcf = state.design_space["GCR"], state.design_space["spcf"]
+    return DesignSpace(gcr=(float(gcr[0]), float(gcr[1])), spcf=(float(spcf[0]), float(spcf[1])))
+
+
 def make_run(store: Store, store_spec: StoreSpec, run_name: str, config: PECConfig) -> Run:
     return Run(store=store, store_spec=store_spec, name=validate_run_name(run_name), config=config)
 
@@ -213,6 +218,17 @@ def training_samples(run: Run, state: PECState, expert_id: int) -> tuple[np.ndar
     return samples[:, 0].copy(), samples[:, 1].copy()
 
 
+def job_settings(run: Run, state: PECState) -> dict[str, Any]:
+    """Backend settings of a job. Isaac Lab gets the robot asset path from the state, never by hand."""
+    settings = dict(run.config.backend_settings)
+    if run.config.backend == "isaaclab":
+        if state.usd_rel_path is not None:
+            settings["usd_rel_path"] = state.usd_rel_path
+        if run.config.task is not None:
+            settings["task"] = run.config.task
+    return settings
+
+
 def _npy_bytes(array: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     np.save(buffer, array, allow_pickle=False)
@@ -244,7 +260,7 @@ def prepare_training(run: Run, state: PECState, expert_id: int) -> TrainJobSpec:
         seed=derive_seed(cfg.seed, "train", expert_id, iteration),
         device=cfg.effective_device,
         resume_checkpoint_uri=resume,
-        settings=dict(cfg.backend_settings),
+        settings=job_settings(run, state),
         timeout_s=cfg.train_timeout_h * 3600.0,
     )
 
@@ -396,7 +412,7 @@ def prepare_evaluation(
         start_difficulty=cfg.start_difficulty,
         seed=derive_seed(cfg.seed, "eval", expert_id, state.iteration),
         device=cfg.effective_device,
-        settings=dict(cfg.backend_settings),
+        settings=job_settings(run, state),
         timeout_s=cfg.eval_timeout_h * 3600.0,
         result_key=layout.expert_frontier_results_key(run.name, state.iteration, expert_id),
     )

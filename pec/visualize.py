@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 
 import numpy as np
 
@@ -127,12 +128,22 @@ def render_all_soft(
 ) -> list[str]:
     """Every plot for the state (and iteration N if given); failures are logged, not raised."""
     written: list[str] = []
-    jobs = [("initial_state", lambda: [render_initial(store, state)])]
-    if iteration is not None:
-        jobs.append((f"iteration {iteration}", lambda: render_iteration(store, state, iteration)))
-    jobs.append(
-        ("coverage", lambda: [k for k in [render_coverage(store, state, coverage_target)] if k])
-    )
+
+    def initial() -> list[str]:
+        return [render_initial(store, state)]
+
+    def frontier() -> list[str]:
+        return [] if iteration is None else render_iteration(store, state, iteration)
+
+    def coverage() -> list[str]:
+        key = render_coverage(store, state, coverage_target)
+        return [key] if key else []
+
+    jobs: list[tuple[str, Callable[[], list[str]]]] = [
+        ("initial_state", initial),
+        (f"iteration {iteration}", frontier),
+        ("coverage", coverage),
+    ]
     for what, job in jobs:
         try:
             written.extend(job())

@@ -8,9 +8,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from s3_server import S3TestServer, start_s3_server
 
 from pec.store import LocalStore, S3Store
-from s3_server import S3TestServer, start_s3_server
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -111,8 +111,9 @@ class RecordingBackend:
         self.eval_checkpoint_bytes.append(request.checkpoint.read_bytes())
         if request.settings.get("fail") == "evaluate":
             raise RuntimeError("double told to fail evaluate")
-        if "levels" in request.settings:
-            return list(request.settings["levels"])  # type: ignore[call-overload]
+        levels = request.settings.get("levels")
+        if isinstance(levels, list):
+            return [int(level) for level in levels]
         return [min(74, request.start_difficulty + i) for i in range(len(request.gcr))]
 
 

@@ -211,11 +211,15 @@ class S3TestServer:
                 proc.wait(timeout=10)
         # weed puts these gRPC sockets in /tmp whatever TMPDIR says; they carry our ports.
         if self.ports:
-            for name in (
-                f"seaweedfs-admin-grpc-{self.ports['admin'] + 10000}.sock",
-                f"seaweedfs-s3-grpc-{self.ports['s3_grpc']}.sock",
-            ):
-                Path("/tmp", name).unlink(missing_ok=True)
+            grpc = {
+                "admin": self.ports["admin"] + 10000,
+                "master": self.ports["master_grpc"],
+                "filer": self.ports["filer_grpc"],
+                "volume": self.ports["volume_grpc"],
+                "s3": self.ports["s3_grpc"],
+            }
+            for service, port in grpc.items():
+                Path("/tmp", f"seaweedfs-{service}-grpc-{port}.sock").unlink(missing_ok=True)
 
 
 def start_s3_server(workdir: Path) -> S3TestServer:

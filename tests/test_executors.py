@@ -126,9 +126,17 @@ def test_subprocess_failure_before_checkpoint_raises_with_the_output_tail(
     store: LocalStore,
 ) -> None:
     spec = train_spec(store, settings={"fail": "before_checkpoint"})
-    with pytest.raises(JobError, match="exited with code 1") as caught:
+    with pytest.raises(JobError, match=r"failed \(exit code 1\)") as caught:
         SubprocessExecutor(env=DOUBLES_ENV).execute(spec)
     assert "double told to fail before_checkpoint" in str(caught.value)
+
+
+def test_subprocess_job_verdict_beats_a_stale_checkpoint(store: LocalStore) -> None:
+    # A best checkpoint left by an earlier attempt must not turn this failure into success.
+    store.write_bytes(best_key(), b"from an earlier attempt")
+    spec = train_spec(store, settings={"fail": "before_checkpoint"})
+    with pytest.raises(JobError, match=r"failed \(exit code 1\)"):
+        SubprocessExecutor(env=DOUBLES_ENV).execute(spec)
 
 
 def test_subprocess_killed_after_checkpoint_reports_the_uploaded_checkpoint(
@@ -201,7 +209,9 @@ def test_cli_exit_codes(store: LocalStore, tmp_path: Path) -> None:
     assert bad.returncode == 2
     assert "bogus" in bad.stderr
 
-    spec_path.write_text(train_spec(store, settings={"fail": "before_checkpoint"}).model_dump_json())
+    spec_path.write_text(
+        train_spec(store, settings={"fail": "before_checkpoint"}).model_dump_json()
+    )
     failed = run_cli(spec_path, result_path)
     assert failed.returncode == 1
     assert "failed before writing model_best.pt" in failed.stderr
@@ -214,6 +224,21 @@ def test_cli_exit_codes(store: LocalStore, tmp_path: Path) -> None:
     assert written["checkpoint_uri"] == store.uri(best_key())
     last_line = ok.stdout.strip().splitlines()[-1]
     assert json.loads(last_line.removeprefix("PEC_JOB_RESULT ")) == written
+
+
+def test_cli_unexpected_crash_has_its_own_exit_code(
+    store: LocalStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pec.jobs import __main__ as job_cli
+
+    def crash(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("bug outside the backend")
+
+    monkeypatch.setattr(job_cli, "run_job", crash)
+    monkeypatch.setattr(logging, "basicConfig", lambda **kwargs: None)
+    spec_path = tmp_path / "spec.json"
+    spec_path.write_text(train_spec(store).model_dump_json())
+    assert job_cli.main([str(spec_path)]) == 3
 
 
 # --- docker (docker-py double; the real engine is exercised elsewhere) ------------------------
@@ -281,9 +306,15 @@ def test_container_kwargs_reject_nonsense(tmp_path: Path) -> None:
         container_create_kwargs(image="", host_job_dir=tmp_path)
 
 
-def docker_executor(client: FakeDockerClient, **options: object) -> DockerExecutor:
+def docker_executor(
+    client: FakeDockerClient, timeout_s: float | None = None, stop_timeout_s: int = 30
+) -> DockerExecutor:
     return DockerExecutor(
-        "pec:cpu", docker_client_factory=lambda: client, poll_interval_s=0.01, **options
+        "pec:cpu",
+        docker_client_factory=lambda: client,
+        poll_interval_s=0.01,
+        timeout_s=timeout_s,
+        stop_timeout_s=stop_timeout_s,
     )
 
 
@@ -324,11 +355,20 @@ def test_docker_crash_after_checkpoint_reports_it(store: LocalStore) -> None:
 
 
 def test_docker_crash_before_checkpoint_raises_with_the_log_tail(store: LocalStore) -> None:
-    client = FakeDockerClient(exit_code=1, log_chunks=[b"Traceback\nCUDA error: out of memory\n"])
-    with pytest.raises(JobError, match="exited with code 1") as caught:
+    client = FakeDockerClient(exit_code=3, log_chunks=[b"Traceback\nCUDA error: out of memory\n"])
+    with pytest.raises(JobError, match="exited with code 3 and left no usable result") as caught:
         docker_executor(client).execute(train_spec(store))
     assert "CUDA error: out of memory" in str(caught.value)
     assert client.containers.created[0].removed
+
+
+def test_docker_job_verdict_is_final_even_with_a_checkpoint_in_the_store(
+    store: LocalStore,
+) -> None:
+    store.write_bytes(best_key(), BEST)
+    client = FakeDockerClient(exit_code=1, log_chunks=[b"error: training failed before\n"])
+    with pytest.raises(JobError, match=r"(?s)failed \(exit code 1\).*training failed before"):
+        docker_executor(client).execute(train_spec(store))
 
 
 def test_docker_timeout_stops_then_removes(store: LocalStore) -> None:
@@ -375,3 +415,47 @@ def test_make_executor_kinds() -> None:
     assert isinstance(docker, DockerExecutor) and docker.gpus == 1
     with pytest.raises(ConfigError, match="executor 'kubernetes' is unknown"):
         make_executor("kubernetes")
+
+
+# --- the real path: the embedded MuJoCo backend ------------------------------------------
+
+TINY_MUJOCO = {"task": {"episode_steps": 20}}  # short episodes keep the test in seconds
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("executor_kind", ["inprocess", "subprocess"])
+def test_tiny_mujoco_train_then_eval(store: LocalStore, executor_kind: str) -> None:
+    import torch
+
+    executor = make_executor(executor_kind)
+    spec = train_spec(store, backend="mujoco", max_iterations=2, settings=TINY_MUJOCO)
+    trained = executor.execute(spec)
+    assert isinstance(trained, TrainJobResult)
+    assert trained.warning is None
+    assert trained.checkpoint_uri == store.uri(best_key())
+    assert trained.last_checkpoint_uri == store.uri(
+        layout.last_checkpoint_key(RUN, EXPERT, ITERATION)
+    )
+    assert trained.metrics["iterations"] == 2.0
+    checkpoint = Path(trained.checkpoint_uri)
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    assert "actor_state_dict" in state
+    tb_prefix = layout.train_log_prefix(RUN, EXPERT, ITERATION)
+    assert any(key.startswith(tb_prefix + "events.out.tfevents") for key in store.list(tb_prefix))
+
+    evaluation = parse_job_spec(
+        eval_spec_dict(
+            store.root,
+            trained.checkpoint_uri,
+            backend="mujoco",
+            num_episodes=1,
+            start_difficulty=10,
+            settings=TINY_MUJOCO,
+        )
+    )
+    scored = executor.execute(evaluation)
+    assert isinstance(scored, EvalJobResult)
+    assert scored.expert_id == 1
+    assert len(scored.levels) == 3  # one level per design
+    # one episode moves a level by at most one step from the start difficulty
+    assert all(level in (9, 10, 11) for level in scored.levels)

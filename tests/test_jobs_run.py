@@ -51,7 +51,7 @@ def last_key() -> str:
 
 
 def tb_key() -> str:
-    return layout.train_log_prefix(RUN, EXPERT, ITERATION) + "tb/events.out.tfevents.1.double"
+    return layout.train_log_prefix(RUN, EXPERT, ITERATION) + "events.out.tfevents.1.double"
 
 
 def test_train_job_uploads_to_the_layout_keys_and_returns_uris(
@@ -113,6 +113,15 @@ def test_crash_after_best_checkpoint_reports_it_with_a_warning(
     assert result.metrics == {"mean_level": 3.0, "mean_reward": 1.5}  # last progress seen
     assert store.read_bytes(tb_key()) == b"tensorboard-double"
     assert any("crashed after writing model_best.pt" in r.message for r in caplog.records)
+
+
+def test_stale_last_checkpoint_is_not_reported_after_a_crash(
+    store: LocalStore, backend: RecordingBackend
+) -> None:
+    store.write_bytes(last_key(), b"from a previous attempt")
+    result = job_run.run_train_job(train_spec(store, settings={"fail": "after_checkpoint"}))
+    assert result.warning is not None
+    assert result.last_checkpoint_uri is None
 
 
 def test_crash_before_best_checkpoint_is_a_job_error(

@@ -349,7 +349,7 @@ def test_layout_rejects_bad_inputs() -> None:
     with pytest.raises(InputError, match="iteration"):
         layout.scores_key("demo", -1)
     with pytest.raises(InputError, match="expert_id"):
-        layout.samples_keys("demo", True, 0)  # type: ignore[arg-type]
+        layout.samples_keys("demo", True, 0)
     with pytest.raises(InputError, match="designs_stem"):
         layout.final_eval_dir("demo", "../up")
     with pytest.raises(InputError, match="plot name"):

@@ -3,7 +3,8 @@
 This is what every out-of-process executor runs (subprocess, container, remote worker).
 Progress goes to stdout line by line; the last line is ``PEC_JOB_RESULT <json>`` so a
 caller that only sees the output stream still gets the result. Exit codes: 0 success
-(possibly with a warning), 1 the job failed, 2 the spec is invalid. SIGTERM becomes an
+(possibly with a warning), 1 the job failed and said why (its verdict is final), 2 the
+spec is invalid, 3 an unexpected crash (the caller may still recover an uploaded checkpoint). SIGTERM becomes an
 exception inside the job, so a checkpoint uploaded before the kill is still reported.
 """
 
@@ -19,10 +20,15 @@ from types import FrameType
 
 from pec.errors import ConfigError, PECError
 from pec.jobs.run import run_job
-from pec.jobs.spec import parse_job_spec
+from pec.jobs.spec import (
+    EXIT_BAD_SPEC,
+    EXIT_CRASHED,
+    EXIT_JOB_FAILED,
+    EXIT_OK,
+    parse_job_spec,
+)
 
 RESULT_MARKER = "PEC_JOB_RESULT"
-EXIT_OK, EXIT_JOB_FAILED, EXIT_BAD_SPEC = 0, 1, 2
 
 logger = logging.getLogger("pec.jobs")
 
@@ -74,6 +80,9 @@ def main(argv: list[str] | None = None) -> int:
     except PECError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_JOB_FAILED
+    except Exception:
+        logger.exception("job crashed unexpectedly")
+        return EXIT_CRASHED
     finally:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
 

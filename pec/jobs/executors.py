@@ -23,6 +23,8 @@ from pec import layout
 from pec.errors import ConfigError, JobError
 from pec.jobs.run import prefix_uri, run_job
 from pec.jobs.spec import (
+    EXIT_BAD_SPEC,
+    EXIT_JOB_FAILED,
     EvalJobResult,
     EvalJobSpec,
     TrainJobResult,
@@ -86,10 +88,18 @@ def finish_external_job(
     """Turn what an out-of-process job left behind into a result or a JobError.
 
     `exit_code` None means the job never exited by itself; `stopped_reason` says why we
-    stopped it (timeout). A result file written before the stop wins; otherwise a train job
-    falls back to the best checkpoint it uploaded.
+    stopped it (timeout). Exit codes 1 and 2 are the job's own verdict and final. Otherwise a
+    result file written before the end wins; failing that, a train job that was killed
+    (signal, OOM, timeout) falls back to the best checkpoint in the store. That object may
+    predate this attempt if the job died before writing its own: it is still a checkpoint
+    of this (run, expert, iteration), and the warning says it was recovered.
     """
     what = _describe(spec)
+    lines = "\n".join(tail)
+    if stopped_reason is None and exit_code in (EXIT_JOB_FAILED, EXIT_BAD_SPEC):
+        # The job judged its own outcome (crash before its best checkpoint, bad input):
+        # a checkpoint in the store now would be a stale one from an earlier attempt.
+        raise JobError(f"{what} failed (exit code {exit_code}); last output:\n{lines}")
     result: TrainJobResult | EvalJobResult | None = None
     if result_path.is_file() and result_path.stat().st_size > 0:
         result = parse_job_result(spec, result_path.read_bytes())
@@ -106,7 +116,6 @@ def finish_external_job(
         recovered = recover_train_result(spec, reason)
         if recovered is not None:
             return recovered
-    lines = "\n".join(tail)
     raise JobError(f"{reason} and left no usable result; last output:\n{lines}")
 
 

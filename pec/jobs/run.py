@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import posixpath
 import tempfile
 from pathlib import Path
@@ -62,8 +63,9 @@ class _CheckpointUploader:
         self._uploaded[key] = version
         logger.info("uploaded checkpoint %s -> %s", path.name, self._store.uri(key))
 
-    def best_uploaded(self) -> bool:
-        return self.best_key in self._uploaded
+    def uploaded(self, key: str) -> bool:
+        """Sent by this attempt (an object left by an earlier attempt does not count)."""
+        return key in self._uploaded and self._store.exists(key)
 
 
 def run_job(
@@ -120,7 +122,7 @@ def run_train_job(
             outcome = backend.train(request, on_progress=progress, on_checkpoint=uploader.upload)
         except Exception as exc:
             _upload_logs_quietly(store, work_dir, log_prefix)
-            if not (uploader.best_uploaded() and store.exists(uploader.best_key)):
+            if not uploader.uploaded(uploader.best_key):
                 raise JobError(
                     f"training of {what} failed before writing {BEST_CHECKPOINT_NAME}: "
                     f"{type(exc).__name__}: {exc}; fix the cause and re-run the job"
@@ -136,12 +138,12 @@ def run_train_job(
             uploader.upload(outcome.last_checkpoint, uploader.last_key)
             _upload_logs(store, work_dir, log_prefix)
             metrics = {name: float(value) for name, value in outcome.metrics.items()}
-            if not store.exists(uploader.best_key):
+            if not uploader.uploaded(uploader.best_key):
                 raise JobError(
                     f"{BEST_CHECKPOINT_NAME} of {what} is missing from the store after upload "
                     f"({store.uri(uploader.best_key)}); check the store and re-run the job"
                 )
-    last_uri = store.uri(uploader.last_key) if store.exists(uploader.last_key) else None
+    last_uri = store.uri(uploader.last_key) if uploader.uploaded(uploader.last_key) else None
     return TrainJobResult(
         checkpoint_uri=store.uri(uploader.best_key),
         last_checkpoint_uri=last_uri,
@@ -251,10 +253,17 @@ def _tensorboard_files(work_dir: Path) -> list[Path]:
 
 
 def _upload_logs(store: Store, work_dir: Path, log_prefix: str) -> None:
-    """Mirror TensorBoard event files under the log prefix, keeping their sub-folders."""
-    for path in _tensorboard_files(work_dir):
-        relative = path.relative_to(work_dir).as_posix()
-        store.upload_file(posixpath.join(log_prefix, relative), path)
+    """Mirror TensorBoard event files under the log prefix.
+
+    Paths are kept relative to the deepest folder holding all of them, so a single writer's
+    files land directly under the prefix and several writers keep their sub-folders apart.
+    """
+    files = _tensorboard_files(work_dir)
+    if not files:
+        return
+    base = Path(os.path.commonpath([path.parent for path in files]))
+    for path in files:
+        store.upload_file(posixpath.join(log_prefix, path.relative_to(base).as_posix()), path)
 
 
 def _upload_logs_quietly(store: Store, work_dir: Path, log_prefix: str) -> None:

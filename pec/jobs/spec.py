@@ -20,6 +20,12 @@ if TYPE_CHECKING:
 
 MAX_LEVEL = 74  # highest obstacle curriculum level an evaluation can report
 
+# Exit codes of `python -m pec.jobs`, part of the contract every executor relies on.
+EXIT_OK = 0
+EXIT_JOB_FAILED = 1  # the job failed and said why; its verdict is final
+EXIT_BAD_SPEC = 2
+EXIT_CRASHED = 3  # unexpected error: an uploaded checkpoint may still be recovered
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")

@@ -15,6 +15,7 @@ import math
 import os
 import statistics
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -138,6 +139,16 @@ def build_actor(env: BalluVecEnv, ppo: PPOSettings, device: str) -> MLPModel:
     return MLPModel(env.get_observations(), OBS_GROUPS, "actor", env.num_actions, **cfg).to(device)
 
 
+@dataclass
+class Trainer:
+    """What one training run works on (exposed so tests can inspect a warm start)."""
+
+    runner: OnPolicyRunner
+    env: BalluVecEnv
+    settings: MujocoSettings
+    start_iteration: int
+
+
 class MujocoBackend:
     """BALLU on MuJoCo: the embedded simulator, trained with rsl-rl-lib PPO on CPU or GPU."""
 
@@ -150,7 +161,6 @@ class MujocoBackend:
         on_checkpoint: CheckpointCallback | None = None,
     ) -> TrainOutcome:
         """PPO on one env per design; writes model_best.pt / model_last.pt under work_dir."""
-        settings = parse_settings(request.settings)
         gcr = np.asarray(request.gcr, dtype=np.float64).reshape(-1)
         spcf = np.asarray(request.spcf, dtype=np.float64).reshape(-1)
         if gcr.size == 0 or gcr.shape != spcf.shape:
@@ -159,6 +169,14 @@ class MujocoBackend:
             )
         if request.max_iterations < 1:
             raise InputError(f"max_iterations={request.max_iterations}; pass at least 1")
+        trainer = self.build_trainer(request)
+        return self._learn(trainer, request, on_progress, on_checkpoint)
+
+    def build_trainer(self, request: TrainRequest) -> Trainer:
+        """Env + runner for a request, warm-started from resume_checkpoint if given."""
+        settings = parse_settings(request.settings)
+        gcr = np.asarray(request.gcr, dtype=np.float64).reshape(-1)
+        spcf = np.asarray(request.spcf, dtype=np.float64).reshape(-1)
         resume = load_checkpoint(request.resume_checkpoint) if request.resume_checkpoint else None
         work_dir = Path(request.work_dir)
         work_dir.mkdir(parents=True, exist_ok=True)
@@ -172,36 +190,32 @@ class MujocoBackend:
             seed=request.seed,
             device=request.device,
         )
-        cfg = train_cfg(settings.ppo)
         with contextlib.redirect_stdout(io.StringIO()):
-            runner = OnPolicyRunner(env, cfg, log_dir=str(work_dir / "tb"), device=request.device)
+            runner = OnPolicyRunner(
+                env, train_cfg(settings.ppo), log_dir=str(work_dir / "tb"), device=request.device
+            )
         start_it = 0
         if resume is not None:
-            moved = {
-                k: (v if not isinstance(v, dict) else v)
-                for k, v in resume.items()
-                if k.endswith("state_dict")
-            }
             try:
-                runner.alg.load(moved, {"actor": True, "critic": True, "optimizer": True}, True)
+                runner.alg.load(resume, {"actor": True, "critic": True, "optimizer": True}, True)
             except (RuntimeError, KeyError, ValueError) as exc:
                 raise InputError(
                     f"resume_checkpoint {request.resume_checkpoint} does not fit these settings "
-                    f"({exc}); use the same ppo hidden dims"
+                    f"({exc}); use the ppo hidden dims it was trained with"
                 ) from exc
             start_it = int(resume.get("iter", 0))
-        return self._learn(runner, env, settings, request, start_it, on_progress, on_checkpoint)
+            runner.current_learning_iteration = start_it
+        return Trainer(runner=runner, env=env, settings=settings, start_iteration=start_it)
 
     def _learn(
         self,
-        runner: OnPolicyRunner,
-        env: BalluVecEnv,
-        settings: MujocoSettings,
+        trainer: Trainer,
         request: TrainRequest,
-        start_it: int,
         on_progress: ProgressCallback | None,
         on_checkpoint: CheckpointCallback | None,
     ) -> TrainOutcome:
+        runner, env, settings = trainer.runner, trainer.env, trainer.settings
+        start_it = trainer.start_iteration
         alg, logger = runner.alg, runner.logger
         steps = settings.ppo.num_steps_per_env
         work_dir = Path(request.work_dir)
@@ -260,8 +274,11 @@ class MujocoBackend:
                 "iterations": float(done_it),
                 "env_steps": float((done_it - start_it) * steps * env.num_envs),
                 "value_loss": float(loss.get("value", loss.get("value_function", 0.0))),
-                "action_std": float(alg.get_policy().output_std.mean()),
+                "action_std": float(alg.get_policy().output_std.detach().mean()),
             }
+            end_x = env.pop_episode_root_x()
+            if np.isfinite(end_x):
+                metrics["episode_root_x"] = end_x
             if not all(np.isfinite(v) for k, v in metrics.items() if k != "mean_reward"):
                 raise JobError(f"training diverged at iteration {it} (non-finite metrics)")
             improved = mean_level > best_level

@@ -115,6 +115,7 @@ class BalluVecEnv(VecEnv):
             [(self.gcr - glo) / (ghi - glo) * 2 - 1, (self.spcf - slo) / (shi - slo) * 2 - 1], 1
         )
         self.episodes_done: NDArray[np.int64] = np.zeros(num_envs, dtype=np.int64)
+        self._ended_x: list[float] = []
         self.reset_envs(all_ids)
         self._obs = self._compute_obs()
 
@@ -166,6 +167,7 @@ class BalluVecEnv(VecEnv):
         if done_ids.size:
             end_x = self.sim.qpos[done_ids, 0].copy()
             log_items["/episode/root_x"] = float(np.nan_to_num(end_x).mean())
+            self._ended_x.extend(np.nan_to_num(end_x).tolist())
             log_items["/episode/terminated"] = float(terminated[done_ids].mean())
             self.end_episodes(done_ids, end_x)
         log_items["/curriculum/mean_level"] = float(self.levels.mean())
@@ -179,6 +181,11 @@ class BalluVecEnv(VecEnv):
         rew = torch.as_tensor(rewards, dtype=torch.float32, device=self.device)
         done_t = torch.as_tensor(dones, dtype=torch.long, device=self.device)
         return self.get_observations(), rew, done_t, extras
+
+    def pop_episode_root_x(self) -> float:
+        """Mean final root x of the episodes ended since the last call (NaN if none)."""
+        values, self._ended_x = self._ended_x, []
+        return float(np.mean(values)) if values else float("nan")
 
     # ------------------------------------------------------------------ episodes
     def end_episodes(self, env_ids: NDArray[np.int64], root_x: FloatArray) -> None:

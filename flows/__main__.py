@@ -1,0 +1,79 @@
+"""`python -m flows --run_name NAME --config FILE`: a whole run in this process, no worker.
+
+Each iteration is one `pec` flow run (ephemeral Prefect unless PREFECT_API_URL is set),
+called in a loop with chain=False instead of scheduling successors on a deployment.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from pec.cli import open_run_store, resolve_config
+from pec.config import parse_override
+from pec.errors import PECError
+
+console = Console()
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m flows", description="Run PEC iterations as Prefect flow runs, in-process."
+    )
+    parser.add_argument("--run_name", required=True, help="name of the run (folder in the store)")
+    parser.add_argument("--config", default=None, help="YAML config (default: the run's own)")
+    parser.add_argument("--store", default="runs", help="local folder or s3://bucket/prefix")
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="override one key"
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        overrides: dict[str, Any] = dict(parse_override(item) for item in args.set)
+        store, _ = open_run_store(args.store)
+        config = resolve_config(store, args.run_name, args.config, overrides)
+        from flows.pec_flow import pec_flow  # Prefect's import cost only after validation
+
+        progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            TextColumn("{task.completed}/{task.total}"),
+            TextColumn("{task.fields[info]}"),
+            TimeElapsedColumn(),
+            console=console,
+        )
+        with progress:
+            bar = progress.add_task(
+                f"run {args.run_name}", total=config.max_pec_iterations, info=""
+            )
+            while True:
+                result = pec_flow(
+                    run_name=args.run_name,
+                    store=args.store,
+                    config=args.config,
+                    overrides=overrides or None,
+                    chain=False,
+                )
+                coverage = result.get("coverage")
+                info = f"coverage {coverage:.3f}" if coverage is not None else ""
+                progress.update(bar, completed=result["next_iteration"], info=info)
+                if result.get("stop_reason"):
+                    break
+        console.print(f"finished: {result['stop_reason']}")
+        console.print(f"state: {result['state_uri']}")
+        return 0
+    except PECError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,166 @@
+"""The images' Dockerfiles, entry script and compose stack, checked without a Docker engine."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+from dockerfile_parse import DockerfileParser
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCKER = ROOT / "docker"
+HADOLINT = ROOT / ".venv" / "bin" / "hadolint"
+DOCKERFILES = ["Dockerfile.cpu", "Dockerfile.gpu"]
+ENTRYPOINT = "/opt/pec/docker/entrypoint.sh"
+
+
+def parse(name: str) -> DockerfileParser:
+    return DockerfileParser(fileobj=io.BytesIO((DOCKER / name).read_bytes()))
+
+
+def instructions(parser: DockerfileParser, kind: str) -> list[str]:
+    return [i["value"] for i in parser.structure if i["instruction"] == kind]
+
+
+def pins(path: Path) -> dict[str, str]:
+    found = {}
+    for line in path.read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if "==" in line:
+            name, version = line.split("==", 1)
+            found[name.strip().lower()] = version.strip()
+    return found
+
+
+@pytest.mark.parametrize("name", DOCKERFILES)
+def test_hadolint_has_no_errors(name: str) -> None:
+    result = subprocess.run(
+        [str(HADOLINT), "--failure-threshold", "error", str(DOCKER / name)],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    ("name", "default_base"),
+    [("Dockerfile.cpu", "python:3.11-slim-bookworm"), ("Dockerfile.gpu", "isaac-lab")],
+)
+def test_base_image_is_the_build_arg(name: str, default_base: str) -> None:
+    parser = parse(name)
+    assert instructions(parser, "FROM") == ["${BASE_IMAGE}"]
+    first_arg = next(i for i in parser.structure if i["instruction"] in {"ARG", "FROM"})
+    assert first_arg["instruction"] == "ARG", "BASE_IMAGE must be declared before FROM"
+    assert first_arg["value"].startswith("BASE_IMAGE=")
+    assert default_base in first_arg["value"]
+
+
+@pytest.mark.parametrize("name", DOCKERFILES)
+def test_runs_as_non_root_and_enters_through_the_job_script(name: str) -> None:
+    parser = parse(name)
+    users = instructions(parser, "USER")
+    assert users, "no USER instruction: the image would run as root"
+    assert users[-1].split(":")[0] not in {"root", "0"}
+    kinds = [i["instruction"] for i in parser.structure]
+    last_user = len(kinds) - 1 - kinds[::-1].index("USER")
+    assert "RUN" not in kinds[last_user:], "the runtime USER must come after the last RUN"
+    assert [json.loads(v) for v in instructions(parser, "ENTRYPOINT")] == [[ENTRYPOINT]]
+    assert "/opt/pec" in instructions(parser, "WORKDIR")
+
+
+@pytest.mark.parametrize("name", DOCKERFILES)
+def test_pec_is_copied_and_installed(name: str) -> None:
+    parser = parse(name)
+    assert ". /opt/pec" in instructions(parser, "COPY")
+    runs = " ".join(instructions(parser, "RUN"))
+    assert "pip install --no-deps /opt/pec" in runs
+    for copied in instructions(parser, "COPY"):
+        source = copied.split()[0]
+        assert (ROOT / source).exists(), f"{name} copies missing {source}"
+
+
+def test_cpu_image_pins_torch_and_uses_the_lock() -> None:
+    runs = " ".join(instructions(parse("Dockerfile.cpu"), "RUN"))
+    assert "torch==2.13.0" in runs
+    assert "python3 -m venv /opt/venv" in runs
+    assert "requirements.lock" in runs
+
+
+def test_gpu_requirements_match_the_lock() -> None:
+    locked = pins(ROOT / "requirements.lock")
+    gpu = pins(DOCKER / "requirements-gpu.txt")
+    assert "prefect" in gpu and "torch" not in gpu and "numpy" not in gpu
+    assert {name: locked.get(name) for name in gpu} == gpu
+
+
+def run_entrypoint(tmp_path: Path, *args: str) -> list[str]:
+    fake_python = tmp_path / "python"
+    fake_python.write_text('#!/bin/sh\nfor a in "$@"; do echo "$a"; done\n')
+    fake_python.chmod(0o755)
+    result = subprocess.run(
+        ["sh", str(DOCKER / "entrypoint.sh"), *args],
+        env={"PEC_PYTHON": str(fake_python), "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return result.stdout.splitlines()
+
+
+def test_entrypoint_runs_job_specs_through_pec_jobs(tmp_path: Path) -> None:
+    assert run_entrypoint(tmp_path, "/job/spec.json", "--result", "/job/result.json") == [
+        "-m",
+        "pec.jobs",
+        "/job/spec.json",
+        "--result",
+        "/job/result.json",
+    ]
+    assert run_entrypoint(tmp_path, "--help") == ["-m", "pec.jobs", "--help"]
+
+
+def test_entrypoint_maps_python_and_prefect_to_the_image_python(tmp_path: Path) -> None:
+    assert run_entrypoint(tmp_path, "python", "-m", "pec.jobs", "s.json") == [
+        "-m",
+        "pec.jobs",
+        "s.json",
+    ]
+    assert run_entrypoint(tmp_path, "prefect", "flow-run", "execute") == [
+        "-m",
+        "prefect",
+        "flow-run",
+        "execute",
+    ]
+    assert run_entrypoint(tmp_path, "echo", "plain") == ["plain"]
+
+
+def test_dockerignore_keeps_local_state_out() -> None:
+    ignored = {
+        line.strip()
+        for line in (ROOT / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    }
+    assert {".git", ".venv", "runs", "logs", ".env"} <= ignored
+    assert not ({"pec", "flows", "deployments", "docker", "configs"} & ignored)
+
+
+def test_compose_stack() -> None:
+    compose = yaml.safe_load((DOCKER / "compose.yaml").read_text())
+    services = compose["services"]
+    assert {"prefect-server", "postgres", "minio", "worker", "create-buckets"} <= set(services)
+    server_env = services["prefect-server"]["environment"]
+    assert server_env["PREFECT_SERVER_DATABASE_CONNECTION_URL"].startswith("postgresql+asyncpg://")
+    worker = services["worker"]
+    assert worker["command"][:3] == ["prefect", "worker", "start"]
+    assert "pec-local" in worker["command"]
+    assert worker["environment"]["PEC_S3_ENDPOINT_URL"] == "http://minio:9000"
+    assert worker["environment"]["PREFECT_RESULTS_DEFAULT_STORAGE_BLOCK"] == (
+        "s3-bucket/pec-results"
+    )
+    assert services["create-buckets"]["restart"] == "no"
+    assert services["setup"]["build"]["dockerfile"] == "docker/Dockerfile.cpu"
+    text = (DOCKER / "compose.yaml").read_text()
+    assert "MINIO_ROOT_PASSWORD:?" in text and "POSTGRES_PASSWORD:?" in text

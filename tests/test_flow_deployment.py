@@ -1,0 +1,241 @@
+"""CI end to end: a real `prefect server`, a process worker, the deployment from prefect.yaml.
+
+`prefect deployment run pec/main` with the tiny config must complete iteration 0 and its
+chained successor (iteration 1), with a local folder or the S3-compatible server as the
+store. Every process started here is stopped by PID at the end.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from s3_server import S3TestServer
+
+from pec import layout
+from pec.state_io import load_state
+from pec.store import S3Store, Store, open_store
+
+REPO = Path(__file__).resolve().parents[1]
+PREFECT = str(Path(sys.executable).parent / "prefect")
+RUN_TIMEOUT_S = 300.0
+
+pytestmark = pytest.mark.slow
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class PrefectStack:
+    """A server and a process worker on pool `pec-local`, with `pec/main` deployed."""
+
+    api_url: str
+    env: dict[str, str]
+    logs: Path
+    server: subprocess.Popen[bytes]
+    worker: subprocess.Popen[bytes]
+
+    def cli(self, *args: str, extra_env: dict[str, str] | None = None) -> str:
+        done = subprocess.run(
+            [PREFECT, *args],
+            cwd=REPO,
+            env={**self.env, **(extra_env or {})},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        if done.returncode != 0:
+            raise AssertionError(f"prefect {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}")
+        return done.stdout
+
+    def api(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        response = httpx.request(method, f"{self.api_url}{path}", json=body, timeout=30)
+        response.raise_for_status()
+        return response.json()
+
+    def log_tail(self) -> str:
+        parts = []
+        for name in ("server.log", "worker.log"):
+            text = (self.logs / name).read_text(errors="replace").splitlines()[-60:]
+            parts.append(f"--- {name}\n" + "\n".join(text))
+        return "\n".join(parts)
+
+
+def start_logged(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    with open(log, "wb") as out:
+        return subprocess.Popen(
+            args,
+            cwd=REPO,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+
+
+def wait_healthy(stack_url: str, server: subprocess.Popen[bytes], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise AssertionError(f"prefect server exited with {server.returncode}")
+        try:
+            if httpx.get(f"{stack_url}/health", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise AssertionError(f"prefect server not healthy after {timeout} s")
+
+
+def stop(process: subprocess.Popen[bytes], signals: int, grace: float) -> None:
+    """`signals` SIGINTs (the worker needs two), then SIGKILL if it is still alive."""
+    for _ in range(signals):
+        if process.poll() is not None:
+            return
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=grace)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+    if process.poll() is None:
+        process.kill()
+        process.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def prefect_stack(
+    tmp_path_factory: pytest.TempPathFactory, s3_server: S3TestServer
+) -> Iterator[PrefectStack]:
+    home = tmp_path_factory.mktemp("prefect-home")
+    port = free_port()
+    api_url = f"http://127.0.0.1:{port}/api"
+    env = {
+        **os.environ,
+        "PREFECT_HOME": str(home),
+        "PREFECT_API_URL": api_url,
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_WORKER_QUERY_SECONDS": "1",
+        "PREFECT_WORKER_PREFETCH_SECONDS": "1",
+        "PREFECT_LOGGING_LEVEL": "INFO",
+        "MPLBACKEND": "Agg",
+        # the worker's flow runs reach the S3 test server with these
+        "AWS_ACCESS_KEY_ID": s3_server.access_key,
+        "AWS_SECRET_ACCESS_KEY": s3_server.secret_key,
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "PEC_S3_ENDPOINT_URL": s3_server.endpoint_url,
+    }
+    env.pop("PREFECT_PROFILE", None)
+    server = start_logged(
+        [PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(port), "--no-ui"],
+        env,
+        home / "server.log",
+    )
+    worker: subprocess.Popen[bytes] | None = None
+    try:
+        wait_healthy(api_url, server, timeout=120)
+        done = subprocess.run(
+            [PREFECT, "work-pool", "create", "pec-local", "--type", "process"],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        done = subprocess.run(
+            [PREFECT, "--no-prompt", "deploy", "--name", "main"],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0, (
+            f"prefect deploy --name main failed:\n{done.stdout}\n{done.stderr}"
+        )
+        worker = start_logged(
+            [PREFECT, "worker", "start", "--pool", "pec-local"], env, home / "worker.log"
+        )
+        yield PrefectStack(api_url, env, home, server, worker)
+    finally:
+        if worker is not None:
+            stop(worker, signals=2, grace=15)
+        stop(server, signals=1, grace=30)
+
+
+def flow_runs_of_run(stack: PrefectStack, run_name: str) -> list[dict[str, Any]]:
+    runs = stack.api("POST", "/flow_runs/filter", {"sort": "EXPECTED_START_TIME_ASC"})
+    return [r for r in runs if r["parameters"].get("run_name") == run_name]
+
+
+def wait_for_chain(stack: PrefectStack, run_name: str) -> list[dict[str, Any]]:
+    """Until iteration 0 and its successor are both final; fails fast on a failed run."""
+    deadline = time.monotonic() + RUN_TIMEOUT_S
+    runs: list[dict[str, Any]] = []
+    while time.monotonic() < deadline:
+        runs = flow_runs_of_run(stack, run_name)
+        states = [r["state"]["type"] for r in runs]
+        if any(s in ("FAILED", "CRASHED", "CANCELLED") for s in states):
+            raise AssertionError(f"a flow run did not complete: {states}\n{stack.log_tail()}")
+        if len(runs) >= 2 and all(s == "COMPLETED" for s in states):
+            return runs
+        time.sleep(1.0)
+    raise AssertionError(
+        f"chain not complete after {RUN_TIMEOUT_S} s: "
+        f"{[(r['name'], r['state']['type']) for r in runs]}\n{stack.log_tail()}"
+    )
+
+
+@pytest.mark.parametrize("store_kind", ["local", "s3"])
+def test_deployment_run_and_chained_successor_complete(
+    prefect_stack: PrefectStack, s3_server: S3TestServer, tmp_path: Path, store_kind: str
+) -> None:
+    run_name = f"ci-{store_kind}-{uuid.uuid4().hex[:6]}"
+    store: Store
+    if store_kind == "local":
+        location = str(tmp_path / "store")
+        store = open_store(location)
+    else:
+        bucket = s3_server.make_bucket()
+        location = f"s3://{bucket}/runs"
+        store = S3Store(bucket, "runs", s3_server.settings())
+    parameters = {"run_name": run_name, "store": location, "config": "configs/tiny.yaml"}
+    output = prefect_stack.cli("deployment", "run", "pec/main", "--params", json.dumps(parameters))
+    assert "pec/main" in output
+
+    runs = wait_for_chain(prefect_stack, run_name)
+    assert [r["name"] for r in runs] == [f"pec-{run_name}-it0", f"pec-{run_name}-it1"]
+    assert runs[1]["parameters"]["iteration"] == 1
+    assert runs[1]["idempotency_key"] == f"{run_name}/it1"
+    # the last iteration schedules nothing (a successor would exist before it completed)
+    assert len(flow_runs_of_run(prefect_stack, run_name)) == 2
+
+    loaded = load_state(store, run_name)
+    assert loaded is not None
+    state = loaded[0]
+    assert state.iteration == 2
+    for k in (0, 1):
+        assert store.exists(layout.best_checkpoint_key(run_name, k, 1))
+        assert state.experts[k].checkpoint == store.uri(layout.best_checkpoint_key(run_name, k, 1))
+    assert store.exists(layout.scores_key(run_name, 1))
+    assert store.exists(layout.coverage_plot_key(run_name))
+    results = store.list(layout.prefect_results_prefix(run_name))
+    assert any("/it1/train-0/" in key for key in results), results

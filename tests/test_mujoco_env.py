@@ -1,0 +1,166 @@
+"""BalluVecEnv: curriculum, resets, obstacles, design priority, VecEnv contract."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from pec.backends.mujoco.env import NUM_OBS, BalluVecEnv, resolve_design
+from pec.backends.mujoco.model import INIT_HIP, INIT_KNEE, OBSTACLE_GEOM_OFFSET
+from pec.backends.mujoco.settings import BalluTaskSettings, MujocoSettings
+from pec.errors import ConfigError
+
+
+def _task(**kw: object) -> BalluTaskSettings:
+    return BalluTaskSettings.model_validate(kw)
+
+
+def _obstacle_heights(env: BalluVecEnv) -> np.ndarray:
+    ids = np.arange(env.num_envs) + OBSTACLE_GEOM_OFFSET
+    return np.asarray(env.sim.model.geom_size[ids, 2] * 2)
+
+
+def test_level_rule_at_episode_end_after_warmup() -> None:
+    env = BalluVecEnv(6, _task(curriculum_warmup_iterations=3), start_level=5)
+    env.levels[:] = [0, 5, 5, 5, 74, 5]
+    root_x = np.array([1.2, 1.2, 0.3, 0.7, 1.5, 1.0])
+    env.set_training_iteration(2)  # still warming up: levels stay
+    env.end_episodes(np.arange(6), root_x)
+    assert env.levels.tolist() == [0, 5, 5, 5, 74, 5]
+    env.set_training_iteration(3)
+    env.end_episodes(np.arange(6), root_x)
+    # > 1.0 up, < 0.5 down, else unchanged (1.0 exactly stays), clipped to [0, 74]
+    assert env.levels.tolist() == [1, 6, 4, 5, 74, 5]
+    assert env.levels.dtype == np.int64
+    np.testing.assert_allclose(
+        _obstacle_heights(env), 0.001 + 0.010 * np.array([1, 6, 4, 5, 74, 5]), atol=1e-12
+    )
+    # only the envs that ended change
+    env.end_episodes(np.array([0]), np.array([0.1]))
+    assert env.levels.tolist() == [0, 6, 4, 5, 74, 5]
+
+
+def test_level_rule_runs_inside_step_on_time_out() -> None:
+    env = BalluVecEnv(3, _task(episode_steps=2, curriculum_warmup_iterations=0), start_level=2)
+    zero = torch.zeros(3, 2)
+    _, _, dones, extras = env.step(zero)
+    assert not dones.any() and not extras["time_outs"].any()
+    env.sim.qpos[:, 0] = [1.5, 0.7, 0.2]  # place the robots, then finish the episode
+    _, _, dones, extras = env.step(zero)
+    assert dones.tolist() == [1, 1, 1]
+    assert extras["time_outs"].tolist() == [True, True, True]
+    assert env.levels.tolist() == [3, 2, 1]
+    assert extras["log"]["/curriculum/mean_level"] == pytest.approx(2.0)
+    np.testing.assert_allclose(env.sim.qpos[:, 0], 0.0)  # reset after the level update
+    assert env.episode_length_buf.tolist() == [0, 0, 0]
+
+
+def test_early_termination_is_not_a_time_out() -> None:
+    env = BalluVecEnv(2, _task(curriculum_warmup_iterations=0), start_level=3)
+    env.sim.qpos[1, 1] = 6.0  # root above 5 m
+    env.sim.qpos[1, 0] = 1.3
+    _, _, dones, extras = env.step(torch.zeros(2, 2))
+    assert dones.tolist() == [0, 1]
+    assert extras["time_outs"].tolist() == [False, False]
+    assert env.levels.tolist() == [3, 4]
+
+
+def test_obstacle_heights_follow_start_level() -> None:
+    env = BalluVecEnv(4, start_level=7)
+    np.testing.assert_allclose(_obstacle_heights(env), 0.071, atol=1e-12)
+    assert env.sim.model.geom_pos[OBSTACLE_GEOM_OFFSET, 0] == pytest.approx(1.0)  # x 0.5..1.5
+    assert env.sim.model.geom_size[OBSTACLE_GEOM_OFFSET, 0] == pytest.approx(0.5)
+
+
+def test_reset_touches_only_the_reset_envs() -> None:
+    env = BalluVecEnv(3, _task(curriculum_warmup_iterations=0), start_level=4)
+    for _ in range(5):
+        env.step(torch.full((3, 2), 0.8))
+    before_q = env.sim.qpos.copy()
+    before_v = env.sim.qvel.copy()
+    before_steps = env.episode_steps.copy()
+    env.reset_envs(np.array([1]))
+    for i in (0, 2):
+        np.testing.assert_array_equal(env.sim.qpos[i], before_q[i])
+        np.testing.assert_array_equal(env.sim.qvel[i], before_v[i])
+        assert env.episode_steps[i] == before_steps[i]
+    assert env.sim.qpos[1, 1] == pytest.approx(1.2)
+    assert env.sim.qpos[1, 5] == pytest.approx(INIT_KNEE)
+    assert env.sim.qpos[1, 4] == pytest.approx(INIT_HIP)
+    np.testing.assert_array_equal(env.sim.qvel[1], 0.0)
+    assert env.episode_steps[1] == 0
+    assert env.levels.tolist() == [4, 4, 4]
+
+
+def test_design_priority_values_over_range_over_scalar() -> None:
+    rng = np.random.default_rng(0)
+    vals = np.array([0.76, 0.88])
+    got = resolve_design(2, "gcr", vals, (0.8, 0.81), 0.85, rng)
+    np.testing.assert_array_equal(got, vals)
+    got = resolve_design(50, "gcr", None, (0.8, 0.81), 0.85, np.random.default_rng(1))
+    assert got.min() >= 0.8 and got.max() <= 0.81 and np.unique(got).size == 50
+    again = resolve_design(50, "gcr", None, (0.8, 0.81), 0.85, np.random.default_rng(1))
+    np.testing.assert_array_equal(got, again)  # seeded
+    np.testing.assert_array_equal(resolve_design(3, "gcr", None, None, 0.85, rng), 0.85)
+    with pytest.raises(ConfigError, match="gcr_values"):
+        resolve_design(3, "gcr", vals, None, 0.85, rng)
+
+
+def test_env_applies_per_env_designs() -> None:
+    env = BalluVecEnv(
+        2, gcr_values=np.array([0.75, 0.89]), spcf_range=(0.002, 0.003), spcf=0.009, seed=4
+    )
+    np.testing.assert_array_equal(env.sim.gcr, [0.75, 0.89])
+    assert np.all((env.sim.spcf >= 0.002) & (env.sim.spcf <= 0.003))
+    np.testing.assert_allclose(env.sim.buoyancy, np.array([0.75, 0.89]) * env.sim.robot_mass * 9.81)
+    obs = env.get_observations()["policy"]
+    np.testing.assert_allclose(obs[:, -2].numpy(), [-1.0, 1.0], atol=1e-6)  # normalised GCR
+
+
+def test_vecenv_contract_shapes() -> None:
+    env = BalluVecEnv(4)
+    obs = env.get_observations()
+    assert obs["policy"].shape == (4, NUM_OBS) and obs["policy"].dtype == torch.float32
+    obs, rew, dones, extras = env.step(torch.rand(4, 2))
+    assert rew.shape == (4,) and dones.shape == (4,)
+    assert extras["time_outs"].shape == (4,)
+    assert torch.isfinite(obs["policy"]).all() and torch.isfinite(rew).all()
+    assert env.max_episode_length == 400 and env.num_actions == 2
+
+
+def test_goal_warmup_ramp_and_eval_mode() -> None:
+    task = _task(goal_warmup_iterations=10, goal_ramp_iterations=20)
+    env = BalluVecEnv(1, task)
+    env.set_training_iteration(5)
+    assert env.goal_factor == 0.0
+    env.set_training_iteration(20)
+    assert env.goal_factor == pytest.approx(0.5)
+    env.set_training_iteration(40)
+    assert env.goal_factor == 1.0
+    ev = BalluVecEnv(1, task, eval_mode=True)
+    assert ev.goal_factor == 1.0 and ev.curriculum_active
+
+
+def test_rewards_hand_computed_at_reset_pose() -> None:
+    task = _task(goal_warmup_iterations=0, goal_ramp_iterations=0, reward_scale=1.0)
+    env = BalluVecEnv(1, task)
+    env.sim.qvel[0, 0] = 0.5
+    total, (goal, height, vel) = env._compute_rewards()
+    _, feet = env.sim.leg_points()
+    d = abs(2.0 - feet[0, :, 0].mean())
+    assert goal[0] == pytest.approx(5 * (1 - 0.33 * d))
+    assert height[0] == pytest.approx(np.expm1(1.73 * feet[0, :, 1].min()))
+    assert vel[0] == pytest.approx(1.5)
+    env.sim.qvel[0, 0] = -0.5
+    assert env._compute_rewards()[1][2][0] == pytest.approx(3 * np.expm1(-0.5))
+    env.sim.qvel[0, 0] = 0.9
+    assert env._compute_rewards()[1][2][0] == 0.0
+    assert total.shape == (1,)
+
+
+def test_settings_reject_unknown_fields() -> None:
+    with pytest.raises(ValueError):
+        MujocoSettings.model_validate({"task": {"nope": 1}})
+    with pytest.raises(ValueError, match="whole number"):
+        MujocoSettings.model_validate({"task": {"physics_hz": 200, "control_hz": 30}})

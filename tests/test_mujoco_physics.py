@@ -1,0 +1,117 @@
+"""Physics of the embedded BALLU model: buoyancy, knee spring/cable, lanes."""
+
+from __future__ import annotations
+
+import math
+
+import mujoco
+import numpy as np
+import pytest
+
+from pec.backends.mujoco.model import BODIES_PER_ROBOT, INIT_KNEE, INIT_SERVO
+from pec.backends.mujoco.sim import BalluSim
+
+
+def _sim(gcr: list[float], spcf: list[float], drag: float = 0.4) -> BalluSim:
+    n = len(gcr)
+    sim = BalluSim(n, drag_coefficient=drag)
+    ids = np.arange(n)
+    sim.set_design(ids, np.array(gcr), np.array(spcf))
+    sim.set_obstacle_heights(ids, np.full(n, 0.001))
+    sim.set_actions(np.zeros((n, 2)))
+    return sim
+
+
+def test_robot_mass_matches_the_facts() -> None:
+    sim = _sim([0.8], [0.005])
+    assert sim.robot_mass == pytest.approx(0.198, abs=0.001)
+
+
+def test_buoyancy_force_is_gcr_times_weight() -> None:
+    sim = _sim([0.75, 0.89], [0.005, 0.005])
+    sim.apply_forces()  # at rest: drag is zero, so z force is pure buoyancy
+    expected = np.array([0.75, 0.89]) * sim.robot_mass * 9.81
+    np.testing.assert_allclose(sim.balloon_frc[:, 2], expected, rtol=1e-12)
+    assert sim.balloon_frc[1, 2] == pytest.approx(1.7287, abs=0.002)  # 0.89 x 0.198 x 9.81
+
+
+def test_higher_gcr_falls_more_slowly() -> None:
+    sim = _sim([0.75, 0.89], [0.005, 0.005])
+    z0 = sim.qpos[:, 1].copy()
+    sim.step(40)  # 0.2 s of free fall: feet are still above the ground
+    drop = z0 - sim.qpos[:, 1]
+    assert drop[0] > 0 and drop[1] > 0
+    assert drop[1] < drop[0] * 0.6
+
+
+def test_free_fall_of_centre_of_mass_follows_net_weight() -> None:
+    # No drag and no contact: the robot's centre of mass accelerates at -(1 - GCR) g.
+    gcr = np.array([0.75, 0.89])
+    sim = _sim(gcr.tolist(), [0.005, 0.005], drag=0.0)
+    pelvis = 1 + np.arange(2) * BODIES_PER_ROBOT
+    mujoco.mj_forward(sim.model, sim.data)
+    com0 = sim.data.subtree_com[pelvis, 2].copy()
+    sim.step(30)
+    mujoco.mj_forward(sim.model, sim.data)
+    t = 30 * sim.model.opt.timestep
+    expected = 0.5 * (1 - gcr) * 9.81 * t**2
+    np.testing.assert_allclose(com0 - sim.data.subtree_com[pelvis, 2], expected, rtol=0.03)
+
+
+def test_knee_torque_law_hand_computed() -> None:
+    sim = _sim([0.8, 0.8], [0.010, 0.001])
+    sim.apply_forces()
+    # Initial pose: knee 27.35 deg at rest, servo target 10 deg -> cable slack.
+    spring = -2 * np.array([0.010, 0.001]) * (INIT_KNEE + 0.7854)
+    np.testing.assert_allclose(sim.qfrc[:, 5], spring, rtol=1e-9)
+    np.testing.assert_allclose(sim.qfrc[:, 8], spring, rtol=1e-9)
+    assert sim.qfrc[0, 5] == pytest.approx(-0.025254, abs=1e-5)
+    # Full pull: target 1.745 rad, the cable saturates at the torque limit.
+    sim.set_actions(np.array([[1.0, 0.0], [1.0, 0.0]]))
+    assert sim.knee_target[0, 0] == pytest.approx(1.745)
+    sim.apply_forces()
+    np.testing.assert_allclose(sim.qfrc[:, 5], 0.0848)
+    # Cable only pulls: a target below the knee angle leaves just the spring.
+    np.testing.assert_allclose(sim.qfrc[:, 8], spring, rtol=1e-9)
+
+
+def test_servo_pd_and_action_mapping() -> None:
+    sim = _sim([0.8], [0.005])
+    sim.set_actions(np.array([[0.5, -1.0]]))
+    assert sim.servo_target[0, 0] == pytest.approx(math.pi / 2)
+    assert sim.servo_target[0, 1] == 0.0  # clipped to [0, pi]
+    assert sim.knee_target[0, 0] == pytest.approx(1.745 / 2)
+    sim.apply_forces()
+    assert sim.qfrc[0, 6] == pytest.approx(min(0.0848, math.pi / 2 - INIT_SERVO))
+    assert sim.qfrc[0, 9] == pytest.approx(max(-0.0848, -INIT_SERVO))  # clipped: -0.1745
+
+
+def test_stiffer_spring_extends_the_knee_faster() -> None:
+    sim = _sim([0.8, 0.8], [0.010, 0.001])
+    sim.step(10)  # 50 ms, legs in the air
+    knees = sim.qpos[:, 5]
+    assert knees[0] < knees[1] - 0.01
+    assert knees[1] < INIT_KNEE
+
+
+def test_robots_only_touch_their_own_lane() -> None:
+    n = 6
+    sim = _sim([0.75, 0.8, 0.85, 0.89, 0.8, 0.8], [0.001, 0.004, 0.01, 0.005, 0.002, 0.008])
+    sim.set_obstacle_heights(np.arange(n), np.full(n, 0.2))
+    rng = np.random.default_rng(3)
+    lanes = np.arange(n) * 1.0
+    seen = 0
+    for _ in range(60):
+        sim.set_actions(rng.uniform(-0.2, 1.2, size=(n, 2)))
+        sim.step(10)
+        for c in sim.data.contact[: sim.data.ncon]:
+            g1, g2 = int(c.geom1), int(c.geom2)
+            bodies = [int(sim.model.geom_bodyid[g]) for g in (g1, g2)]
+            robot = [(b - 1) // BODIES_PER_ROBOT for b in bodies if b > 0]
+            assert len(robot) == 1, "robot parts never touch each other"
+            other = g1 if bodies[0] == 0 else g2
+            if other != 0:  # an obstacle: must be this robot's own
+                assert other - 1 == robot[0]
+            seen += 1
+    assert seen > 0
+    np.testing.assert_allclose(sim.data.xpos[1 + np.arange(n) * BODIES_PER_ROBOT, 1], lanes)

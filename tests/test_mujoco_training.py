@@ -1,0 +1,134 @@
+"""MujocoBackend: PPO really improves, checkpoints are safe to load, warm starts resume."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from pec.backends.base import Backend, EvalRequest, TrainRequest
+from pec.backends.mujoco import MujocoBackend
+from pec.backends.mujoco.backend import BEST_NAME, LAST_NAME, load_checkpoint
+from pec.errors import ConfigError, InputError
+
+# Short episodes so a few dozen iterations see many of them; no warm-ups.
+FAST: dict[str, object] = {
+    "task": {
+        "episode_steps": 40,
+        "curriculum_warmup_iterations": 0,
+        "goal_warmup_iterations": 0,
+        "goal_ramp_iterations": 0,
+    },
+    "ppo": {"actor_hidden_dims": [32, 32], "critic_hidden_dims": [32, 32], "save_interval": 5},
+}
+
+
+def _request(work: Path, n: int, iters: int, **kw: object) -> TrainRequest:
+    rng = np.random.default_rng(0)
+    args: dict[str, object] = {
+        "gcr": rng.uniform(0.80, 0.84, n),
+        "spcf": rng.uniform(0.004, 0.006, n),
+        "start_level": 0,
+        "max_iterations": iters,
+        "seed": 3,
+        "device": "cpu",
+        "work_dir": work,
+        "settings": FAST,
+    }
+    args.update(kw)
+    return TrainRequest(**args)  # type: ignore[arg-type]
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> None:
+    torch.set_num_threads(1)
+
+
+def test_backend_satisfies_protocol() -> None:
+    backend: Backend = MujocoBackend()
+    assert backend.name == "mujoco"
+
+
+def test_short_training_improves_mean_reward(tmp_path: Path) -> None:
+    history: list[dict[str, float]] = []
+    written: list[Path] = []
+    out = MujocoBackend().train(
+        _request(tmp_path, 32, 40),
+        on_progress=lambda it, total, m: history.append({"it": it, "total": total, **m}),
+        on_checkpoint=written.append,
+    )
+    assert [h["it"] for h in history] == list(range(1, 41))
+    assert all(h["total"] == 40 for h in history)
+    early = np.mean([h["mean_reward"] for h in history[2:6]])
+    late = np.mean([h["mean_reward"] for h in history[-4:]])
+    assert late > early * 1.2, (early, late)
+    assert out.metrics["iterations"] == 40
+    assert out.metrics["env_steps"] == 40 * 20 * 32
+    assert out.metrics["best_mean_level"] >= out.metrics["mean_level"]
+    assert out.best_checkpoint == tmp_path / BEST_NAME and out.best_checkpoint.is_file()
+    assert out.last_checkpoint == tmp_path / LAST_NAME and out.last_checkpoint.is_file()
+    assert set(written) == {out.best_checkpoint, out.last_checkpoint}
+    assert any((tmp_path / "tb").glob("events.out.tfevents.*"))
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_checkpoint_loads_with_weights_only(tmp_path: Path) -> None:
+    out = MujocoBackend().train(_request(tmp_path, 4, 2))
+    ckpt = torch.load(out.last_checkpoint, weights_only=True)
+    assert {"actor_state_dict", "critic_state_dict", "optimizer_state_dict", "iter"} <= set(ckpt)
+    assert ckpt["iter"] == 2
+    assert ckpt["infos"]["settings"]["ppo"]["actor_hidden_dims"] == [32, 32]
+    assert "obs_normalizer._mean" in ckpt["actor_state_dict"]
+
+
+def test_warm_start_resumes_weights_and_iteration(tmp_path: Path) -> None:
+    backend = MujocoBackend()
+    first = backend.train(_request(tmp_path / "a", 8, 5))
+    ckpt = load_checkpoint(first.last_checkpoint)
+    resumed = _request(tmp_path / "b", 8, 3, resume_checkpoint=first.last_checkpoint, seed=9)
+    trainer = backend.build_trainer(resumed)
+    assert trainer.start_iteration == 5
+    actor = trainer.runner.alg.get_policy().state_dict()
+    for key, value in ckpt["actor_state_dict"].items():
+        torch.testing.assert_close(actor[key], value, rtol=0, atol=0)
+    critic = trainer.runner.alg.critic.state_dict()
+    for key, value in ckpt["critic_state_dict"].items():
+        torch.testing.assert_close(critic[key], value, rtol=0, atol=0)
+    its: list[int] = []
+    out = backend.train(resumed, on_progress=lambda it, total, m: its.append(it))
+    assert its == [6, 7, 8]
+    assert out.metrics["iterations"] == 8
+    assert out.metrics["env_steps"] == 3 * 20 * 8
+    assert load_checkpoint(out.last_checkpoint)["iter"] == 8
+
+
+def test_evaluate_returns_one_integer_level_per_design(tmp_path: Path) -> None:
+    out = MujocoBackend().train(_request(tmp_path, 4, 2))
+    levels = MujocoBackend().evaluate(
+        EvalRequest(
+            checkpoint=out.best_checkpoint,
+            gcr=np.array([0.76, 0.8, 0.88]),
+            spcf=np.array([0.002, 0.005, 0.009]),
+            num_episodes=2,
+            start_difficulty=3,
+            seed=0,
+            device="cpu",
+            settings={"task": {"episode_steps": 30}},
+        )
+    )
+    assert len(levels) == 3
+    assert all(type(v) is int and 1 <= v <= 5 for v in levels)  # two episodes from 3
+
+
+def test_bad_inputs_raise_pec_errors(tmp_path: Path) -> None:
+    backend = MujocoBackend()
+    with pytest.raises(ConfigError, match="ppo"):
+        backend.train(_request(tmp_path, 2, 1, settings={"ppo": {"bogus": 1}}))
+    with pytest.raises(InputError, match="gcr"):
+        backend.train(_request(tmp_path, 2, 1, spcf=np.array([0.005])))
+    bad = tmp_path / "bad.pt"
+    torch.save({"x": object()}, bad)
+    with pytest.raises(InputError, match="weights_only|cannot be read"):
+        load_checkpoint(bad)
