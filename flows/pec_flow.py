@@ -24,6 +24,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.tasks import Task
 
 from flows.artifacts import publish_iteration
+from flows.cleanup import stop_containers_hook
 from flows.storage import result_storage_for
 from flows.tasks import evaluate_expert, executor_plan, train_expert
 from pec import layout, steps
@@ -194,7 +195,13 @@ def summary(
     }
 
 
-@flow(name="pec", flow_run_name=flow_run_name, result_serializer="json")
+@flow(
+    name="pec",
+    flow_run_name=flow_run_name,
+    result_serializer="json",
+    on_cancellation=[stop_containers_hook],
+    on_crashed=[stop_containers_hook],
+)
 def pec_flow(
     run_name: str,
     store: str = "runs",

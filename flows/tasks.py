@@ -56,9 +56,9 @@ def execute_job(
     spec: TrainJobSpec | EvalJobSpec, plan: ExecutorPlan
 ) -> TrainJobResult | EvalJobResult:
     """Run one job where the plan says; a failure raises (so the task run shows Failed)."""
-    logger = get_run_logger()
     if plan["kind"] == "deployment":
         return _execute_as_deployment(spec, str(plan["deployment"]))
+    logger = get_run_logger()
     executor = make_executor(str(plan["kind"]), **dict(plan.get("options") or {}))
     return executor.execute(spec, log=logger.info)
 

@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 from s3_server import S3TestServer, start_s3_server
 
+pytest_plugins = ["prefect_fixtures"]
+
 from pec.store import LocalStore, S3Store
 
 

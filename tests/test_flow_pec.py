@@ -27,13 +27,17 @@ from prefect.client.schemas.objects import FlowRun, State
 from prefect.client.schemas.sorting import TaskRunSort
 from prefect.context import TaskRunContext
 from prefect.flow_engine import run_flow
-from prefect.states import Scheduled
+from prefect.states import Completed, Scheduled
 
+import flows.tasks
 import pec.jobs.executors as executors_module
+from flows.__main__ import main as flows_main
 from flows.artifacts import artifact_key, experts_table
+from flows.cleanup import stop_run_containers
+from flows.expert_flow import pec_expert
 from flows.pec_flow import pec_flow, schedule_next_iteration
 from flows.storage import result_storage_for
-from flows.tasks import executor_plan, expert_cache_key
+from flows.tasks import executor_plan, expert_cache_key, train_expert
 from pec import layout, steps
 from pec.cli import open_run_store, resolve_config
 from pec.errors import JobError
@@ -302,3 +306,84 @@ def test_experts_table_shows_scores_per_expert(tmp_path: Path) -> None:
     assert (rows[0]["score_mean"], rows[0]["score_min"], rows[0]["score_max"]) == (3.0, 1, 6)
     assert rows[0]["status"] == "cached" and rows[1]["score_mean"] is None
     assert rows[1]["designs"] == len(state.experts[1].designs)
+
+
+class _Container:
+    def __init__(self, container_id: str) -> None:
+        self.id = container_id
+        self.stopped_with: int | None = None
+
+    def stop(self, timeout: int) -> None:
+        self.stopped_with = timeout
+
+
+class _Containers:
+    def __init__(self, containers: list[_Container]) -> None:
+        self.containers = containers
+        self.filters: dict[str, Any] | None = None
+
+    def list(self, filters: dict[str, Any]) -> list[_Container]:
+        self.filters = filters
+        return self.containers
+
+
+class _DockerClient:
+    def __init__(self, containers: list[_Container]) -> None:
+        self.containers = _Containers(containers)
+
+
+def test_cancelled_run_stops_only_its_labelled_containers() -> None:
+    containers = [_Container("c1"), _Container("c2")]
+    client = _DockerClient(containers)
+    assert stop_run_containers("demo", lambda: client) == ["c1", "c2"]
+    assert client.containers.filters == {"label": ["pec.job=1", "pec.run=demo"]}
+    assert [c.stopped_with for c in containers] == [30, 30]
+
+
+def test_expert_flow_runs_one_job_and_returns_json(tmp_path: Path) -> None:
+    store, spec = open_run_store(str(tmp_path))
+    run = steps.make_run(store, spec, "solo", resolve_config(store, "solo", TINY, {}))
+    state, _, _ = steps.initialise_run(run)
+    job = steps.prepare_training(run, state, 1)
+    result = pec_expert(job.model_dump(mode="json"))
+    assert result["checkpoint_uri"] == store.uri(layout.best_checkpoint_key("solo", 1, 0))
+    assert store.exists(layout.best_checkpoint_key("solo", 1, 0))
+
+
+def test_deployment_executor_reads_the_child_result(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """executor: deployment -> one `pec-expert` run per job, awaited as a subflow."""
+    store, spec = open_run_store(str(tmp_path))
+    run = steps.make_run(
+        store, spec, "remote", resolve_config(store, "remote", TINY, {"executor": "deployment"})
+    )
+    state, _, _ = steps.initialise_run(run)
+    job = steps.prepare_training(run, state, 0)
+    seen: dict[str, Any] = {}
+
+    def fake_run_deployment(name: str, **kwargs: Any) -> FlowRun:
+        seen.update(kwargs, name=name)
+        return FlowRun(
+            flow_id=uuid.uuid4(),
+            name="expert-train-0-remote-it0",
+            state=Completed(data={"checkpoint_uri": "s3://b/ckpt.pt", "log_uri": "s3://b/tb/"}),
+        )
+
+    monkeypatch.setattr(flows.tasks, "run_deployment", fake_run_deployment)
+    result = train_expert.fn(
+        job.model_dump(mode="json"), run.config.content_hash(), executor_plan(run.config)
+    )
+    assert result["checkpoint_uri"] == "s3://b/ckpt.pt"
+    assert seen["name"] == "pec-expert/gpu"
+    assert seen["as_subflow"] is True and seen["timeout"] is None
+    assert seen["parameters"] == {"spec": job.model_dump(mode="json")}
+
+
+def test_main_job_exits_2_with_one_line_on_a_pec_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = flows_main(["--run_name", "../escape", "--config", TINY, "--store", str(tmp_path)])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: run_name '../escape' is invalid") and err.count("\n") == 1

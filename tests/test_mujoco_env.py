@@ -164,3 +164,15 @@ def test_settings_reject_unknown_fields() -> None:
         MujocoSettings.model_validate({"task": {"nope": 1}})
     with pytest.raises(ValueError, match="whole number"):
         MujocoSettings.model_validate({"task": {"physics_hz": 200, "control_hz": 30}})
+
+
+def test_scene_blow_up_fails_every_env_without_level_change() -> None:
+    # MuJoCo resets all of mjData on a non-finite state; no robot may keep a teleported state.
+    env = BalluVecEnv(3, _task(curriculum_warmup_iterations=0), start_level=2)
+    env.sim.qvel[1, 5] = 1e30
+    obs, rew, dones, extras = env.step(torch.zeros(3, 2))
+    assert dones.tolist() == [1, 1, 1]
+    assert not extras["time_outs"].any()
+    assert env.levels.tolist() == [2, 2, 2]
+    np.testing.assert_allclose(env.sim.qpos[:, 1], 1.2)
+    assert torch.isfinite(obs["policy"]).all() and torch.isfinite(rew).all()

@@ -235,6 +235,8 @@ class MujocoBackend:
 
         obs = env.get_observations().to(request.device)
         alg.train_mode()
+        # rsl-rl would run `git status/diff` on the repo holding rsl_rl (may touch .git/index)
+        logger.git_status_repos = []
         with contextlib.redirect_stdout(io.StringIO()):
             logger.init_logging_writer()
         for it in range(start_it, total_it):
@@ -282,9 +284,7 @@ class MujocoBackend:
             if not all(np.isfinite(v) for k, v in metrics.items() if k != "mean_reward"):
                 raise JobError(f"training diverged at iteration {it} (non-finite metrics)")
             improved = mean_level > best_level
-            if improved or (
-                mean_level == best_level and done_it % settings.ppo.save_interval == 0
-            ):
+            if improved or (mean_level == best_level and done_it % settings.ppo.save_interval == 0):
                 best_level = max(best_level, mean_level)
                 save(best_path, done_it, mean_level)
             metrics["best_mean_level"] = best_level

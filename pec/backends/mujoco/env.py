@@ -8,6 +8,7 @@ iteration. In evaluation mode both warm-ups are bypassed.
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import numpy as np
 import torch
@@ -57,7 +58,7 @@ def resolve_design(
     return np.full(num_envs, float(scalar))
 
 
-class BalluVecEnv(VecEnv):
+class BalluVecEnv(VecEnv):  # type: ignore[misc]  # rsl_rl ships no type information
     """Many BALLU robots stepping over their own obstacles, as torch tensors for rsl-rl."""
 
     def __init__(
@@ -147,15 +148,21 @@ class BalluVecEnv(VecEnv):
         obs = torch.as_tensor(self._obs, dtype=torch.float32, device=self.device)
         return TensorDict({"policy": obs}, batch_size=[self.num_envs], device=self.device)
 
-    def step(self, actions: torch.Tensor) -> tuple[TensorDict, torch.Tensor, torch.Tensor, dict]:  # type: ignore[type-arg]
+    def step(
+        self, actions: torch.Tensor
+    ) -> tuple[TensorDict, torch.Tensor, torch.Tensor, dict[str, Any]]:
         act = actions.detach().to("cpu", torch.float64).numpy()
         act = np.nan_to_num(act, nan=0.0, posinf=1.0, neginf=0.0)
         self.sim.set_actions(act)
         self.prev_actions = np.clip(act, -1.0, 2.0)
-        self.sim.step(self.task.decimation)
+        stable = self.sim.step(self.task.decimation)
         self.episode_steps += 1
         rewards, parts = self._compute_rewards()
         terminated = self._terminated()
+        if not stable:  # mjData was reset under us: every env failed, no level change
+            log.warning("MuJoCo reset the scene (unstable accelerations); resetting all envs")
+            terminated[:] = True
+            self.sim.qpos[:, 0] = np.nan
         time_outs = (self.episode_steps >= self.max_episode_length) & ~terminated
         dones = terminated | time_outs
         done_ids = np.nonzero(dones)[0]
@@ -226,7 +233,8 @@ class BalluVecEnv(VecEnv):
             ],
             axis=1,
         )
-        return np.nan_to_num(obs, nan=0.0, posinf=100.0, neginf=-100.0)
+        clean: FloatArray = np.nan_to_num(obs, nan=0.0, posinf=100.0, neginf=-100.0)
+        return clean
 
     def _compute_rewards(self) -> tuple[FloatArray, tuple[FloatArray, FloatArray, FloatArray]]:
         t = self.task

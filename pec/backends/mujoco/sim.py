@@ -156,12 +156,25 @@ class BalluSim:
         self.balloon_frc[:, 0] = -c * np.abs(vx) * vx
         self.balloon_frc[:, 2] = self.buoyancy - c * np.abs(vz) * vz
 
-    def step(self, n_steps: int) -> None:
-        """Advance all robots `n_steps` physics steps with the current targets."""
+    def step(self, n_steps: int) -> bool:
+        """Advance all robots `n_steps` physics steps; False if MuJoCo had to reset mjData.
+
+        MuJoCo resets the *whole* mjData when the state or accelerations blow up
+        (mjWARN_BADQPOS/BADQVEL/BADQACC), which would teleport every robot; the caller must
+        then treat all envs as failed.
+        """
         m, d = self.model, self.data
+        before = self._instability_count()
         for _ in range(n_steps):
             self.apply_forces()
             mujoco.mj_step(m, d)
+        return self._instability_count() == before
+
+    def _instability_count(self) -> int:
+        w = self.data.warning
+        kinds = (mujoco.mjtWarning.mjWARN_BADQPOS, mujoco.mjtWarning.mjWARN_BADQVEL)
+        kinds += (mujoco.mjtWarning.mjWARN_BADQACC,)
+        return sum(int(w[int(k)].number) for k in kinds)
 
     # ------------------------------------------------------------------ kinematics
     def leg_points(self) -> tuple[FloatArray, FloatArray]:

@@ -1,0 +1,68 @@
+"""BalluVecEnv throughput vs raw `mj_step` on the same scene, in the same process.
+
+Both columns count robot-physics-steps per second (envs x physics steps / s): the env
+column includes the per-step numpy forces, observations, rewards, resets and the torch
+conversion. Target: env / raw >= 0.7. Peak RSS is reported after the largest scene.
+
+    .venv/bin/python benchmarks/bench_env_throughput.py [--envs 64 256 1024] [--steps 40]
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import time
+
+import mujoco
+import torch
+
+from pec.backends.mujoco.env import BalluVecEnv
+from pec.backends.mujoco.settings import BalluTaskSettings
+
+DECIMATION = BalluTaskSettings().decimation  # type: ignore[call-arg]
+
+
+def measure(num_envs: int, control_steps: int) -> tuple[float, float]:
+    """(env rate, raw rate) in robot-physics-steps per second."""
+    env = BalluVecEnv(num_envs, gcr_range=(0.75, 0.89), spcf_range=(0.001, 0.01), seed=0)
+    decimation = env.task.decimation
+    gen = torch.Generator().manual_seed(0)
+    actions = [torch.rand(num_envs, 2, generator=gen) for _ in range(control_steps)]
+    env.step(actions[0])  # warm up
+    t0 = time.perf_counter()
+    for a in actions:
+        env.step(a)
+    env_time = time.perf_counter() - t0
+    m, d = env.sim.model, env.sim.data
+    t0 = time.perf_counter()
+    for _ in range(control_steps * decimation):
+        mujoco.mj_step(m, d)
+    raw_time = time.perf_counter() - t0
+    work = num_envs * control_steps * decimation
+    return work / env_time, work / raw_time
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--envs", type=int, nargs="+", default=[64, 256, 1024])
+    parser.add_argument("--steps", type=int, default=40, help="control steps per measurement")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    print(
+        f"{'envs':>6} {'env steps/s':>14} {'raw mj_step/s':>14} {'ratio':>7} {'ctrl steps/s':>13}"
+    )
+    ratios = []
+    for n in sorted(args.envs):
+        env_rate, raw_rate = measure(n, args.steps)
+        ratio = env_rate / raw_rate
+        ratios.append(ratio)
+        print(
+            f"{n:>6} {env_rate:>14,.0f} {raw_rate:>14,.0f} {ratio:>7.2f} {env_rate / DECIMATION:>13,.0f}"
+        )
+    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"min ratio env/raw: {min(ratios):.2f} (target >= 0.70)")
+    print(f"peak RSS after {max(args.envs)} envs: {peak_mib:.0f} MiB")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,200 @@
+"""PEC against one generalist with the same training env-step budget, on the MuJoCo backend.
+
+Runs a small PEC run in this process (`pec.local_loop.run_until_done`), trains the generalist
+with the env steps the PEC run recorded, evaluates the K experts and the generalist on the
+same held-out uniform designs with the same protocol and seed, and prints PEC oracle, PEC
+routed and generalist means side by side. Defaults fit ~15 minutes on 2 CPU cores; every
+size is a flag for bigger runs, e.g.
+
+    .venv/bin/python benchmarks/bench_pec_vs_generalist.py --K 3 --pec_iterations 4 \
+        --num_envs 256 --iter0 400 --iters 200 --episode_steps 400 --num_episodes 10
+
+The default task settings shorten the warm-ups (their defaults assume thousands of PPO
+iterations) so that a short run can move the curriculum at all.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from pec.baseline import evaluate_baseline, train_baseline
+from pec.config import build_config
+from pec.designs_file import uniform_designs
+from pec.final_eval import compare_scores, ratio, run_final_eval
+from pec.jobs.executors import make_executor
+from pec.jobs.spec import StoreSpec
+from pec.local_loop import IterationReport, run_until_done
+from pec.report import write_report
+from pec.steps import make_run
+from pec.store import open_store
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--store", help="store folder (default: a fresh temporary folder)")
+    p.add_argument("--run_name", default="bench-pec")
+    p.add_argument("--K", type=int, default=2)
+    p.add_argument("--pec_iterations", type=int, default=2)
+    p.add_argument("--num_envs", type=int, default=64)
+    p.add_argument("--iter0", type=int, default=120, help="PPO iterations at PEC iteration 0")
+    p.add_argument("--iters", type=int, default=60, help="PPO iterations at later iterations")
+    p.add_argument("--F", type=int, default=16, help="frontier candidates per iteration")
+    p.add_argument("--frontier_episodes", type=int, default=3)
+    p.add_argument("--n_designs", type=int, default=200, help="held-out uniform designs")
+    p.add_argument("--designs_seed", type=int, default=4242)
+    p.add_argument("--num_episodes", type=int, default=4, help="final-evaluation episodes")
+    p.add_argument("--start_difficulty", type=int, default=0)
+    p.add_argument("--episode_steps", type=int, default=400, help="control steps per episode")
+    p.add_argument("--warmup", type=int, default=0, help="curriculum and goal warm-up (PPO its)")
+    p.add_argument("--chunks", type=int, default=0, help="generalist chunks (0: = pec_iterations)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    p.add_argument("--json", help="also write the figures as JSON here")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    torch.set_num_threads(args.threads)
+    store_dir = Path(args.store or tempfile.mkdtemp(prefix="pec-bench-"))
+    store_dir.mkdir(parents=True, exist_ok=True)
+    store = open_store(str(store_dir))
+    task = {
+        "episode_steps": args.episode_steps,
+        "curriculum_warmup_iterations": args.warmup,
+        "goal_warmup_iterations": args.warmup,
+        "goal_ramp_iterations": args.warmup,
+    }
+    config = build_config(
+        {
+            "K": args.K,
+            "seed": args.seed,
+            "max_pec_iterations": args.pec_iterations,
+            "coverage_target": 1.0,
+            "num_envs": args.num_envs,
+            "max_iterations_iter0": args.iter0,
+            "max_iterations": args.iters,
+            "F": args.F,
+            "num_episodes": args.frontier_episodes,
+            "start_difficulty": args.start_difficulty,
+            "backend_settings": {"task": task},
+        }
+    )
+    run = make_run(store, StoreSpec(location=store.root_uri), args.run_name, config)
+    executor = make_executor("inprocess")
+    timings: dict[str, float] = {}
+
+    def report(r: IterationReport) -> None:
+        cov = "-" if r.coverage is None else f"{r.coverage:.3f}"
+        print(f"  PEC iteration {r.iteration}: trained {r.trained}, coverage {cov}", flush=True)
+
+    print(f"store: {store.root_uri}", flush=True)
+    t0 = time.time()
+    state = run_until_done(run, executor, on_iteration=report)
+    timings["pec_train_s"] = time.time() - t0
+
+    t0 = time.time()
+    record = train_baseline(
+        run, state, executor, chunks=args.chunks or args.pec_iterations, num_envs=args.num_envs
+    )
+    timings["baseline_train_s"] = time.time() - t0
+    print(
+        f"  generalist: {record['plan']} PPO iterations, {record['baseline_env_steps']:.0f} env steps "
+        f"(PEC {record['pec_budget']['env_steps']:.0f})",
+        flush=True,
+    )
+
+    designs = uniform_designs(run.space, args.n_designs, args.designs_seed)
+    stem = f"heldout_{args.n_designs}_uniform"
+    t0 = time.time()
+    summary = run_final_eval(
+        run,
+        state,
+        designs,
+        stem,
+        executor,
+        num_episodes=args.num_episodes,
+        start_difficulty=args.start_difficulty,
+    )
+    baseline = evaluate_baseline(
+        run,
+        state,
+        designs,
+        stem,
+        executor,
+        num_episodes=args.num_episodes,
+        start_difficulty=args.start_difficulty,
+    )
+    timings["final_eval_s"] = time.time() - t0
+    keys = write_report(store, run.name, stem)
+
+    generalist = float(baseline["mean"])
+    oracle, routed = float(summary["oracle_mean"]), float(summary["routed_mean"])
+    vs_oracle = compare_scores(summary["oracle"], baseline["levels"], summary["oracle_expert"])
+    vs_routed = compare_scores(summary["routed"], baseline["levels"], summary["routed_expert"])
+    figures: dict[str, Any] = {
+        "designs": args.n_designs,
+        "K": args.K,
+        "pec_iterations": state.iteration,
+        "pec_env_steps": record["pec_budget"]["env_steps"],
+        "generalist_env_steps": record["baseline_env_steps"],
+        "pec_oracle_mean": oracle,
+        "pec_routed_mean": routed,
+        "generalist_mean": generalist,
+        "oracle_over_generalist": ratio(oracle, generalist),
+        "routed_over_generalist": ratio(routed, generalist),
+        "expert_means": summary["expert_means"],
+        "routed_hits": summary["routed_hits"],
+        "oracle_wins_ties_losses": [vs_oracle.wins, vs_oracle.ties, vs_oracle.losses],
+        "routed_wins_ties_losses": [vs_routed.wins, vs_routed.ties, vs_routed.losses],
+        "protocol": {
+            "num_episodes": args.num_episodes,
+            "start_difficulty": args.start_difficulty,
+            "episode_steps": args.episode_steps,
+        },
+        "timings_s": {k: round(v, 1) for k, v in timings.items()},
+    }
+
+    def fmt(value: float | None) -> str:
+        return "n/a (generalist mean is 0)" if value is None else f"{value:.3f}"
+
+    print()
+    print(f"{'':24}{'mean level':>12}{'/ generalist':>16}")
+    print(f"{'PEC oracle':24}{oracle:12.3f}{fmt(figures['oracle_over_generalist']):>16}")
+    print(f"{'PEC routed':24}{routed:12.3f}{fmt(figures['routed_over_generalist']):>16}")
+    print(f"{'generalist':24}{generalist:12.3f}{'1.000':>16}")
+    print(
+        f"env steps: PEC {figures['pec_env_steps']:.0f}, generalist "
+        f"{figures['generalist_env_steps']:.0f}; designs {args.n_designs}, episodes "
+        f"{args.num_episodes} from level {args.start_difficulty}"
+    )
+    print(
+        f"per-expert means: {summary['expert_means']}; routed = oracle on "
+        f"{summary['routed_hits']}/{args.n_designs} designs"
+    )
+    print(
+        f"oracle vs generalist W/T/L {vs_oracle.wins}/{vs_oracle.ties}/{vs_oracle.losses}; "
+        f"routed vs generalist W/T/L {vs_routed.wins}/{vs_routed.ties}/{vs_routed.losses}"
+    )
+    target = figures["oracle_over_generalist"]
+    verdict = "met" if target is not None and target >= 1.2 else "NOT met"
+    print(f"target PEC oracle >= 1.2 x generalist: {verdict}")
+    print(f"timings: {figures['timings_s']}")
+    print(f"report: {store.uri(keys['markdown'])}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(figures, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,380 @@
+"""The generalist baseline: one policy trained on the whole design box with PEC's step budget.
+
+PEC's claim is that K specialists beat one generalist *for the same compute*, so the
+baseline's budget is read from the PEC run's own training records (the ``env_steps`` each
+training job reported), never re-derived from the configuration, which can change between
+invocations. Everything the baseline writes lives under ``<run>/baseline/``.
+
+The training job layer writes checkpoints at the PEC layout of (run, expert, iteration), so
+the baseline trains as the pseudo-expert ``K`` (an id no expert of the run uses) and its
+files are moved under ``<run>/baseline/checkpoints/chunk_<c>/`` as soon as a job finishes.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import math
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from pec import layout
+from pec.curriculum import starting_level
+from pec.designs_file import Design
+from pec.errors import InputError, NotFoundError, StateError
+from pec.final_eval import eval_seed, results_payload, reusable_levels
+from pec.jobs.executors import Executor, LogSink
+from pec.jobs.spec import EvalJobResult, EvalJobSpec, TrainJobResult, TrainJobSpec
+from pec.seeds import derive_seed
+from pec.state import PECState
+from pec.steps import Run, checkpoint_exists, job_settings
+
+log = logging.getLogger(__name__)
+
+_RESULT_RE = re.compile(r"checkpoints/expert_(\d+)/iter_(\d+)/result\.json$")
+
+
+# ---------------------------------------------------------------- keys (all under <run>/baseline/)
+
+
+def baseline_prefix(run_name: str) -> str:
+    return layout.run_prefix(run_name) + "baseline/"
+
+
+def baseline_record_key(run_name: str) -> str:
+    return baseline_prefix(run_name) + "baseline.json"
+
+
+def baseline_samples_keys(run_name: str, chunk: int) -> tuple[str, str]:
+    base = baseline_prefix(run_name) + f"samples/chunk_{chunk}/"
+    return base + "gcr.npy", base + "spcf.npy"
+
+
+def baseline_chunk_dir(run_name: str, chunk: int) -> str:
+    return baseline_prefix(run_name) + f"checkpoints/chunk_{chunk}/"
+
+
+def baseline_eval_key(run_name: str, designs_stem: str) -> str:
+    # final_eval_dir validates the stem; reuse its rule for the baseline's folder.
+    layout.final_eval_dir(run_name, designs_stem)
+    return baseline_prefix(run_name) + f"final_eval/{designs_stem}/results.json"
+
+
+# ---------------------------------------------------------------- PEC's budget
+
+
+@dataclass(frozen=True)
+class TrainingRecord:
+    """One finished training job of the PEC run, as recorded in its result.json."""
+
+    expert_id: int
+    iteration: int
+    env_steps: float | None
+    ppo_iterations: float | None
+    num_envs: int | None
+
+
+@dataclass(frozen=True)
+class StepBudget:
+    """Total environment steps PEC spent training the experts that are in its state."""
+
+    env_steps: float
+    records: list[TrainingRecord]
+    missing: list[tuple[int, int]]  # (expert, iteration) whose result has no env_steps
+    rollout_steps: int | None  # env steps per environment per PPO iteration, if derivable
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "env_steps": self.env_steps,
+            "records": [asdict(r) for r in self.records],
+            "missing": [list(m) for m in self.missing],
+            "rollout_steps": self.rollout_steps,
+        }
+
+
+def _num_envs(run: Run, expert_id: int, iteration: int) -> int | None:
+    key = layout.samples_keys(run.name, expert_id, iteration)[0]
+    try:
+        values = np.load(io.BytesIO(run.store.read_bytes(key)), allow_pickle=False)
+    except (NotFoundError, ValueError, OSError):
+        return None
+    return int(values.shape[0]) if values.ndim == 1 else None
+
+
+def training_records(run: Run, state: PECState) -> list[TrainingRecord]:
+    """Result records of trainings the state has accepted (iteration ≤ last_trained_pec_iter).
+
+    A training of an iteration the state has not committed yet produced no expert that is
+    being evaluated, so it does not count towards the budget.
+    """
+    records: list[TrainingRecord] = []
+    prefix = layout.run_prefix(run.name) + "checkpoints/"
+    for key in run.store.list(prefix):
+        match = _RESULT_RE.search(key)
+        if match is None:
+            continue
+        k, it = int(match.group(1)), int(match.group(2))
+        if k >= len(state.experts):
+            continue  # the baseline's own scratch id, or a foreign folder
+        last = state.experts[k].last_trained_pec_iter
+        if last is None or it > last:
+            continue
+        try:
+            metrics = json.loads(run.store.read_bytes(key)).get("metrics") or {}
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            metrics = {}
+        steps = metrics.get("env_steps")
+        ppo = metrics.get("iterations")
+        records.append(
+            TrainingRecord(
+                expert_id=k,
+                iteration=it,
+                env_steps=float(steps) if isinstance(steps, int | float) else None,
+                ppo_iterations=float(ppo) if isinstance(ppo, int | float) else None,
+                num_envs=_num_envs(run, k, it),
+            )
+        )
+    return sorted(records, key=lambda r: (r.iteration, r.expert_id))
+
+
+def step_budget(records: Sequence[TrainingRecord]) -> StepBudget:
+    """Sum of recorded env steps; the rollout length comes from a from-scratch (iteration 0) job.
+
+    At iteration 0 a job starts at PPO iteration 0, so its ``iterations`` metric is the
+    number of PPO iterations it ran and env_steps / (iterations × num_envs) is the rollout.
+    """
+    total = float(sum(r.env_steps for r in records if r.env_steps is not None))
+    missing = [(r.expert_id, r.iteration) for r in records if r.env_steps is None]
+    rollout: int | None = None
+    for r in records:
+        if r.iteration == 0 and r.env_steps and r.ppo_iterations and r.num_envs:
+            rollout = round(r.env_steps / (r.ppo_iterations * r.num_envs))
+            break
+    return StepBudget(
+        env_steps=total, records=list(records), missing=missing, rollout_steps=rollout
+    )
+
+
+def plan_chunks(budget_steps: float, num_envs: int, rollout_steps: int, chunks: int) -> list[int]:
+    """PPO iterations per chunk so the generalist gets at least PEC's env steps (ceil)."""
+    if num_envs < 1 or rollout_steps < 1 or chunks < 1:
+        raise InputError(
+            f"num_envs={num_envs}, rollout_steps={rollout_steps}, chunks={chunks}: all must be >= 1"
+        )
+    if budget_steps <= 0:
+        raise StateError(
+            "the PEC run has no recorded training env steps; train it first or pass --max_iterations"
+        )
+    total = max(chunks, math.ceil(budget_steps / (num_envs * rollout_steps)))
+    base, extra = divmod(total, chunks)
+    return [base + (1 if c < extra else 0) for c in range(chunks)]
+
+
+# ---------------------------------------------------------------- training
+
+
+def _npy(values: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, values, allow_pickle=False)
+    return buffer.getvalue()
+
+
+def uniform_samples(run: Run, chunk: int, num_envs: int) -> tuple[np.ndarray, np.ndarray]:
+    """Fresh uniform designs over the whole box, one per environment, seeded per chunk."""
+    rng = np.random.default_rng(derive_seed(run.config.seed, "baseline-samples", chunk))
+    points = run.space.sample_uniform(num_envs, rng).astype(np.float32)
+    return points[:, 0].copy(), points[:, 1].copy()
+
+
+def _move_prefix(run: Run, source: str, target: str) -> None:
+    """Copy every object under ``source`` to ``target`` (same relative keys), then delete it."""
+    for key in run.store.list(source):
+        run.store.write_bytes(target + key[len(source) :], run.store.read_bytes(key))
+    for key in run.store.list(source):
+        run.store.delete(key)
+
+
+def read_baseline_record(run: Run) -> dict[str, Any] | None:
+    try:
+        return dict(json.loads(run.store.read_bytes(baseline_record_key(run.name))))
+    except NotFoundError:
+        return None
+
+
+def _finished_chunk(run: Run, chunk: int) -> dict[str, Any] | None:
+    key = baseline_chunk_dir(run.name, chunk) + "result.json"
+    try:
+        data = dict(json.loads(run.store.read_bytes(key)))
+    except NotFoundError:
+        return None
+    return data if checkpoint_exists(run, data.get("checkpoint_uri")) else None
+
+
+def train_baseline(
+    run: Run,
+    state: PECState,
+    executor: Executor,
+    *,
+    num_envs: int | None = None,
+    chunks: int = 1,
+    max_iterations: int | None = None,
+    log_sink: LogSink | None = None,
+    on_chunk: Callable[[int, int, dict[str, Any]], None] | None = None,
+) -> dict[str, Any]:
+    """Train the generalist in ``chunks`` warm-started pieces, each on fresh uniform designs.
+
+    ``chunks > 1`` mirrors PEC's iterations (new samples, warm start, curriculum restart at
+    the previous mean level − dl_buffer). ``max_iterations`` (total PPO iterations) overrides
+    the budget-derived plan. Finished chunks are reused. Returns the baseline record.
+    """
+    cfg = run.config
+    K = len(state.experts)
+    envs = num_envs if num_envs is not None else cfg.effective_num_envs
+    budget = step_budget(training_records(run, state))
+    if max_iterations is not None:
+        if max_iterations < chunks:
+            raise InputError(f"--max_iterations {max_iterations} must be >= --chunks {chunks}")
+        base, extra = divmod(max_iterations, chunks)
+        plan = [base + (1 if c < extra else 0) for c in range(chunks)]
+    else:
+        if budget.rollout_steps is None:
+            raise StateError(
+                f"run '{run.name}': no iteration-0 training record with env_steps, iterations and "
+                "samples, so the PPO rollout length is unknown; pass --max_iterations"
+            )
+        if budget.missing:
+            log.warning(
+                "trainings %s recorded no env_steps; the budget counts only the others",
+                budget.missing,
+            )
+        plan = plan_chunks(budget.env_steps, envs, budget.rollout_steps, chunks)
+    done: list[dict[str, Any]] = []
+    resume: str | None = None
+    level = cfg.dl_initial
+    for chunk, iterations in enumerate(plan):
+        finished = _finished_chunk(run, chunk)
+        if finished is None:
+            gcr, spcf = uniform_samples(run, chunk, envs)
+            gcr_key, spcf_key = baseline_samples_keys(run.name, chunk)
+            run.store.write_bytes(gcr_key, _npy(gcr))
+            run.store.write_bytes(spcf_key, _npy(spcf))
+            spec = TrainJobSpec(
+                kind="train",
+                backend=cfg.backend,
+                store=run.store_spec,
+                run_name=run.name,
+                expert_id=K,
+                iteration=chunk,
+                samples_gcr_key=gcr_key,
+                samples_spcf_key=spcf_key,
+                start_level=level,
+                max_iterations=iterations,
+                num_envs=envs,
+                seed=derive_seed(cfg.seed, "baseline-train", chunk),
+                device=cfg.effective_device,
+                resume_checkpoint_uri=resume,
+                settings=job_settings(run, state),
+                timeout_s=cfg.train_timeout_h * 3600.0,
+            )
+            result = executor.execute(spec, log=log_sink)
+            assert isinstance(result, TrainJobResult)
+            scratch = layout.checkpoint_dir(run.name, K, chunk)
+            target = baseline_chunk_dir(run.name, chunk)
+            _move_prefix(run, scratch, target)
+            best = run.store.uri(target + layout.BEST_CHECKPOINT_FILE)
+            last_key = target + layout.LAST_CHECKPOINT_FILE
+            finished = {
+                "chunk": chunk,
+                "checkpoint_uri": best,
+                "last_checkpoint_uri": run.store.uri(last_key)
+                if run.store.exists(last_key)
+                else None,
+                "ppo_iterations": iterations,
+                "num_envs": envs,
+                "start_level": level,
+                "metrics": result.metrics,
+                "warning": result.warning,
+            }
+            run.store.write_bytes(target + "result.json", json.dumps(finished, indent=2).encode())
+        done.append(finished)
+        if on_chunk is not None:
+            on_chunk(chunk, len(plan), finished)
+        resume = str(finished["checkpoint_uri"])
+        mean_level = (finished.get("metrics") or {}).get("mean_level")
+        level = (
+            starting_level([float(mean_level)], cfg.dl_initial, cfg.dl_buffer)
+            if isinstance(mean_level, int | float) and math.isfinite(mean_level)
+            else cfg.dl_initial
+        )
+    baseline_steps = sum(float((c.get("metrics") or {}).get("env_steps", 0.0)) for c in done)
+    record = {
+        "run": run.name,
+        "checkpoint": done[-1]["checkpoint_uri"],
+        "num_envs": envs,
+        "plan": plan,
+        "chunks": done,
+        "baseline_env_steps": baseline_steps,
+        "pec_budget": budget.as_json(),
+        "budget_source": "max_iterations" if max_iterations is not None else "pec records",
+    }
+    run.store.write_bytes(baseline_record_key(run.name), json.dumps(record, indent=2).encode())
+    return record
+
+
+# ---------------------------------------------------------------- evaluation
+
+
+def evaluate_baseline(
+    run: Run,
+    state: PECState,
+    designs: Sequence[Design],
+    stem: str,
+    executor: Executor,
+    *,
+    num_episodes: int,
+    start_difficulty: int,
+) -> dict[str, Any]:
+    """The generalist on the same designs with the same protocol and seed as the experts."""
+    record = read_baseline_record(run)
+    if record is None or not checkpoint_exists(run, record.get("checkpoint")):
+        raise StateError(
+            f"run '{run.name}' has no trained baseline in {run.store.uri(baseline_prefix(run.name))}; "
+            "run `pec baseline train` first"
+        )
+    spec = EvalJobSpec(
+        kind="eval",
+        backend=run.config.backend,
+        store=run.store_spec,
+        run_name=run.name,
+        expert_id=len(state.experts),
+        iteration=state.iteration,
+        checkpoint_uri=str(record["checkpoint"]),
+        designs=[(float(d.GCR), float(d.spcf)) for d in designs],
+        num_episodes=num_episodes,
+        start_difficulty=start_difficulty,
+        seed=eval_seed(run, stem),
+        device=run.config.effective_device,
+        settings=job_settings(run, state),
+        timeout_s=run.config.eval_timeout_h * 3600.0,
+    )
+    key = baseline_eval_key(run.name, stem)
+    levels = reusable_levels(run.store, key, spec, designs)
+    if levels is not None:
+        return dict(json.loads(run.store.read_bytes(key)))
+    result = executor.execute(spec)
+    assert isinstance(result, EvalJobResult)
+    payload = results_payload(spec, designs, list(result.levels), "baseline")
+    run.store.write_bytes(key, json.dumps(payload, indent=1).encode())
+    return payload
+
+
+def read_baseline_eval(run: Run, stem: str) -> dict[str, Any] | None:
+    try:
+        return dict(json.loads(run.store.read_bytes(baseline_eval_key(run.name, stem))))
+    except NotFoundError:
+        return None

@@ -1,0 +1,187 @@
+"""The policy bundle: same actions as the training checkpoint, routing, integrity checks.
+
+Two real (tiny) MuJoCo trainings provide the checkpoints; the reference actions come from
+the backend's own evaluation path (`build_actor` + `load_state_dict` on env observations).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from pec import layout
+from pec.backends.base import TrainRequest
+from pec.backends.mujoco import MujocoBackend
+from pec.backends.mujoco.backend import build_actor, load_checkpoint, parse_settings
+from pec.backends.mujoco.env import BalluVecEnv
+from pec.bundle import ROUTER_TS, export_bundle, load_bundle
+from pec.config import build_config
+from pec.errors import InputError
+from pec.jobs.spec import StoreSpec
+from pec.routing import route
+from pec.state import PECState
+from pec.state_io import load_state, save_state
+from pec.steps import initialise_run, make_run, state_space
+from pec.store import LocalStore
+
+RUN = "bundle"
+CENTRES = [[0.78, 0.003], [0.86, 0.008]]
+SETTINGS: dict[str, object] = {"ppo": {"num_steps_per_env": 8}}
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[LocalStore, PECState, list[Path]]:
+    root = tmp_path_factory.mktemp("bundle")
+    store = LocalStore(root / "store")
+    run = make_run(
+        store,
+        StoreSpec(location=store.root_uri),
+        RUN,
+        build_config({"K": 2, "centers": CENTRES, "N_init": 4}),
+    )
+    state, version, _ = initialise_run(run)
+    torch.set_num_threads(1)
+    checkpoints: list[Path] = []
+    experts = []
+    for k, (gcr, spcf) in enumerate(CENTRES):
+        outcome = MujocoBackend().train(
+            TrainRequest(
+                gcr=np.full(4, gcr),
+                spcf=np.full(4, spcf),
+                start_level=0,
+                max_iterations=2,
+                seed=10 + k,
+                device="cpu",
+                work_dir=root / f"work_{k}",
+                settings=SETTINGS,
+            )
+        )
+        checkpoints.append(outcome.best_checkpoint)
+        key = layout.best_checkpoint_key(RUN, k, 0)
+        store.upload_file(key, outcome.best_checkpoint)
+        experts.append(
+            state.experts[k].model_copy(
+                update={"checkpoint": store.uri(key), "trained": True, "last_trained_pec_iter": 0}
+            )
+        )
+    save_state(
+        store,
+        state.model_copy(update={"experts": experts}),
+        expected_version=version,
+        previous=state,
+    )
+    loaded = load_state(store, RUN)
+    assert loaded is not None
+    return store, loaded[0], checkpoints
+
+
+def reference(checkpoint: Path, gcr: float, spcf: float) -> tuple[np.ndarray, np.ndarray]:
+    """Observations of a few real env steps and the checkpoint actor's actions on them."""
+    ckpt = load_checkpoint(checkpoint)
+    settings = parse_settings(ckpt["infos"]["settings"])
+    env = BalluVecEnv(
+        6,
+        settings.task,
+        gcr_values=np.full(6, gcr),
+        spcf_values=np.full(6, spcf),
+        seed=3,
+        eval_mode=True,
+    )
+    actor = build_actor(env, settings.ppo, "cpu")
+    actor.load_state_dict(ckpt["actor_state_dict"])
+    actor.eval()
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        env.step(torch.as_tensor(rng.uniform(-1, 1, size=(6, 2)), dtype=torch.float32))
+    obs = env.get_observations()
+    with torch.inference_mode():
+        actions = actor(obs).numpy()
+    return obs["policy"].numpy().copy(), actions
+
+
+@pytest.fixture(scope="module")
+def bundle_dir(
+    trained: tuple[LocalStore, PECState, list[Path]], tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    store, state, _ = trained
+    out = tmp_path_factory.mktemp("export") / "bundle"
+    export_bundle(store, state, out)
+    return out
+
+
+@pytest.mark.parametrize("runtime", ["torchscript", "onnx"])
+def test_bundle_actions_equal_the_training_checkpoint(
+    trained: tuple[LocalStore, PECState, list[Path]], bundle_dir: Path, runtime: str
+) -> None:
+    _, _, checkpoints = trained
+    bundle = load_bundle(bundle_dir, runtime=runtime)  # type: ignore[arg-type]
+    for k, (gcr, spcf) in enumerate(CENTRES):
+        obs, expected = reference(checkpoints[k], gcr, spcf)
+        assert bundle.route(gcr, spcf).tolist() == [k]
+        actions = bundle.act(gcr, spcf, obs)
+        assert actions.shape == expected.shape == (6, 2)
+        np.testing.assert_allclose(actions, expected, rtol=0, atol=1e-5)
+        single = bundle.act(gcr, spcf, obs[0])
+        np.testing.assert_allclose(single, expected[0], rtol=0, atol=1e-5)
+    # the two experts really are different policies, so routing matters
+    obs, _ = reference(checkpoints[0], *CENTRES[0])
+    assert not np.allclose(bundle.act(*CENTRES[0], obs), bundle.act(*CENTRES[1], obs), atol=1e-3)
+
+
+def test_per_row_designs_route_each_row(
+    trained: tuple[LocalStore, PECState, list[Path]], bundle_dir: Path
+) -> None:
+    _, _, checkpoints = trained
+    bundle = load_bundle(bundle_dir)
+    obs, _ = reference(checkpoints[0], *CENTRES[0])
+    gcr = np.array([0.77, 0.88, 0.77, 0.88, 0.8, 0.85])
+    spcf = np.array([0.002, 0.009, 0.002, 0.009, 0.004, 0.007])
+    mixed = bundle.act(gcr, spcf, obs)
+    for i in range(6):
+        np.testing.assert_allclose(mixed[i], bundle.act(gcr[i], spcf[i], obs[i]), rtol=0, atol=1e-6)
+    with pytest.raises(InputError, match="one design or one per row"):
+        bundle.act(gcr[:2], spcf[:2], obs)
+    with pytest.raises(InputError, match=r"pass \(batch, 29\)"):
+        bundle.act(0.8, 0.005, obs[:, :10])
+
+
+def test_router_files_match_pec_routing(
+    trained: tuple[LocalStore, PECState, list[Path]], bundle_dir: Path
+) -> None:
+    _, state, _ = trained
+    space = state_space(state)
+    designs = space.sample_uniform(300, np.random.default_rng(1))
+    expected = route(designs, state.expert_mus(), space)
+    bundle = load_bundle(bundle_dir)
+    assert bundle.route(designs[:, 0], designs[:, 1]).tolist() == expected.tolist()
+    router = torch.jit.load(str(bundle_dir / ROUTER_TS))
+    assert router(torch.as_tensor(designs)).tolist() == expected.tolist()
+    manifest = json.loads((bundle_dir / "manifest.json").read_text())
+    assert manifest["obs_dim"] == 29 and manifest["action_dim"] == 2
+    assert [e["id"] for e in manifest["experts"]] == [0, 1]
+    for expert in manifest["experts"]:
+        assert expert["verification"]["torchscript_max_abs_diff"] <= 1e-5
+        assert expert["verification"]["onnx_max_abs_diff"] <= 1e-5
+    gaussians = json.loads((bundle_dir / "gaussians.json").read_text())
+    assert [e["mu"] for e in gaussians["experts"]] == state.expert_mus().tolist()
+
+
+def test_tampered_or_missing_bundle_is_rejected(
+    trained: tuple[LocalStore, PECState, list[Path]], bundle_dir: Path, tmp_path: Path
+) -> None:
+    store, state, _ = trained
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(bundle_dir, copy)
+    (copy / "policy_1.pt").write_bytes((copy / "policy_1.pt").read_bytes() + b"x")
+    with pytest.raises(InputError, match="policy_1.pt does not match its checksum"):
+        load_bundle(copy)
+    with pytest.raises(InputError, match="has no manifest.json"):
+        load_bundle(tmp_path / "nowhere")
+    with pytest.raises(InputError, match="exists and is not empty"):
+        export_bundle(store, state, bundle_dir)

@@ -1,0 +1,336 @@
+"""Final evaluation: the summary maths (oracle, routing, ties), designs files, the store step.
+
+Expected numbers are worked out by hand in the comments; the store step runs with a fake
+executor whose level for a design is a known function of (expert, design).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from pec import layout
+from pec.cli_final import main as final_main
+from pec.config import build_config
+from pec.design_space import DesignSpace
+from pec.designs_file import Design, read_designs_file, uniform_designs
+from pec.errors import InputError, JobError
+from pec.final_eval import (
+    compare_scores,
+    ratio,
+    read_summary,
+    run_final_eval,
+    summarise_scores,
+    summary_from_payload,
+)
+from pec.jobs.executors import LogSink
+from pec.jobs.spec import EvalJobResult, EvalJobSpec, StoreSpec, TrainJobResult, TrainJobSpec
+from pec.state import PECState
+from pec.state_io import load_state, save_state
+from pec.steps import Run, initialise_run, make_run, write_effective_config
+from pec.store import LocalStore
+
+UNIT = DesignSpace(gcr=(0.0, 1.0), spcf=(0.0, 1.0))
+
+
+# ---------------------------------------------------------------- summary maths
+
+
+def test_oracle_is_max_and_ties_go_to_lower_id() -> None:
+    scores = [
+        [3, 5, 0, 7],
+        [4, 5, 0, 2],
+        [1, 2, 0, 7],
+    ]
+    designs = [[0.1, 0.1], [0.5, 0.5], [0.9, 0.9], [0.2, 0.8]]
+    mus = [[0.1, 0.1], [0.5, 0.5], [0.9, 0.9]]
+    s = summarise_scores(scores, designs, mus, UNIT)
+    assert s.oracle.tolist() == [4, 5, 0, 7]
+    # design 1: experts 0 and 1 tie at 5 -> 0; design 2: all zero -> 0; design 3: 0 and 2 tie -> 0
+    assert s.oracle_expert.tolist() == [1, 0, 0, 0]
+    assert s.oracle_mean == pytest.approx(16 / 4)
+
+
+def test_routed_score_is_the_nearest_centre_experts_score() -> None:
+    scores = [
+        [3, 5, 0, 7],
+        [4, 5, 0, 2],
+        [1, 2, 6, 7],
+    ]
+    designs = [[0.1, 0.1], [0.5, 0.5], [0.9, 0.9], [0.2, 0.8]]
+    mus = [[0.1, 0.1], [0.5, 0.5], [0.9, 0.9]]
+    s = summarise_scores(scores, designs, mus, UNIT)
+    # design 3 (0.2, 0.8): squared distances 0.49, 0.18, 0.50 -> expert 1
+    assert s.routed_expert.tolist() == [0, 1, 2, 1]
+    assert s.routed.tolist() == [3, 5, 6, 2]
+    assert s.routed_mean == pytest.approx(16 / 4)
+    assert s.oracle.tolist() == [4, 5, 6, 7]
+    # routed == oracle on designs 1 and 2 only
+    assert s.routed_hits == 2
+    assert s.expert_means() == pytest.approx([15 / 4, 11 / 4, 16 / 4])
+
+
+def test_routing_is_normalised_by_the_design_box() -> None:
+    space = DesignSpace(gcr=(0.75, 0.89), spcf=(0.001, 0.010))
+    mus = [[0.785, 0.00325], [0.855, 0.00775]]
+    # Physically nearer expert 0 (the GCR gap dominates) but nearer expert 1 in the unit box.
+    s = summarise_scores([[10], [20]], [[0.80, 0.0095]], mus, space)
+    assert s.routed_expert.tolist() == [1]
+    assert s.routed.tolist() == [20]
+
+
+def test_routing_ties_go_to_lower_id() -> None:
+    s = summarise_scores([[1], [9]], [[0.5, 0.3]], [[0.25, 0.5], [0.75, 0.5]], UNIT)
+    assert s.routed_expert.tolist() == [0]
+    assert s.routed.tolist() == [1]
+
+
+def test_unevaluated_expert_is_skipped_by_oracle_and_routing() -> None:
+    nan = float("nan")
+    scores = [[nan, nan], [2, 3], [4, 1]]
+    designs = [[0.1, 0.1], [0.9, 0.9]]
+    mus = [[0.1, 0.1], [0.5, 0.5], [0.9, 0.9]]
+    s = summarise_scores(scores, designs, mus, UNIT)
+    assert s.evaluated == [1, 2]
+    assert s.oracle.tolist() == [4, 3]
+    assert s.oracle_expert.tolist() == [2, 1]
+    # design 0 sits on expert 0's centre, but expert 0 has no policy: nearest evaluated is 1
+    assert s.routed_expert.tolist() == [1, 2]
+    assert s.routed.tolist() == [2, 1]
+    assert s.expert_means() == [None, 2.5, 2.5]
+
+
+def test_summary_rejects_inconsistent_inputs() -> None:
+    nan = float("nan")
+    with pytest.raises(InputError, match="expert 0 are missing for some designs"):
+        summarise_scores([[1, nan], [2, 3]], [[0, 0], [1, 1]], [[0, 0], [1, 1]], UNIT)
+    with pytest.raises(InputError, match="no expert was evaluated"):
+        summarise_scores([[nan], [nan]], [[0, 0]], [[0, 0], [1, 1]], UNIT)
+    with pytest.raises(InputError, match="2 designs but the score matrix has 1"):
+        summarise_scores([[1], [2]], [[0, 0], [1, 1]], [[0, 0], [1, 1]], UNIT)
+    with pytest.raises(InputError, match="3 centres"):
+        summarise_scores([[1], [2]], [[0, 0]], [[0, 0], [1, 1], [0.5, 0.5]], UNIT)
+    with pytest.raises(InputError, match="infinite"):
+        summarise_scores([[float("inf")]], [[0, 0]], [[0, 0]], UNIT)
+
+
+def test_compare_counts_wins_ties_losses_and_the_winning_expert() -> None:
+    c = compare_scores([5, 3, 2, 8, 0], [4, 3, 6, 1, 0], [1, 0, 0, 1, 2])
+    assert c.diff.tolist() == [1, 0, -4, 7, 0]
+    assert (c.wins, c.ties, c.losses) == (2, 2, 1)
+    assert c.wins_by_expert == {1: 2}
+    assert c.mean_diff == pytest.approx(4 / 5)
+    with pytest.raises(InputError, match="differ in length"):
+        compare_scores([1, 2], [1], [0, 0])
+
+
+def test_ratio_is_none_for_a_zero_denominator() -> None:
+    assert ratio(6.0, 4.0) == pytest.approx(1.5)
+    assert ratio(1.0, 0.0) is None
+
+
+# ---------------------------------------------------------------- designs files
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("{}", "non-empty JSON list"),
+        ("[]", "non-empty JSON list"),
+        ('[{"id": 0, "GCR": 0.8}]', "entry 0: spcf"),
+        ('[{"id": 0, "GCR": 0.8, "spcf": 0.005, "x": 1}]', "entry 0: x"),
+        (
+            '[{"id": 0, "GCR": 0.8, "spcf": 0.005}, {"id": 0, "GCR": 0.8, "spcf": 0.005}]',
+            "id 0 appears twice",
+        ),
+        ('[{"id": 0, "GCR": 0.95, "spcf": 0.005}]', "outside the design space"),
+        ('[{"id": 0, "GCR": NaN, "spcf": 0.005}]', "must be finite"),
+        ('[{"id": 0, "GCR": 0.8, "spcf": 0.005}', "not valid JSON"),
+    ],
+)
+def test_designs_file_validation(tmp_path: Path, content: str, message: str) -> None:
+    path = tmp_path / "designs.json"
+    path.write_text(content)
+    space = DesignSpace(gcr=(0.75, 0.89), spcf=(0.001, 0.010))
+    with pytest.raises(InputError, match=message):
+        read_designs_file(path, space)
+
+
+def test_designs_uniform_command_writes_a_valid_reproducible_file(tmp_path: Path) -> None:
+    out = tmp_path / "test_5.json"
+    args = [
+        "designs",
+        "uniform",
+        "--n",
+        "5",
+        "--seed",
+        "42",
+        "--out",
+        str(out),
+        "--GCR_range",
+        "0.75,0.89",
+        "--spcf_range",
+        "0.001,0.010",
+    ]
+    assert final_main(args) == 0
+    space = DesignSpace(gcr=(0.75, 0.89), spcf=(0.001, 0.010))
+    designs = read_designs_file(out, space)
+    assert designs == uniform_designs(space, 5, 42)
+    assert [d.id for d in designs] == [0, 1, 2, 3, 4]
+    assert (
+        final_main(
+            ["designs", "uniform", "--n", "0", "--out", str(out), "--GCR_range", "0.75,0.89"]
+        )
+        == 2
+    )
+
+
+# ---------------------------------------------------------------- store-level step
+
+RUN = "final"
+
+
+def level_of(expert_id: int, gcr: float, spcf: float) -> int:
+    """Expert 0 is good at low GCR, expert 1 at high GCR; a deterministic toy."""
+    good = gcr < 0.82 if expert_id == 0 else gcr >= 0.82
+    return 10 + int(spcf * 1000) if good else 3
+
+
+class FakeExecutor:
+    def __init__(self, fail: set[int] | None = None) -> None:
+        self.eval_specs: list[EvalJobSpec] = []
+        self.fail = fail or set()
+
+    def execute(
+        self, spec: TrainJobSpec | EvalJobSpec, log: LogSink | None = None
+    ) -> TrainJobResult | EvalJobResult:
+        assert isinstance(spec, EvalJobSpec)
+        self.eval_specs.append(spec)
+        if spec.expert_id in self.fail:
+            raise JobError(f"expert {spec.expert_id} exploded")
+        levels = [level_of(spec.expert_id, g, s) for g, s in spec.designs]
+        return EvalJobResult(levels=levels, expert_id=spec.expert_id)
+
+
+def trained_run(tmp_path: Path, K: int = 2) -> tuple[Run, PECState]:
+    store = LocalStore(tmp_path / "store")
+    config = build_config(
+        {
+            "K": K,
+            "centers": [[0.78, 0.005], [0.86, 0.005]][:K],
+            "N_init": 5,
+            "num_episodes": 3,
+            "start_difficulty": 1,
+        }
+    )
+    run = make_run(store, StoreSpec(location=store.root_uri), RUN, config)
+    state, version, _ = initialise_run(run)
+    write_effective_config(run)
+    experts = []
+    for e in state.experts:
+        key = layout.best_checkpoint_key(RUN, e.id, 0)
+        store.write_bytes(key, b"checkpoint")
+        experts.append(
+            e.model_copy(
+                update={"checkpoint": store.uri(key), "trained": True, "last_trained_pec_iter": 0}
+            )
+        )
+    new = state.model_copy(update={"experts": experts})
+    save_state(store, new, expected_version=version, previous=state)
+    loaded = load_state(store, RUN)
+    assert loaded is not None
+    return run, loaded[0]
+
+
+DESIGNS = [
+    Design(id=7, GCR=0.76, spcf=0.002),
+    Design(id=8, GCR=0.80, spcf=0.009),
+    Design(id=9, GCR=0.88, spcf=0.004),
+]
+
+
+def test_run_final_eval_writes_results_and_summary(tmp_path: Path) -> None:
+    run, state = trained_run(tmp_path)
+    executor = FakeExecutor()
+    summary = run_final_eval(
+        run, state, DESIGNS, "held", executor, num_episodes=4, start_difficulty=2
+    )
+    # expert 0: 12, 19, 3 ; expert 1: 3, 3, 14
+    assert summary["scores"] == [[12, 19, 3], [3, 3, 14]]
+    assert summary["oracle"] == [12, 19, 14]
+    assert summary["oracle_expert"] == [0, 0, 1]
+    assert summary["oracle_mean"] == pytest.approx(45 / 3)
+    # centres at GCR 0.78 and 0.86, same spcf: routing follows GCR (midpoint 0.82)
+    assert summary["routed_expert"] == [0, 0, 1]
+    assert summary["routed_mean"] == pytest.approx(45 / 3)
+    assert summary["protocol"]["num_episodes"] == 4
+    assert summary["protocol"]["start_difficulty"] == 2
+    assert [d["id"] for d in summary["designs"]] == [7, 8, 9]
+    assert summary["design_space"] == {"GCR": [0.75, 0.89], "spcf": [0.001, 0.01]}
+    # every expert got the same seed (common random numbers) and the same designs
+    assert len({s.seed for s in executor.eval_specs}) == 1
+    stored = read_summary(run.store, RUN, "held")
+    assert stored == summary
+    assert summary_from_payload(stored).routed.tolist() == [12, 19, 14]
+    per_expert = json.loads(run.store.read_bytes(layout.final_eval_expert_key(RUN, "held", 1)))
+    assert per_expert["levels"] == [3, 3, 14]
+    assert per_expert["designs"][2] == {"id": 9, "GCR": 0.88, "spcf": 0.004, "level": 14}
+
+
+def test_final_eval_reuses_finished_experts_and_reruns_on_protocol_change(tmp_path: Path) -> None:
+    run, state = trained_run(tmp_path)
+    run_final_eval(run, state, DESIGNS, "held", FakeExecutor(), num_episodes=4, start_difficulty=2)
+    again = FakeExecutor()
+    seen: list[tuple[int, bool]] = []
+    run_final_eval(
+        run,
+        state,
+        DESIGNS,
+        "held",
+        again,
+        num_episodes=4,
+        start_difficulty=2,
+        on_expert=lambda k, levels, reused: seen.append((k, reused)),
+    )
+    assert again.eval_specs == []
+    assert seen == [(0, True), (1, True)]
+    changed = FakeExecutor()
+    run_final_eval(run, state, DESIGNS, "held", changed, num_episodes=5, start_difficulty=2)
+    assert [s.expert_id for s in changed.eval_specs] == [0, 1]
+
+
+def test_failed_expert_becomes_a_null_row_and_is_not_routed_to(tmp_path: Path) -> None:
+    run, state = trained_run(tmp_path)
+    summary = run_final_eval(
+        run, state, DESIGNS, "held", FakeExecutor(fail={1}), num_episodes=4, start_difficulty=2
+    )
+    assert summary["scores"] == [[12, 19, 3], None]
+    assert summary["experts"][1]["evaluated"] is False
+    assert summary["routed_expert"] == [0, 0, 0]
+    assert summary["routed"] == [12, 19, 3]
+    assert summary["expert_means"] == [pytest.approx(34 / 3), None]
+
+
+def test_eval_final_command_rejects_a_bad_designs_file_before_running(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run, _ = trained_run(tmp_path)
+    bad = tmp_path / "bad.json"
+    bad.write_text('[{"id": 0, "GCR": 0.99, "spcf": 0.005}]')
+    code = final_main(
+        [
+            "eval-final",
+            "--run_name",
+            RUN,
+            "--store",
+            str(tmp_path / "store"),
+            "--designs_file",
+            str(bad),
+        ]
+    )
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "outside the design space" in err and err.count("\n") == 1
+    assert run.store.list(layout.run_prefix(RUN) + "final_eval/") == []
