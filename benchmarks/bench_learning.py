@@ -5,7 +5,7 @@ point, then evaluates both the trained policy and the *same* network before trai
 the same held-out designs drawn around that point: final levels after `--episodes`
 deterministic episodes from level 0. Target: trained - untrained >= +5 levels.
 
-    .venv/bin/python benchmarks/bench_learning.py [--iterations 400] [--envs 128]
+    .venv/bin/python benchmarks/bench_learning.py [--iterations 1000] [--envs 128]
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from pec.backends.mujoco import MujocoBackend
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--iterations", type=int, default=400)
+    parser.add_argument("--iterations", type=int, default=1000)
     parser.add_argument("--envs", type=int, default=128)
     parser.add_argument("--gcr", type=float, default=0.82, help="design-space point: GCR")
     parser.add_argument("--spcf", type=float, default=0.0055, help="design-space point: spcf")

@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from pec.baseline import evaluate_baseline, train_baseline
@@ -35,7 +36,7 @@ from pec.jobs.spec import StoreSpec
 from pec.local_loop import IterationReport, run_until_done
 from pec.report import write_report
 from pec.steps import make_run
-from pec.store import open_store
+from pec.store import Store, open_store
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -56,19 +57,22 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--episode_steps", type=int, default=400, help="control steps per episode")
     p.add_argument("--warmup", type=int, default=0, help="curriculum and goal warm-up (PPO its)")
     p.add_argument("--chunks", type=int, default=0, help="generalist chunks (0: = pec_iterations)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--generalists",
+        type=int,
+        default=2,
+        help="generalists with other seeds; their per-design best-of-K is a control for the "
+        "oracle's selection effect (1 = no control)",
+    )
+    p.add_argument("--seed", type=int, default=0, help="first run seed")
+    p.add_argument("--seeds", type=int, default=1, help="repeat everything for this many seeds")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     p.add_argument("--json", help="also write the figures as JSON here")
     return p.parse_args(argv)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    torch.set_num_threads(args.threads)
-    store_dir = Path(args.store or tempfile.mkdtemp(prefix="pec-bench-"))
-    store_dir.mkdir(parents=True, exist_ok=True)
-    store = open_store(str(store_dir))
+def run_once(args: argparse.Namespace, store: Store, run_name: str, seed: int) -> dict[str, Any]:
+    """One PEC run and its generalists on one seed; prints the table and returns the figures."""
     task = {
         "episode_steps": args.episode_steps,
         "curriculum_warmup_iterations": args.warmup,
@@ -78,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     config = build_config(
         {
             "K": args.K,
-            "seed": args.seed,
+            "seed": seed,
             "max_pec_iterations": args.pec_iterations,
             "coverage_target": 1.0,
             "num_envs": args.num_envs,
@@ -90,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
             "backend_settings": {"task": task},
         }
     )
-    run = make_run(store, StoreSpec(location=store.root_uri), args.run_name, config)
+    run = make_run(store, StoreSpec(location=store.root_uri), run_name, config)
     executor = make_executor("inprocess")
     timings: dict[str, float] = {}
 
@@ -98,15 +102,24 @@ def main(argv: list[str] | None = None) -> int:
         cov = "-" if r.coverage is None else f"{r.coverage:.3f}"
         print(f"  PEC iteration {r.iteration}: trained {r.trained}, coverage {cov}", flush=True)
 
-    print(f"store: {store.root_uri}", flush=True)
+    print(f"run {run_name} (seed {seed})", flush=True)
     t0 = time.time()
     state = run_until_done(run, executor, on_iteration=report)
     timings["pec_train_s"] = time.time() - t0
 
     t0 = time.time()
-    record = train_baseline(
-        run, state, executor, chunks=args.chunks or args.pec_iterations, num_envs=args.num_envs
-    )
+    records = [
+        train_baseline(
+            run,
+            state,
+            executor,
+            chunks=args.chunks or args.pec_iterations,
+            num_envs=args.num_envs,
+            replica=r,
+        )
+        for r in range(args.generalists)
+    ]
+    record = records[0]
     timings["baseline_train_s"] = time.time() - t0
     print(
         f"  generalist: {record['plan']} PPO iterations, {record['baseline_env_steps']:.0f} env steps "
@@ -126,16 +139,26 @@ def main(argv: list[str] | None = None) -> int:
         num_episodes=args.num_episodes,
         start_difficulty=args.start_difficulty,
     )
-    baseline = evaluate_baseline(
-        run,
-        state,
-        designs,
-        stem,
-        executor,
-        num_episodes=args.num_episodes,
-        start_difficulty=args.start_difficulty,
-    )
+    baselines = [
+        evaluate_baseline(
+            run,
+            state,
+            designs,
+            stem,
+            executor,
+            num_episodes=args.num_episodes,
+            start_difficulty=args.start_difficulty,
+            replica=r,
+        )
+        for r in range(args.generalists)
+    ]
+    baseline = baselines[0]
     timings["final_eval_s"] = time.time() - t0
+    # The oracle is a per-design max over K policies; the same max over K independently seeded
+    # generalists shows how much of its lead is selection alone (no specialisation).
+    levels = np.asarray([b["levels"] for b in baselines], dtype=float)
+    best_of = min(args.K, args.generalists)
+    control = float(np.mean(levels[:best_of].max(axis=0))) if best_of > 1 else None
     keys = write_report(store, run.name, stem)
 
     generalist = float(baseline["mean"])
@@ -151,6 +174,9 @@ def main(argv: list[str] | None = None) -> int:
         "pec_oracle_mean": oracle,
         "pec_routed_mean": routed,
         "generalist_mean": generalist,
+        "generalist_replica_means": [float(b["mean"]) for b in baselines],
+        "generalist_best_of_k_mean": control,
+        "oracle_over_generalist_best_of_k": None if control is None else ratio(oracle, control),
         "oracle_over_generalist": ratio(oracle, generalist),
         "routed_over_generalist": ratio(routed, generalist),
         "expert_means": summary["expert_means"],
@@ -166,13 +192,23 @@ def main(argv: list[str] | None = None) -> int:
     }
 
     def fmt(value: float | None) -> str:
-        return "n/a (generalist mean is 0)" if value is None else f"{value:.3f}"
+        return "n/a" if value is None else f"{value:.3f}"  # n/a: the denominator is 0
 
     print()
     print(f"{'':24}{'mean level':>12}{'/ generalist':>16}")
     print(f"{'PEC oracle':24}{oracle:12.3f}{fmt(figures['oracle_over_generalist']):>16}")
     print(f"{'PEC routed':24}{routed:12.3f}{fmt(figures['routed_over_generalist']):>16}")
     print(f"{'generalist':24}{generalist:12.3f}{'1.000':>16}")
+    for r, b in enumerate(baselines[1:], start=1):
+        mean = float(b["mean"])
+        print(f"{f'generalist seed #{r}':24}{mean:12.3f}{fmt(ratio(mean, generalist)):>16}")
+    if control is not None:
+        name = f"generalist best-of-{best_of}"
+        print(f"{name:24}{control:12.3f}{fmt(ratio(control, generalist)):>16}")
+        print(
+            f"PEC oracle / generalist best-of-{best_of} (selection-matched): "
+            f"{fmt(figures['oracle_over_generalist_best_of_k'])}"
+        )
     print(
         f"env steps: PEC {figures['pec_env_steps']:.0f}, generalist "
         f"{figures['generalist_env_steps']:.0f}; designs {args.n_designs}, episodes "
@@ -190,9 +226,70 @@ def main(argv: list[str] | None = None) -> int:
     verdict = "met" if target is not None and target >= 1.2 else "NOT met"
     print(f"target PEC oracle >= 1.2 x generalist: {verdict}")
     print(f"timings: {figures['timings_s']}")
-    print(f"report: {store.uri(keys['markdown'])}")
+    print(f"report: {store.uri(keys['markdown'])}", flush=True)
+    return figures
+
+
+AGGREGATED = (
+    ("PEC oracle", "pec_oracle_mean"),
+    ("PEC routed", "pec_routed_mean"),
+    ("generalist #0", "generalist_mean"),
+    ("all generalists", "generalists_mean"),
+    ("generalist best-of-K", "generalist_best_of_k_mean"),
+)
+
+
+def aggregate(per_seed: list[dict[str, Any]]) -> dict[str, Any]:
+    """Mean and spread over seeds; ratios are of the means (a ratio of noisy means is biased)."""
+    for f in per_seed:
+        f["generalists_mean"] = float(np.mean(f["generalist_replica_means"]))
+    result: dict[str, Any] = {"seeds": len(per_seed)}
+    for _, key in AGGREGATED:
+        values = [f[key] for f in per_seed if f.get(key) is not None]
+        if values:
+            result[key] = {
+                "mean": float(np.mean(values)),
+                "std": float(np.std(values)),
+                "values": values,
+            }
+    base = result["generalists_mean"]["mean"]
+    result["oracle_over_all_generalists"] = ratio(result["pec_oracle_mean"]["mean"], base)
+    result["routed_over_all_generalists"] = ratio(result["pec_routed_mean"]["mean"], base)
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    torch.set_num_threads(args.threads)
+    store_dir = Path(args.store or tempfile.mkdtemp(prefix="pec-bench-"))
+    store_dir.mkdir(parents=True, exist_ok=True)
+    store = open_store(str(store_dir))
+    print(f"store: {store.root_uri}", flush=True)
+    seeds = [args.seed + i for i in range(args.seeds)]
+    per_seed = []
+    for seed in seeds:
+        name = args.run_name if len(seeds) == 1 else f"{args.run_name}-s{seed}"
+        per_seed.append(run_once(args, store, name, seed))
+        print(flush=True)
+    output: dict[str, Any] = {"per_seed": per_seed}
+    if len(seeds) > 1:
+        agg = aggregate(per_seed)
+        output["aggregate"] = agg
+        print(f"over {len(seeds)} seeds {seeds} (mean ± std of the per-seed means):")
+        for label, key in AGGREGATED:
+            if key in agg:
+                values = ", ".join(f"{v:.3f}" for v in agg[key]["values"])
+                print(f"  {label:22}{agg[key]['mean']:7.3f} ± {agg[key]['std']:.3f}   [{values}]")
+        for label, key in (
+            ("PEC oracle", "oracle_over_all_generalists"),
+            ("PEC routed", "routed_over_all_generalists"),
+        ):
+            value = agg[key]
+            shown = "n/a" if value is None else f"{value:.3f}"
+            print(f"  {label} / mean of all generalists: {shown}")
     if args.json:
-        Path(args.json).write_text(json.dumps(figures, indent=2))
+        Path(args.json).write_text(json.dumps(output, indent=2))
     return 0
 
 

@@ -7,6 +7,7 @@ called in a loop with chain=False instead of scheduling successors on a deployme
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -14,11 +15,17 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+from pec import layout
 from pec.cli import open_run_store, resolve_config
 from pec.config import parse_override
 from pec.errors import PECError
 
 console = Console()
+
+# The ephemeral server migrates a fresh database on first use; 20 s (Prefect's default) is
+# too short on a busy 2-core laptop.
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -69,6 +76,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     break
         console.print(f"finished: {result['stop_reason']}")
         console.print(f"state: {result['state_uri']}")
+        console.print(f"plots: {store.uri(layout.plots_dir(args.run_name))}")
+        console.print(f"see also: pec status --run_name {args.run_name} --store {args.store}")
         return 0
     except PECError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -21,12 +21,11 @@ from flows.artifacts import artifact_key
 from flows.pec_flow import failure_message, open_run, run_mapped
 from flows.tasks import execute_job
 from pec import layout, steps
-from pec.baseline import baseline_eval_key, read_baseline_record
+from pec.baseline import baseline_eval_key, baseline_eval_spec
 from pec.designs_file import Design, parse_designs, read_designs_file
 from pec.errors import InputError
 from pec.final_eval import (
     designs_stem,
-    eval_seed,
     final_eval_specs,
     results_payload,
     reusable_levels,
@@ -78,30 +77,6 @@ def _load_designs(
     return read_designs_file(Path(designs_file), run.space), stem or designs_stem(designs_file)
 
 
-def _baseline_spec(
-    run: steps.Run, state: Any, designs: list[Design], stem: str, episodes: int, start: int
-) -> EvalJobSpec | None:
-    record = read_baseline_record(run)
-    if record is None or not steps.checkpoint_exists(run, record.get("checkpoint")):
-        return None
-    return EvalJobSpec(
-        kind="eval",
-        backend=run.config.backend,
-        store=run.store_spec,
-        run_name=run.name,
-        expert_id=len(state.experts),
-        iteration=state.iteration,
-        checkpoint_uri=str(record["checkpoint"]),
-        designs=[(float(d.GCR), float(d.spcf)) for d in designs],
-        num_episodes=episodes,
-        start_difficulty=start,
-        seed=eval_seed(run, stem),
-        device=run.config.effective_device,
-        settings=steps.job_settings(run, state),
-        timeout_s=run.config.eval_timeout_h * 3600.0,
-    )
-
-
 @flow(name="pec-final-eval", result_serializer="json")
 def pec_final_eval(
     run_name: str,
@@ -134,7 +109,7 @@ def pec_final_eval(
             pending.append((spec, key))
         else:
             levels[k] = done
-    baseline_spec = _baseline_spec(run, state, points, stem, episodes, start)
+    baseline_spec = baseline_eval_spec(run, state, points, stem, episodes, start)
     if with_baseline and baseline_spec is not None:
         key = baseline_eval_key(run.name, stem)
         if reusable_levels(run.store, key, baseline_spec, points) is None:

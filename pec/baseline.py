@@ -42,27 +42,31 @@ _RESULT_RE = re.compile(r"checkpoints/expert_(\d+)/iter_(\d+)/result\.json$")
 # ---------------------------------------------------------------- keys (all under <run>/baseline/)
 
 
-def baseline_prefix(run_name: str) -> str:
-    return layout.run_prefix(run_name) + "baseline/"
+def baseline_prefix(run_name: str, replica: int = 0) -> str:
+    """``<run>/baseline/``; further generalists (other seeds) in ``baseline/replica_<r>/``."""
+    if isinstance(replica, bool) or not isinstance(replica, int) or replica < 0:
+        raise InputError(f"replica {replica!r} must be an integer >= 0")
+    base = layout.run_prefix(run_name) + "baseline/"
+    return base if replica == 0 else base + f"replica_{replica}/"
 
 
-def baseline_record_key(run_name: str) -> str:
-    return baseline_prefix(run_name) + "baseline.json"
+def baseline_record_key(run_name: str, replica: int = 0) -> str:
+    return baseline_prefix(run_name, replica) + "baseline.json"
 
 
-def baseline_samples_keys(run_name: str, chunk: int) -> tuple[str, str]:
-    base = baseline_prefix(run_name) + f"samples/chunk_{chunk}/"
+def baseline_samples_keys(run_name: str, chunk: int, replica: int = 0) -> tuple[str, str]:
+    base = baseline_prefix(run_name, replica) + f"samples/chunk_{chunk}/"
     return base + "gcr.npy", base + "spcf.npy"
 
 
-def baseline_chunk_dir(run_name: str, chunk: int) -> str:
-    return baseline_prefix(run_name) + f"checkpoints/chunk_{chunk}/"
+def baseline_chunk_dir(run_name: str, chunk: int, replica: int = 0) -> str:
+    return baseline_prefix(run_name, replica) + f"checkpoints/chunk_{chunk}/"
 
 
-def baseline_eval_key(run_name: str, designs_stem: str) -> str:
+def baseline_eval_key(run_name: str, designs_stem: str, replica: int = 0) -> str:
     # final_eval_dir validates the stem; reuse its rule for the baseline's folder.
     layout.final_eval_dir(run_name, designs_stem)
-    return baseline_prefix(run_name) + f"final_eval/{designs_stem}/results.json"
+    return baseline_prefix(run_name, replica) + f"final_eval/{designs_stem}/results.json"
 
 
 # ---------------------------------------------------------------- PEC's budget
@@ -184,9 +188,18 @@ def _npy(values: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def uniform_samples(run: Run, chunk: int, num_envs: int) -> tuple[np.ndarray, np.ndarray]:
+def _seed(run: Run, label: str, chunk: int, replica: int) -> int:
+    # replica 0 keeps the plain labels so its seeds never change when replicas are added
+    if replica == 0:
+        return derive_seed(run.config.seed, label, chunk)
+    return derive_seed(run.config.seed, label, chunk, "replica", replica)
+
+
+def uniform_samples(
+    run: Run, chunk: int, num_envs: int, replica: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
     """Fresh uniform designs over the whole box, one per environment, seeded per chunk."""
-    rng = np.random.default_rng(derive_seed(run.config.seed, "baseline-samples", chunk))
+    rng = np.random.default_rng(_seed(run, "baseline-samples", chunk, replica))
     points = run.space.sample_uniform(num_envs, rng).astype(np.float32)
     return points[:, 0].copy(), points[:, 1].copy()
 
@@ -199,15 +212,15 @@ def _move_prefix(run: Run, source: str, target: str) -> None:
         run.store.delete(key)
 
 
-def read_baseline_record(run: Run) -> dict[str, Any] | None:
+def read_baseline_record(run: Run, replica: int = 0) -> dict[str, Any] | None:
     try:
-        return dict(json.loads(run.store.read_bytes(baseline_record_key(run.name))))
+        return dict(json.loads(run.store.read_bytes(baseline_record_key(run.name, replica))))
     except NotFoundError:
         return None
 
 
-def _finished_chunk(run: Run, chunk: int) -> dict[str, Any] | None:
-    key = baseline_chunk_dir(run.name, chunk) + "result.json"
+def _finished_chunk(run: Run, chunk: int, replica: int) -> dict[str, Any] | None:
+    key = baseline_chunk_dir(run.name, chunk, replica) + "result.json"
     try:
         data = dict(json.loads(run.store.read_bytes(key)))
     except NotFoundError:
@@ -225,12 +238,14 @@ def train_baseline(
     max_iterations: int | None = None,
     log_sink: LogSink | None = None,
     on_chunk: Callable[[int, int, dict[str, Any]], None] | None = None,
+    replica: int = 0,
 ) -> dict[str, Any]:
     """Train the generalist in ``chunks`` warm-started pieces, each on fresh uniform designs.
 
-    ``chunks > 1`` mirrors PEC's iterations (new samples, warm start, curriculum restart at
-    the previous mean level − dl_buffer). ``max_iterations`` (total PPO iterations) overrides
-    the budget-derived plan. Finished chunks are reused. Returns the baseline record.
+        ``chunks > 1`` mirrors PEC's iterations (new samples, warm start, curriculum restart at
+        the previous mean level − dl_buffer). ``max_iterations`` (total PPO iterations) overrides
+        the budget-derived plan. ``replica`` r > 0 trains a further generalist with other seeds
+    (to measure seed-to-seed spread). Finished chunks are reused. Returns the baseline record.
     """
     cfg = run.config
     K = len(state.experts)
@@ -257,10 +272,10 @@ def train_baseline(
     resume: str | None = None
     level = cfg.dl_initial
     for chunk, iterations in enumerate(plan):
-        finished = _finished_chunk(run, chunk)
+        finished = _finished_chunk(run, chunk, replica)
         if finished is None:
-            gcr, spcf = uniform_samples(run, chunk, envs)
-            gcr_key, spcf_key = baseline_samples_keys(run.name, chunk)
+            gcr, spcf = uniform_samples(run, chunk, envs, replica)
+            gcr_key, spcf_key = baseline_samples_keys(run.name, chunk, replica)
             run.store.write_bytes(gcr_key, _npy(gcr))
             run.store.write_bytes(spcf_key, _npy(spcf))
             spec = TrainJobSpec(
@@ -275,7 +290,7 @@ def train_baseline(
                 start_level=level,
                 max_iterations=iterations,
                 num_envs=envs,
-                seed=derive_seed(cfg.seed, "baseline-train", chunk),
+                seed=_seed(run, "baseline-train", chunk, replica),
                 device=cfg.effective_device,
                 resume_checkpoint_uri=resume,
                 settings=job_settings(run, state),
@@ -284,7 +299,7 @@ def train_baseline(
             result = executor.execute(spec, log=log_sink)
             assert isinstance(result, TrainJobResult)
             scratch = layout.checkpoint_dir(run.name, K, chunk)
-            target = baseline_chunk_dir(run.name, chunk)
+            target = baseline_chunk_dir(run.name, chunk, replica)
             _move_prefix(run, scratch, target)
             best = run.store.uri(target + layout.BEST_CHECKPOINT_FILE)
             last_key = target + layout.LAST_CHECKPOINT_FILE
@@ -314,6 +329,7 @@ def train_baseline(
     baseline_steps = sum(float((c.get("metrics") or {}).get("env_steps", 0.0)) for c in done)
     record = {
         "run": run.name,
+        "replica": replica,
         "checkpoint": done[-1]["checkpoint_uri"],
         "num_envs": envs,
         "plan": plan,
@@ -322,31 +338,28 @@ def train_baseline(
         "pec_budget": budget.as_json(),
         "budget_source": "max_iterations" if max_iterations is not None else "pec records",
     }
-    run.store.write_bytes(baseline_record_key(run.name), json.dumps(record, indent=2).encode())
+    key = baseline_record_key(run.name, replica)
+    run.store.write_bytes(key, json.dumps(record, indent=2).encode())
     return record
 
 
 # ---------------------------------------------------------------- evaluation
 
 
-def evaluate_baseline(
+def baseline_eval_spec(
     run: Run,
     state: PECState,
     designs: Sequence[Design],
     stem: str,
-    executor: Executor,
-    *,
     num_episodes: int,
     start_difficulty: int,
-) -> dict[str, Any]:
-    """The generalist on the same designs with the same protocol and seed as the experts."""
-    record = read_baseline_record(run)
+    replica: int = 0,
+) -> EvalJobSpec | None:
+    """The generalist's evaluation job (same protocol and seed as the experts'), or None."""
+    record = read_baseline_record(run, replica)
     if record is None or not checkpoint_exists(run, record.get("checkpoint")):
-        raise StateError(
-            f"run '{run.name}' has no trained baseline in {run.store.uri(baseline_prefix(run.name))}; "
-            "run `pec baseline train` first"
-        )
-    spec = EvalJobSpec(
+        return None
+    return EvalJobSpec(
         kind="eval",
         backend=run.config.backend,
         store=run.store_spec,
@@ -362,7 +375,28 @@ def evaluate_baseline(
         settings=job_settings(run, state),
         timeout_s=run.config.eval_timeout_h * 3600.0,
     )
-    key = baseline_eval_key(run.name, stem)
+
+
+def evaluate_baseline(
+    run: Run,
+    state: PECState,
+    designs: Sequence[Design],
+    stem: str,
+    executor: Executor,
+    *,
+    num_episodes: int,
+    start_difficulty: int,
+    replica: int = 0,
+) -> dict[str, Any]:
+    """The generalist on the same designs with the same protocol and seed as the experts."""
+    spec = baseline_eval_spec(run, state, designs, stem, num_episodes, start_difficulty, replica)
+    if spec is None:
+        raise StateError(
+            f"run '{run.name}' has no trained baseline "
+            f"({run.store.uri(baseline_record_key(run.name, replica))}); "
+            "run `pec baseline train` first"
+        )
+    key = baseline_eval_key(run.name, stem, replica)
     levels = reusable_levels(run.store, key, spec, designs)
     if levels is not None:
         return dict(json.loads(run.store.read_bytes(key)))
@@ -373,8 +407,8 @@ def evaluate_baseline(
     return payload
 
 
-def read_baseline_eval(run: Run, stem: str) -> dict[str, Any] | None:
+def read_baseline_eval(run: Run, stem: str, replica: int = 0) -> dict[str, Any] | None:
     try:
-        return dict(json.loads(run.store.read_bytes(baseline_eval_key(run.name, stem))))
+        return dict(json.loads(run.store.read_bytes(baseline_eval_key(run.name, stem, replica))))
     except NotFoundError:
         return None

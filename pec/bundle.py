@@ -205,11 +205,9 @@ def export_bundle(
         raise StateError(
             f"run '{state.run_name}' has no expert with a {which} checkpoint; train it first"
         )
-    staging = Path(
-        tempfile.mkdtemp(
-            prefix=".pec-bundle-", dir=out_dir.parent if out_dir.parent.exists() else None
-        )
-    )
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    # Staged next to the target so the final rename is atomic (same filesystem).
+    staging = Path(tempfile.mkdtemp(prefix=".pec-bundle-", dir=out_dir.parent))
     try:
         experts: list[dict[str, Any]] = []
         dims: set[tuple[int, int]] = set()
@@ -285,7 +283,6 @@ def export_bundle(
         (staging / MANIFEST).write_text(json.dumps(manifest, indent=2))
         if out_dir.exists():
             shutil.rmtree(out_dir)
-        out_dir.parent.mkdir(parents=True, exist_ok=True)
         staging.rename(out_dir)
         out_dir.chmod(0o755)  # mkdtemp made it private
     finally:

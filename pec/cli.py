@@ -362,6 +362,9 @@ def cmd_status(args: argparse.Namespace) -> int:
         )
     state = loaded[0]
     _experts_table(state)
+    from pec.cli_final import status_history_table
+
+    console.print(status_history_table(store, state))
     cov = Table(title="coverage per iteration")
     cov.add_column("iteration")
     cov.add_column("coverage after refit")
@@ -516,6 +519,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(p, config=False)
     p.set_defaults(func=cmd_status)
 
+    from pec.cli_final import add_final_commands
+
+    add_final_commands(sub)
+
     p = sub.add_parser("run", help="run PEC iterations in this process without Prefect")
     _add_common(p)
     p.add_argument("--K", type=int)
@@ -536,10 +543,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     def fail(message: str) -> None:
         raise _ArgumentError(message)
 
-    parser.error = fail  # type: ignore[method-assign, assignment]
-    for action in parser._subparsers._group_actions if parser._subparsers else []:  # noqa: SLF001
-        for subparser in getattr(action, "choices", {}).values():
-            subparser.error = fail
+    def patch(p: argparse.ArgumentParser) -> None:
+        p.error = fail  # type: ignore[method-assign, assignment]
+        for action in p._actions:  # noqa: SLF001
+            if isinstance(action, argparse._SubParsersAction):  # noqa: SLF001
+                for child in action.choices.values():
+                    patch(child)
+
+    patch(parser)
     try:
         args = parser.parse_args(argv)
     except _ArgumentError as exc:

@@ -184,6 +184,7 @@ def cmd_baseline_train(args: argparse.Namespace) -> int:
         max_iterations=args.max_iterations,
         log_sink=lambda line: log.info("baseline: %s", line),
         on_chunk=on_chunk,
+        replica=args.replica,
     )
     cli.console.print(
         f"generalist trained: {record['baseline_env_steps']:.0f} env steps "
@@ -202,11 +203,18 @@ def cmd_baseline_eval(args: argparse.Namespace) -> int:
     episodes, start = _protocol(args, run.config.num_episodes, run.config.start_difficulty)
     executor = cli._executor(run.config)
     payload = evaluate_baseline(
-        run, state, designs, stem, executor, num_episodes=episodes, start_difficulty=start
+        run,
+        state,
+        designs,
+        stem,
+        executor,
+        num_episodes=episodes,
+        start_difficulty=start,
+        replica=args.replica,
     )
     cli.console.print(
         f"generalist on {stem}: mean level {payload['mean']:.3f} "
-        f"({run.store.uri(baseline_eval_key(run.name, stem))})"
+        f"({run.store.uri(baseline_eval_key(run.name, stem, args.replica))})"
     )
     return 0
 
@@ -444,12 +452,16 @@ def add_final_commands(subparsers: Any) -> None:
     t.add_argument("--num_envs", type=int, help="default: the run's num_envs")
     t.add_argument("--chunks", type=int, default=1, help="warm-started pieces, fresh samples each")
     t.add_argument("--max_iterations", type=int, help="total PPO iterations (overrides budget)")
+    t.add_argument(
+        "--replica", type=int, default=0, help="r > 0: a further generalist, other seeds"
+    )
     t.set_defaults(func=cmd_baseline_train)
     e = baseline.add_parser("eval", help="evaluate the generalist on a designs file")
     add_common(e)
     e.add_argument("--designs_file", required=True)
     e.add_argument("--num_episodes", type=int)
     e.add_argument("--start_difficulty", type=int)
+    e.add_argument("--replica", type=int, default=0)
     e.set_defaults(func=cmd_baseline_eval)
 
     p = subparsers.add_parser("report", help="comparison plots and markdown of a final evaluation")

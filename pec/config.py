@@ -116,6 +116,9 @@ class PECConfig(BaseModel):
                     raise ValueError(
                         f"centers[{i}] = [{gcr}, {spcf}] lies outside the design space"
                     )
+        from pec.backends.registry import validate_backend_settings
+
+        validate_backend_settings(self.backend, self.backend_settings)
         if self.executor == "docker" and not self.docker_image:
             raise ValueError("executor 'docker' needs docker_image (the image that runs pec.jobs)")
         return self
@@ -222,6 +225,8 @@ def build_config(
         return PECConfig.model_validate(merged)
     except ValidationError as exc:
         raise ConfigError(_format_validation_error(exc, source)) from None
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
 
 
 def load_config(path: Path | str | None, overrides: Mapping[str, Any] | None = None) -> PECConfig:

@@ -25,7 +25,6 @@ from pec.baseline import baseline_eval_key
 from pec.design_space import DesignSpace, FloatArray
 from pec.errors import InputError, NotFoundError
 from pec.final_eval import (
-    Comparison,
     ScoreSummary,
     compare_scores,
     payload_space,
@@ -249,6 +248,22 @@ def _centres(ax: Axes, data: ReportData) -> None:
         )
 
 
+def _grouped_counts(ax: Axes, series: list[tuple[str, FloatArray, str]]) -> None:
+    """Designs per final level, one bar per series side by side (levels are integers)."""
+    values = np.concatenate([v for _, v, _ in series]).astype(np.int64)
+    levels = np.arange(int(values.min()), int(values.max()) + 1)
+    width = 0.8 / len(series)
+    for i, (name, v, colour) in enumerate(series):
+        counts = np.asarray([np.sum(v.astype(np.int64) == lvl) for lvl in levels])
+        offset = (i - (len(series) - 1) / 2) * width
+        ax.bar(
+            levels + offset, counts, width, color=colour, label=f"{name} (mean {np.mean(v):.2f})"
+        )
+    ax.set_xlabel("final level")
+    ax.set_ylabel("designs")
+    ax.legend()
+
+
 def plot_score_histograms(data: ReportData) -> bytes:
     s = data.summary
     figure = Figure(figsize=(12.0, 5.0), dpi=100)
@@ -257,33 +272,10 @@ def plot_score_histograms(data: ReportData) -> bytes:
     if data.baseline is not None:
         series.append(("generalist", data.baseline, "#555555"))
     series += [("PEC oracle", s.oracle, "#2ca02c"), ("PEC routed", s.routed, "#9467bd")]
-    edges = _bins(*(v for _, v, _ in series))
-    for name, values, colour in series:
-        ax_all.hist(
-            values,
-            bins=edges,
-            alpha=0.45,
-            color=colour,
-            label=f"{name} (mean {np.mean(values):.2f})",
-        )
-    ax_all.set_xlabel("final level")
-    ax_all.set_ylabel("designs")
+    _grouped_counts(ax_all, series)
     ax_all.set_title("scores on held-out designs")
-    ax_all.legend()
-    rows = [s.scores[k] for k in s.evaluated]
-    edges = _bins(*rows)
-    for k in s.evaluated:
-        ax_exp.hist(
-            s.scores[k],
-            bins=edges,
-            histtype="step",
-            linewidth=1.8,
-            color=expert_colour(k),
-            label=f"expert {k} (mean {np.mean(s.scores[k]):.2f})",
-        )
-    ax_exp.set_xlabel("final level")
+    _grouped_counts(ax_exp, [(f"expert {k}", s.scores[k], expert_colour(k)) for k in s.evaluated])
     ax_exp.set_title("each expert on every design")
-    ax_exp.legend()
     figure.tight_layout()
     return _to_png(figure)
 
@@ -491,10 +483,3 @@ def write_report(store: Store, run_name: str, stem: str) -> dict[str, str]:
     keys["markdown"] = base + "report.md"
     store.write_bytes(keys["markdown"], markdown_summary(numbers, uris).encode())
     return keys
-
-
-def comparison_of(data: ReportData) -> Comparison | None:
-    """Oracle-vs-generalist comparison, or None without a generalist."""
-    if data.baseline is None:
-        return None
-    return compare_scores(data.summary.oracle, data.baseline, data.summary.oracle_expert)

@@ -71,6 +71,7 @@ CASES = [
     Case("config file not YAML", ["refit", *RC, "--config", "{file}"], "not valid YAML", file_text="K: [1, 2\n"),
     Case("config file missing", ["refit", *RC, "--config", "/nonexistent/pec.yaml"], "does not exist"),
     Case("config file is a list", ["refit", *RC, "--config", "{file}"], "mapping", file_text="- 1\n- 2\n"),
+    Case("unknown backend setting", ["refit", *RC, "--set", 'backend_settings={"ppo": {"lr": 1}}'], "backend_settings.ppo.lr"),
     Case("override without '='", ["refit", *RC, "--set", "K"], "KEY=VALUE"),
     Case("K changed mid-run", ["refit", *RC, "--set", "K=4"], "K"),
     Case("design space changed mid-run", ["frontier", *RC, "--set", "GCR_range=[0.7, 0.89]"], "GCR_range"),

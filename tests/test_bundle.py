@@ -129,7 +129,8 @@ def test_bundle_actions_equal_the_training_checkpoint(
         np.testing.assert_allclose(single, expected[0], rtol=0, atol=1e-5)
     # the two experts really are different policies, so routing matters
     obs, _ = reference(checkpoints[0], *CENTRES[0])
-    assert not np.allclose(bundle.act(*CENTRES[0], obs), bundle.act(*CENTRES[1], obs), atol=1e-3)
+    (g0, s0), (g1, s1) = CENTRES
+    assert not np.allclose(bundle.act(g0, s0, obs), bundle.act(g1, s1, obs), atol=1e-3)
 
 
 def test_per_row_designs_route_each_row(
@@ -158,7 +159,7 @@ def test_router_files_match_pec_routing(
     expected = route(designs, state.expert_mus(), space)
     bundle = load_bundle(bundle_dir)
     assert bundle.route(designs[:, 0], designs[:, 1]).tolist() == expected.tolist()
-    router = torch.jit.load(str(bundle_dir / ROUTER_TS))
+    router = torch.jit.load(str(bundle_dir / ROUTER_TS))  # type: ignore[no-untyped-call]
     assert router(torch.as_tensor(designs)).tolist() == expected.tolist()
     manifest = json.loads((bundle_dir / "manifest.json").read_text())
     assert manifest["obs_dim"] == 29 and manifest["action_dim"] == 2

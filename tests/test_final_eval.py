@@ -89,7 +89,7 @@ def test_routing_ties_go_to_lower_id() -> None:
 
 def test_unevaluated_expert_is_skipped_by_oracle_and_routing() -> None:
     nan = float("nan")
-    scores = [[nan, nan], [2, 3], [4, 1]]
+    scores = [[nan, nan], [2.0, 3.0], [4.0, 1.0]]
     designs = [[0.1, 0.1], [0.9, 0.9]]
     mus = [[0.1, 0.1], [0.5, 0.5], [0.9, 0.9]]
     s = summarise_scores(scores, designs, mus, UNIT)
@@ -105,13 +105,13 @@ def test_unevaluated_expert_is_skipped_by_oracle_and_routing() -> None:
 def test_summary_rejects_inconsistent_inputs() -> None:
     nan = float("nan")
     with pytest.raises(InputError, match="expert 0 are missing for some designs"):
-        summarise_scores([[1, nan], [2, 3]], [[0, 0], [1, 1]], [[0, 0], [1, 1]], UNIT)
+        summarise_scores([[1.0, nan], [2.0, 3.0]], [[0, 0], [1, 1]], [[0, 0], [1, 1]], UNIT)
     with pytest.raises(InputError, match="no expert was evaluated"):
         summarise_scores([[nan], [nan]], [[0, 0]], [[0, 0], [1, 1]], UNIT)
     with pytest.raises(InputError, match="2 designs but the score matrix has 1"):
         summarise_scores([[1], [2]], [[0, 0], [1, 1]], [[0, 0], [1, 1]], UNIT)
     with pytest.raises(InputError, match="3 centres"):
-        summarise_scores([[1], [2]], [[0, 0]], [[0, 0], [1, 1], [0.5, 0.5]], UNIT)
+        summarise_scores([[1], [2]], [[0.0, 0.0]], [[0.0, 0.0], [1.0, 1.0], [0.5, 0.5]], UNIT)
     with pytest.raises(InputError, match="infinite"):
         summarise_scores([[float("inf")]], [[0, 0]], [[0, 0]], UNIT)
 

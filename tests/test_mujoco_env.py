@@ -13,12 +13,15 @@ from pec.errors import ConfigError
 
 
 def _task(**kw: object) -> BalluTaskSettings:
-    return BalluTaskSettings.model_validate(kw)
+    """Task settings without replay episodes unless a test asks for them."""
+    return BalluTaskSettings.model_validate({"replay_probability": 0.0, **kw})
 
 
 def _obstacle_heights(env: BalluVecEnv) -> np.ndarray:
+    """Top of each env's box above the ground (the box is buried below z = 0)."""
     ids = np.arange(env.num_envs) + OBSTACLE_GEOM_OFFSET
-    return np.asarray(env.sim.model.geom_size[ids, 2] * 2)
+    model = env.sim.model
+    return np.asarray(model.geom_pos[ids, 2] + model.geom_size[ids, 2])
 
 
 def test_level_rule_at_episode_end_after_warmup() -> None:
@@ -176,3 +179,27 @@ def test_scene_blow_up_fails_every_env_without_level_change() -> None:
     assert env.levels.tolist() == [2, 2, 2]
     np.testing.assert_allclose(env.sim.qpos[:, 1], 1.2)
     assert torch.isfinite(obs["policy"]).all() and torch.isfinite(rew).all()
+
+
+def test_replay_episodes_use_lower_obstacles_and_keep_levels() -> None:
+    env = BalluVecEnv(400, _task(curriculum_warmup_iterations=0, replay_probability=0.5))
+    env.levels[:] = 10
+    ids = np.arange(400)
+    env.end_episodes(ids, np.full(400, 0.7))  # x in [0.5, 1]: levels stay at 10
+    assert np.all(env.levels == 10)
+    replay = env.replaying.copy()
+    assert 150 < replay.sum() < 250  # about half
+    heights = _obstacle_heights(env)
+    np.testing.assert_allclose(heights[~replay], 0.101)
+    replay_levels = np.round((heights[replay] - 0.001) / 0.010).astype(int)
+    assert replay_levels.min() >= 0 and replay_levels.max() <= 10
+    assert np.unique(replay_levels).size > 5
+    # the level rule skips replay episodes but still runs for the others
+    env.end_episodes(ids, np.full(400, 1.2))
+    np.testing.assert_array_equal(env.levels[replay], 10)
+    np.testing.assert_array_equal(env.levels[~replay], 11)
+    # evaluation never replays
+    ev = BalluVecEnv(50, _task(replay_probability=1.0), start_level=5, eval_mode=True)
+    ev.end_episodes(np.arange(50), np.full(50, 0.7))
+    assert not ev.replaying.any()
+    np.testing.assert_allclose(_obstacle_heights(ev), 0.051)

@@ -115,3 +115,19 @@ def test_robots_only_touch_their_own_lane() -> None:
             seen += 1
     assert seen > 0
     np.testing.assert_allclose(sim.data.xpos[1 + np.arange(n) * BODIES_PER_ROBOT, 1], lanes)
+
+
+def test_a_foot_pushed_into_the_obstacle_face_is_pushed_back_out() -> None:
+    # Regression: a box resting on the ground pulled such a foot *into* the box (its bottom
+    # face was the nearest), trapping it; the buried box pushes it back out of the face.
+    sim = _sim([0.8], [0.005])
+    sim.set_obstacle_heights(np.arange(1), np.array([0.011]))
+    sim.qpos[0, 4::3] = 0.0  # straight legs, hips vertical
+    sim.qpos[0, 5::3] = 0.0
+    _, feet = sim.leg_points()
+    sim.qpos[0, 0] += 0.507 - feet[0, 0, 0]  # foot centre 7 mm inside the face at x = 0.5
+    sim.qpos[0, 1] -= feet[0, 0, 1] + 0.0005  # sole on the ground
+    sim.step(40)
+    _, feet = sim.leg_points()
+    assert np.all(feet[0, :, 0] < 0.5 - 0.004 + 1e-3)  # back outside (sphere radius 4 mm)
+    assert np.all(feet[0, :, 1] > -0.002)

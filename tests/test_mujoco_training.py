@@ -140,3 +140,10 @@ def test_bad_inputs_raise_pec_errors(tmp_path: Path) -> None:
     torch.save({"x": object()}, bad)
     with pytest.raises(InputError, match="weights_only|cannot be read"):
         load_checkpoint(bad)
+
+
+def test_same_seed_same_weights(tmp_path: Path) -> None:
+    outs = [MujocoBackend().train(_request(tmp_path / str(i), 4, 3)) for i in range(2)]
+    a, b = (load_checkpoint(o.last_checkpoint)["actor_state_dict"] for o in outs)
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=0)

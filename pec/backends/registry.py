@@ -42,3 +42,24 @@ def get_backend(name: str) -> Backend:
             f"(only in tests) or choose one of {', '.join(BACKEND_NAMES)}"
         )
     raise ConfigError(f"backend {name!r} is unknown; choose one of {', '.join(BACKEND_NAMES)}")
+
+
+def validate_backend_settings(name: str, settings: dict[str, object]) -> None:
+    """Check a config's `backend_settings` against the backend's own model, at load time."""
+    from pydantic import ValidationError
+
+    if name == "mujoco":
+        from pec.backends.mujoco.settings import MujocoSettings
+
+        try:
+            MujocoSettings.model_validate(settings)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            field = ".".join(str(p) for p in first["loc"])
+            raise ConfigError(
+                f"backend_settings.{field}: {first['msg']} (see pec/backends/mujoco/settings.py)"
+            ) from None
+    elif name == "isaaclab":
+        from pec.backends.isaaclab.settings import load_settings
+
+        load_settings(None, settings)

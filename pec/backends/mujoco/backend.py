@@ -15,6 +15,7 @@ import math
 import os
 import statistics
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -113,6 +114,12 @@ def _atomic_save(obj: dict[str, Any], path: Path) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     torch.save(obj, tmp)
     os.replace(tmp, path)
+
+
+def _mean_episode_reward(finished: Iterable[float], running: torch.Tensor) -> float:
+    """rsl-rl's last-100-episode mean; before any episode ended, the running partial sums."""
+    done = list(finished)
+    return statistics.mean(done) if done else float(running.mean())
 
 
 def _seed_everything(seed: int) -> None:
@@ -239,66 +246,67 @@ class MujocoBackend:
         logger.git_status_repos = []
         with contextlib.redirect_stdout(io.StringIO()):
             logger.init_logging_writer()
-        for it in range(start_it, total_it):
-            env.set_training_iteration(it - start_it)
-            t0 = time.time()
-            with torch.inference_mode():
-                for _ in range(steps):
-                    actions = alg.act(obs)
-                    obs, rewards, dones, extras = env.step(actions.to(env.device))
-                    obs = obs.to(request.device)
-                    rewards, dones = rewards.to(request.device), dones.to(request.device)
-                    alg.process_env_step(obs, rewards, dones, extras)
-                    logger.process_env_step(rewards, dones, extras, None)
-                t1 = time.time()
-                alg.compute_returns(obs)
-            loss = alg.update()
-            t2 = time.time()
-            runner.current_learning_iteration = it
-            with contextlib.redirect_stdout(io.StringIO()):
-                logger.log(
-                    it=it,
-                    start_it=start_it,
-                    total_it=total_it,
-                    collect_time=t1 - t0,
-                    learn_time=t2 - t1,
-                    loss_dict=loss,
-                    learning_rate=alg.learning_rate,
-                    action_std=alg.get_policy().output_std,
-                    rnd_weight=None,
-                )
-            done_it = it + 1
-            mean_level = float(env.levels.mean())
-            rew = statistics.mean(logger.rewbuffer) if logger.rewbuffer else float("nan")
-            metrics = {
-                "mean_reward": rew,
-                "mean_level": mean_level,
-                "iterations": float(done_it),
-                "env_steps": float((done_it - start_it) * steps * env.num_envs),
-                "value_loss": float(loss.get("value", loss.get("value_function", 0.0))),
-                "action_std": float(alg.get_policy().output_std.detach().mean()),
-            }
-            end_x = env.pop_episode_root_x()
-            if np.isfinite(end_x):
-                metrics["episode_root_x"] = end_x
-            if not all(np.isfinite(v) for k, v in metrics.items() if k != "mean_reward"):
-                raise JobError(f"training diverged at iteration {it} (non-finite metrics)")
-            improved = mean_level > best_level
-            if improved or (mean_level == best_level and done_it % settings.ppo.save_interval == 0):
-                best_level = max(best_level, mean_level)
-                save(best_path, done_it, mean_level)
-            metrics["best_mean_level"] = best_level
-            if done_it % settings.ppo.save_interval == 0 or done_it == total_it:
-                save(last_path, done_it, mean_level)
-            if on_progress is not None:
-                on_progress(done_it, total_it, dict(metrics))
-            log.debug("iteration %d/%d %s", done_it, total_it, metrics)
-        if logger.writer is not None:
-            logger.writer.flush()
-            logger.stop_logging_writer()
-            close = getattr(logger.writer, "close", None)
-            if callable(close):
-                close()
+        try:
+            for it in range(start_it, total_it):
+                env.set_training_iteration(it - start_it)
+                t0 = time.time()
+                with torch.inference_mode():
+                    for _ in range(steps):
+                        actions = alg.act(obs)
+                        obs, rewards, dones, extras = env.step(actions.to(env.device))
+                        obs = obs.to(request.device)
+                        rewards, dones = rewards.to(request.device), dones.to(request.device)
+                        alg.process_env_step(obs, rewards, dones, extras)
+                        logger.process_env_step(rewards, dones, extras, None)
+                    t1 = time.time()
+                    alg.compute_returns(obs)
+                loss = alg.update()
+                t2 = time.time()
+                runner.current_learning_iteration = it
+                with contextlib.redirect_stdout(io.StringIO()):
+                    logger.log(
+                        it=it,
+                        start_it=start_it,
+                        total_it=total_it,
+                        collect_time=t1 - t0,
+                        learn_time=t2 - t1,
+                        loss_dict=loss,
+                        learning_rate=alg.learning_rate,
+                        action_std=alg.get_policy().output_std,
+                        rnd_weight=None,
+                    )
+                done_it = it + 1
+                mean_level = float(env.levels.mean())
+                rew = _mean_episode_reward(logger.rewbuffer, logger.cur_reward_sum)
+                metrics = {
+                    "mean_reward": rew,
+                    "mean_level": mean_level,
+                    "iterations": float(done_it),
+                    "env_steps": float((done_it - start_it) * steps * env.num_envs),
+                    "value_loss": float(loss.get("value", 0.0)),
+                    "action_std": float(alg.get_policy().output_std.detach().mean()),
+                }
+                end_x = env.pop_episode_root_x()
+                if np.isfinite(end_x):
+                    metrics["episode_root_x"] = end_x
+                if not all(np.isfinite(v) for v in metrics.values()):
+                    raise JobError(f"training diverged at iteration {it} (non-finite metrics)")
+                improved = mean_level > best_level
+                if improved or (
+                    mean_level == best_level and done_it % settings.ppo.save_interval == 0
+                ):
+                    best_level = max(best_level, mean_level)
+                    save(best_path, done_it, mean_level)
+                metrics["best_mean_level"] = best_level
+                if done_it % settings.ppo.save_interval == 0 or done_it == total_it:
+                    save(last_path, done_it, mean_level)
+                if on_progress is not None:
+                    on_progress(done_it, total_it, dict(metrics))
+                log.debug("iteration %d/%d %s", done_it, total_it, metrics)
+        finally:
+            if logger.writer is not None:
+                logger.writer.flush()
+                logger.writer.close()
         return TrainOutcome(best_checkpoint=best_path, last_checkpoint=last_path, metrics=metrics)
 
     def evaluate(self, request: EvalRequest) -> list[int]:

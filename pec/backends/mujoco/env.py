@@ -117,6 +117,8 @@ class BalluVecEnv(VecEnv):  # type: ignore[misc]  # rsl_rl ships no type informa
         )
         self.episodes_done: NDArray[np.int64] = np.zeros(num_envs, dtype=np.int64)
         self._ended_x: list[float] = []
+        # True while an env plays a replay episode at a lower obstacle (no level change).
+        self.replaying: NDArray[np.bool_] = np.zeros(num_envs, dtype=bool)
         self.reset_envs(all_ids)
         self._obs = self._compute_obs()
 
@@ -180,7 +182,7 @@ class BalluVecEnv(VecEnv):  # type: ignore[misc]  # rsl_rl ships no type informa
         log_items["/curriculum/mean_level"] = float(self.levels.mean())
         log_items["/curriculum/max_level"] = float(self.levels.max())
         self._obs = self._compute_obs()
-        self.episode_length_buf = torch.as_tensor(self.episode_steps, device=self.device)
+        self.episode_length_buf = torch.tensor(self.episode_steps, device=self.device)
         extras = {
             "time_outs": torch.as_tensor(time_outs, device=self.device),
             "log": log_items,
@@ -196,14 +198,28 @@ class BalluVecEnv(VecEnv):  # type: ignore[misc]  # rsl_rl ships no type informa
 
     # ------------------------------------------------------------------ episodes
     def end_episodes(self, env_ids: NDArray[np.int64], root_x: FloatArray) -> None:
-        """Episode-end hook: level rule (if active), new obstacle, then reset these envs."""
-        if self.curriculum_active:
-            self.levels[env_ids] = next_levels(
-                self.levels[env_ids], root_x, self.task.promote_x, self.task.demote_x
+        """Episode-end hook: level rule (if active), next obstacle, then reset these envs.
+
+        A replay episode (training only, see `replay_probability`) leaves the level alone.
+        """
+        ids = np.asarray(env_ids, dtype=np.int64)
+        ruled = ids[~self.replaying[ids]]
+        if self.curriculum_active and ruled.size:
+            x = np.asarray(root_x, dtype=np.float64)[~self.replaying[ids]]
+            self.levels[ruled] = next_levels(
+                self.levels[ruled], x, self.task.promote_x, self.task.demote_x
             )
-        self.episodes_done[env_ids] += 1
-        self.sim.set_obstacle_heights(env_ids, level_height(self.levels[env_ids]))
-        self.reset_envs(env_ids)
+        self.episodes_done[ids] += 1
+        obstacle_levels = self.levels[ids].copy()
+        self.replaying[ids] = False
+        p = self.task.replay_probability
+        if p > 0 and not self.eval_mode and self.curriculum_active:
+            replay = (self.rng.random(ids.size) < p) & (obstacle_levels > 0)
+            picked = self.rng.integers(0, obstacle_levels + 1)  # uniform in [0, level]
+            obstacle_levels = np.where(replay, picked, obstacle_levels)
+            self.replaying[ids] = replay
+        self.sim.set_obstacle_heights(ids, level_height(obstacle_levels))
+        self.reset_envs(ids)
 
     def reset_envs(self, env_ids: NDArray[np.int64]) -> None:
         """Reset only these envs' robots, counters and previous actions."""

@@ -97,6 +97,11 @@ INIT_SERVO = math.radians(10.0)
 # The biggest obstacle any level needs (level 74): compiled at this size so that the
 # bounding volumes MuJoCo precomputes stay conservative when a reset shrinks the box.
 MAX_OBSTACLE_HEIGHT = 0.001 + 0.010 * 74
+# Obstacle boxes reach this far *below* the ground. A box resting on the ground has its
+# bottom face within a foot radius of a foot that pushes into its side, and MuJoCo's
+# sphere-box contact then pushes the foot out through the nearest face -- the bottom --
+# trapping it inside the box. Buried boxes only expose their side and top faces.
+OBSTACLE_BURIAL = 0.05
 
 
 def _leg_xml(side: str, y: float, g: BalluGeometry) -> str:
@@ -162,11 +167,12 @@ def build_scene_xml(
 ) -> str:
     """MJCF text of the whole scene; robot i lives at y = i x lane_spacing."""
     g = geometry or BalluGeometry()
-    half_h = MAX_OBSTACLE_HEIGHT / 2
+    half_h = (MAX_OBSTACLE_HEIGHT + OBSTACLE_BURIAL) / 2
+    centre_z = (MAX_OBSTACLE_HEIGHT - OBSTACLE_BURIAL) / 2
     obstacles = "".join(
         f"""
     <geom name="obstacle_{i}" type="box"
-          pos="{obstacle_start_x + obstacle_length / 2} {i * lane_spacing:.4f} {half_h}"
+          pos="{obstacle_start_x + obstacle_length / 2} {i * lane_spacing:.4f} {centre_z}"
           size="{obstacle_length / 2} {obstacle_width / 2} {half_h}"
           contype="0" conaffinity="1" rgba="0.6 0.4 0.2 1"/>"""
         for i in range(num_envs)

@@ -38,6 +38,15 @@ class BalluTaskSettings(BaseModel):
     goal_ramp_iterations: int = Field(
         100, ge=0, description="iterations over which the goal reward ramps 0 -> 1 (orig. 100)"
     )
+    replay_probability: float = Field(
+        0.25,
+        ge=0,
+        le=1,
+        description=(
+            "training only: chance that an env's next episode is played at a uniformly drawn"
+            " level in [0, level] without changing its level (keeps low obstacles in the data)"
+        ),
+    )
     goal_weight: float = 5.0
     height_weight: float = 1.0
     velocity_weight: float = 3.0

@@ -21,6 +21,7 @@ from pec.backends.mujoco.model import (
     INIT_KNEE,
     INIT_SERVO,
     MAX_OBSTACLE_HEIGHT,
+    OBSTACLE_BURIAL,
     OBSTACLE_GEOM_OFFSET,
     BalluGeometry,
     build_model,
@@ -106,11 +107,14 @@ class BalluSim:
         self.buoyancy[env_ids] = self.gcr[env_ids] * self.robot_mass * GRAVITY
 
     def set_obstacle_heights(self, env_ids: NDArray[np.int64], heights: FloatArray) -> None:
-        """Resize each env's obstacle box in place (compiled at the largest size)."""
+        """Resize each env's obstacle box in place (compiled at the largest size).
+
+        The box spans z from -OBSTACLE_BURIAL to the height: its top is the obstacle.
+        """
         h = np.clip(np.asarray(heights, dtype=np.float64), 1e-4, MAX_OBSTACLE_HEIGHT)
         geom_ids = env_ids + OBSTACLE_GEOM_OFFSET
-        self.model.geom_size[geom_ids, 2] = h / 2
-        self.model.geom_pos[geom_ids, 2] = h / 2
+        self.model.geom_size[geom_ids, 2] = (h + OBSTACLE_BURIAL) / 2
+        self.model.geom_pos[geom_ids, 2] = (h - OBSTACLE_BURIAL) / 2
         self.obstacle_height[env_ids] = h
 
     def reset(self, env_ids: NDArray[np.int64]) -> None:
@@ -172,8 +176,11 @@ class BalluSim:
 
     def _instability_count(self) -> int:
         w = self.data.warning
-        kinds = (mujoco.mjtWarning.mjWARN_BADQPOS, mujoco.mjtWarning.mjWARN_BADQVEL)
-        kinds += (mujoco.mjtWarning.mjWARN_BADQACC,)
+        kinds = (
+            mujoco.mjtWarning.mjWARN_BADQPOS,
+            mujoco.mjtWarning.mjWARN_BADQVEL,
+            mujoco.mjtWarning.mjWARN_BADQACC,
+        )
         return sum(int(w[int(k)].number) for k in kinds)
 
     # ------------------------------------------------------------------ kinematics
