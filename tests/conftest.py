@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from s3_server import S3TestServer, start_s3_server
 
-pytest_plugins = ["prefect_fixtures"]
-
 from pec.store import LocalStore, S3Store
+
+pytest_plugins = ["prefect_fixtures"]
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -21,7 +21,9 @@ RUN = "demo"
 
 
 @pytest.fixture(params=["local", "s3"])
-def store_location(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[str, Store]:
+def store_location(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> tuple[str, Store]:
     if request.param == "local":
         from pec.store import LocalStore
 
@@ -43,10 +45,28 @@ def _json(store: Store, key: str) -> Any:
     return json.loads(store.read_bytes(key))
 
 
-def test_init_refit_visualize_follow_the_formulas(store_location: tuple[str, Store], tmp_path: Path) -> None:
+def test_init_refit_visualize_follow_the_formulas(
+    store_location: tuple[str, Store], tmp_path: Path
+) -> None:
     location, store = store_location
     common = ["--run_name", RUN, "--store", location]
-    assert main(["init", *common, "--K", "3", "--set", "F=8", "--set", "pool_factor=4", "--set", "N_init=5"]) == 0
+    assert (
+        main(
+            [
+                "init",
+                *common,
+                "--K",
+                "3",
+                "--set",
+                "F=8",
+                "--set",
+                "pool_factor=4",
+                "--set",
+                "N_init=5",
+            ]
+        )
+        == 0
+    )
     state0 = _json(store, f"{RUN}/pec_state.json")
     assert state0["iteration"] == 0 and len(state0["experts"]) == 3
     assert store.exists(f"{RUN}/pec_config.yaml")
@@ -84,7 +104,9 @@ def test_init_refit_visualize_follow_the_formulas(store_location: tuple[str, Sto
         ddof = 1 if len(designs) > 1 else 0
         expected_var = np.maximum(designs.var(axis=0, ddof=ddof), floor)
         np.testing.assert_allclose(new["mu"], expected_mu, rtol=1e-12)
-        np.testing.assert_allclose([new["sigma"][0][0], new["sigma"][1][1]], expected_var, rtol=1e-12)
+        np.testing.assert_allclose(
+            [new["sigma"][0][0], new["sigma"][1][1]], expected_var, rtol=1e-12
+        )
         assert new["sigma"][0][1] == 0.0 and new["sigma"][1][0] == 0.0
 
     assert main(["visualize", *common]) == 0
@@ -95,7 +117,9 @@ def test_init_refit_visualize_follow_the_formulas(store_location: tuple[str, Sto
     assert main(["status", *common]) == 0
 
 
-def test_refit_twice_is_refused_by_the_state(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_refit_twice_is_refused_by_the_state(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     common = ["--run_name", RUN, "--store", str(tmp_path / "s")]
     assert main(["init", *common, "--K", "2", "--set", "F=3", "--set", "pool_factor=2"]) == 0
     assert main(["frontier", *common]) == 0
