@@ -10,6 +10,7 @@ import argparse
 import json
 import logging
 import os
+import re
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -30,6 +31,8 @@ from pec.steps import state_space
 from pec.store import S3Settings, Store, open_store
 
 console = Console()
+# Job progress lines look like "progress 12/300 mean_level=3 ..." (pec.jobs executors).
+PROGRESS_LINE = re.compile(r"progress (\d+)/(\d+) ?(.*)")
 DEFAULT_STORE = "runs"
 
 
@@ -147,9 +150,9 @@ def cmd_train_expert(args: argparse.Namespace) -> int:
         )
 
         def on_line(line: str) -> None:
-            if line.startswith("PROGRESS "):
-                parts = line.split()
-                progress.update(bar, completed=int(parts[1]), info=" ".join(parts[3:])[:60])
+            match = PROGRESS_LINE.search(line)
+            if match:
+                progress.update(bar, completed=int(match.group(1)), info=match.group(3)[:60])
             else:
                 progress.console.print(line)
 

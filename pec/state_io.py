@@ -7,6 +7,8 @@ and its original, say) cannot both succeed: the loser gets ConflictError and mus
 from __future__ import annotations
 
 import logging
+import os
+import signal
 
 from pec.errors import StateError
 from pec.layout import state_key
@@ -14,6 +16,29 @@ from pec.state import PECState, check_successor, dump_state, parse_state
 from pec.store import Store
 
 log = logging.getLogger(__name__)
+
+FAULT_ENV = "PEC_FAULT_POINT"
+_fault_hits: dict[str, int] = {}
+
+
+def fault_point(name: str) -> None:
+    """Crash-safety test hook: SIGKILL this process at the N-th pass through point `name`.
+
+    Inert unless ``PEC_FAULT_POINT=<name>:<N>`` is set (tests/kill_resume_driver.py sets it),
+    so the kill-and-resume tests can die at reproducible places (mid-training, between a
+    checkpoint and the state write, mid-refit, mid-state-write) without timing games.
+    The points are listed in docs/RELIABILITY.md.
+    """
+    wanted = os.environ.get(FAULT_ENV)
+    if not wanted:
+        return
+    target, _, count = wanted.rpartition(":")
+    if target != name:
+        return
+    _fault_hits[name] = _fault_hits.get(name, 0) + 1
+    if str(_fault_hits[name]) == count.strip():
+        log.warning("fault point %s reached %s time(s): killing this process", name, count)
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def load_state(store: Store, run_name: str) -> tuple[PECState, str] | None:
@@ -50,6 +75,8 @@ def save_state(
     checked = parse_state(data, f"new state for {store.uri(key)}")
     if previous is not None:
         check_successor(previous, checked)
+    fault_point("state-before-write")
     version = store.write_conditional(key, data, expected_version)
+    fault_point("state-written")
     log.info("saved %s (iteration %d)", store.uri(key), checked.iteration)
     return version

@@ -37,7 +37,7 @@ from pec.state import (
     HistoryEntry,
     PECState,
 )
-from pec.state_io import load_state, save_state
+from pec.state_io import fault_point, load_state, save_state
 from pec.store import Store
 
 log = logging.getLogger(__name__)
@@ -268,6 +268,7 @@ def prepare_training(run: Run, state: PECState, expert_id: int) -> TrainJobSpec:
 def record_train_result(run: Run, spec: TrainJobSpec, result: TrainJobResult) -> str:
     key = layout.train_result_key(run.name, spec.expert_id, spec.iteration)
     run.store.write_bytes(key, json.dumps(result.model_dump(mode="json"), indent=2).encode())
+    fault_point("train-result-recorded")
     return key
 
 
@@ -456,6 +457,7 @@ def write_scores(
     run.store.write_bytes(
         layout.scores_key(run.name, state.iteration), json.dumps(payload, indent=2).encode()
     )
+    fault_point("scores-written")
     return payload
 
 
@@ -586,6 +588,7 @@ def refit_iteration(
     run.store.write_bytes(
         layout.assignments_key(run.name, iteration), json.dumps(assignments, indent=2).encode()
     )
+    fault_point("refit-assignments-written")
     new_version = save_state(
         run.store, refitted, expected_version=version, previous=previous or state
     )

@@ -12,7 +12,7 @@ from s3_server import S3TestServer, start_s3_server
 
 from pec.store import LocalStore, S3Store
 
-pytest_plugins = ["prefect_fixtures"]
+pytest_plugins = ["prefect_fixtures", "docker_engine"]
 
 
 @pytest.fixture(autouse=True, scope="session")

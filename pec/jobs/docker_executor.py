@@ -1,10 +1,12 @@
 """Runs `python -m pec.jobs` inside a container (the Isaac Lab GPU image, or the CPU image).
 
 The spec travels as a file in a mounted job folder and the result comes back the same way,
-so nothing but the store and that folder is shared with the container. Credentials are
-forwarded by environment variable *name* from the host, and never logged. The container is
-always removed; on cancel or timeout it is stopped first (SIGTERM, so the job's crash rule
-still reports an uploaded checkpoint).
+so nothing but the store and that folder is shared with the container. A local store is
+mounted at its own path (the spec names it). Credentials are forwarded by environment
+variable *name* from the host, and never logged. The container is always removed, also
+when it could not start (a GPU request on a host without the NVIDIA runtime fails only at
+start, after the container exists); on cancel or timeout it is stopped first (SIGTERM, so
+the job's crash rule still reports an uploaded checkpoint).
 """
 
 from __future__ import annotations
@@ -12,9 +14,11 @@ from __future__ import annotations
 import importlib
 import logging
 import os
+import re
 import tempfile
 import threading
 import time
+import uuid
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -56,12 +60,14 @@ def container_create_kwargs(
     python: str = "python",
     name: str | None = None,
     labels: Mapping[str, str] | None = None,
+    user: str | None = None,
 ) -> dict[str, Any]:
     """Keyword arguments for docker-py's `containers.run(**kwargs)`.
 
     `volumes` maps host paths to container paths (read-write) or to docker-py's
     ``{"bind": ..., "mode": ...}``; a local store must be mounted at the same path it has
-    in the spec. `pass_env` names host variables copied in when set on the host.
+    in the spec. `pass_env` names host variables copied in when set on the host. `user`
+    ("uid:gid") overrides the image's user, e.g. to own files in a mounted local store.
     """
     if not image:
         raise ConfigError("docker image is empty; set the executor's image to a pec image tag")
@@ -100,6 +106,8 @@ def container_create_kwargs(
         kwargs["network_mode"] = network_mode
     if shm_size is not None:
         kwargs["shm_size"] = shm_size
+    if user is not None:
+        kwargs["user"] = user
     if gpus != 0:
         device_request = importlib.import_module("docker.types").DeviceRequest
         kwargs["device_requests"] = [device_request(count=gpus, capabilities=[["gpu"]])]
@@ -130,6 +138,8 @@ class DockerExecutor:
         stop_timeout_s: int = 30,
         poll_interval_s: float = 1.0,
         python: str = "python",
+        user: str | None = None,
+        mount_local_store: bool = True,
     ) -> None:
         self.image = image
         self.gpus = gpus
@@ -143,6 +153,17 @@ class DockerExecutor:
         self.stop_timeout_s = stop_timeout_s  # docker's grace between SIGTERM and SIGKILL
         self.poll_interval_s = poll_interval_s
         self.python = python
+        self.user = user
+        self.mount_local_store = mount_local_store  # a local store at its own path
+
+    def _volumes(self, spec: TrainJobSpec | EvalJobSpec) -> dict[str, str | Mapping[str, str]]:
+        volumes: dict[str, str | Mapping[str, str]] = dict(self.volumes)
+        location = spec.store.location
+        if self.mount_local_store and "://" not in location:
+            root = str(Path(location).resolve())
+            if root not in volumes:
+                volumes[root] = root
+        return volumes
 
     def execute(
         self,
@@ -162,16 +183,18 @@ class DockerExecutor:
                 image=self.image,
                 host_job_dir=job_dir,
                 gpus=self.gpus,
-                volumes=self.volumes,
+                volumes=self._volumes(spec),
                 environment=self.environment,
                 pass_env=self.pass_env,
                 network_mode=self.network_mode,
                 shm_size=self.shm_size,
                 python=self.python,
+                name=_container_name(spec),
                 labels={"pec.run": spec.run_name, "pec.expert": str(spec.expert_id)},
+                user=self.user,
             )
             logger.info("starting container: %s", redacted(kwargs))
-            container = client.containers.run(**kwargs)
+            container = self._start(client, kwargs, spec)
             reader = threading.Thread(target=_pump_logs, args=(container, tail, log), daemon=True)
             reader.start()
             stopped_reason: str | None = None
@@ -201,6 +224,25 @@ class DockerExecutor:
                 tail=tail,
             )
 
+    def _start(self, client: Any, kwargs: dict[str, Any], spec: TrainJobSpec | EvalJobSpec) -> Any:
+        """docker-py creates, then starts: a failed start leaves a container to remove."""
+        try:
+            return client.containers.run(**kwargs)
+        except Exception as exc:
+            try:
+                client.containers.get(kwargs["name"]).remove(force=True)
+            except Exception as cleanup_exc:  # never created, or already gone
+                logger.debug("no container %s to clean up: %s", kwargs["name"], cleanup_exc)
+            hint = (
+                "install the NVIDIA container toolkit on this host or set gpus to 0"
+                if "device_requests" in kwargs
+                else "check the image tag, the mounts and the Docker daemon"
+            )
+            raise JobError(
+                f"container for expert {spec.expert_id} iteration {spec.iteration} "
+                f"({self.image}) could not start: {exc}; {hint}"
+            ) from exc
+
     def _wait(self, container: Any, timeout: float, cancel: threading.Event) -> str | None:
         """None once the container exits by itself, else why we must stop it."""
         deadline = time.monotonic() + timeout
@@ -226,6 +268,12 @@ class DockerExecutor:
             container.remove(force=True)
         except Exception as exc:
             logger.warning("could not remove container %s: %s", _container_id(container), exc)
+
+
+def _container_name(spec: TrainJobSpec | EvalJobSpec) -> str:
+    """Unique and readable in `docker ps`: pec-<run>-<kind>-<k>-it<N>-<random>."""
+    run = re.sub(r"[^a-zA-Z0-9_.-]+", "-", spec.run_name)[:60]
+    return f"pec-{run}-{spec.kind}-{spec.expert_id}-it{spec.iteration}-{uuid.uuid4().hex[:8]}"
 
 
 def _container_id(container: Any) -> str:

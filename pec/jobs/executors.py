@@ -38,6 +38,12 @@ LogSink = Callable[[str], None]
 TAIL_LINES = 40  # output lines quoted in a JobError
 
 
+def worth_reporting(iteration: int, max_iterations: int) -> bool:
+    """About 20 progress lines per job: enough for a progress bar, not a flood of logs."""
+    step = max(1, max_iterations // 20)
+    return iteration <= 1 or iteration >= max_iterations or iteration % step == 0
+
+
 class Executor(Protocol):
     def execute(
         self, spec: TrainJobSpec | EvalJobSpec, log: LogSink | None = None
@@ -51,7 +57,7 @@ class InProcessExecutor:
         self, spec: TrainJobSpec | EvalJobSpec, log: LogSink | None = None
     ) -> TrainJobResult | EvalJobResult:
         def progress(iteration: int, max_iterations: int, metrics: dict[str, float]) -> None:
-            if log is not None:
+            if log is not None and worth_reporting(iteration, max_iterations):
                 shown = " ".join(f"{k}={v:.4g}" for k, v in sorted(metrics.items()))
                 log(f"progress {iteration}/{max_iterations} {shown}")
 

@@ -27,12 +27,14 @@ from pec.jobs.spec import (
     TrainJobResult,
     TrainJobSpec,
 )
+from pec.state_io import fault_point
 from pec.store import Store
 
 logger = logging.getLogger(__name__)
 
 BEST_CHECKPOINT_NAME = "model_best.pt"
 LAST_CHECKPOINT_NAME = "model_last.pt"
+RESUME_MARKER_NAME = "resume.json"  # left by an interrupted attempt: where to continue from
 TENSORBOARD_PREFIX = "events.out.tfevents"
 
 
@@ -43,7 +45,10 @@ class _CheckpointUploader:
         self._store = store
         self.best_key = layout.best_checkpoint_key(spec.run_name, spec.expert_id, spec.iteration)
         self.last_key = layout.last_checkpoint_key(spec.run_name, spec.expert_id, spec.iteration)
+        self.marker_key = posixpath.join(posixpath.dirname(self.best_key), RESUME_MARKER_NAME)
         self._uploaded: dict[str, tuple[int, int]] = {}  # key -> (mtime_ns, size) last sent
+        self.progress = 0  # last PPO iteration the backend reported as complete
+        self.last_uploaded_at = -1  # `progress` when model_last.pt was last sent
 
     def key_for(self, path: Path) -> str:
         if path.name == BEST_CHECKPOINT_NAME:
@@ -61,7 +66,10 @@ class _CheckpointUploader:
             return
         self._store.upload_file(key, path)
         self._uploaded[key] = version
+        if key == self.last_key:
+            self.last_uploaded_at = self.progress
         logger.info("uploaded checkpoint %s -> %s", path.name, self._store.uri(key))
+        fault_point("checkpoint-uploaded")
 
     def uploaded(self, key: str) -> bool:
         """Sent by this attempt (an object left by an earlier attempt does not count)."""
@@ -87,12 +95,15 @@ def run_train_job(
     uploader = _CheckpointUploader(store, spec)
     latest_metrics: dict[str, float] = {}
     what = f"expert {spec.expert_id} iteration {spec.iteration} of run {spec.run_name!r}"
+    total = [0]  # the backend's own count of PPO iterations to reach
 
     def progress(iteration: int, max_iterations: int, metrics: dict[str, float]) -> None:
         latest_metrics.clear()
         latest_metrics.update({name: float(value) for name, value in metrics.items()})
+        uploader.progress, total[0] = iteration, max_iterations
         if on_progress is not None:
             on_progress(iteration, max_iterations, metrics)
+        fault_point("train-progress")
 
     with tempfile.TemporaryDirectory(prefix="pec-train-") as tmp:
         inputs = Path(tmp) / "inputs"
@@ -101,15 +112,26 @@ def run_train_job(
         work_dir.mkdir()
         gcr = _load_samples(store, spec.samples_gcr_key, inputs / "gcr.npy", spec.num_envs)
         spcf = _load_samples(store, spec.samples_spcf_key, inputs / "spcf.npy", spec.num_envs)
+        resume_uri, max_iterations = spec.resume_checkpoint_uri, spec.max_iterations
+        interrupted = _interrupted_attempt(store, uploader)
+        if interrupted is not None:
+            # Graceful stop: continue the stopped attempt instead of starting over.
+            resume_uri, max_iterations = store.uri(uploader.last_key), interrupted
+            logger.info(
+                "warm-starting %s from the %s its interrupted attempt left (%d iterations left)",
+                what,
+                LAST_CHECKPOINT_NAME,
+                max_iterations,
+            )
         resume = None
-        if spec.resume_checkpoint_uri is not None:
+        if resume_uri is not None:
             resume = inputs / "resume.pt"
-            _download_uri(store, spec.resume_checkpoint_uri, resume, "resume_checkpoint_uri")
+            _download_uri(store, resume_uri, resume, "resume_checkpoint_uri")
         request = TrainRequest(
             gcr=gcr,
             spcf=spcf,
             start_level=spec.start_level,
-            max_iterations=spec.max_iterations,
+            max_iterations=max_iterations,
             seed=spec.seed,
             device=spec.device,
             work_dir=work_dir,
@@ -122,6 +144,7 @@ def run_train_job(
             outcome = backend.train(request, on_progress=progress, on_checkpoint=uploader.upload)
         except Exception as exc:
             _upload_logs_quietly(store, work_dir, log_prefix)
+            _mark_interrupted_quietly(store, uploader, total[0])
             if not uploader.uploaded(uploader.best_key):
                 raise JobError(
                     f"training of {what} failed before writing {BEST_CHECKPOINT_NAME}: "
@@ -137,6 +160,7 @@ def run_train_job(
             uploader.upload(outcome.best_checkpoint, uploader.best_key)
             uploader.upload(outcome.last_checkpoint, uploader.last_key)
             _upload_logs(store, work_dir, log_prefix)
+            store.delete(uploader.marker_key)  # finished: nothing left to continue
             metrics = {name: float(value) for name, value in outcome.metrics.items()}
             if not uploader.uploaded(uploader.best_key):
                 raise JobError(
@@ -189,12 +213,53 @@ def run_eval_job(spec: EvalJobSpec) -> EvalJobResult:
     if spec.result_key is not None:
         payload = json.dumps(result.model_dump(mode="json"), indent=2).encode()
         store.write_bytes(spec.result_key, payload)
+        fault_point("eval-result-written")
     return result
 
 
 def prefix_uri(store: Store, prefix: str) -> str:
     """URI of a folder-like prefix (store keys may not end in '/')."""
     return store.uri(prefix.rstrip("/")) + "/"
+
+
+def _mark_interrupted_quietly(store: Store, uploader: _CheckpointUploader, total: int) -> None:
+    """Record that this attempt's model_last.pt is a point to continue from.
+
+    Only a failed attempt that uploaded model_last.pt itself (the backends write one when
+    stopped by SIGTERM) leaves the marker; a SIGKILLed one leaves none, so its retry starts
+    the (expert, iteration) training over, bit-identical to an uninterrupted run.
+    """
+    if not uploader.uploaded(uploader.last_key) or uploader.last_uploaded_at < 0:
+        return
+    marker = {
+        "checkpoint": LAST_CHECKPOINT_NAME,
+        "completed_iterations": uploader.last_uploaded_at,
+        "total_iterations": total,
+    }
+    try:
+        store.write_bytes(uploader.marker_key, json.dumps(marker).encode())
+    except (PECError, OSError) as exc:
+        logger.warning("could not record the resume point %s: %s", uploader.marker_key, exc)
+
+
+def _interrupted_attempt(store: Store, uploader: _CheckpointUploader) -> int | None:
+    """PPO iterations left after an interrupted attempt of this job, or None to start over."""
+    try:
+        marker = json.loads(store.read_bytes(uploader.marker_key))
+    except NotFoundError:
+        return None
+    except (ValueError, UnicodeDecodeError):
+        logger.warning("ignoring unreadable resume marker %s", store.uri(uploader.marker_key))
+        return None
+    done, total = marker.get("completed_iterations"), marker.get("total_iterations")
+    if (
+        not isinstance(done, int)
+        or not isinstance(total, int)
+        or not 0 <= done < total
+        or not store.exists(uploader.last_key)
+    ):
+        return None
+    return total - done
 
 
 def _check_levels(levels: list[int], n_designs: int, backend: str) -> None:

@@ -90,6 +90,10 @@ class LocalStore(Store):
                 fh.write(data)
                 fh.flush()
                 os.fsync(fh.fileno())
+            if "PEC_FAULT_POINT" in os.environ:  # crash-safety tests only (pec.state_io)
+                from pec.state_io import fault_point
+
+                fault_point(f"store-before-rename/{path.name}")
             os.replace(tmp, path)
         except BaseException as exc:
             with contextlib.suppress(OSError):

@@ -122,6 +122,15 @@ def _mean_episode_reward(finished: Iterable[float], running: torch.Tensor) -> fl
     return statistics.mean(done) if done else float(running.mean())
 
 
+def _finite_weights(state: dict[str, Any]) -> bool:
+    """True when every tensor of the actor and critic is finite (worth resuming from)."""
+    for name in ("actor_state_dict", "critic_state_dict"):
+        for value in (state.get(name) or {}).values():
+            if isinstance(value, torch.Tensor) and not bool(torch.isfinite(value).all()):
+                return False
+    return True
+
+
 def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
     np.random.seed(seed % (2**32))
@@ -231,6 +240,7 @@ class MujocoBackend:
         best_level = -math.inf
         metrics: dict[str, float] = {}
         total_it = start_it + request.max_iterations
+        completed_it, completed_level = start_it, math.nan  # last fully finished iteration
 
         def save(path: Path, done_it: int, mean_level: float) -> None:
             state = alg.save()
@@ -300,9 +310,22 @@ class MujocoBackend:
                 metrics["best_mean_level"] = best_level
                 if done_it % settings.ppo.save_interval == 0 or done_it == total_it:
                     save(last_path, done_it, mean_level)
+                completed_it, completed_level = done_it, mean_level
                 if on_progress is not None:
                     on_progress(done_it, total_it, dict(metrics))
                 log.debug("iteration %d/%d %s", done_it, total_it, metrics)
+        except (JobError, InputError):
+            raise  # our own verdicts (e.g. divergence): nothing worth keeping
+        except BaseException:
+            # Stopped from outside (SIGTERM -> exception in pec.jobs) or crashed: keep the
+            # progress as model_last.pt so the next attempt can continue from it.
+            if completed_it > start_it and _finite_weights(alg.save()):
+                try:
+                    save(last_path, completed_it, completed_level)
+                    log.warning("interrupted: saved %s at iteration %d", LAST_NAME, completed_it)
+                except Exception:  # noqa: BLE001 - never hide the interruption itself
+                    log.exception("could not save %s while stopping", LAST_NAME)
+            raise
         finally:
             if logger.writer is not None:
                 logger.writer.flush()
