@@ -19,6 +19,7 @@ from pec import layout
 from pec.cli import open_run_store, resolve_config
 from pec.config import parse_override
 from pec.errors import PECError
+from pec.jobs.run import prefix_uri
 
 console = Console()
 
@@ -76,7 +77,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     break
         console.print(f"finished: {result['stop_reason']}")
         console.print(f"state: {result['state_uri']}")
-        console.print(f"plots: {store.uri(layout.plots_dir(args.run_name))}")
+        console.print(f"plots: {prefix_uri(store, layout.plots_dir(args.run_name))}")
         console.print(f"see also: pec status --run_name {args.run_name} --store {args.store}")
         return 0
     except PECError as exc:

@@ -214,16 +214,18 @@ def pec_flow(
     logger = get_run_logger()
     run = open_run(run_name, store, config, overrides)
     state, version, created = steps.initialise_run(run)
-    steps.write_effective_config(run)
-    if created:
-        render_all_soft(run.store, state, None, run.config.coverage_target)
     if iteration is None:
         iteration = state.iteration
-    if iteration > state.iteration:
+    if iteration < 0 or iteration > state.iteration:
         raise StateError(
             f"iteration {iteration}: run '{run.name}' is at iteration {state.iteration}; "
             f"run iteration {state.iteration} first (or leave iteration empty)"
         )
+    if iteration == state.iteration:
+        steps.preflight(run, state)  # bad inputs fail before anything is written
+    steps.write_effective_config(run)
+    if created:
+        render_all_soft(run.store, state, None, run.config.coverage_target)
     status: dict[int, str] = {}
     failed: dict[int, str] = {}
     if iteration < state.iteration:

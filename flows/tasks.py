@@ -16,7 +16,7 @@ from prefect.context import TaskRunContext
 from prefect.deployments import run_deployment
 
 from pec.config import PECConfig
-from pec.errors import JobError
+from pec.errors import ConflictError, JobError, NotFoundError, StoreError
 from pec.jobs.executors import make_executor
 from pec.jobs.spec import (
     EvalJobResult,
@@ -29,6 +29,27 @@ from pec.jobs.spec import (
 
 # An executor plan is plain JSON (a task input): {"kind": ..., "options": {...}, "deployment": ...}
 ExecutorPlan = dict[str, Any]
+
+# A store outage longer than botocore's own retries (seconds) gets two more task attempts.
+TASK_RETRIES = 2
+TASK_RETRY_DELAYS_S: list[float] = [30.0, 120.0]
+
+
+def transient_storage_failure(task: Any, task_run: Any, state: Any) -> bool:
+    """Retry a job only when the store was unreachable, never for the job's own verdict.
+
+    A job's checkpoint upload failing shows up as a JobError caused by a StoreError, so the
+    exception chain is searched; a lost race or a missing object is not transient.
+    """
+    try:
+        state.result()
+    except Exception as exc:  # noqa: BLE001 - classifying the failure is the point
+        seen: BaseException | None = exc
+        while seen is not None:
+            if isinstance(seen, StoreError) and not isinstance(seen, NotFoundError | ConflictError):
+                return True
+            seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def executor_plan(config: PECConfig) -> ExecutorPlan:
@@ -99,6 +120,9 @@ def _execute_as_deployment(
     name="train-expert",
     task_run_name="train-expert-{spec[expert_id]}",
     cache_key_fn=expert_cache_key,
+    retries=TASK_RETRIES,
+    retry_delay_seconds=TASK_RETRY_DELAYS_S,
+    retry_condition_fn=transient_storage_failure,
     persist_result=True,
     result_serializer="json",
 )
@@ -113,6 +137,9 @@ def train_expert(spec: dict[str, Any], config_hash: str, plan: ExecutorPlan) -> 
     name="evaluate-expert",
     task_run_name="evaluate-expert-{spec[expert_id]}",
     cache_key_fn=expert_cache_key,
+    retries=TASK_RETRIES,
+    retry_delay_seconds=TASK_RETRY_DELAYS_S,
+    retry_condition_fn=transient_storage_failure,
     persist_result=True,
     result_serializer="json",
 )

@@ -24,6 +24,7 @@ from rich.table import Table
 from pec import layout, steps
 from pec.config import PECConfig, build_config, load_config, parse_override
 from pec.errors import ConfigError, InputError, PECError, StateError
+from pec.jobs.run import prefix_uri
 from pec.jobs.spec import EvalJobResult, StoreSpec, TrainJobResult
 from pec.routing import route
 from pec.state import PECState
@@ -403,7 +404,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     state = run_until_done(run, executor, on_iteration=report)
     console.print(
         f"run [bold]{run.name}[/] finished after {state.iteration} iteration(s); "
-        f"results in {run.store.uri(layout.run_prefix(run.name))}"
+        f"results in {prefix_uri(run.store, layout.run_prefix(run.name))}"
     )
     return 0
 

@@ -84,6 +84,7 @@ def evaluate_all(run: steps.Run, state: PECState, executor: Executor) -> None:
 
 def run_iteration(run: steps.Run, executor: Executor) -> IterationReport:
     state, version = steps.load_run_state(run)
+    steps.preflight(run, state)
     iteration = state.iteration
     outcomes, reused = train_all(run, state, executor)
     trained_state, missing = steps.apply_training_outcomes(run, state, outcomes)
@@ -114,6 +115,7 @@ def run_until_done(
     on_iteration: Callable[[IterationReport], None] | None = None,
 ) -> PECState:
     state, _, _ = steps.initialise_run(run)
+    steps.preflight(run, state)  # bad inputs fail before anything is written
     steps.write_effective_config(run)
     render_all_soft(run.store, state, None, run.config.coverage_target)
     while steps.stop_reason(run.config, state) is None:

@@ -11,6 +11,7 @@ import io
 import json
 import logging
 import math
+import zipfile
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,7 +22,7 @@ from pec.config import PECConfig, parse_config_yaml
 from pec.coverage import coverage as mc_coverage
 from pec.curriculum import starting_level
 from pec.design_space import DesignSpace
-from pec.errors import ConfigError, InputError, NotFoundError, StateError
+from pec.errors import ConfigError, InputError, NotFoundError, StateError, StoreError
 from pec.frontier import CandidateSelection, effective_mode, select_candidates
 from pec.init import initialise_gaussians, sample_designs
 from pec.jobs.spec import EvalJobSpec, StoreSpec, TrainJobResult, TrainJobSpec
@@ -178,6 +179,60 @@ def state_coverage(run: Run, state: PECState) -> float:
 
 def _diag(variance: np.ndarray) -> list[list[float]]:
     return [[float(variance[0]), 0.0], [0.0, float(variance[1])]]
+
+
+# ---------------------------------------------------------------- preflight
+
+
+def preflight(run: Run, state: PECState) -> None:
+    """Refuse, before anything is written, inputs the iteration would only trip over later.
+
+    Every checkpoint the next training warm-starts from must exist and be a complete torch
+    archive (a truncated or overwritten file fails here, not inside a job after the samples
+    were written), and the previous iteration's scores, which set each expert's starting
+    level, must be finite. Checkpoints are only sniffed here; jobs load them with
+    ``weights_only=True``.
+    """
+    if stop_reason(run.config, state) is not None:
+        return
+    for expert in state.experts:
+        if state.iteration == 0 or expert.checkpoint is None:
+            continue
+        what = f"expert {expert.id}'s checkpoint {expert.checkpoint}"
+        try:
+            key = run.store.key_for_uri(expert.checkpoint)
+        except StoreError as exc:
+            raise StateError(f"{what} is not in this run's store ({exc})") from None
+        if not key.startswith(layout.run_prefix(run.name)):
+            raise StateError(
+                f"{what} lies outside the run's prefix {layout.run_prefix(run.name)}; a run only "
+                "reads its own checkpoints: fix the path in pec_state.json"
+            )
+        try:
+            data = run.store.read_bytes(key)
+        except NotFoundError:
+            raise StateError(
+                f"{what} does not exist; restore it or set that expert's checkpoint to a previous "
+                "one in pec_state.json"
+            ) from None
+        if not zipfile.is_zipfile(io.BytesIO(data)):
+            raise StateError(
+                f"{what} is not a readable checkpoint (truncated or corrupt); restore it from "
+                "the store's backup or a previous iteration"
+            )
+    if state.iteration > 0:
+        scores = read_scores(run, state.iteration - 1)
+        if scores is not None:
+            score_matrix(scores, len(state.experts), _scores_width(scores))
+
+
+def _scores_width(scores: dict[str, Any]) -> int:
+    rows = scores.get("scores")
+    if isinstance(rows, list):
+        for row in rows:
+            if isinstance(row, list):
+                return len(row)
+    return 0
 
 
 # ---------------------------------------------------------------- step 1: training

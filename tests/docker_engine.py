@@ -47,6 +47,7 @@ IMAGE_INPUTS = (
     "deployments",
     "configs",
 )
+KEEP_IMAGES = 3  # pec-cpu tags kept in the cache; older ones are removed after a build
 READY_TIMEOUT_S = 60.0
 BUILD_TIMEOUT_S = 1200.0
 
@@ -92,10 +93,13 @@ def ensure_packages() -> None:
     if os.geteuid() != 0:
         raise RuntimeError("dockerd is missing and this is not root: apt-get install docker.io")
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    install = ["apt-get", "install", "-y", "--no-install-recommends", *DEBIAN_PACKAGES]
-    if subprocess.run(install, env=env, capture_output=True).returncode != 0:
-        subprocess.run(["apt-get", "update"], env=env, check=True, capture_output=True)
-        subprocess.run(install, env=env, check=True, capture_output=True)
+    install = ["apt-get", "install", "-y", *DEBIAN_PACKAGES]
+    if subprocess.run(install, env=env, capture_output=True).returncode == 0:
+        return
+    subprocess.run(["apt-get", "update"], env=env, capture_output=True)
+    done = subprocess.run(install, env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"apt-get install {' '.join(DEBIAN_PACKAGES)} failed:\n{done.stderr}")
 
 
 @dataclass
@@ -172,8 +176,9 @@ def start_engine(root: Path | None = None) -> DockerEngine:
     ensure_packages()
     if pid_file.exists() and not _pid_alive(pid_file):
         pid_file.unlink()
-    # containerd's socket paths must stay short: the exec root lives under /tmp.
-    exec_root = Path(tempfile.gettempdir()) / f"pec-dockerd-{os.getuid()}"
+    # containerd's socket paths must stay short: the exec root lives under /tmp, one per cache.
+    tag = hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:8]
+    exec_root = Path(tempfile.gettempdir()) / f"pec-dockerd-{tag}"
     exec_root.mkdir(parents=True, exist_ok=True)
     args = [
         "dockerd",
@@ -185,6 +190,12 @@ def start_engine(root: Path | None = None) -> DockerEngine:
         str(exec_root),
         "--pidfile",
         str(pid_file),
+        # no docker0 bridge, NAT rules or ip_forward change on a shared machine: tests use
+        # the host network (S3 server, Prefect API, builds) or none (a local store mount)
+        "--bridge",
+        "none",
+        "--iptables=false",
+        "--ip-forward=false",
     ]
     with open(root / "dockerd.log", "wb") as out:
         process = subprocess.Popen(
@@ -220,7 +231,7 @@ def ensure_base_image(engine: DockerEngine) -> str:
     ensure_packages()
     with tempfile.TemporaryDirectory(prefix="pec-rootfs-", dir=engine.root) as tmp:
         rootfs = Path(tmp) / "rootfs"
-        subprocess.run(
+        done = subprocess.run(
             [
                 "debootstrap",
                 "--variant=minbase",
@@ -228,10 +239,13 @@ def ensure_base_image(engine: DockerEngine) -> str:
                 "bookworm",
                 str(rootfs),
             ],
-            check=True,
             capture_output=True,
+            text=True,
             timeout=900,
         )
+        if done.returncode != 0:
+            tail = "\n".join((done.stdout + done.stderr).splitlines()[-20:])
+            raise RuntimeError(f"debootstrap of the base image failed:\n{tail}")
         tar = subprocess.Popen(["tar", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE)
         try:
             engine.cli("import", "-", BASE_IMAGE, stdin=tar.stdout, timeout=600)
@@ -303,7 +317,28 @@ def ensure_cpu_image(engine: DockerEngine) -> str:
         timeout=BUILD_TIMEOUT_S,
     )
     logger.warning("built %s in %.0f s", tag, time.monotonic() - started)
+    prune_old_images(engine, keep=KEEP_IMAGES)
     return tag
+
+
+def prune_old_images(engine: DockerEngine, keep: int) -> None:
+    """Drop all but the newest `keep` pec-cpu tags, so the cache does not grow per commit.
+
+    Layers shared with the newer images (the dependency venv) stay; an image that a
+    container still uses is left alone.
+    """
+    client = engine.client()
+    try:
+        images = client.images.list(name=IMAGE_REPOSITORY)
+        images.sort(key=lambda image: str(image.attrs.get("Created", "")), reverse=True)
+        for image in images[keep:]:
+            for tag in image.tags:
+                try:
+                    client.images.remove(tag)
+                except Exception as exc:
+                    logger.warning("kept old image %s: %s", tag, exc)
+    finally:
+        client.close()
 
 
 @pytest.fixture(scope="session")

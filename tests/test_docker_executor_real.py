@@ -100,18 +100,17 @@ class RecordingClient:
         self.containers = self
 
     def run(self, **kwargs: Any) -> Any:
-        original_create = self.client.containers.create
+        # docker-py hands out a new collection per `client.containers`: patch one, use it
+        collection = self.client.containers
+        original_create = collection.create
 
         def create(*args: Any, **create_kwargs: Any) -> Any:
             container = original_create(*args, **create_kwargs)
             self.host_configs.append(container.attrs["HostConfig"])
             return container
 
-        self.client.containers.create = create
-        try:
-            return self.client.containers.run(**kwargs)
-        finally:
-            self.client.containers.create = original_create
+        collection.create = create
+        return collection.run(**kwargs)
 
     def get(self, name: str) -> Any:
         return self.client.containers.get(name)

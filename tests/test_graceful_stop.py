@@ -34,7 +34,7 @@ from pec.store import LocalStore
 REPO = Path(__file__).resolve().parents[1]
 RUN, EXPERT, ITERATION = "stop", 0, 0
 GRACE_S = SubprocessExecutor().grace_s  # what an executor waits between SIGTERM and SIGKILL
-TOTAL = 40
+TOTAL = 200  # far more than can finish between the first progress line and SIGTERM
 SETTINGS: dict[str, object] = {
     "task": {"episode_steps": 40},
     "ppo": {
@@ -94,11 +94,11 @@ def test_sigterm_writes_a_checkpoint_in_the_grace_period_and_the_retry_continues
     )
     assert job.stdout is not None
     seen: list[str] = []
-    for line in job.stdout:  # the job reports every PPO iteration as it finishes
+    for line in job.stdout:  # the job reports PPO iterations as they finish
         seen.append(line)
-        if f"progress 3/{TOTAL}" in line:
+        if f"/{TOTAL} " in line and "progress" in line:
             break
-    assert any(f"progress 3/{TOTAL}" in line for line in seen), "".join(seen)[-2000:]
+    assert any(f"/{TOTAL} " in line for line in seen), "".join(seen)[-2000:]
     sent = time.monotonic()
     job.send_signal(signal.SIGTERM)
     rest = job.stdout.read()
@@ -109,7 +109,7 @@ def test_sigterm_writes_a_checkpoint_in_the_grace_period_and_the_retry_continues
     last_key = layout.last_checkpoint_key(RUN, EXPERT, ITERATION)
     assert store.exists(last_key), rest[-2000:]
     done = int(load_checkpoint(Path(store.uri(last_key)))["iter"])
-    assert 3 <= done < TOTAL
+    assert 1 <= done < TOTAL
     marker = json.loads(store.read_bytes(marker_key()))
     assert marker == {
         "checkpoint": LAST_NAME,
