@@ -7,38 +7,14 @@ and its original, say) cannot both succeed: the loser gets ConflictError and mus
 from __future__ import annotations
 
 import logging
-import os
-import signal
 
 from pec.errors import StateError
+from pec.faults import fault_point
 from pec.layout import state_key
 from pec.state import PECState, check_successor, dump_state, parse_state
 from pec.store import Store
 
 log = logging.getLogger(__name__)
-
-FAULT_ENV = "PEC_FAULT_POINT"
-_fault_hits: dict[str, int] = {}
-
-
-def fault_point(name: str) -> None:
-    """Crash-safety test hook: SIGKILL this process at the N-th pass through point `name`.
-
-    Inert unless ``PEC_FAULT_POINT=<name>:<N>`` is set (tests/kill_resume_driver.py sets it),
-    so the kill-and-resume tests can die at reproducible places (mid-training, between a
-    checkpoint and the state write, mid-refit, mid-state-write) without timing games.
-    The points are listed in docs/RELIABILITY.md.
-    """
-    wanted = os.environ.get(FAULT_ENV)
-    if not wanted:
-        return
-    target, _, count = wanted.rpartition(":")
-    if target != name:
-        return
-    _fault_hits[name] = _fault_hits.get(name, 0) + 1
-    if str(_fault_hits[name]) == count.strip():
-        log.warning("fault point %s reached %s time(s): killing this process", name, count)
-        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def load_state(store: Store, run_name: str) -> tuple[PECState, str] | None:

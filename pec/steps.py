@@ -23,6 +23,7 @@ from pec.coverage import coverage as mc_coverage
 from pec.curriculum import starting_level
 from pec.design_space import DesignSpace
 from pec.errors import ConfigError, InputError, NotFoundError, StateError, StoreError
+from pec.faults import fault_point
 from pec.frontier import CandidateSelection, effective_mode, select_candidates
 from pec.init import initialise_gaussians, sample_designs
 from pec.jobs.spec import EvalJobSpec, StoreSpec, TrainJobResult, TrainJobSpec
@@ -38,7 +39,7 @@ from pec.state import (
     HistoryEntry,
     PECState,
 )
-from pec.state_io import fault_point, load_state, save_state
+from pec.state_io import load_state, save_state
 from pec.store import Store
 
 log = logging.getLogger(__name__)

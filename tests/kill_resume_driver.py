@@ -30,7 +30,7 @@ import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
-from pec.state_io import FAULT_ENV  # noqa: E402
+from pec.faults import FAULT_ENV  # noqa: E402
 
 RUN = "kr"
 IGNORED_PARTS = ("/tb/", "/plots/", "/prefect-results/")

@@ -7,6 +7,7 @@ are streamed while it runs, the container is gone afterwards, and a cancel stops
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 import uuid
@@ -141,6 +142,27 @@ def test_training_job_in_a_container_with_a_mounted_local_store(
     (host_config,) = recording.host_configs
     assert f"{root}:{root}:rw" in host_config["Binds"]
     assert not host_config.get("DeviceRequests")  # gpus=0: a CPU job asks for no device
+
+
+def test_user_option_lets_the_container_write_into_a_store_owned_by_the_host_user(
+    docker_engine: DockerEngine, pec_cpu_image: str, tmp_path: Path
+) -> None:
+    # The store stays as created here (0755, owned by this user): UID 1000 could not write.
+    root = tmp_path / "store"
+    root.mkdir()
+    store = LocalStore(root)
+    run = f"dock-user-{uuid.uuid4().hex[:8]}"
+    spec = train_spec(StoreSpec(location=str(root)), store, run, max_iterations=1)
+    executor = DockerExecutor(
+        pec_cpu_image, user=f"{os.getuid()}:{os.getgid()}", poll_interval_s=0.2
+    )
+
+    result = executor.execute(spec)
+
+    assert isinstance(result, TrainJobResult)
+    best = root / layout.best_checkpoint_key(run, 0, 0)
+    assert best.stat().st_uid == os.getuid()
+    assert containers_of(docker_engine, run) == []
 
 
 def test_training_job_in_a_container_against_the_s3_store(

@@ -20,6 +20,7 @@ from pec import layout
 from pec.backends.base import EvalRequest, ProgressCallback, TrainRequest
 from pec.backends.registry import get_backend
 from pec.errors import InputError, JobError, NotFoundError, PECError, StoreError
+from pec.faults import fault_point
 from pec.jobs.spec import (
     MAX_LEVEL,
     EvalJobResult,
@@ -27,7 +28,6 @@ from pec.jobs.spec import (
     TrainJobResult,
     TrainJobSpec,
 )
-from pec.state_io import fault_point
 from pec.store import Store
 
 logger = logging.getLogger(__name__)

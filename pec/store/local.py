@@ -91,7 +91,7 @@ class LocalStore(Store):
                 fh.flush()
                 os.fsync(fh.fileno())
             if "PEC_FAULT_POINT" in os.environ:  # crash-safety tests only (pec.state_io)
-                from pec.state_io import fault_point
+                from pec.faults import fault_point
 
                 fault_point(f"store-before-rename/{path.name}")
             os.replace(tmp, path)
