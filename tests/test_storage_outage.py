@@ -37,7 +37,7 @@ from pec.store import LocalStore, S3Store
 REPO = Path(__file__).resolve().parents[1]
 TINY = str(REPO / "configs" / "tiny.yaml")
 RUN = "outage"
-ATTEMPTS = 3  # S3Settings.max_attempts = botocore's retries after the first try
+ATTEMPTS = 3  # S3Settings.max_attempts = every attempt, the first one included
 
 SERVICE_UNAVAILABLE = (
     b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>ServiceUnavailable</Code>'
@@ -159,9 +159,9 @@ def test_short_outage_is_ridden_out_by_botocore_retries(
     s3_server: S3TestServer, proxy: FaultProxy
 ) -> None:
     store = proxied_store(s3_server, proxy)
-    proxy.fail_next = ATTEMPTS
+    proxy.fail_next = ATTEMPTS - 1
     store.write_bytes("a/b.json", b"{}")
-    assert proxy.attempts("PUT", "/a/b.json") == ["error"] * ATTEMPTS + ["pass"]
+    assert proxy.attempts("PUT", "/a/b.json") == ["error"] * (ATTEMPTS - 1) + ["pass"]
     assert store.read_bytes("a/b.json") == b"{}"
 
 
@@ -175,8 +175,8 @@ def test_long_outage_fails_cleanly_after_bounded_attempts(
     with pytest.raises(StoreError) as caught:
         store.write_bytes("a/b.json", b"{}")
     elapsed = time.monotonic() - started
-    assert len(proxy.attempts("PUT", "/a/b.json")) == 1 + ATTEMPTS
-    # standard mode: jittered exponential backoff, at most 1 + 2 + 4 s over 3 retries
+    assert len(proxy.attempts("PUT", "/a/b.json")) == ATTEMPTS
+    # standard mode: jittered exponential backoff, at most 1 + 2 s between 3 attempts
     assert elapsed < 15.0
     message = str(caught.value)
     assert "cannot write" in message and s3_server.secret_key not in message

@@ -103,7 +103,7 @@ class S3Store(Store):
         if settings.endpoint_url:
             s3_options["addressing_style"] = "path"
         config = Config(
-            retries={"mode": "standard", "max_attempts": settings.max_attempts},
+            retries={"mode": "standard", "total_max_attempts": settings.max_attempts},
             s3=s3_options,
             # Only checksum when the API requires it: many S3-compatible servers reject the
             # newer default CRC trailers.
