@@ -108,7 +108,7 @@ def main() -> int:
                     if attempt > 0:  # attempt 0 warms caches (page cache, image layers)
                         times[kind].append(spent)
     finally:
-        engine.stop()
+        engine.release()
 
     sub_s = statistics.median(times["subprocess"])
     dock_s = statistics.median(times["docker"])

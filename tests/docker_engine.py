@@ -10,6 +10,8 @@ second run on the same machine reuses both and builds nothing.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import importlib
 import logging
@@ -104,11 +106,14 @@ def ensure_packages() -> None:
 
 @dataclass
 class DockerEngine:
-    """A daemon at `host`; `process` is set only when this session started it."""
+    """A daemon at `host`. `managed`: the cache's own daemon, shared by the test sessions of
+    this machine and stopped by the last one to leave; `process` is set where this session
+    started it."""
 
     host: str
     root: Path
     process: subprocess.Popen[bytes] | None = None
+    managed: bool = False
 
     def client(self) -> Any:
         return docker_module().DockerClient(base_url=self.host, timeout=120)
@@ -138,43 +143,97 @@ class DockerEngine:
 
     def stop(self, timeout: float = 30.0) -> None:
         """SIGTERM by PID (dockerd stops its containerd), SIGKILL after `timeout`."""
-        if self.process is None or self.process.poll() is not None:
+        if self.process is not None:
+            if self.process.poll() is not None:
+                return
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=30)
             return
-        self.process.send_signal(signal.SIGTERM)
+        pid = _read_pid(self.root / "dockerd.pid")
+        if pid is None or not _alive(pid):
+            return
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while _alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        if _alive(pid):
+            os.kill(pid, signal.SIGKILL)
+
+    def release(self) -> None:
+        """Leave the engine; the last session using the cache's daemon stops it by PID."""
+        if not self.managed:
+            return
+        with _engine_lock(self.root):
+            users = self.root / "users"
+            (users / str(os.getpid())).unlink(missing_ok=True)
+            for entry in users.iterdir():
+                if entry.name.isdigit() and _alive(int(entry.name)):
+                    return  # another session still uses it and will stop it
+                entry.unlink(missing_ok=True)
+            self.stop()
+
+
+@contextlib.contextmanager
+def _engine_lock(root: Path) -> Iterator[None]:
+    """Serialises start/reuse and release of a cache's daemon between sessions."""
+    with open(root / "engine.lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
         try:
-            self.process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=30)
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _pid_alive(pid_file: Path) -> bool:
+def _read_pid(pid_file: Path) -> int | None:
     try:
-        pid = int(pid_file.read_text().strip())
+        return int(pid_file.read_text().strip())
     except (OSError, ValueError):
-        return False
+        return None
+
+
+def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    # a zombie (exited, not yet reaped) no longer serves anything
+    try:
+        return "State:\tZ" not in Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
 
 
 def start_engine(root: Path | None = None) -> DockerEngine:
-    """Use `$DOCKER_HOST` or this cache's daemon when one answers; else start dockerd here."""
+    """Use `$DOCKER_HOST` when it answers; else the cache's daemon, started here if needed.
+
+    Callers end with `release()`: it stops the cache's daemon once no session uses it.
+    """
     external = os.environ.get("DOCKER_HOST")
     if external and answers(external):
         return DockerEngine(host=external, root=root or cache_dir())
     root = root or cache_dir()
+    with _engine_lock(root):
+        users = root / "users"
+        users.mkdir(exist_ok=True)
+        (users / str(os.getpid())).touch()
+        return _start_daemon(root)
+
+
+def _start_daemon(root: Path) -> DockerEngine:
     sock = root / "docker.sock"
     host = f"unix://{sock}"
     pid_file = root / "dockerd.pid"
-    if answers(host):  # another session on this machine started it; it will stop it
-        return DockerEngine(host=host, root=root)
+    if answers(host):  # another session on this machine started it
+        return DockerEngine(host=host, root=root, managed=True)
     ensure_packages()
-    if pid_file.exists() and not _pid_alive(pid_file):
+    pid = _read_pid(pid_file)
+    if pid_file.exists() and (pid is None or not _alive(pid)):
         pid_file.unlink()
     # containerd's socket paths must stay short: the exec root lives under /tmp, one per cache.
     tag = hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:8]
@@ -201,7 +260,7 @@ def start_engine(root: Path | None = None) -> DockerEngine:
         process = subprocess.Popen(
             args, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
         )
-    engine = DockerEngine(host=host, root=root, process=process)
+    engine = DockerEngine(host=host, root=root, process=process, managed=True)
     deadline = time.monotonic() + READY_TIMEOUT_S
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -345,7 +404,7 @@ def prune_old_images(engine: DockerEngine, keep: int) -> None:
 def docker_engine() -> Iterator[DockerEngine]:
     """A Docker engine for this session; DOCKER_HOST points at it meanwhile.
 
-    Stopped by PID at the end only if this session started it.
+    The cache's daemon is stopped by PID at the end unless another session still uses it.
     """
     engine = start_engine()
     saved = os.environ.get("DOCKER_HOST")
@@ -357,7 +416,7 @@ def docker_engine() -> Iterator[DockerEngine]:
             os.environ.pop("DOCKER_HOST", None)
         else:
             os.environ["DOCKER_HOST"] = saved
-        engine.stop()
+        engine.release()
 
 
 @pytest.fixture(scope="session")

@@ -34,7 +34,7 @@ from pec.store import LocalStore
 REPO = Path(__file__).resolve().parents[1]
 RUN, EXPERT, ITERATION = "stop", 0, 0
 GRACE_S = SubprocessExecutor().grace_s  # what an executor waits between SIGTERM and SIGKILL
-TOTAL = 200  # far more than can finish between the first progress line and SIGTERM
+TOTAL = 600  # far more than can finish between the first progress line and SIGTERM, even on a busy machine
 SETTINGS: dict[str, object] = {
     "task": {"episode_steps": 40},
     "ppo": {
