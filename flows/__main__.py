@@ -12,16 +12,11 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
 from pec import layout
-from pec.cli import open_run_store, resolve_config
+from pec.cli import console, open_run_store, progress_bar, resolve_config
 from pec.config import parse_override
 from pec.errors import PECError
 from pec.jobs.run import prefix_uri
-
-console = Console()
 
 # The ephemeral server migrates a fresh database on first use; 20 s (Prefect's default) is
 # too short on a busy 2-core laptop.
@@ -50,14 +45,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = resolve_config(store, args.run_name, args.config, overrides)
         from flows.pec_flow import pec_flow  # Prefect's import cost only after validation
 
-        progress = Progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            TextColumn("{task.completed}/{task.total}"),
-            TextColumn("{task.fields[info]}"),
-            TimeElapsedColumn(),
-            console=console,
-        )
+        progress = progress_bar()
         with progress:
             bar = progress.add_task(
                 f"run {args.run_name}", total=config.max_pec_iterations, info=""

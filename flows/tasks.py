@@ -116,35 +116,28 @@ def _execute_as_deployment(
     return parse_job_result(spec, json.dumps(data))
 
 
-@task(
-    name="train-expert",
-    task_run_name="train-expert-{spec[expert_id]}",
-    cache_key_fn=expert_cache_key,
-    retries=TASK_RETRIES,
-    retry_delay_seconds=TASK_RETRY_DELAYS_S,
-    retry_condition_fn=transient_storage_failure,
-    persist_result=True,
-    result_serializer="json",
-)
-def train_expert(spec: dict[str, Any], config_hash: str, plan: ExecutorPlan) -> dict[str, Any]:
-    """Train one expert; returns the TrainJobResult as JSON."""
-    job = parse_job_spec(spec)
-    result = execute_job(job, plan)
-    return result.model_dump(mode="json")
+def _job_task(name: str, doc: str) -> Any:
+    """A cached, JSON-persisted task around one job spec; train and evaluate differ by name."""
+
+    def run(spec: dict[str, Any], config_hash: str, plan: ExecutorPlan) -> dict[str, Any]:
+        return execute_job(parse_job_spec(spec), plan).model_dump(mode="json")
+
+    run.__doc__ = doc
+    run.__name__ = run.__qualname__ = name.replace("-", "_")
+    return task(
+        run,
+        name=name,
+        task_run_name=name + "-{spec[expert_id]}",
+        cache_key_fn=expert_cache_key,
+        retries=TASK_RETRIES,
+        retry_delay_seconds=TASK_RETRY_DELAYS_S,
+        retry_condition_fn=transient_storage_failure,
+        persist_result=True,
+        result_serializer="json",
+    )
 
 
-@task(
-    name="evaluate-expert",
-    task_run_name="evaluate-expert-{spec[expert_id]}",
-    cache_key_fn=expert_cache_key,
-    retries=TASK_RETRIES,
-    retry_delay_seconds=TASK_RETRY_DELAYS_S,
-    retry_condition_fn=transient_storage_failure,
-    persist_result=True,
-    result_serializer="json",
+train_expert = _job_task("train-expert", "Train one expert; returns the TrainJobResult as JSON.")
+evaluate_expert = _job_task(
+    "evaluate-expert", "Evaluate one expert on the frontier; returns the EvalJobResult as JSON."
 )
-def evaluate_expert(spec: dict[str, Any], config_hash: str, plan: ExecutorPlan) -> dict[str, Any]:
-    """Evaluate one expert on the frontier candidates; returns the EvalJobResult as JSON."""
-    job = parse_job_spec(spec)
-    result = execute_job(job, plan)
-    return result.model_dump(mode="json")

@@ -96,7 +96,7 @@ def _executor(config: PECConfig) -> Any:
     return make_executor(config.executor)
 
 
-def _progress() -> Progress:
+def progress_bar() -> Progress:
     return Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -145,7 +145,7 @@ def cmd_train_expert(args: argparse.Namespace) -> int:
     if args.max_iterations is not None:
         spec = spec.model_copy(update={"max_iterations": args.max_iterations})
     outcome: steps.TrainingOutcome
-    with _progress() as progress:
+    with progress_bar() as progress:
         bar = progress.add_task(
             f"expert {k} it {state.iteration}", total=spec.max_iterations, info=""
         )
@@ -200,7 +200,7 @@ def cmd_evaluate_frontier(args: argparse.Namespace) -> int:
     steps.write_effective_config(run)
     selection = steps.frontier_candidates(run, state)
     levels: dict[int, list[int] | None] = {}
-    with _progress() as progress:
+    with progress_bar() as progress:
         bar = progress.add_task("frontier", total=len(state.experts), info="")
         for k in range(len(state.experts)):
             spec = steps.prepare_evaluation(run, state, k, selection.designs)

@@ -12,8 +12,7 @@ import argparse
 import json
 import logging
 import os
-import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +22,7 @@ from rich.table import Table
 from pec import layout
 from pec.design_space import DesignSpace
 from pec.designs_file import Design, dump_designs, read_designs_file, uniform_designs
-from pec.errors import InputError, NotFoundError, PECError, StateError
+from pec.errors import InputError, NotFoundError, StateError
 from pec.state import PECState
 from pec.store import Store
 
@@ -84,7 +83,7 @@ def cmd_eval_final(args: argparse.Namespace) -> int:
     designs, stem = _designs(args.designs_file, run.space)
     episodes, start = _protocol(args, run.config.num_episodes, run.config.start_difficulty)
     executor = cli._executor(run.config)
-    with cli._progress() as progress:
+    with cli.progress_bar() as progress:
         bar = progress.add_task(f"final eval {stem}", total=len(state.experts), info="")
 
         def on_expert(k: int, levels: list[int] | None, reused: bool) -> None:
@@ -482,20 +481,3 @@ def add_final_commands(subparsers: Any) -> None:
     p.add_argument("run_b")
     p.add_argument("--store", default=os.environ.get("PEC_STORE", cli.DEFAULT_STORE))
     p.set_defaults(func=cmd_compare)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """These commands alone (for tests and before `pec.cli` registers them)."""
-    parser = argparse.ArgumentParser(prog="pec")
-    add_final_commands(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    func: Callable[[argparse.Namespace], int] = args.func
-    try:
-        return func(args)
-    except PECError as exc:
-        print(f"pec: error: {exc}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from pec import layout
-from pec.cli_final import main as final_main
+from pec.cli import main as final_main
 from pec.config import build_config
 from pec.design_space import DesignSpace
 from pec.designs_file import Design, read_designs_file, uniform_designs

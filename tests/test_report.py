@@ -11,8 +11,8 @@ from rich.console import Console
 
 from pec import layout, steps
 from pec.baseline import baseline_eval_key
+from pec.cli import main as final_main
 from pec.cli_final import iteration_history, status_history_table
-from pec.cli_final import main as final_main
 from pec.config import build_config
 from pec.design_space import DesignSpace
 from pec.designs_file import Design
