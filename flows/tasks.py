@@ -56,7 +56,7 @@ def executor_plan(config: PECConfig) -> ExecutorPlan:
     """How this run's experts are executed, as chosen by `executor` in the configuration."""
     options: dict[str, Any] = {}
     if config.executor == "docker":
-        options = {"image": config.docker_image, "gpus": config.gpus_per_expert}
+        options = config.docker_options()
     return {
         "kind": config.executor,
         "options": options,

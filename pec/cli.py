@@ -92,7 +92,7 @@ def _executor(config: PECConfig) -> Any:
             "(`prefect deployment run pec/main`) or pick inprocess/subprocess/docker for the CLI"
         )
     if config.executor == "docker":
-        return make_executor("docker", image=config.docker_image, gpus=config.gpus_per_expert)
+        return make_executor("docker", **config.docker_options())
     return make_executor(config.executor)
 
 

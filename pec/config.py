@@ -86,6 +86,10 @@ class PECConfig(BaseModel):
     executor: ExecutorKind = "inprocess"
     expert_deployment: str = "pec-expert/gpu"
     docker_image: str | None = None
+    docker_network_mode: str | None = Field(
+        None, description="e.g. 'host' to reach an S3 endpoint on the host's loopback"
+    )
+    docker_user: str | None = Field(None, description="uid[:gid] the job runs as in the container")
     gpus_per_expert: int = Field(0, ge=0)
     max_parallel_experts: int = Field(1, ge=1, description="experts in flight (GPU count)")
 
@@ -135,6 +139,15 @@ class PECConfig(BaseModel):
         if self.device is not None:
             return self.device
         return "cpu" if self.backend == "mujoco" else "cuda:0"
+
+    def docker_options(self) -> dict[str, Any]:
+        """DockerExecutor keyword arguments for `executor: docker`."""
+        return {
+            "image": self.docker_image,
+            "gpus": self.gpus_per_expert,
+            "network_mode": self.docker_network_mode,
+            "user": self.docker_user,
+        }
 
     @property
     def effective_init_seed(self) -> int:

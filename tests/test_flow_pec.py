@@ -293,7 +293,7 @@ def test_executor_plan_follows_the_config(tmp_path: Path) -> None:
     )
     assert executor_plan(config) == {
         "kind": "docker",
-        "options": {"image": "pec:cpu", "gpus": 1},
+        "options": {"image": "pec:cpu", "gpus": 1, "network_mode": None, "user": None},
         "deployment": "pec-expert/gpu",
     }
 
