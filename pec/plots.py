@@ -240,17 +240,7 @@ def _build_figure(
         interpolation="nearest",
         zorder=0,
     )
-    ax.add_patch(
-        Rectangle(
-            (space.spcf[0], space.gcr[0]),
-            space.spcf[1] - space.spcf[0],
-            space.gcr[1] - space.gcr[0],
-            fill=False,
-            edgecolor="black",
-            linewidth=1.5,
-            zorder=2,
-        )
-    )
+    draw_design_box(ax, space, linewidth=1.5)
 
     handles: list[Line2D | Patch] = []
     for expert in expert_list:
@@ -351,6 +341,21 @@ def _draw_candidates(
                 fontsize="small",
                 zorder=7,
             )
+
+
+def draw_design_box(ax: Axes, space: DesignSpace, *, linewidth: float) -> None:
+    """The black outline of the design box (x = spcf, y = GCR) that every map shares."""
+    ax.add_patch(
+        Rectangle(
+            (space.spcf[0], space.gcr[0]),
+            space.spcf[1] - space.spcf[0],
+            space.gcr[1] - space.gcr[0],
+            fill=False,
+            edgecolor="black",
+            linewidth=linewidth,
+            zorder=2,
+        )
+    )
 
 
 def _to_png(figure: Figure) -> bytes:

@@ -18,7 +18,6 @@ from matplotlib.axes import Axes
 from matplotlib.colors import ListedColormap, TwoSlopeNorm
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
-from matplotlib.patches import Rectangle
 
 from pec import layout
 from pec.baseline import baseline_eval_key
@@ -32,7 +31,7 @@ from pec.final_eval import (
     read_summary,
     summary_from_payload,
 )
-from pec.plots import NO_WINNER_COLOUR, _to_png, expert_colour
+from pec.plots import NO_WINNER_COLOUR, _to_png, draw_design_box, expert_colour
 from pec.routing import route
 from pec.store import Store
 
@@ -217,16 +216,7 @@ def _bins(*arrays: FloatArray) -> FloatArray:
 
 
 def _space_axes(ax: Axes, space: DesignSpace, title: str) -> None:
-    ax.add_patch(
-        Rectangle(
-            (space.spcf[0], space.gcr[0]),
-            space.spcf[1] - space.spcf[0],
-            space.gcr[1] - space.gcr[0],
-            fill=False,
-            edgecolor="black",
-            linewidth=1.0,
-        )
-    )
+    draw_design_box(ax, space, linewidth=1.0)
     ax.set_xlim(space.spcf)
     ax.set_ylim(space.gcr)
     ax.set_xlabel("spcf")
