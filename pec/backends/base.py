@@ -50,6 +50,25 @@ class EvalRequest:
     settings: dict[str, object] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class ProbeRequest:
+    """One episode per environment, each at its own obstacle level: did the robot pass?
+
+    The primitive behind evaluation protocols that search over levels: a backend runs one
+    deterministic episode per design at `levels[i]` and reports, per design, whether the
+    curriculum's level-up condition (root x past `promote_x`) held at the episode's end.
+    Backends expose it as `probe_levels(request) -> list[bool]`, in input order.
+    """
+
+    checkpoint: Path
+    gcr: np.ndarray  # (n,)
+    spcf: np.ndarray  # (n,)
+    levels: np.ndarray  # (n,) int in [0, 74]: the single episode's obstacle level per design
+    seed: int
+    device: str
+    settings: dict[str, object] = field(default_factory=dict)
+
+
 # Called with (iteration, max_iterations, metrics) after every PPO iteration.
 ProgressCallback = Callable[[int, int, dict[str, float]], None]
 # Called with the path of every checkpoint file as soon as it is complete on disk.
