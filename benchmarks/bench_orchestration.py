@@ -1,6 +1,7 @@
 """Orchestration overhead of one PEC iteration: the `pec` flow versus the plain Python loop.
 
-Both run the same steps (pec.steps) on K=8 zero-cost jobs: a backend that writes a
+Both run the same iteration (pec.iteration.run_iteration), with a local and a Prefect job
+runner, on K=8 zero-cost jobs: a backend that writes a
 few-byte checkpoint and reports level 0 everywhere, so what remains is the store I/O,
 the PEC maths (identical in both) and, for the flow, Prefect's orchestration: task runs,
 cache lookups, JSON result records, artifacts. Target: the flow adds at most 3 s.
@@ -70,32 +71,26 @@ def install_zero_cost_backend() -> None:
 
 def time_plain_loop(store: str, run_name: str) -> float:
     from pec import steps
-    from pec.cli import open_run_store, resolve_config
-    from pec.jobs.executors import make_executor
-    from pec.local_loop import run_iteration
+    from pec.iteration import run_iteration
+    from pec.jobs.plan import local_runner
+    from pec.run import open_run, write_effective_config
 
-    store_obj, spec = open_run_store(store)
-    run = steps.make_run(
-        store_obj, spec, run_name, resolve_config(store_obj, run_name, TINY, OVERRIDES)
-    )
+    run = open_run(run_name, store, TINY, OVERRIDES)
     steps.initialise_run(run)
-    steps.write_effective_config(run)
+    write_effective_config(run)
     start = time.perf_counter()
-    run_iteration(run, make_executor("inprocess"))
+    run_iteration(run, local_runner(run.config))
     return time.perf_counter() - start
 
 
 def time_flow(store: str, run_name: str) -> float:
     from flows.pec_flow import pec_flow
     from pec import steps
-    from pec.cli import open_run_store, resolve_config
+    from pec.run import open_run, write_effective_config
 
-    store_obj, spec = open_run_store(store)
-    run = steps.make_run(
-        store_obj, spec, run_name, resolve_config(store_obj, run_name, TINY, OVERRIDES)
-    )
+    run = open_run(run_name, store, TINY, OVERRIDES)
     steps.initialise_run(run)  # as the loop: initialisation is not part of the iteration
-    steps.write_effective_config(run)
+    write_effective_config(run)
     start = time.perf_counter()
     pec_flow(run_name=run_name, store=store, config=TINY, overrides=OVERRIDES, chain=False)
     return time.perf_counter() - start

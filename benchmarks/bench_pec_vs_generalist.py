@@ -1,6 +1,6 @@
 """PEC against one generalist with the same training env-step budget, on the MuJoCo backend.
 
-Runs a small PEC run in this process (`pec.local_loop.run_until_done`), trains the generalist
+Runs a small PEC run in this process (`pec.iteration.run_until_done`), trains the generalist
 with the env steps the PEC run recorded, evaluates the K experts and the generalist on the
 same held-out uniform designs with the same protocol and seed, and prints PEC oracle, PEC
 routed and generalist means side by side. Defaults fit ~15 minutes on 2 CPU cores; every
@@ -30,12 +30,13 @@ import torch
 from pec.baseline import evaluate_baseline, train_baseline
 from pec.config import build_config
 from pec.designs_file import uniform_designs
-from pec.final_eval import compare_scores, ratio, run_final_eval
-from pec.jobs.executors import make_executor
+from pec.final_eval import compare_scores, ratio
+from pec.final_eval_run import run_final_eval
+from pec.iteration import IterationReport, run_until_done
+from pec.jobs.plan import local_runner
 from pec.jobs.spec import StoreSpec
-from pec.local_loop import IterationReport, run_until_done
 from pec.report import write_report
-from pec.steps import make_run
+from pec.run import make_run
 from pec.store import Store, open_store
 
 
@@ -95,7 +96,7 @@ def run_once(args: argparse.Namespace, store: Store, run_name: str, seed: int) -
         }
     )
     run = make_run(store, StoreSpec(location=store.root_uri), run_name, config)
-    executor = make_executor("inprocess")
+    runner = local_runner(run.config)
     timings: dict[str, float] = {}
 
     def report(r: IterationReport) -> None:
@@ -104,7 +105,7 @@ def run_once(args: argparse.Namespace, store: Store, run_name: str, seed: int) -
 
     print(f"run {run_name} (seed {seed})", flush=True)
     t0 = time.time()
-    state = run_until_done(run, executor, on_iteration=report)
+    state = run_until_done(run, runner, on_iteration=report)
     timings["pec_train_s"] = time.time() - t0
 
     t0 = time.time()
@@ -112,7 +113,7 @@ def run_once(args: argparse.Namespace, store: Store, run_name: str, seed: int) -
         train_baseline(
             run,
             state,
-            executor,
+            runner,
             chunks=args.chunks or args.pec_iterations,
             num_envs=args.num_envs,
             replica=r,
@@ -135,7 +136,7 @@ def run_once(args: argparse.Namespace, store: Store, run_name: str, seed: int) -
         state,
         designs,
         stem,
-        executor,
+        runner,
         num_episodes=args.num_episodes,
         start_difficulty=args.start_difficulty,
     )
@@ -145,7 +146,7 @@ def run_once(args: argparse.Namespace, store: Store, run_name: str, seed: int) -
             state,
             designs,
             stem,
-            executor,
+            runner,
             num_episodes=args.num_episodes,
             start_difficulty=args.start_difficulty,
             replica=r,

@@ -13,10 +13,11 @@ from collections.abc import Sequence
 from typing import Any
 
 from pec import layout
-from pec.cli import console, open_run_store, progress_bar, resolve_config
 from pec.config import parse_override
+from pec.console import console, progress_bar
 from pec.errors import PECError
 from pec.jobs.run import prefix_uri
+from pec.run import open_run
 
 # The ephemeral server migrates a fresh database on first use; 20 s (Prefect's default) is
 # too short on a busy 2-core laptop.
@@ -41,8 +42,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         overrides: dict[str, Any] = dict(parse_override(item) for item in args.set)
-        store, _ = open_run_store(args.store)
-        config = resolve_config(store, args.run_name, args.config, overrides)
+        run = open_run(args.run_name, args.store, args.config, overrides)
+        store, config = run.store, run.config
         from flows.pec_flow import pec_flow  # Prefect's import cost only after validation
 
         progress = progress_bar()

@@ -15,6 +15,8 @@ from typing import Any
 
 from prefect.client.schemas.objects import FlowRun, State
 
+from pec.run import open_run
+
 logger = logging.getLogger(__name__)
 
 STOP_TIMEOUT_S = 30
@@ -46,8 +48,6 @@ def stop_containers_hook(flow: Any, flow_run: FlowRun, state: State[Any]) -> Non
     parameters = flow_run.parameters
     overrides = parameters.get("overrides") or {}
     try:
-        from flows.pec_flow import open_run
-
         run = open_run(
             str(parameters["run_name"]),
             str(parameters.get("store", "runs")),

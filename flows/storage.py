@@ -12,7 +12,7 @@ import posixpath
 from pathlib import Path
 
 from pec import layout
-from pec.steps import Run
+from pec.run import Run
 from pec.store import parse_s3_uri
 
 RESULTS_BLOCK_PREFIX = "pec-results-"

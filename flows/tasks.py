@@ -1,8 +1,10 @@
-"""The two mapped tasks of an iteration: train one expert, evaluate one expert.
+"""The job tasks and the Prefect job runner that maps them: pec's drivers, run by Prefect.
 
-Each is a thin wrapper around a job spec (pec.jobs) and one of the executors; its result is
-the job's JSON result. The cache key (run, iteration, job kind, expert, config hash) makes a
-re-run, a Retry or a restart skip every job that already finished, wherever it ran.
+`train-expert` and `evaluate-expert` are thin wrappers around a job spec (pec.jobs) and the
+run's executor plan; their result is the job's JSON result. The cache key (run, iteration,
+job kind, expert, config hash) makes a re-run, a Retry or a restart skip every job that
+already finished, wherever it ran. `PrefectJobRunner` is the `pec.jobs.runner.JobRunner` the
+flows hand to pec's drivers (one PEC iteration, the final evaluation).
 """
 
 from __future__ import annotations
@@ -10,14 +12,18 @@ from __future__ import annotations
 import json
 from typing import Any, cast
 
-from prefect import get_run_logger, task
+from prefect import get_run_logger, task, unmapped
 from prefect.client.schemas.objects import FlowRun
 from prefect.context import TaskRunContext
 from prefect.deployments import run_deployment
+from prefect.futures import PrefectFuture, wait
+from prefect.task_runners import ThreadPoolTaskRunner
+from prefect.tasks import Task
 
-from pec.config import PECConfig
+from flows.storage import result_storage_for
 from pec.errors import ConflictError, JobError, NotFoundError, StoreError
-from pec.jobs.executors import make_executor
+from pec.jobs.plan import ExecutorPlan, executor_plan, plan_executor
+from pec.jobs.runner import FinishedLookup, JobOutcome, JobSpecs, OnOutcome
 from pec.jobs.spec import (
     EvalJobResult,
     EvalJobSpec,
@@ -26,9 +32,7 @@ from pec.jobs.spec import (
     parse_job_result,
     parse_job_spec,
 )
-
-# An executor plan is plain JSON (a task input): {"kind": ..., "options": {...}, "deployment": ...}
-ExecutorPlan = dict[str, Any]
+from pec.run import Run
 
 # A store outage longer than botocore's own retries (seconds) gets two more task attempts.
 TASK_RETRIES = 2
@@ -52,18 +56,6 @@ def transient_storage_failure(task: Any, task_run: Any, state: Any) -> bool:
     return False
 
 
-def executor_plan(config: PECConfig) -> ExecutorPlan:
-    """How this run's experts are executed, as chosen by `executor` in the configuration."""
-    options: dict[str, Any] = {}
-    if config.executor == "docker":
-        options = config.docker_options()
-    return {
-        "kind": config.executor,
-        "options": options,
-        "deployment": config.expert_deployment,
-    }
-
-
 def expert_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str:
     """`<run>/it<N>/<train|eval>-<k>/<config hash>`: also the result's path in the storage."""
     spec = parameters["spec"]
@@ -80,8 +72,7 @@ def execute_job(
     if plan["kind"] == "deployment":
         return _execute_as_deployment(spec, str(plan["deployment"]))
     logger = get_run_logger()
-    executor = make_executor(str(plan["kind"]), **dict(plan.get("options") or {}))
-    return executor.execute(spec, log=logger.info)
+    return plan_executor(plan).execute(spec, log=logger.info)
 
 
 def _execute_as_deployment(
@@ -141,3 +132,128 @@ train_expert = _job_task("train-expert", "Train one expert; returns the TrainJob
 evaluate_expert = _job_task(
     "evaluate-expert", "Evaluate one expert on the frontier; returns the EvalJobResult as JSON."
 )
+
+
+@task(
+    name="final-eval-expert",
+    task_run_name="final-eval-{spec[expert_id]}",
+    persist_result=True,
+    result_serializer="json",
+)
+def evaluate_final_expert(
+    spec: dict[str, Any], config_hash: str, plan: ExecutorPlan
+) -> dict[str, Any]:
+    """One policy on every held-out design; returns the EvalJobResult as JSON (not cached:
+    the final-evaluation driver reuses finished evaluations from the store)."""
+    return execute_job(parse_job_spec(spec), plan).model_dump(mode="json")
+
+
+# ---------------------------------------------------------------- the Prefect job runner
+
+
+def run_mapped(
+    job_task: Task[..., dict[str, Any]],
+    specs: list[dict[str, Any]],
+    run: Run,
+    max_workers: int,
+) -> list[PrefectFuture[dict[str, Any]]]:
+    """Map `job_task` over job specs, at most `max_workers` in flight; wait for every outcome.
+
+    The ThreadPoolTaskRunner is opened per mapped step (the flow's own runner cannot depend
+    on the run's configuration).
+    """
+    if not specs:
+        return []
+    bound = job_task.with_options(result_storage=result_storage_for(run))
+    runner: ThreadPoolTaskRunner[Any]
+    with ThreadPoolTaskRunner(max_workers=max_workers) as runner:
+        futures: list[PrefectFuture[Any]] = runner.map(
+            cast(Any, bound),
+            {
+                "spec": specs,
+                "config_hash": unmapped(run.config.content_hash()),
+                "plan": unmapped(executor_plan(run.config)),
+            },
+        )
+        wait(futures)
+    return list(futures)
+
+
+def failure_message(future: PrefectFuture[Any]) -> str:
+    state = future.state
+    try:
+        future.result(raise_on_failure=True)
+    except Exception as exc:
+        return f"{type(exc).__name__}: {exc}"
+    return state.message or state.name or "failed"
+
+
+def job_outcome(spec: TrainJobSpec | EvalJobSpec, future: PrefectFuture[Any]) -> JobOutcome:
+    """A task run's end as a JobOutcome; a Cached task run is a reused job."""
+    state = future.state
+    if not state.is_completed():
+        return JobOutcome(spec, None, failure_message(future))
+    data = future.result()
+    result: TrainJobResult | EvalJobResult = (
+        TrainJobResult.model_validate(data)
+        if isinstance(spec, TrainJobSpec)
+        else EvalJobResult.model_validate(data)
+    )
+    return JobOutcome(spec, result, reused=state.name == "Cached")
+
+
+class PrefectJobRunner:
+    """Runs pec's job batches as mapped task runs, at most `max_parallel_experts` in flight.
+
+    The iteration's tasks (`train-expert`, `evaluate-expert`) are cached under
+    `expert_cache_key`, so the cache decides what is reused and a Retry shows Cached task
+    runs; for a task without a cache (`final-eval-expert`) the driver's store lookup does.
+    """
+
+    retry_hint = "Retry this flow run"
+
+    def __init__(
+        self,
+        run: Run,
+        train_task: Task[..., dict[str, Any]] | None = None,
+        eval_task: Task[..., dict[str, Any]] | None = None,
+    ) -> None:
+        self.run = run
+        self.train_task = train_task if train_task is not None else train_expert
+        self.eval_task = eval_task if eval_task is not None else evaluate_expert
+
+    def _task_for(self, spec: TrainJobSpec | EvalJobSpec) -> Task[..., dict[str, Any]]:
+        return self.train_task if isinstance(spec, TrainJobSpec) else self.eval_task
+
+    def run_jobs(
+        self,
+        specs: JobSpecs,
+        finished: FinishedLookup | None = None,
+        on_outcome: OnOutcome | None = None,
+    ) -> list[JobOutcome]:
+        outcomes: dict[int, JobOutcome] = {}
+        pending: dict[int, list[int]] = {}  # id(task) -> indexes of specs it runs
+        tasks: dict[int, Task[..., dict[str, Any]]] = {}
+        for i, spec in enumerate(specs):
+            job_task = self._task_for(spec)
+            cached = getattr(job_task, "cache_key_fn", None) is not None
+            done = finished(spec) if finished is not None and not cached else None
+            if done is not None:
+                outcomes[i] = JobOutcome(spec, done, reused=True)
+                continue
+            tasks[id(job_task)] = job_task
+            pending.setdefault(id(job_task), []).append(i)
+        for key, indexes in pending.items():
+            futures = run_mapped(
+                tasks[key],
+                [specs[i].model_dump(mode="json") for i in indexes],
+                self.run,
+                self.run.config.max_parallel_experts,
+            )
+            for i, future in zip(indexes, futures, strict=True):
+                outcomes[i] = job_outcome(specs[i], future)
+        ordered = [outcomes[i] for i in range(len(specs))]
+        if on_outcome is not None:
+            for outcome in ordered:
+                on_outcome(outcome)
+        return ordered

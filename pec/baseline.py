@@ -6,13 +6,13 @@ training job reported), never re-derived from the configuration, which can chang
 invocations. Everything the baseline writes lives under ``<run>/baseline/``.
 
 The training job layer writes checkpoints at the PEC layout of (run, expert, iteration), so
-the baseline trains as the pseudo-expert ``K`` (an id no expert of the run uses) and its
-files are moved under ``<run>/baseline/checkpoints/chunk_<c>/`` as soon as a job finishes.
+the generalist's jobs carry ``generalist_job_id(state)`` (K, an id no expert of the run uses)
+and its files are moved under ``<run>/baseline/checkpoints/chunk_<c>/`` as soon as a job
+finishes. Both drivers take a job runner (`pec.jobs.runner`), like every pec activity.
 """
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import math
@@ -26,17 +26,28 @@ import numpy as np
 from pec import layout
 from pec.curriculum import starting_level
 from pec.designs_file import Design
-from pec.errors import InputError, NotFoundError, StateError
+from pec.errors import InputError, JobError, NotFoundError, StateError
 from pec.final_eval import eval_seed, results_payload, reusable_levels
-from pec.jobs.executors import Executor, LogSink
-from pec.jobs.spec import EvalJobResult, EvalJobSpec, TrainJobResult, TrainJobSpec
+from pec.jobs.runner import JobRunner
+from pec.jobs.spec import EvalJobSpec, TrainJobSpec
+from pec.run import Run
 from pec.seeds import derive_seed
 from pec.state import PECState
-from pec.steps import Run, checkpoint_exists, job_settings
+from pec.steps import checkpoint_exists, job_settings
+from pec.store.npy import load_npy, npy_bytes
 
 log = logging.getLogger(__name__)
 
 _RESULT_RE = re.compile(r"checkpoints/expert_(\d+)/iter_(\d+)/result\.json$")
+
+
+def generalist_job_id(state: PECState) -> int:
+    """The expert id the generalist's jobs carry: K, one past the run's last expert.
+
+    The job layer addresses checkpoints by (run, expert, iteration); no expert of the run
+    uses K, and the generalist's files are moved under ``<run>/baseline/`` right away.
+    """
+    return len(state.experts)
 
 
 # ---------------------------------------------------------------- keys (all under <run>/baseline/)
@@ -104,7 +115,7 @@ class StepBudget:
 def _num_envs(run: Run, expert_id: int, iteration: int) -> int | None:
     key = layout.samples_keys(run.name, expert_id, iteration)[0]
     try:
-        values = np.load(io.BytesIO(run.store.read_bytes(key)), allow_pickle=False)
+        values = load_npy(run.store.read_bytes(key))
     except (NotFoundError, ValueError, OSError):
         return None
     return int(values.shape[0]) if values.ndim == 1 else None
@@ -123,7 +134,7 @@ def training_records(run: Run, state: PECState) -> list[TrainingRecord]:
         if match is None:
             continue
         k, it = int(match.group(1)), int(match.group(2))
-        if k >= len(state.experts):
+        if k >= generalist_job_id(state):
             continue  # the baseline's own scratch id, or a foreign folder
         last = state.experts[k].last_trained_pec_iter
         if last is None or it > last:
@@ -182,12 +193,6 @@ def plan_chunks(budget_steps: float, num_envs: int, rollout_steps: int, chunks: 
 # ---------------------------------------------------------------- training
 
 
-def _npy(values: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    np.save(buffer, values, allow_pickle=False)
-    return buffer.getvalue()
-
-
 def _seed(run: Run, label: str, chunk: int, replica: int) -> int:
     # replica 0 keeps the plain labels so its seeds never change when replicas are added
     if replica == 0:
@@ -231,12 +236,11 @@ def _finished_chunk(run: Run, chunk: int, replica: int) -> dict[str, Any] | None
 def train_baseline(
     run: Run,
     state: PECState,
-    executor: Executor,
+    runner: JobRunner,
     *,
     num_envs: int | None = None,
     chunks: int = 1,
     max_iterations: int | None = None,
-    log_sink: LogSink | None = None,
     on_chunk: Callable[[int, int, dict[str, Any]], None] | None = None,
     replica: int = 0,
 ) -> dict[str, Any]:
@@ -248,7 +252,7 @@ def train_baseline(
     (to measure seed-to-seed spread). Finished chunks are reused. Returns the baseline record.
     """
     cfg = run.config
-    K = len(state.experts)
+    job_id = generalist_job_id(state)
     envs = num_envs if num_envs is not None else cfg.effective_num_envs
     budget = step_budget(training_records(run, state))
     if max_iterations is not None:
@@ -276,14 +280,14 @@ def train_baseline(
         if finished is None:
             gcr, spcf = uniform_samples(run, chunk, envs, replica)
             gcr_key, spcf_key = baseline_samples_keys(run.name, chunk, replica)
-            run.store.write_bytes(gcr_key, _npy(gcr))
-            run.store.write_bytes(spcf_key, _npy(spcf))
+            run.store.write_bytes(gcr_key, npy_bytes(gcr))
+            run.store.write_bytes(spcf_key, npy_bytes(spcf))
             spec = TrainJobSpec(
                 kind="train",
                 backend=cfg.backend,
                 store=run.store_spec,
                 run_name=run.name,
-                expert_id=K,
+                expert_id=job_id,
                 iteration=chunk,
                 samples_gcr_key=gcr_key,
                 samples_spcf_key=spcf_key,
@@ -296,9 +300,11 @@ def train_baseline(
                 settings=job_settings(run, state),
                 timeout_s=cfg.train_timeout_h * 3600.0,
             )
-            result = executor.execute(spec, log=log_sink)
-            assert isinstance(result, TrainJobResult)
-            scratch = layout.checkpoint_dir(run.name, K, chunk)
+            (outcome,) = runner.run_jobs([spec])
+            result = outcome.train_result()
+            if result is None:
+                raise JobError(f"generalist chunk {chunk}: {outcome.error}")
+            scratch = layout.checkpoint_dir(run.name, job_id, chunk)
             target = baseline_chunk_dir(run.name, chunk, replica)
             _move_prefix(run, scratch, target)
             best = run.store.uri(target + layout.BEST_CHECKPOINT_FILE)
@@ -364,7 +370,7 @@ def baseline_eval_spec(
         backend=run.config.backend,
         store=run.store_spec,
         run_name=run.name,
-        expert_id=len(state.experts),
+        expert_id=generalist_job_id(state),
         iteration=state.iteration,
         checkpoint_uri=str(record["checkpoint"]),
         designs=[(float(d.GCR), float(d.spcf)) for d in designs],
@@ -382,7 +388,7 @@ def evaluate_baseline(
     state: PECState,
     designs: Sequence[Design],
     stem: str,
-    executor: Executor,
+    runner: JobRunner,
     *,
     num_episodes: int,
     start_difficulty: int,
@@ -400,8 +406,10 @@ def evaluate_baseline(
     levels = reusable_levels(run.store, key, spec, designs)
     if levels is not None:
         return dict(json.loads(run.store.read_bytes(key)))
-    result = executor.execute(spec)
-    assert isinstance(result, EvalJobResult)
+    (outcome,) = runner.run_jobs([spec])
+    result = outcome.eval_result()
+    if result is None:
+        raise JobError(f"the generalist could not be evaluated: {outcome.error}")
     payload = results_payload(spec, designs, list(result.levels), "baseline")
     run.store.write_bytes(key, json.dumps(payload, indent=1).encode())
     return payload

@@ -28,8 +28,8 @@ from numpy.typing import ArrayLike, NDArray
 from pec.design_space import DesignSpace, FloatArray, IntArray
 from pec.errors import InputError, StateError
 from pec.routing import route
+from pec.run import state_space
 from pec.state import PECState
-from pec.steps import state_space
 from pec.store import Store
 
 log = logging.getLogger(__name__)

@@ -3,7 +3,8 @@
 The reference sheet only reports the per-design oracle (best expert with hindsight). A robot
 in the field gets the expert chosen by nearest-centre routing, so the summary carries both,
 side by side, from the same score matrix. The maths below is pure (arrays in, arrays out);
-`run_final_eval` is the store-level step the CLI and the Prefect flow share.
+the store-level helpers below it are what `pec.final_eval_run` (the one driver the CLI and the
+Prefect flow share) reads and writes.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,14 +23,14 @@ from numpy.typing import ArrayLike
 from pec import layout
 from pec.design_space import DesignSpace, FloatArray, IntArray, as_points
 from pec.designs_file import Design
-from pec.errors import InputError, NotFoundError, PECError, StateError
-from pec.jobs.executors import Executor
-from pec.jobs.spec import EvalJobResult, EvalJobSpec
+from pec.errors import InputError, NotFoundError, StateError
+from pec.jobs.spec import EvalJobSpec
 from pec.refit import assign_winners
 from pec.routing import route
+from pec.run import Run
 from pec.seeds import derive_seed
 from pec.state import PECState
-from pec.steps import Run, checkpoint_exists, job_settings
+from pec.steps import checkpoint_exists, job_settings
 from pec.store import Store
 
 log = logging.getLogger(__name__)
@@ -402,54 +403,6 @@ def write_summary(
     key = layout.final_eval_summary_key(run.name, stem)
     run.store.write_bytes(key, json.dumps(payload, indent=1).encode())
     return payload
-
-
-def run_final_eval(
-    run: Run,
-    state: PECState,
-    designs: Sequence[Design],
-    stem: str,
-    executor: Executor,
-    *,
-    num_episodes: int,
-    start_difficulty: int,
-    on_expert: Callable[[int, list[int] | None, bool], None] | None = None,
-) -> dict[str, Any]:
-    """Evaluate every expert (reusing finished ones), write per-expert results and summary.json.
-
-    ``on_expert(k, levels, reused)`` reports progress; an expert whose job fails is recorded
-    as not evaluated (null row) so one broken checkpoint does not hide the others.
-    """
-    specs = final_eval_specs(run, state, designs, stem, num_episodes, start_difficulty)
-    levels: dict[int, list[int] | None] = {}
-    for k, spec in specs.items():
-        if spec is None:
-            levels[k] = None
-            if on_expert is not None:
-                on_expert(k, None, False)
-            continue
-        key = layout.final_eval_expert_key(run.name, stem, k)
-        done = reusable_levels(run.store, key, spec, designs)
-        if done is None:
-            try:
-                result = executor.execute(spec)
-            except PECError as exc:  # recorded; the other experts still count
-                log.warning("final evaluation of expert %d failed: %s", k, exc)
-                levels[k] = None
-                if on_expert is not None:
-                    on_expert(k, None, False)
-                continue
-            assert isinstance(result, EvalJobResult)
-            done = list(result.levels)
-            payload = results_payload(spec, designs, done, f"expert {k}")
-            run.store.write_bytes(key, json.dumps(payload, indent=1).encode())
-            reused = False
-        else:
-            reused = True
-        levels[k] = done
-        if on_expert is not None:
-            on_expert(k, done, reused)
-    return write_summary(run, state, designs, stem, levels, num_episodes, start_difficulty)
 
 
 def read_summary(store: Store, run_name: str, stem: str) -> dict[str, Any]:

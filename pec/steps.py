@@ -1,8 +1,9 @@
 """The steps of one PEC iteration, each reading its inputs from the store and writing its outputs.
 
-The CLI and the Prefect flows both call these; neither does maths nor I/O of its own.
-Only `initialise_run`, `commit_training` and `refit_iteration` write pec_state.json, always
-with a conditional write against the version they read, so a second writer fails loudly.
+`pec.iteration` chains them into one iteration (and the step commands call them one by one);
+neither does maths nor I/O of its own. Only `initialise_run`, the crash rule's commit
+(`pec.iteration`) and `refit_iteration` write pec_state.json, always with a conditional write
+against the version they read, so a second writer fails loudly.
 """
 
 from __future__ import annotations
@@ -12,107 +13,37 @@ import json
 import logging
 import math
 import zipfile
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from pec import layout
-from pec.config import PECConfig, parse_config_yaml
+from pec.config import PECConfig
 from pec.coverage import coverage as mc_coverage
 from pec.curriculum import starting_level
-from pec.design_space import DesignSpace
-from pec.errors import ConfigError, InputError, NotFoundError, StateError, StoreError
+from pec.errors import InputError, NotFoundError, StateError, StoreError
 from pec.faults import fault_point
 from pec.frontier import CandidateSelection, effective_mode, select_candidates
 from pec.init import initialise_gaussians, sample_designs
-from pec.jobs.spec import EvalJobSpec, StoreSpec, TrainJobResult, TrainJobSpec
+from pec.jobs.spec import EvalJobSpec, TrainJobResult, TrainJobSpec
 from pec.refit import assign_winners, refit_experts
-from pec.run_names import validate_run_name
+from pec.run import Run, check_compatible
 from pec.seeds import derive_seed
 from pec.state import (
     SCHEMA_VERSION,
     CoverageRecord,
-    ExpertFailure,
     ExpertSnapshot,
     ExpertState,
     HistoryEntry,
     PECState,
 )
 from pec.state_io import load_state, save_state
-from pec.store import Store
+from pec.store.npy import npy_bytes
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class Run:
-    """A run: where it lives, what it is called, how it is configured."""
-
-    store: Store
-    store_spec: StoreSpec
-    name: str
-    config: PECConfig
-
-    @property
-    def space(self) -> DesignSpace:
-        return DesignSpace(gcr=self.config.GCR_range, spcf=self.config.spcf_range)
-
-
-def state_space(state: PECState) -> DesignSpace:
-    gcr, spcf = state.design_space["GCR"], state.design_space["spcf"]
-    return DesignSpace(gcr=(float(gcr[0]), float(gcr[1])), spcf=(float(spcf[0]), float(spcf[1])))
-
-
-def make_run(store: Store, store_spec: StoreSpec, run_name: str, config: PECConfig) -> Run:
-    return Run(store=store, store_spec=store_spec, name=validate_run_name(run_name), config=config)
-
-
-# ---------------------------------------------------------------- config and state
-
-
-def write_effective_config(run: Run) -> str:
-    key = layout.config_key(run.name)
-    run.store.write_bytes(key, run.config.to_yaml().encode())
-    return key
-
-
-def read_run_config(store: Store, run_name: str) -> PECConfig | None:
-    """The effective config recorded in the run, or None before the first invocation."""
-    key = layout.config_key(validate_run_name(run_name))
-    try:
-        text = store.read_bytes(key).decode()
-    except NotFoundError:
-        return None
-    return parse_config_yaml(text, source=f"{store.uri(key)}")
-
-
-def check_compatible(config: PECConfig, state: PECState) -> None:
-    """A run's shape is fixed at init: refuse configs that would silently change it."""
-    if len(state.experts) != config.K:
-        raise ConfigError(
-            f"K: the run '{state.run_name}' has {len(state.experts)} experts but the config says "
-            f"K={config.K}; keep K={len(state.experts)} or start a new run_name"
-        )
-    space = state.design_space
-    for name, rng in (("GCR_range", config.GCR_range), ("spcf_range", config.spcf_range)):
-        stored = space["GCR" if name == "GCR_range" else "spcf"]
-        if not np.allclose(np.asarray(stored, dtype=float), np.asarray(rng, dtype=float)):
-            raise ConfigError(
-                f"{name}: the run '{state.run_name}' was initialised with {list(stored)} but the "
-                f"config says {list(rng)}; restore it or start a new run_name"
-            )
-
-
-def load_run_state(run: Run) -> tuple[PECState, str]:
-    loaded = load_state(run.store, run.name)
-    if loaded is None:
-        raise StateError(
-            f"run '{run.name}' has no pec_state.json in {run.store.root_uri}; run `pec init` first"
-        )
-    state, version = loaded
-    check_compatible(run.config, state)
-    return state, version
+# ---------------------------------------------------------------- state
 
 
 def initialise_run(run: Run) -> tuple[PECState, str, bool]:
@@ -285,20 +216,14 @@ def job_settings(run: Run, state: PECState) -> dict[str, Any]:
     return settings
 
 
-def _npy_bytes(array: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    np.save(buffer, array, allow_pickle=False)
-    return buffer.getvalue()
-
-
 def prepare_training(run: Run, state: PECState, expert_id: int) -> TrainJobSpec:
     """Write the expert's samples for this iteration and describe its training job."""
     cfg = run.config
     iteration = state.iteration
     gcr, spcf = training_samples(run, state, expert_id)
     gcr_key, spcf_key = layout.samples_keys(run.name, expert_id, iteration)
-    run.store.write_bytes(gcr_key, _npy_bytes(gcr))
-    run.store.write_bytes(spcf_key, _npy_bytes(spcf))
+    run.store.write_bytes(gcr_key, npy_bytes(gcr))
+    run.store.write_bytes(spcf_key, npy_bytes(spcf))
     expert = state.experts[expert_id]
     resume = expert.checkpoint if iteration > 0 else None
     return TrainJobSpec(
@@ -348,67 +273,6 @@ def checkpoint_exists(run: Run, uri: str | None) -> bool:
         return run.store.exists(run.store.key_for_uri(uri))
     except Exception:  # a URI of another store cannot be checked from here
         return False
-
-
-@dataclass(frozen=True)
-class TrainingOutcome:
-    """What happened to one expert's training this iteration (the crash rule's input)."""
-
-    expert_id: int
-    result: TrainJobResult | None
-    error: str | None = None
-
-
-def apply_training_outcomes(
-    run: Run, state: PECState, outcomes: list[TrainingOutcome]
-) -> tuple[PECState, list[int]]:
-    """Fold training results into the state; returns it and the experts left with no checkpoint.
-
-    Crash rule: a failed expert keeps its previous checkpoint, is still marked trained for
-    this iteration, and the failure is recorded. A URI enters the state only if it exists.
-    """
-    iteration = state.iteration
-    experts = list(state.experts)
-    without_checkpoint: list[int] = []
-    for outcome in outcomes:
-        expert = experts[outcome.expert_id]
-        update: dict[str, Any] = {"last_trained_pec_iter": iteration}
-        failures = list(expert.failures)
-        result = outcome.result
-        if result is not None and checkpoint_exists(run, result.checkpoint_uri):
-            update["checkpoint"] = result.checkpoint_uri
-            update["trained"] = True
-            if result.last_checkpoint_uri and checkpoint_exists(run, result.last_checkpoint_uri):
-                update["last_checkpoint"] = result.last_checkpoint_uri
-            if result.warning:
-                failures.append(
-                    ExpertFailure(
-                        iteration=iteration, message=result.warning, fallback_checkpoint=None
-                    )
-                )
-        else:
-            message = (
-                outcome.error or "training reported a checkpoint that does not exist in the store"
-            )
-            fallback = expert.checkpoint if checkpoint_exists(run, expert.checkpoint) else None
-            failures.append(
-                ExpertFailure(iteration=iteration, message=message, fallback_checkpoint=fallback)
-            )
-            if fallback is None:
-                without_checkpoint.append(outcome.expert_id)
-                update["last_trained_pec_iter"] = expert.last_trained_pec_iter
-        update["failures"] = failures
-        experts[outcome.expert_id] = expert.model_copy(update=update)
-    return state.model_copy(update={"experts": experts}), without_checkpoint
-
-
-def commit_training(
-    run: Run, state: PECState, version: str, outcomes: list[TrainingOutcome]
-) -> tuple[PECState, str, list[int]]:
-    """CLI step mode: apply outcomes and write the state at once."""
-    new_state, missing = apply_training_outcomes(run, state, outcomes)
-    new_version = save_state(run.store, new_state, expected_version=version, previous=state)
-    return new_state, new_version, missing
 
 
 # ---------------------------------------------------------------- step 2: frontier evaluation
@@ -561,13 +425,12 @@ def refit_iteration(
     state: PECState,
     version: str,
     previous: PECState | None = None,
-    scores: dict[str, Any] | None = None,
 ) -> tuple[PECState, str]:
     """Snapshot, assign the frontier to winners, refit, iteration += 1, write the state once."""
     cfg = run.config
     iteration = state.iteration
     candidates = read_candidates(run, iteration)
-    scores = scores if scores is not None else read_scores(run, iteration)
+    scores = read_scores(run, iteration)
     if scores is None:
         raise StateError(
             f"iteration {iteration} has no scores.json; run `pec evaluate-frontier` first"

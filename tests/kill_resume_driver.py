@@ -40,18 +40,19 @@ def run_loop_once(store_root: Path, config: str) -> None:
     """One `pec run` of the config (the plain loop), in this process."""
     import torch
 
-    from pec import steps
     from pec.config import load_config
+    from pec.iteration import run_until_done
     from pec.jobs.executors import InProcessExecutor
+    from pec.jobs.runner import LocalJobRunner
     from pec.jobs.spec import StoreSpec
-    from pec.local_loop import run_until_done
+    from pec.run import make_run
     from pec.store import LocalStore
 
     torch.set_num_threads(1)
     store_root.mkdir(parents=True, exist_ok=True)
     store = LocalStore(store_root)
-    run = steps.make_run(store, StoreSpec(location=str(store_root)), RUN, load_config(config))
-    run_until_done(run, InProcessExecutor())
+    run = make_run(store, StoreSpec(location=str(store_root)), RUN, load_config(config))
+    run_until_done(run, LocalJobRunner(InProcessExecutor()))
 
 
 def run_flow_until_done(store_root: Path, config: str) -> None:
@@ -165,7 +166,7 @@ def loop_mode(work: Path, config: str, points: list[str]) -> dict[str, Any]:
     import matplotlib.pyplot  # noqa: F401 - loaded once, shared by every fork
 
     import pec.backends.mujoco.backend  # noqa: F401
-    import pec.local_loop  # noqa: F401
+    import pec.iteration  # noqa: F401
 
     t0 = time.monotonic()
     reference = work / "reference"

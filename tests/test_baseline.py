@@ -28,11 +28,13 @@ from pec.config import build_config
 from pec.designs_file import Design
 from pec.errors import InputError, StateError
 from pec.final_eval import eval_seed
-from pec.jobs.executors import LogSink
+from pec.jobs.external import LogSink
+from pec.jobs.runner import LocalJobRunner
 from pec.jobs.spec import EvalJobResult, EvalJobSpec, StoreSpec, TrainJobResult, TrainJobSpec
+from pec.run import Run, make_run
 from pec.state import PECState
 from pec.state_io import load_state, save_state
-from pec.steps import Run, initialise_run, make_run
+from pec.steps import initialise_run
 from pec.store import LocalStore
 
 RUN = "base"
@@ -159,7 +161,7 @@ def test_plan_gives_at_least_the_budget_split_over_chunks() -> None:
 def test_train_baseline_matches_the_budget_and_moves_files_under_baseline(tmp_path: Path) -> None:
     run, state = pec_run(tmp_path)
     executor = FakeExecutor(run)
-    record = train_baseline(run, state, executor, chunks=2)
+    record = train_baseline(run, state, LocalJobRunner(executor), chunks=2)
     assert record["plan"] == [30, 30]
     assert record["baseline_env_steps"] == 1200 == record["pec_budget"]["env_steps"]
     first, second = executor.train_specs
@@ -186,18 +188,18 @@ def test_train_baseline_matches_the_budget_and_moves_files_under_baseline(tmp_pa
     assert json.loads(run.store.read_bytes(baseline_record_key(RUN)))["plan"] == [30, 30]
     # finished chunks are reused
     again = FakeExecutor(run)
-    train_baseline(run, state, again, chunks=2)
+    train_baseline(run, state, LocalJobRunner(again), chunks=2)
     assert again.train_specs == []
 
 
 def test_max_iterations_overrides_the_budget(tmp_path: Path) -> None:
     run, state = pec_run(tmp_path)
     executor = FakeExecutor(run)
-    record = train_baseline(run, state, executor, chunks=3, max_iterations=7)
+    record = train_baseline(run, state, LocalJobRunner(executor), chunks=3, max_iterations=7)
     assert record["plan"] == [3, 2, 2]
     assert record["budget_source"] == "max_iterations"
     with pytest.raises(InputError, match="must be >= --chunks"):
-        train_baseline(run, state, executor, chunks=3, max_iterations=2)
+        train_baseline(run, state, LocalJobRunner(executor), chunks=3, max_iterations=2)
 
 
 def test_baseline_eval_uses_the_experts_protocol_and_seed(tmp_path: Path) -> None:
@@ -205,27 +207,35 @@ def test_baseline_eval_uses_the_experts_protocol_and_seed(tmp_path: Path) -> Non
     designs = [Design(id=1, GCR=0.8, spcf=0.002), Design(id=2, GCR=0.86, spcf=0.009)]
     with pytest.raises(StateError, match="no trained baseline"):
         evaluate_baseline(
-            run, state, designs, "held", FakeExecutor(run), num_episodes=3, start_difficulty=1
+            run,
+            state,
+            designs,
+            "held",
+            LocalJobRunner(FakeExecutor(run)),
+            num_episodes=3,
+            start_difficulty=1,
         )
     executor = FakeExecutor(run)
-    train_baseline(run, state, executor)
+    train_baseline(run, state, LocalJobRunner(executor))
     payload = evaluate_baseline(
-        run, state, designs, "held", executor, num_episodes=3, start_difficulty=1
+        run, state, designs, "held", LocalJobRunner(executor), num_episodes=3, start_difficulty=1
     )
     assert payload["levels"] == [8, 8]
     spec = executor.eval_specs[0]
     assert spec.seed == eval_seed(run, "held")
     assert (spec.num_episodes, spec.start_difficulty) == (3, 1)
     assert json.loads(run.store.read_bytes(baseline_eval_key(RUN, "held")))["mean"] == 8.0
-    evaluate_baseline(run, state, designs, "held", executor, num_episodes=3, start_difficulty=1)
+    evaluate_baseline(
+        run, state, designs, "held", LocalJobRunner(executor), num_episodes=3, start_difficulty=1
+    )
     assert len(executor.eval_specs) == 1  # reused
 
 
 def test_replicas_train_with_other_seeds_in_their_own_folder(tmp_path: Path) -> None:
     run, state = pec_run(tmp_path)
     executor = FakeExecutor(run)
-    first = train_baseline(run, state, executor)
-    second = train_baseline(run, state, executor, replica=1)
+    first = train_baseline(run, state, LocalJobRunner(executor))
+    second = train_baseline(run, state, LocalJobRunner(executor), replica=1)
     a, b = executor.train_specs
     assert a.seed != b.seed and a.samples_gcr_key != b.samples_gcr_key
     assert b.samples_gcr_key.startswith(f"{RUN}/baseline/replica_1/")

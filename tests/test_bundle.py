@@ -23,9 +23,10 @@ from pec.config import build_config
 from pec.errors import InputError
 from pec.jobs.spec import StoreSpec
 from pec.routing import route
+from pec.run import make_run, state_space
 from pec.state import PECState
 from pec.state_io import load_state, save_state
-from pec.steps import initialise_run, make_run, state_space
+from pec.steps import initialise_run
 from pec.store import LocalStore
 
 RUN = "bundle"

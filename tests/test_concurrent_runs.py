@@ -23,9 +23,11 @@ from flows.pec_flow import pec_flow
 from pec import state_io, steps
 from pec.config import load_config
 from pec.errors import ConflictError
+from pec.iteration import run_iteration, run_until_done
 from pec.jobs.executors import InProcessExecutor
+from pec.jobs.runner import LocalJobRunner
 from pec.jobs.spec import StoreSpec
-from pec.local_loop import run_iteration, run_until_done
+from pec.run import make_run
 from pec.state import PECState
 from pec.state_io import load_state
 from pec.store import LocalStore, S3Store, Store
@@ -98,10 +100,10 @@ def test_two_loops_same_iteration_one_commits_one_conflicts(
         monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", store.settings.secret_access_key or "")
     else:
         spec = StoreSpec(location=store.root_uri)
-    run = steps.make_run(store, spec, RUN, load_config(TINY))
+    run = make_run(store, spec, RUN, load_config(TINY))
     steps.initialise_run(run)
     calls = commit_together(monkeypatch, 2)
-    executor = InProcessExecutor()
+    executor = LocalJobRunner(InProcessExecutor())
 
     outcomes = run_in_threads([lambda: run_iteration(run, executor)] * 2)
 
@@ -125,7 +127,7 @@ def test_two_flow_runs_same_iteration_one_completes_one_fails(
 ) -> None:
     store = str(tmp_path / "store")
     steps.initialise_run(
-        steps.make_run(LocalStore(Path(store)), StoreSpec(location=store), RUN, load_config(TINY))
+        make_run(LocalStore(Path(store)), StoreSpec(location=store), RUN, load_config(TINY))
     )
     commit_together(monkeypatch, 2)
 

@@ -21,15 +21,17 @@ from pec.final_eval import (
     compare_scores,
     ratio,
     read_summary,
-    run_final_eval,
     summarise_scores,
     summary_from_payload,
 )
-from pec.jobs.executors import LogSink
+from pec.final_eval_run import run_final_eval
+from pec.jobs.external import LogSink
+from pec.jobs.runner import LocalJobRunner
 from pec.jobs.spec import EvalJobResult, EvalJobSpec, StoreSpec, TrainJobResult, TrainJobSpec
+from pec.run import Run, make_run, write_effective_config
 from pec.state import PECState
 from pec.state_io import load_state, save_state
-from pec.steps import Run, initialise_run, make_run, write_effective_config
+from pec.steps import initialise_run
 from pec.store import LocalStore
 
 UNIT = DesignSpace(gcr=(0.0, 1.0), spcf=(0.0, 1.0))
@@ -255,7 +257,7 @@ def test_run_final_eval_writes_results_and_summary(tmp_path: Path) -> None:
     run, state = trained_run(tmp_path)
     executor = FakeExecutor()
     summary = run_final_eval(
-        run, state, DESIGNS, "held", executor, num_episodes=4, start_difficulty=2
+        run, state, DESIGNS, "held", LocalJobRunner(executor), num_episodes=4, start_difficulty=2
     )
     # expert 0: 12, 19, 3 ; expert 1: 3, 3, 14
     assert summary["scores"] == [[12, 19, 3], [3, 3, 14]]
@@ -281,7 +283,15 @@ def test_run_final_eval_writes_results_and_summary(tmp_path: Path) -> None:
 
 def test_final_eval_reuses_finished_experts_and_reruns_on_protocol_change(tmp_path: Path) -> None:
     run, state = trained_run(tmp_path)
-    run_final_eval(run, state, DESIGNS, "held", FakeExecutor(), num_episodes=4, start_difficulty=2)
+    run_final_eval(
+        run,
+        state,
+        DESIGNS,
+        "held",
+        LocalJobRunner(FakeExecutor()),
+        num_episodes=4,
+        start_difficulty=2,
+    )
     again = FakeExecutor()
     seen: list[tuple[int, bool]] = []
     run_final_eval(
@@ -289,7 +299,7 @@ def test_final_eval_reuses_finished_experts_and_reruns_on_protocol_change(tmp_pa
         state,
         DESIGNS,
         "held",
-        again,
+        LocalJobRunner(again),
         num_episodes=4,
         start_difficulty=2,
         on_expert=lambda k, levels, reused: seen.append((k, reused)),
@@ -297,14 +307,22 @@ def test_final_eval_reuses_finished_experts_and_reruns_on_protocol_change(tmp_pa
     assert again.eval_specs == []
     assert seen == [(0, True), (1, True)]
     changed = FakeExecutor()
-    run_final_eval(run, state, DESIGNS, "held", changed, num_episodes=5, start_difficulty=2)
+    run_final_eval(
+        run, state, DESIGNS, "held", LocalJobRunner(changed), num_episodes=5, start_difficulty=2
+    )
     assert [s.expert_id for s in changed.eval_specs] == [0, 1]
 
 
 def test_failed_expert_becomes_a_null_row_and_is_not_routed_to(tmp_path: Path) -> None:
     run, state = trained_run(tmp_path)
     summary = run_final_eval(
-        run, state, DESIGNS, "held", FakeExecutor(fail={1}), num_episodes=4, start_difficulty=2
+        run,
+        state,
+        DESIGNS,
+        "held",
+        LocalJobRunner(FakeExecutor(fail={1})),
+        num_episodes=4,
+        start_difficulty=2,
     )
     assert summary["scores"] == [[12, 19, 3], None]
     assert summary["experts"][1]["evaluated"] is False

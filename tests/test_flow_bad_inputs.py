@@ -28,9 +28,11 @@ from flows.pec_flow import pec_flow
 from pec import steps
 from pec.cli import main as cli_main
 from pec.config import load_config
+from pec.iteration import run_iteration
 from pec.jobs.executors import InProcessExecutor
+from pec.jobs.runner import LocalJobRunner
 from pec.jobs.spec import StoreSpec
-from pec.local_loop import run_iteration
+from pec.run import make_run, write_effective_config
 from pec.store import LocalStore
 
 REPO = Path(__file__).resolve().parents[1]
@@ -54,10 +56,10 @@ def after_one_iteration(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("bad-seed") / "store"
     root.mkdir()
     store = LocalStore(root)
-    run = steps.make_run(store, StoreSpec(location=str(root)), RUN, load_config(TINY))
+    run = make_run(store, StoreSpec(location=str(root)), RUN, load_config(TINY))
     steps.initialise_run(run)
-    steps.write_effective_config(run)
-    run_iteration(run, InProcessExecutor())
+    write_effective_config(run)
+    run_iteration(run, LocalJobRunner(InProcessExecutor()))
     return root
 
 

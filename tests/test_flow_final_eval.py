@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 
 from pec import layout
-from pec.cli import open_run_store
 from pec.config import load_config
+from pec.iteration import run_until_done
 from pec.jobs.executors import InProcessExecutor
-from pec.local_loop import run_until_done
-from pec.steps import make_run
+from pec.jobs.runner import LocalJobRunner
+from pec.run import make_run, open_run_store
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "tiny.yaml"
 DESIGNS = [
@@ -33,7 +33,7 @@ def test_final_eval_flow_writes_summary_report_and_artifacts(
     location = str(tmp_path / "store")
     store, spec = open_run_store(location)
     config = load_config(CONFIG, {"max_pec_iterations": 1})
-    run_until_done(make_run(store, spec, "final", config), InProcessExecutor())
+    run_until_done(make_run(store, spec, "final", config), LocalJobRunner(InProcessExecutor()))
 
     result = pec_final_eval(
         run_name="final",

@@ -37,12 +37,13 @@ from flows.cleanup import stop_run_containers
 from flows.expert_flow import pec_expert
 from flows.pec_flow import pec_flow, schedule_next_iteration
 from flows.storage import result_storage_for
-from flows.tasks import executor_plan, expert_cache_key, train_expert
+from flows.tasks import expert_cache_key, train_expert
 from pec import layout, steps
-from pec.cli import open_run_store, resolve_config
 from pec.errors import JobError
+from pec.jobs.plan import executor_plan
 from pec.jobs.run import run_job as real_run_job
 from pec.jobs.spec import EvalJobSpec, TrainJobSpec
+from pec.run import make_run, open_run_store, resolve_config
 from pec.state_io import load_state
 
 REPO = Path(__file__).resolve().parents[1]
@@ -282,7 +283,7 @@ def test_artifact_keys_are_lowercase_dashes() -> None:
 
 def test_local_results_live_in_the_run_folder(tmp_path: Path) -> None:
     store, spec = open_run_store(str(tmp_path))
-    run = steps.make_run(store, spec, "r1", resolve_config(store, "r1", TINY, {}))
+    run = make_run(store, spec, "r1", resolve_config(store, "r1", TINY, {}))
     assert result_storage_for(run) == tmp_path / "r1" / "prefect-results"
 
 
@@ -300,7 +301,7 @@ def test_executor_plan_follows_the_config(tmp_path: Path) -> None:
 
 def test_experts_table_shows_scores_per_expert(tmp_path: Path) -> None:
     store, spec = open_run_store(str(tmp_path))
-    run = steps.make_run(store, spec, "r1", resolve_config(store, "r1", TINY, {}))
+    run = make_run(store, spec, "r1", resolve_config(store, "r1", TINY, {}))
     state, _, _ = steps.initialise_run(run)
     rows = experts_table(state, {"scores": [[1, 2, 3, 6], None]}, {0: "cached", 1: "failed"})
     assert (rows[0]["score_mean"], rows[0]["score_min"], rows[0]["score_max"]) == (3.0, 1, 6)
@@ -342,7 +343,7 @@ def test_cancelled_run_stops_only_its_labelled_containers() -> None:
 
 def test_expert_flow_runs_one_job_and_returns_json(tmp_path: Path) -> None:
     store, spec = open_run_store(str(tmp_path))
-    run = steps.make_run(store, spec, "solo", resolve_config(store, "solo", TINY, {}))
+    run = make_run(store, spec, "solo", resolve_config(store, "solo", TINY, {}))
     state, _, _ = steps.initialise_run(run)
     job = steps.prepare_training(run, state, 1)
     result = pec_expert(job.model_dump(mode="json"))
@@ -355,7 +356,7 @@ def test_deployment_executor_reads_the_child_result(
 ) -> None:
     """executor: deployment -> one `pec-expert` run per job, awaited as a subflow."""
     store, spec = open_run_store(str(tmp_path))
-    run = steps.make_run(
+    run = make_run(
         store, spec, "remote", resolve_config(store, "remote", TINY, {"executor": "deployment"})
     )
     state, _, _ = steps.initialise_run(run)

@@ -12,7 +12,7 @@ from rich.console import Console
 from pec import layout, steps
 from pec.baseline import baseline_eval_key
 from pec.cli import main as final_main
-from pec.cli_final import iteration_history, status_history_table
+from pec.cli.history import iteration_history, status_history_table
 from pec.config import build_config
 from pec.design_space import DesignSpace
 from pec.designs_file import Design
@@ -27,6 +27,7 @@ from pec.report import (
     report_data,
     write_report,
 )
+from pec.run import make_run, write_effective_config
 from pec.state_io import load_state
 from pec.store import LocalStore, Store
 
@@ -165,9 +166,9 @@ def refitted_run(store: Store, name: str, scores: list[list[int]]) -> None:
     config = build_config(
         {"K": 2, "N_init": 3, "F": 4, "pool_factor": 2, "seed": 1, "init_strategy": "grid"}
     )
-    run = steps.make_run(store, StoreSpec(location=store.root_uri), name, config)
+    run = make_run(store, StoreSpec(location=store.root_uri), name, config)
     state, version, _ = steps.initialise_run(run)
-    steps.write_effective_config(run)
+    write_effective_config(run)
     for k in range(2):
         store.write_bytes(
             layout.train_result_key(name, k, 0),

@@ -28,6 +28,7 @@ from pec.backends.mujoco.backend import load_checkpoint
 from pec.config import load_config
 from pec.errors import InputError, PECError, StateError, StoreError
 from pec.jobs.spec import StoreSpec
+from pec.run import make_run
 from pec.run_names import validate_run_name
 from pec.state_io import load_state, save_state
 from pec.store import LocalStore, S3Store
@@ -197,7 +198,7 @@ def test_a_state_pointing_at_another_runs_checkpoint_is_refused(tmp_path: Path) 
     other = layout.best_checkpoint_key("other", 0, 0)
     store.write_bytes(other, b"PK")
     config = load_config(TINY)
-    run = steps.make_run(store, StoreSpec(location=str(root)), "mine", config)
+    run = make_run(store, StoreSpec(location=str(root)), "mine", config)
     state, version, _ = steps.initialise_run(run)
     experts = [e.model_copy(update={"checkpoint": store.uri(other)}) for e in state.experts]
     moved = state.model_copy(update={"experts": experts, "iteration": 1})

@@ -28,9 +28,11 @@ from flows.tasks import transient_storage_failure
 from pec import steps
 from pec.config import load_config
 from pec.errors import ConflictError, JobError, NotFoundError, StoreError
+from pec.iteration import run_until_done
 from pec.jobs.executors import InProcessExecutor
+from pec.jobs.runner import LocalJobRunner
 from pec.jobs.spec import StoreSpec
-from pec.local_loop import run_until_done
+from pec.run import make_run
 from pec.state_io import load_state
 from pec.store import LocalStore, S3Store
 
@@ -198,8 +200,8 @@ def reference_state(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("outage-ref")
     store = LocalStore(root)
-    run = steps.make_run(store, StoreSpec(location=str(root)), RUN, load_config(TINY))
-    run_until_done(run, InProcessExecutor())
+    run = make_run(store, StoreSpec(location=str(root)), RUN, load_config(TINY))
+    run_until_done(run, LocalJobRunner(InProcessExecutor()))
     return _normalised_state(store)
 
 
@@ -221,18 +223,18 @@ def test_outage_mid_iteration_fails_cleanly_and_a_rerun_completes(
     torch.set_num_threads(1)
     store = proxied_store(proxied_env, proxy)
     spec = StoreSpec(location=store.root_uri, endpoint_url=proxy.endpoint_url)
-    run = steps.make_run(store, spec, RUN, load_config(TINY))
+    run = make_run(store, spec, RUN, load_config(TINY))
     steps.initialise_run(run)  # its state write is before the outage
     before = store.read_bytes(f"{RUN}/pec_state.json")
     proxy.trip = OUTAGES[where]
     with pytest.raises((StoreError, JobError)) as caught:
-        run_until_done(run, InProcessExecutor())
+        run_until_done(run, LocalJobRunner(InProcessExecutor()))
     assert proxied_env.secret_key not in str(caught.value)
     proxy.mode = "pass"
     # no partial state: still the state init wrote, byte for byte
     assert store.read_bytes(f"{RUN}/pec_state.json") == before
 
-    final = run_until_done(run, InProcessExecutor())
+    final = run_until_done(run, LocalJobRunner(InProcessExecutor()))
     assert final.iteration == 2
     assert _normalised_state(store) == reference_state
 

@@ -37,13 +37,20 @@ class JobTerminated(Exception):
     """Raised in the job's thread when the process receives SIGTERM."""
 
 
+_terminated: list[int] = []  # the SIGTERM received, if any
+
+
 def _raise_on_sigterm(signum: int, frame: FrameType | None) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM kills outright
+    _terminated.append(signum)
     raise JobTerminated(f"received signal {signum} (SIGTERM)")
 
 
 def _progress(iteration: int, max_iterations: int, metrics: dict[str, float]) -> None:
     from pec.jobs.executors import worth_reporting
+
+    if _terminated:  # the handler's own raise was swallowed (e.g. inside a logging call)
+        raise JobTerminated(f"received signal {_terminated[0]} (SIGTERM)")
 
     if not worth_reporting(iteration, max_iterations):
         return

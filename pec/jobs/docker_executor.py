@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from pec.errors import ConfigError, JobError
-from pec.jobs.executors import TAIL_LINES, LogSink, finish_external_job
+from pec.jobs.external import TAIL_LINES, LogSink, finish_external_job
 from pec.jobs.spec import EvalJobResult, EvalJobSpec, TrainJobResult, TrainJobSpec
 
 logger = logging.getLogger(__name__)

@@ -1,0 +1,56 @@
+"""The `pec` command: its parser and `main`, which turns any PECError into one line and exit 2."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable, Sequence
+
+from pec.cli.final_commands import add_final_commands
+from pec.cli.run_commands import add_run_commands
+from pec.errors import PECError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pec", description="Progressive Expert Coverage")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    sub = parser.add_subparsers(dest="command", required=True)
+    add_run_commands(sub)
+    add_final_commands(sub)
+    return parser
+
+
+class _ArgumentError(Exception):
+    pass
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+
+    def fail(message: str) -> None:
+        raise _ArgumentError(message)
+
+    def patch(p: argparse.ArgumentParser) -> None:
+        p.error = fail  # type: ignore[method-assign, assignment]
+        for action in p._actions:  # noqa: SLF001
+            if isinstance(action, argparse._SubParsersAction):  # noqa: SLF001
+                for child in action.choices.values():
+                    patch(child)
+
+    patch(parser)
+    try:
+        args = parser.parse_args(argv)
+    except _ArgumentError as exc:
+        print(f"pec: error: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    func: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return func(args)
+    except PECError as exc:
+        print(f"pec: error: {exc}", file=sys.stderr)
+        return 2

@@ -1,0 +1,102 @@
+"""Report import cycles among pec/, flows/ and benchmarks/ modules (exit 1 if any).
+
+Every import counts, also one inside a function: a lazy import hides a cycle from Python,
+not from a reader. Run from the repository root: `python scripts/import_cycles.py`.
+"""
+
+from __future__ import annotations
+
+import ast
+import sys
+from pathlib import Path
+
+PACKAGES = ("pec", "flows")
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts = parts[:-1]
+    return ".".join(parts)
+
+
+def imported_modules(path: Path, name: str, known: set[str]) -> set[str]:
+    """The known modules `path` imports (a `from a import b` names a.b if that is a module)."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        targets: list[str] = []
+        if isinstance(node, ast.Import):
+            targets = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join([*anchor, base] if base else anchor)
+            targets = [base] + [f"{base}.{alias.name}" for alias in node.names]
+        for target in targets:
+            while target and target not in known:
+                target = target.rpartition(".")[0]
+            if target and target != name:
+                found.add(target)
+    return found
+
+
+def find_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components with more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    cycles: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for nxt in sorted(graph[node]):
+            if nxt not in index:
+                visit(nxt)
+                low[node] = min(low[node], low[nxt])
+            elif nxt in on_stack:
+                low[node] = min(low[node], index[nxt])
+        if low[node] == index[node]:
+            component: list[str] = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                component.append(member)
+                if member == node:
+                    break
+            if len(component) > 1:
+                cycles.append(sorted(component))
+
+    sys.setrecursionlimit(10_000)
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return cycles
+
+
+def main() -> int:
+    files = [p for pkg in PACKAGES for p in sorted(Path(pkg).rglob("*.py"))]
+    names = {module_name(p): p for p in files}
+    known = set(names)
+    graph = {}
+    for name, path in names.items():
+        # a package's __init__ importing its own submodules is not a cycle with them
+        graph[name] = {
+            m
+            for m in imported_modules(path, name, known)
+            if not (path.name == "__init__.py" and m.startswith(name + "."))
+        }
+    cycles = find_cycles(graph)
+    for cycle in cycles:
+        print("import cycle: " + " <-> ".join(cycle))
+    print(f"{len(names)} modules, {len(cycles)} import cycle(s)")
+    return 1 if cycles else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
