@@ -1,8 +1,8 @@
 """Orchestration overhead of one PEC iteration: the `pec` flow versus the plain Python loop.
 
 Both run the same iteration (pec.iteration.run_iteration), with a local and a Prefect job
-runner, on K=8 zero-cost jobs: a backend that writes a
-few-byte checkpoint and reports level 0 everywhere, so what remains is the store I/O,
+runner, on K=8 zero-cost jobs (pec.backends.zero_cost: few-byte checkpoints, level 0
+everywhere), so what remains is the store I/O,
 the PEC maths (identical in both) and, for the flow, Prefect's orchestration: task runs,
 cache lookups, JSON result records, artifacts. Target: the flow adds at most 3 s.
 
@@ -24,13 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from pec.backends.base import (
-    CheckpointCallback,
-    EvalRequest,
-    ProgressCallback,
-    TrainOutcome,
-    TrainRequest,
-)
+from pec.backends.zero_cost import ZeroCostBackend
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = str(REPO / "configs" / "tiny.yaml")
@@ -39,34 +33,11 @@ TARGET_S = 3.0
 OVERRIDES = {"K": K, "max_parallel_experts": K, "max_pec_iterations": 5}
 
 
-class ZeroCostBackend:
-    """Does no simulation: one checkpoint file per training, level 0 for every design."""
-
-    name = "zero-cost"
-
-    def train(
-        self,
-        request: TrainRequest,
-        on_progress: ProgressCallback | None = None,
-        on_checkpoint: CheckpointCallback | None = None,
-    ) -> TrainOutcome:
-        best = request.work_dir / "model_best.pt"
-        last = request.work_dir / "model_last.pt"
-        for path in (best, last):
-            path.write_bytes(f"zero-cost seed={request.seed}".encode())
-            if on_checkpoint is not None:
-                on_checkpoint(path)
-        return TrainOutcome(best_checkpoint=best, last_checkpoint=last, metrics={"iterations": 0.0})
-
-    def evaluate(self, request: EvalRequest) -> list[int]:
-        return [0] * len(request.gcr)
-
-
 def install_zero_cost_backend() -> None:
     """Every in-process job (both contenders) resolves its backend to the zero-cost one."""
     import pec.jobs.run
 
-    pec.jobs.run.get_backend = lambda name: ZeroCostBackend()  # type: ignore[attr-defined]
+    pec.jobs.run.get_backend = lambda name: ZeroCostBackend(constant_level=0)  # type: ignore[attr-defined]
 
 
 def time_plain_loop(store: str, run_name: str) -> float:

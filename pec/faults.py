@@ -19,7 +19,7 @@ _fault_hits: dict[str, int] = {}
 def fault_point(name: str) -> None:
     """Crash-safety test hook: SIGKILL this process at the N-th pass through point `name`.
 
-    Inert unless ``PEC_FAULT_POINT=<name>:<N>`` is set (tests/kill_resume_driver.py sets it),
+    Inert unless ``PEC_FAULT_POINT=<name>:<N>`` is set (tests/support/kill_resume_driver.py sets it),
     so the kill-and-resume tests can die at reproducible places (mid-training, between a
     checkpoint and the state write, mid-refit, mid-state-write) without timing games.
     The points are listed in docs/RELIABILITY.md.

@@ -8,11 +8,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from s3_server import S3TestServer, start_s3_server
+from support.s3_server import S3TestServer, start_s3_server
 
 from pec.store import LocalStore, S3Store
 
-pytest_plugins = ["prefect_fixtures", "docker_engine"]
+pytest_plugins = ["support.prefect_fixtures", "support.docker_engine"]
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 import pytest
 import yaml
-from docker_engine import DockerEngine
-from s3_server import S3TestServer
+from support.docker_engine import DockerEngine
+from support.s3_server import S3TestServer
 
 from pec import layout
 from pec.errors import JobError

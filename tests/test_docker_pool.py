@@ -24,8 +24,8 @@ from typing import Any
 import httpx
 import pytest
 import yaml
-from docker_engine import DockerEngine
-from s3_server import S3TestServer
+from support.docker_engine import DockerEngine
+from support.s3_server import S3TestServer
 from test_flow_deployment import PREFECT, free_port, start_logged, stop, wait_healthy
 
 from pec import layout

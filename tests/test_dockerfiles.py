@@ -8,10 +8,10 @@ import re
 import subprocess
 from pathlib import Path
 
-import docker_engine
 import pytest
 import yaml
 from dockerfile_parse import DockerfileParser
+from support import docker_engine
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCKER = ROOT / "docker"

@@ -11,7 +11,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from job_doubles import FakeDockerClient, eval_spec_dict, train_spec_dict, write_samples
+from support.job_doubles import FakeDockerClient, eval_spec_dict, train_spec_dict, write_samples
 
 from pec import layout
 from pec.backends.registry import TEST_BACKEND_MODULE_ENV
@@ -22,7 +22,7 @@ from pec.jobs.executors import InProcessExecutor, SubprocessExecutor, make_execu
 from pec.store import LocalStore
 
 TESTS_DIR = Path(__file__).resolve().parent
-DOUBLES_ENV = {TEST_BACKEND_MODULE_ENV: "job_doubles", "PYTHONPATH": str(TESTS_DIR)}
+DOUBLES_ENV = {TEST_BACKEND_MODULE_ENV: "support.job_doubles", "PYTHONPATH": str(TESTS_DIR)}
 RUN, EXPERT, ITERATION = "demo", 1, 2
 BEST = b"best seed=7 levels=3"
 
@@ -38,7 +38,7 @@ def store(tmp_path: Path) -> LocalStore:
 
 @pytest.fixture
 def doubles_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(TEST_BACKEND_MODULE_ENV, "job_doubles")
+    monkeypatch.setenv(TEST_BACKEND_MODULE_ENV, "support.job_doubles")
 
 
 def train_spec(store: LocalStore, **overrides: object) -> TrainJobSpec:

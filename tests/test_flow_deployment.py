@@ -22,7 +22,7 @@ from typing import Any
 
 import httpx
 import pytest
-from s3_server import S3TestServer
+from support.s3_server import S3TestServer
 
 from pec import layout
 from pec.state_io import load_state

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from job_doubles import write_samples
+from support.job_doubles import write_samples
 
 from pec import layout
 from pec.backends.base import TrainRequest

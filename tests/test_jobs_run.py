@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from job_doubles import RecordingBackend, eval_spec_dict, train_spec_dict, write_samples
+from support.job_doubles import RecordingBackend, eval_spec_dict, train_spec_dict, write_samples
 
 from pec import layout
 from pec.errors import InputError, JobError

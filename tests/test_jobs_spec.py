@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from job_doubles import RecordingBackend, eval_spec_dict, train_spec_dict
+from support.job_doubles import RecordingBackend, eval_spec_dict, train_spec_dict
 
 from pec.backends.registry import TEST_BACKEND_MODULE_ENV, get_backend
 from pec.errors import ConfigError
@@ -154,5 +154,5 @@ def test_test_backends_need_the_explicit_environment_switch(
     monkeypatch.delenv(TEST_BACKEND_MODULE_ENV, raising=False)
     with pytest.raises(ConfigError, match=TEST_BACKEND_MODULE_ENV):
         get_backend("test-recording")
-    monkeypatch.setenv(TEST_BACKEND_MODULE_ENV, "job_doubles")
+    monkeypatch.setenv(TEST_BACKEND_MODULE_ENV, "support.job_doubles")
     assert isinstance(get_backend("test-recording"), RecordingBackend)

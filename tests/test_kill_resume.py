@@ -1,6 +1,6 @@
 """Kill and resume: a run SIGKILLed anywhere and resumed ends exactly like an uninterrupted one.
 
-The plain loop dies at 30 fault points (tests/kill_resume_driver.py forks one process per
+The plain loop dies at 30 fault points (tests/support/kill_resume_driver.py forks one process per
 attempt); the Prefect flow dies at three more, each resumed by a new flow run. The
 comparison is exact: same pec_state.json (Gaussians, designs, history, coverage), same
 checkpoints and samples byte for byte, and no checkpoint reference that does not resolve.
@@ -18,12 +18,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kill_resume_driver import RUN, checkpoint_references, compare_runs
 from prefect.settings import get_current_settings
+from support.kill_resume_driver import RUN, checkpoint_references, compare_runs
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = str(REPO / "configs" / "tiny.yaml")
-DRIVER = str(REPO / "tests" / "kill_resume_driver.py")
+DRIVER = str(REPO / "tests" / "support" / "kill_resume_driver.py")
 
 # Where a run can die: mid-training (after a PPO iteration, after a checkpoint upload),
 # between a checkpoint and the state write, mid-evaluation, mid-refit, just before, during

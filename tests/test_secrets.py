@@ -20,7 +20,7 @@ from prefect.client.schemas.filters import (
     LogFilter,
     LogFilterFlowRunId,
 )
-from s3_server import S3TestServer
+from support.s3_server import S3TestServer
 
 from flows.pec_flow import pec_flow
 from pec import layout, steps

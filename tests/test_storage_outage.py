@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 
 import pytest
 import torch
-from s3_server import S3TestServer
+from support.s3_server import S3TestServer
 
 from flows.tasks import transient_storage_failure
 from pec import steps

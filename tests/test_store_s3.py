@@ -6,7 +6,7 @@ import socket
 from pathlib import Path
 
 import pytest
-from s3_server import S3TestServer
+from support.s3_server import S3TestServer
 from test_store_local import StoreContract
 
 from pec.errors import NotFoundError, StoreError

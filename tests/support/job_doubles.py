@@ -3,7 +3,7 @@ on request, and a fake docker-py client. Named *doubles* so nobody mistakes them
 simulator.
 
 Out-of-process jobs reach these through the registry's test hook: set
-``PEC_TEST_BACKEND_MODULE=job_doubles`` (with this folder on PYTHONPATH) and use a backend
+``PEC_TEST_BACKEND_MODULE=support.job_doubles`` (with tests/ on PYTHONPATH) and use a backend
 name starting with ``test-``. Behaviour is chosen by the job's ``settings``:
 
 - ``fail``: ``"before_checkpoint"`` or ``"after_checkpoint"`` raises a RuntimeError there;
@@ -35,16 +35,20 @@ from pec.backends.base import (
     TrainOutcome,
     TrainRequest,
 )
+from pec.backends.zero_cost import ZeroCostBackend
+from pec.store.npy import npy_bytes
 
 HANG_LIMIT_S = 120.0
 
 
-class RecordingBackend:
-    """Writes tiny checkpoint files whose content says which request produced them."""
+class RecordingBackend(ZeroCostBackend):
+    """The zero-cost backend (pec.backends.zero_cost), recording its requests and misbehaving
+    on request (see the module docstring)."""
 
     name = "test-recording"
 
     def __init__(self) -> None:
+        super().__init__()
         self.train_requests: list[TrainRequest] = []
         self.resume_bytes: list[bytes | None] = []
         self.eval_requests: list[EvalRequest] = []
@@ -67,37 +71,16 @@ class RecordingBackend:
         if isinstance(pid_file, str):
             child = subprocess.Popen(["sleep", "300"])
             Path(pid_file).write_text(str(child.pid))
-        tb_dir = request.work_dir / "tb"
-        tb_dir.mkdir(parents=True, exist_ok=True)
-        (tb_dir / "events.out.tfevents.1.double").write_bytes(b"tensorboard-double")
-        metrics = {"mean_level": 0.0}
-        for iteration in range(1, request.max_iterations + 1):
-            metrics = {"mean_level": float(iteration), "mean_reward": 0.5 * iteration}
-            if on_progress is not None:
-                on_progress(iteration, request.max_iterations, metrics)
-            if iteration == 1 and isinstance(settings.get("handshake_file"), str):
-                _wait_for_file(Path(str(settings["handshake_file"])))
-        self._misbehave(settings, "before_checkpoint")
-        content = f"best seed={request.seed} levels={request.start_level}".encode()
-        if resume is not None:
-            content += b" resumed-from=" + resume.read_bytes()
-        best = request.work_dir / "model_best.pt"
-        best.write_bytes(content)
-        self.checkpoint_bytes.append(content)
-        if on_checkpoint is not None:
-            on_checkpoint(best)
-        self._misbehave(settings, "after_checkpoint")
-        last = request.work_dir / "model_last.pt"
-        last.write_bytes(b"last " + content)
-        if on_checkpoint is not None:
-            on_checkpoint(last)
-        return TrainOutcome(
-            best_checkpoint=best,
-            last_checkpoint=last,
-            metrics={**metrics, "iterations": float(request.max_iterations)},
-        )
+        return super().train(request, on_progress, on_checkpoint)
 
-    def _misbehave(self, settings: dict[str, object], moment: str) -> None:
+    def on_iteration(self, request: TrainRequest, iteration: int) -> None:
+        if iteration == 1 and isinstance(request.settings.get("handshake_file"), str):
+            _wait_for_file(Path(str(request.settings["handshake_file"])))
+
+    def at_moment(self, request: TrainRequest, moment: str) -> None:
+        settings = request.settings
+        if moment == "after_checkpoint":
+            self.checkpoint_bytes.append((request.work_dir / "model_best.pt").read_bytes())
         if settings.get("fail") == moment:
             raise RuntimeError(f"double told to fail {moment}")
         if moment == "after_checkpoint" and settings.get("fail") == "sigkill_after_checkpoint":
@@ -111,10 +94,7 @@ class RecordingBackend:
         self.eval_checkpoint_bytes.append(request.checkpoint.read_bytes())
         if request.settings.get("fail") == "evaluate":
             raise RuntimeError("double told to fail evaluate")
-        levels = request.settings.get("levels")
-        if isinstance(levels, list):
-            return [int(level) for level in levels]
-        return [min(74, request.start_difficulty + i) for i in range(len(request.gcr))]
+        return super().evaluate(request)
 
 
 def _wait_for_file(path: Path) -> None:
@@ -242,15 +222,7 @@ def write_samples(store: Any, keys: tuple[str, str], num_envs: int, seed: int = 
     gcr = rng.uniform(0.75, 0.89, num_envs).astype(np.float32)
     spcf = rng.uniform(0.001, 0.010, num_envs).astype(np.float32)
     for key, values in zip(keys, (gcr, spcf), strict=True):
-        store.write_bytes(key, _npy_bytes(values))
-
-
-def _npy_bytes(values: np.ndarray) -> bytes:
-    import io
-
-    buffer = io.BytesIO()
-    np.save(buffer, values, allow_pickle=False)
-    return buffer.getvalue()
+        store.write_bytes(key, npy_bytes(values))
 
 
 def train_spec_dict(store_root: Path, **overrides: Any) -> dict[str, Any]:

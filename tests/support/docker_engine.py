@@ -30,7 +30,7 @@ import pytest
 
 logger = logging.getLogger(__name__)
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 BASE_IMAGE = "local/debian-python:bookworm"
 IMAGE_REPOSITORY = "pec-cpu"
 WHEEL_DIRS = (Path("/opt/wheels"),)
