@@ -7,4 +7,5 @@ export PREFECT_SERVER_ANALYTICS_ENABLED=false MPLBACKEND=Agg
 .venv/bin/ruff check pec flows tests benchmarks
 .venv/bin/ruff format --check pec flows tests benchmarks
 .venv/bin/mypy
+.venv/bin/python scripts/import_cycles.py
 exec .venv/bin/pytest -q -ra "$@"

@@ -105,10 +105,12 @@ def _wait_for_file(path: Path) -> None:
         time.sleep(0.01)
 
 
-def make_test_backend(name: str) -> RecordingBackend:
+def make_test_backend(name: str) -> ZeroCostBackend:
     """Registry hook for names starting with ``test-``."""
     if name == RecordingBackend.name:
         return RecordingBackend()
+    if name == ZeroCostBackend.name:
+        return ZeroCostBackend()
     raise ValueError(f"no test double called {name!r}")
 
 
