@@ -107,7 +107,10 @@ def _execute_as_deployment(
     return parse_job_result(spec, json.dumps(data))
 
 
-def _job_task(name: str, doc: str) -> Any:
+JobTask = Task[[dict[str, Any], str, ExecutorPlan], dict[str, Any]]
+
+
+def _job_task(name: str, doc: str) -> JobTask:
     """A cached, JSON-persisted task around one job spec; train and evaluate differ by name."""
 
     def run(spec: dict[str, Any], config_hash: str, plan: ExecutorPlan) -> dict[str, Any]:
@@ -116,7 +119,6 @@ def _job_task(name: str, doc: str) -> Any:
     run.__doc__ = doc
     run.__name__ = run.__qualname__ = name.replace("-", "_")
     return task(
-        run,
         name=name,
         task_run_name=name + "-{spec[expert_id]}",
         cache_key_fn=expert_cache_key,
@@ -125,7 +127,7 @@ def _job_task(name: str, doc: str) -> Any:
         retry_condition_fn=transient_storage_failure,
         persist_result=True,
         result_serializer="json",
-    )
+    )(run)
 
 
 train_expert = _job_task("train-expert", "Train one expert; returns the TrainJobResult as JSON.")
