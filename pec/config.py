@@ -13,14 +13,65 @@ import hashlib
 import json
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from pec.errors import ConfigError
+from pec.safe_io import parse_yaml, read_local_file
 
 MAX_LEVEL = 74  # 75 obstacle levels, 0..74
+
+# Upper bounds on sizes, so a typo (an extra zero or three) is one line, not an out-of-memory
+# crash minutes later. Each bound is far above the reference sheet's research settings.
+MAX_ENVS = 65_536
+"""Environments of one job (training num_envs, or F designs evaluated side by side)."""
+MAX_MUJOCO_ENVS = 8_192
+"""MuJoCo holds every robot in one scene, about 0.5 MiB each (benchmarks/bench_env_throughput)."""
+MEMORY_BUDGET_BYTES = 2 * 1024**3
+"""Largest temporary array the PEC maths may allocate (pool x K x 2 float64, a few copies)."""
+BYTES_PER_POOL_ENTRY = 48
+"""Bytes per (design, expert) pair of a pool's log-density: the (n, K, 2) differences and
+their squares in float64 (16 B each), plus the (n, K) result."""
+MAX_STATE_DESIGNS = 1_000_000
+"""Designs the state may hold at init (K x N_init); each costs ~60 B of JSON."""
+
+
+def allows_bool(annotation: Any) -> bool:
+    """Whether a field's type admits a bool (or anything, for Any-typed fields)."""
+    if annotation is bool or annotation is Any:
+        return True
+    return any(allows_bool(arg) for arg in get_args(annotation))
+
+
+def holds_bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return True
+    if isinstance(value, list | tuple):
+        return any(holds_bool(v) for v in value)
+    return False
+
+
+def reject_booleans(model: type[BaseModel], value: Any, info: ValidationInfo) -> Any:
+    """Refuse true/false where a number or name is meant (pydantic would read true as 1)."""
+    name = info.field_name
+    if name is not None and holds_bool(value):
+        annotation = model.model_fields[name].annotation
+        if not allows_bool(annotation):
+            raise ValueError(
+                "true/false where a number (or name) is meant; write the number, not a boolean"
+            )
+    return value
+
 
 ExecutorKind = Literal["inprocess", "subprocess", "docker", "deployment"]
 
@@ -28,19 +79,21 @@ ExecutorKind = Literal["inprocess", "subprocess", "docker", "deployment"]
 class PECConfig(BaseModel):
     """Every key of a PEC run. Field names are the reference sheet's own."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, populate_by_name=True, allow_inf_nan=False
+    )
 
     # Design space and experts
     K: int = Field(3, ge=1, le=64, description="number of experts")
     GCR_range: tuple[float, float] = (0.75, 0.89)
     spcf_range: tuple[float, float] = (0.001, 0.010)
-    N_init: int = Field(50, ge=1, description="designs drawn per expert at init")
+    N_init: int = Field(50, ge=1, le=10_000, description="designs drawn per expert at init")
     sigma_scale: float = Field(0.10, gt=0.0, le=10.0)
     seed: int = Field(0, ge=0, lt=2**31)
     init_seed: int | None = Field(None, ge=0, lt=2**31, description="defaults to seed")
     init_strategy: Literal["grid", "stochastic_fps"] = "stochastic_fps"
-    init_pool_size: int = Field(10_000, ge=10)
-    lloyd_iterations: int = Field(12, ge=0)
+    init_pool_size: int = Field(10_000, ge=10, le=1_000_000)
+    lloyd_iterations: int = Field(12, ge=0, le=10_000)
     init_jitter_scale: float = Field(0.0, ge=0.0)
     init_anchor_region: Literal["top_right"] | None = None
     target_init_coverage: float | None = Field(None, gt=0.0, le=1.0)
@@ -48,7 +101,7 @@ class PECConfig(BaseModel):
     usd_rel_path: str | None = None
 
     # Stopping
-    max_pec_iterations: int = Field(20, ge=1)
+    max_pec_iterations: int = Field(20, ge=1, le=10_000)
     coverage_target: float = Field(0.95, gt=0.0, le=1.0)
 
     # Curriculum start
@@ -58,29 +111,29 @@ class PECConfig(BaseModel):
     # Training
     backend: Literal["mujoco", "isaaclab"] = "mujoco"
     task: str | None = None
-    num_envs: int | None = Field(None, ge=1, description="mujoco: 64, isaaclab: 4096")
+    num_envs: int | None = Field(None, ge=1, le=MAX_ENVS, description="mujoco: 64, isaaclab: 4096")
     device: str | None = Field(None, description="mujoco: cpu, isaaclab: cuda:0")
-    max_iterations_iter0: int = Field(1600, ge=1)
-    max_iterations: int = Field(500, ge=1)
-    train_timeout_h: float = Field(8.0, gt=0.0)
-    eval_timeout_h: float = Field(4.0, gt=0.0)
+    max_iterations_iter0: int = Field(1600, ge=1, le=1_000_000)
+    max_iterations: int = Field(500, ge=1, le=1_000_000)
+    train_timeout_h: float = Field(8.0, gt=0.0, le=24 * 366)
+    eval_timeout_h: float = Field(4.0, gt=0.0, le=24 * 366)
     backend_settings: dict[str, Any] = Field(
         default_factory=dict, description="backend-specific settings (PPO, task), validated by it"
     )
 
     # Frontier evaluation
-    F: int = Field(100, ge=1)
-    pool_factor: int = Field(20, ge=1)
+    F: int = Field(100, ge=1, le=MAX_ENVS)
+    pool_factor: int = Field(20, ge=1, le=100_000)
     sampling_mode: Literal["auto", "border", "frontier"] = "auto"
-    auto_switch_iter: int = Field(18, ge=0)
+    auto_switch_iter: int = Field(18, ge=0, le=10_000)
     border_inner_ld: float = Field(-0.5, le=0.0)
     border_outer_ld: float = Field(-2.5, le=0.0)
-    num_episodes: int = Field(20, ge=1)
+    num_episodes: int = Field(20, ge=1, le=100_000)
     start_difficulty: int = Field(28, ge=0, le=MAX_LEVEL)
 
     # Refit
     min_var_scale: float = Field(0.01, gt=0.0)
-    min_designs: int = Field(2, ge=1)
+    min_designs: int = Field(2, ge=1, le=1_000_000)
 
     # Where experts run
     executor: ExecutorKind = "inprocess"
@@ -90,8 +143,13 @@ class PECConfig(BaseModel):
         None, description="e.g. 'host' to reach an S3 endpoint on the host's loopback"
     )
     docker_user: str | None = Field(None, description="uid[:gid] the job runs as in the container")
-    gpus_per_expert: int = Field(0, ge=0)
-    max_parallel_experts: int = Field(1, ge=1, description="experts in flight (GPU count)")
+    gpus_per_expert: int = Field(0, ge=0, le=64)
+    max_parallel_experts: int = Field(1, ge=1, le=1024, description="experts in flight (GPU count)")
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_booleans(cls, value: Any, info: ValidationInfo) -> Any:
+        return reject_booleans(cls, value, info)
 
     @field_validator("GCR_range", "spcf_range")
     @classmethod
@@ -120,12 +178,41 @@ class PECConfig(BaseModel):
                     raise ValueError(
                         f"centers[{i}] = [{gcr}, {spcf}] lies outside the design space"
                     )
+        self._check_memory()
         from pec.backends.registry import validate_backend_settings
 
         validate_backend_settings(self.backend, self.backend_settings)
         if self.executor == "docker" and not self.docker_image:
             raise ValueError("executor 'docker' needs docker_image (the image that runs pec.jobs)")
         return self
+
+    def _check_memory(self) -> None:
+        """Refuse sizes whose arrays would not fit, before anything allocates them."""
+        if self.K * self.N_init > MAX_STATE_DESIGNS:
+            raise ValueError(
+                f"N_init: K x N_init = {self.K * self.N_init:,} designs exceed "
+                f"{MAX_STATE_DESIGNS:,}; lower N_init"
+            )
+        for name, pool in (
+            ("init_pool_size", self.init_pool_size),
+            ("pool_factor", self.F * self.pool_factor),
+        ):
+            need = pool * self.K * BYTES_PER_POOL_ENTRY
+            if need > MEMORY_BUDGET_BYTES:
+                what = "init_pool_size" if name == "init_pool_size" else "F x pool_factor"
+                raise ValueError(
+                    f"{name}: a pool of {what} = {pool:,} designs x K={self.K} experts needs "
+                    f"~{need / 1024**3:.1f} GiB (limit {MEMORY_BUDGET_BYTES / 1024**3:.0f} GiB); "
+                    f"lower {name if name == 'init_pool_size' else 'F or pool_factor'}"
+                )
+        if self.backend == "mujoco":
+            for name, envs in (("num_envs", self.effective_num_envs), ("F", self.F)):
+                if envs > MAX_MUJOCO_ENVS:
+                    raise ValueError(
+                        f"{name}: {envs:,} MuJoCo environments in one scene need "
+                        f"~{envs / 2048:.0f} GiB; the MuJoCo backend allows {MAX_MUJOCO_ENVS:,}, "
+                        "lower it (or use backend isaaclab on a GPU)"
+                    )
 
     # Backend-dependent defaults: resolved, never guessed at use sites.
     @property
@@ -172,13 +259,15 @@ class PECConfig(BaseModel):
 
 def _format_validation_error(error: ValidationError, source: str) -> str:
     first = error.errors()[0]
-    field = ".".join(str(p) for p in first["loc"]) or "config"
+    field = ".".join(str(p) for p in first["loc"])
     message = first["msg"].removeprefix("Value error, ")
     if first["type"] == "extra_forbidden":
         close = difflib.get_close_matches(str(first["loc"][0]), PECConfig.model_fields, n=1)
         hint = f"; did you mean '{close[0]}'?" if close else "; remove it"
         return f"{source}: unknown key '{field}'{hint}"
     extra = f" ({len(error.errors()) - 1} more problem(s))" if len(error.errors()) > 1 else ""
+    if not field:  # a cross-field check: its message starts with the field it names
+        return f"{source}: {message}; fix this value{extra}"
     return f"{source}: {field}: {message}; fix this value{extra}"
 
 
@@ -190,38 +279,18 @@ def parse_override(item: str) -> tuple[str, Any]:
     key = key.strip()
     if not key:
         raise ConfigError(f"override '{item}': the key before '=' is empty")
-    try:
-        value = yaml.safe_load(raw)
-    except yaml.YAMLError as exc:
-        raise ConfigError(
-            f"override '{item}': value is not valid YAML ({exc.__class__.__name__})"
-        ) from None
+    shown = item if len(item) <= 60 else item[:57] + "..."
+    value = parse_yaml(raw, f"override '{shown}': value", ConfigError)
     return key, value
 
 
 def read_config_file(path: Path) -> dict[str, Any]:
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise ConfigError(
-            f"config file '{path}' does not exist; pass an existing YAML file"
-        ) from None
-    except OSError as exc:
-        raise ConfigError(f"config file '{path}' cannot be read: {exc.strerror}") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(
-            f"config file '{path}' is not valid YAML{where}; fix its syntax"
-        ) from None
+    source = f"config file '{path}'"
+    data = parse_yaml(read_local_file(path, source, ConfigError), source, ConfigError)
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise ConfigError(
-            f"config file '{path}' must hold a mapping of keys, got {type(data).__name__}"
-        )
+        raise ConfigError(f"{source} must hold a mapping of keys, got {type(data).__name__}")
     return data
 
 
@@ -249,11 +318,8 @@ def load_config(path: Path | str | None, overrides: Mapping[str, Any] | None = N
     return build_config(base, overrides, source=source)
 
 
-def parse_config_yaml(text: str, source: str) -> PECConfig:
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError:
-        raise ConfigError(f"{source} is not valid YAML; fix its syntax") from None
+def parse_config_yaml(text: str | bytes, source: str) -> PECConfig:
+    data = parse_yaml(text, source, ConfigError)
     if not isinstance(data, dict):
         raise ConfigError(f"{source} must hold a mapping of keys")
     return build_config(data, source=source)

@@ -7,16 +7,20 @@ import math
 from pathlib import Path
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from pec.design_space import DesignSpace
 from pec.errors import InputError
+from pec.safe_io import parse_json, read_local_file
+
+MAX_DESIGNS = 100_000
+"""Most designs one file may hold (each becomes an environment of an evaluation job)."""
 
 
 class Design(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
-    id: int
+    id: int = Field(ge=0, lt=2**53)
     GCR: float
     spcf: float
 
@@ -25,6 +29,11 @@ def parse_designs(data: object, source: str, space: DesignSpace | None = None) -
     if not isinstance(data, list) or not data:
         raise InputError(
             f'{source}: expected a non-empty JSON list of {{"id", "GCR", "spcf"}} objects'
+        )
+    if len(data) > MAX_DESIGNS:
+        raise InputError(
+            f"{source}: {len(data):,} designs; at most {MAX_DESIGNS:,} are evaluated at once, "
+            "split the file"
         )
     designs: list[Design] = []
     seen: set[int] = set()
@@ -56,20 +65,14 @@ def parse_designs(data: object, source: str, space: DesignSpace | None = None) -
 
 
 def read_designs_file(path: Path, space: DesignSpace | None = None) -> list[Design]:
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise InputError(f"designs file '{path}' does not exist") from None
-    except json.JSONDecodeError as exc:
-        raise InputError(
-            f"designs file '{path}' is not valid JSON (line {exc.lineno}); fix it"
-        ) from None
-    return parse_designs(data, f"designs file '{path}'", space)
+    source = f"designs file '{path}'"
+    data = parse_json(read_local_file(path, source, InputError), source, InputError)
+    return parse_designs(data, source, space)
 
 
 def uniform_designs(space: DesignSpace, n: int, seed: int) -> list[Design]:
-    if n < 1:
-        raise InputError(f"--n {n}: need at least one design")
+    if n < 1 or n > MAX_DESIGNS:
+        raise InputError(f"--n {n}: pass a number of designs in 1..{MAX_DESIGNS:,}")
     points = space.sample_uniform(n, np.random.default_rng(seed))
     return [Design(id=i, GCR=float(p[0]), spcf=float(p[1])) for i, p in enumerate(points)]
 

@@ -339,12 +339,18 @@ def reusable_levels(
 
     Lets an interrupted final evaluation resume without re-running finished experts.
     """
+    from pec.run_records import check_levels
+    from pec.safe_io import read_store_json
+
     try:
-        data = json.loads(store.read_bytes(key))
-    except NotFoundError:
-        return None
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        log.warning("%s is unreadable; evaluating again", store.uri(key))
+        data = read_store_json(store, key, StateError)
+        if data is None:
+            return None
+        if not isinstance(data, dict) or not isinstance(data.get("designs"), list):
+            raise StateError(f"{store.uri(key)} is not a results object")
+        levels = check_levels(data.get("levels"), len(designs), store.uri(key), StateError)
+    except StateError as exc:
+        log.warning("%s; evaluating again", exc)
         return None
     same = (
         data.get("checkpoint") == spec.checkpoint_uri
@@ -354,10 +360,13 @@ def reusable_levels(
             "start_difficulty": spec.start_difficulty,
             "seed": spec.seed,
         }
-        and [(e.get("id"), e.get("GCR"), e.get("spcf")) for e in data.get("designs", [])]
+        and [
+            (e.get("id"), e.get("GCR"), e.get("spcf")) if isinstance(e, dict) else None
+            for e in data["designs"]
+        ]
         == [(d.id, d.GCR, d.spcf) for d in designs]
     )
-    return [int(v) for v in data["levels"]] if same else None
+    return levels if same else None
 
 
 def write_summary(
@@ -405,12 +414,54 @@ def write_summary(
     return payload
 
 
-def read_summary(store: Store, run_name: str, stem: str) -> dict[str, Any]:
-    key = layout.final_eval_summary_key(run_name, stem)
+def check_summary(data: Any, source: str) -> dict[str, Any]:
+    """A stored summary.json with every field later steps use checked (one StateError line)."""
+    from pec.designs_file import parse_designs
+    from pec.run_records import check_levels
+    from pec.safe_io import expect_mapping
+
+    payload = expect_mapping(
+        data, source, StateError, "run", "designs_stem", "design_space", "designs", "experts"
+    )
+    expect_mapping(payload, source, StateError, "scores", "oracle_mean", "routed_mean")
     try:
-        return dict(json.loads(store.read_bytes(key)))
-    except NotFoundError:
+        designs = parse_designs(payload["designs"], f"{source}: designs")
+    except InputError as exc:
+        raise StateError(str(exc)) from None
+    box = payload["design_space"]
+    if not (isinstance(box, dict) and all(_is_pair(box.get(name)) for name in ("GCR", "spcf"))):
+        raise StateError(f"{source}: design_space must hold GCR and spcf [lo, hi] pairs")
+    experts, rows = payload["experts"], payload["scores"]
+    if not isinstance(experts, list) or not isinstance(rows, list) or len(experts) != len(rows):
+        raise StateError(f"{source}: experts and scores must be lists of one entry per expert")
+    for k, (expert, row) in enumerate(zip(experts, rows, strict=True)):
+        if not isinstance(expert, dict) or not _is_pair(expert.get("mu")):
+            raise StateError(f"{source}: experts[{k}].mu must be a [GCR, spcf] pair")
+        if row is not None:
+            check_levels(row, len(designs), f"{source}: scores of expert {k}", StateError)
+    for name in ("oracle_mean", "routed_mean"):
+        value = payload[name]
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
+            raise StateError(f"{source}: {name} is {type(value).__name__}, not a number")
+    return payload
+
+
+def _is_pair(value: Any) -> bool:
+    return (
+        isinstance(value, list)
+        and len(value) == 2
+        and all(isinstance(v, int | float) and not isinstance(v, bool) for v in value)
+    )
+
+
+def read_summary(store: Store, run_name: str, stem: str) -> dict[str, Any]:
+    from pec.safe_io import read_store_json
+
+    key = layout.final_eval_summary_key(run_name, stem)
+    data = read_store_json(store, key, StateError)
+    if data is None:
         raise NotFoundError(
             f"run '{run_name}' has no final evaluation on '{stem}' ({store.uri(key)}); "
             f"run `pec eval-final --designs_file {stem}.json` first"
-        ) from None
+        )
+    return check_summary(data, store.uri(key))

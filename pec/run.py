@@ -67,10 +67,10 @@ def read_run_config(store: Store, run_name: str) -> PECConfig | None:
     """The effective config recorded in the run, or None before the first invocation."""
     key = layout.config_key(validate_run_name(run_name))
     try:
-        text = store.read_bytes(key).decode()
+        data = store.read_bytes(key)
     except NotFoundError:
         return None
-    return parse_config_yaml(text, source=f"{store.uri(key)}")
+    return parse_config_yaml(data, source=f"{store.uri(key)}")
 
 
 def resolve_config(

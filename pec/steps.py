@@ -11,13 +11,12 @@ from __future__ import annotations
 import io
 import json
 import logging
-import math
 import zipfile
 from typing import Any
 
 import numpy as np
 
-from pec import layout
+from pec import layout, run_records
 from pec.config import PECConfig
 from pec.coverage import coverage as mc_coverage
 from pec.curriculum import starting_level
@@ -177,10 +176,13 @@ def previous_scores(run: Run, iteration: int, expert_id: int) -> list[float] | N
     scores = read_scores(run, iteration - 1)
     if scores is None:
         return None
-    row = scores["scores"][expert_id] if expert_id < len(scores["scores"]) else None
+    rows = scores["scores"]
+    row = rows[expert_id] if expert_id < len(rows) else None
     if row is None:
         return None
-    return [float(v) for v in row]
+    who = f"{run.store.uri(layout.scores_key(run.name, iteration - 1))}: expert {expert_id}"
+    width = len(row) if isinstance(row, list) and row else 1
+    return [float(v) for v in run_records.check_levels(row, width, who, StateError)]
 
 
 def starting_level_for(run: Run, iteration: int, expert_id: int) -> int:
@@ -255,12 +257,9 @@ def record_train_result(run: Run, spec: TrainJobSpec, result: TrainJobResult) ->
 
 def read_train_result(run: Run, expert_id: int, iteration: int) -> TrainJobResult | None:
     """A finished training of (expert, iteration) whose checkpoint still exists, else None."""
-    key = layout.train_result_key(run.name, expert_id, iteration)
-    try:
-        data = json.loads(run.store.read_bytes(key))
-    except NotFoundError:
+    result = run_records.read_train_result(run.store, run.name, expert_id, iteration)
+    if result is None:
         return None
-    result = TrainJobResult.model_validate(data)
     if not checkpoint_exists(run, result.checkpoint_uri):
         return None
     return result
@@ -340,14 +339,8 @@ def prepare_evaluation(
 
 
 def validate_levels(levels: list[int], expected: int, who: str) -> list[int]:
-    if len(levels) != expected:
-        raise InputError(
-            f"{who}: expected {expected} scores (one per candidate), got {len(levels)}"
-        )
-    for i, value in enumerate(levels):
-        if not isinstance(value, int | float) or not math.isfinite(value):
-            raise InputError(f"{who}: score of candidate {i} is {value!r}, not a finite number")
-    return [int(v) for v in levels]
+    """``expected`` integer levels in [0, 74]; booleans, fractions and NaN are refused."""
+    return run_records.check_levels(levels, expected, who)
 
 
 def write_scores(
@@ -382,22 +375,18 @@ def write_scores(
 
 
 def read_scores(run: Run, iteration: int) -> dict[str, Any] | None:
-    try:
-        return dict(json.loads(run.store.read_bytes(layout.scores_key(run.name, iteration))))
-    except NotFoundError:
-        return None
+    return run_records.read_scores(run.store, run.name, iteration)
 
 
 def read_candidates(run: Run, iteration: int) -> np.ndarray:
-    key = layout.candidates_key(run.name, iteration)
-    try:
-        data = json.loads(run.store.read_bytes(key))
-    except NotFoundError:
+    candidates = run_records.read_candidates(run.store, run.name, iteration)
+    if candidates is None:
+        key = layout.candidates_key(run.name, iteration)
         raise StateError(
             f"iteration {iteration} has no frontier candidates ({run.store.uri(key)}); "
             "run `pec evaluate-frontier` first"
-        ) from None
-    return np.asarray([[c["GCR"], c["spcf"]] for c in data["candidates"]], dtype=float)
+        )
+    return candidates
 
 
 def score_matrix(scores: dict[str, Any], K: int, F: int) -> np.ndarray:
@@ -411,7 +400,7 @@ def score_matrix(scores: dict[str, Any], K: int, F: int) -> np.ndarray:
     for k, row in enumerate(rows):
         if row is None:
             continue
-        matrix[k] = np.asarray(validate_levels(list(row), F, f"scores of expert {k}"), dtype=float)
+        matrix[k] = np.asarray(validate_levels(row, F, f"scores of expert {k}"), dtype=float)
     if np.isnan(matrix).all():
         raise InputError("scores: every expert's row is null; nothing to refit from")
     return matrix

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable
 
 import numpy as np
 
-from pec import layout
-from pec.errors import NotFoundError, StateError
+from pec import layout, run_records
+from pec.errors import StateError
 from pec.plots import PlotExpert, plot_coverage_curve, plot_gaussians
 from pec.state import PECState
 from pec.store import Store
@@ -52,16 +51,16 @@ def _experts_at(state: PECState, iteration: int) -> list[PlotExpert]:
 def _frontier(
     store: Store, run_name: str, iteration: int, K: int
 ) -> tuple[np.ndarray, np.ndarray] | None:
-    try:
-        candidates = json.loads(store.read_bytes(layout.candidates_key(run_name, iteration)))
-        scores = json.loads(store.read_bytes(layout.scores_key(run_name, iteration)))
-    except NotFoundError:
+    designs = run_records.read_candidates(store, run_name, iteration)
+    scores = run_records.read_scores(store, run_name, iteration)
+    if designs is None or scores is None:
         return None
-    designs = np.asarray([[c["GCR"], c["spcf"]] for c in candidates["candidates"]], dtype=float)
+    source = store.uri(layout.scores_key(run_name, iteration))
     matrix = np.full((K, len(designs)), np.nan)
-    for k, row in enumerate(scores["scores"]):
+    for k, row in enumerate(scores["scores"][:K]):
         if row is not None:
-            matrix[k] = np.asarray(row, dtype=float)
+            who = f"{source}: expert {k}"
+            matrix[k] = run_records.check_levels(row, len(designs), who, StateError)
     return designs, matrix
 
 

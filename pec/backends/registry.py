@@ -57,7 +57,8 @@ def validate_backend_settings(name: str, settings: dict[str, object]) -> None:
             first = exc.errors()[0]
             field = ".".join(str(p) for p in first["loc"])
             raise ConfigError(
-                f"backend_settings.{field}: {first['msg']} (see pec/backends/mujoco/settings.py)"
+                f"backend_settings.{field}: {first['msg'].removeprefix('Value error, ')} "
+                "(see pec/backends/mujoco/settings.py)"
             ) from None
     elif name == "isaaclab":
         from pec.backends.isaaclab.settings import load_settings

@@ -20,7 +20,7 @@ from pec import layout
 from pec.baseline import baseline_eval_key, evaluate_baseline, train_baseline
 from pec.cli.common import add_common, default_store, open_run_from_args, pair
 from pec.cli.history import compare_table, run_overview
-from pec.config import build_config
+from pec.config import MAX_ENVS, MAX_MUJOCO_ENVS, build_config
 from pec.console import console, progress_bar
 from pec.design_space import DesignSpace
 from pec.designs_file import Design, dump_designs, read_designs_file, uniform_designs
@@ -41,8 +41,8 @@ def _protocol(
     """Final-evaluation protocol: flags win over the run's frontier protocol (not recorded)."""
     episodes = args.num_episodes if args.num_episodes is not None else num_episodes
     start = args.start_difficulty if args.start_difficulty is not None else start_difficulty
-    if episodes < 1:
-        raise InputError(f"--num_episodes {episodes}: need at least one episode")
+    if not 1 <= episodes <= 100_000:
+        raise InputError(f"--num_episodes {episodes}: pass 1..100,000 episodes")
     if not 0 <= start <= 74:
         raise InputError(f"--start_difficulty {start}: the obstacle level must be in 0..74")
     return episodes, start
@@ -140,10 +140,15 @@ def baseline_log(line: str) -> None:
 def cmd_baseline_train(args: argparse.Namespace) -> int:
     run = open_run_from_args(args)
     state, _ = load_run_state(run)
-    if args.chunks < 1:
-        raise InputError(f"--chunks {args.chunks}: need at least one chunk")
-    if args.num_envs is not None and args.num_envs < 1:
-        raise InputError(f"--num_envs {args.num_envs}: need at least one environment")
+    if not 1 <= args.chunks <= 1000:
+        raise InputError(f"--chunks {args.chunks}: pass 1..1000 chunks")
+    most = MAX_MUJOCO_ENVS if run.config.backend == "mujoco" else MAX_ENVS
+    if args.num_envs is not None and not 1 <= args.num_envs <= most:
+        raise InputError(
+            f"--num_envs {args.num_envs}: pass 1..{most:,} environments ({run.config.backend})"
+        )
+    if args.max_iterations is not None and not 1 <= args.max_iterations <= 1_000_000:
+        raise InputError(f"--max_iterations {args.max_iterations}: pass 1..1,000,000")
     runner = local_runner(run.config, log_for=lambda spec: baseline_log)
 
     def on_chunk(chunk: int, total: int, info: dict[str, Any]) -> None:

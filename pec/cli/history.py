@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any
 
 import numpy as np
 from rich.table import Table
 
-from pec import layout
-from pec.errors import NotFoundError
+from pec import layout, run_records
+from pec.errors import StateError
+from pec.final_eval import read_summary
 from pec.state import PECState
 from pec.store import Store
 
@@ -21,16 +21,6 @@ def _fmt(value: float | None, digits: int = 3) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
-def _read_json(store: Store, key: str) -> dict[str, Any] | None:
-    try:
-        return dict(json.loads(store.read_bytes(key)))
-    except NotFoundError:
-        return None
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        log.warning("%s is not valid JSON; ignored", store.uri(key))
-        return None
-
-
 def iteration_history(store: Store, state: PECState) -> list[dict[str, Any]]:
     """Per completed (or running) iteration: coverage, frontier means, wins, failures, env steps."""
     rows: list[dict[str, Any]] = []
@@ -38,20 +28,24 @@ def iteration_history(store: Store, state: PECState) -> list[dict[str, Any]]:
     before = {h.iteration: h.coverage_before for h in state.history}
     K = len(state.experts)
     for it in range(state.iteration + 1):
-        scores = _read_json(store, layout.scores_key(state.run_name, it))
-        assignments = _read_json(store, layout.assignments_key(state.run_name, it))
+        scores = run_records.read_scores(store, state.run_name, it)
+        assignments = run_records.read_assignments(store, state.run_name, it)
         means: list[float | None] = [None] * K
         if scores is not None:
-            for k, row in enumerate(scores.get("scores") or []):
+            source = store.uri(layout.scores_key(state.run_name, it))
+            for k, row in enumerate(scores["scores"]):
                 if row and k < K:
-                    means[k] = float(np.mean(row))
+                    levels = run_records.check_levels(
+                        row, len(row), f"{source}: expert {k}", StateError
+                    )
+                    means[k] = float(np.mean(levels))
         steps = 0.0
         trained = 0
         for k in range(K):
-            result = _read_json(store, layout.train_result_key(state.run_name, k, it))
+            result = run_records.read_train_result(store, state.run_name, k, it)
             if result is not None:
                 trained += 1
-                steps += float((result.get("metrics") or {}).get("env_steps", 0.0))
+                steps += float(result.metrics.get("env_steps", 0.0))
         failures = [e.id for e in state.experts for f in e.failures if f.iteration == it]
         if it == state.iteration and scores is None and trained == 0 and not failures:
             break  # the next iteration has not started
@@ -106,9 +100,8 @@ def run_overview(store: Store, state: PECState) -> dict[str, Any]:
     prefix = layout.run_prefix(state.run_name) + "final_eval/"
     for key in store.list(prefix):
         if key.endswith("/summary.json") and key.count("/") == prefix.count("/") + 1:
-            payload = _read_json(store, key)
-            if payload is not None:
-                stems[key[len(prefix) : -len("/summary.json")]] = payload
+            stem = key[len(prefix) : -len("/summary.json")]
+            stems[stem] = read_summary(store, state.run_name, stem)
     return {
         "run": state.run_name,
         "K": len(state.experts),

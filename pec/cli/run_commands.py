@@ -9,7 +9,6 @@ same functions the `pec` flow runs.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import Any
 
@@ -154,14 +153,10 @@ def cmd_evaluate_frontier(args: argparse.Namespace) -> int:
 
 
 def _read_scores_file(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise InputError(f"--scores '{path}' does not exist") from None
-    except json.JSONDecodeError as exc:
-        raise InputError(
-            f"--scores '{path}' is not valid JSON (line {exc.lineno}); fix the file"
-        ) from None
+    from pec.safe_io import parse_json, read_local_file
+
+    source = f"--scores '{path}'"
+    data = parse_json(read_local_file(path, source, InputError), source, InputError)
     if isinstance(data, list):
         data = {"scores": data}
     if not isinstance(data, dict) or "scores" not in data:

@@ -6,15 +6,22 @@ study's values are given in each field's description so a GPU run can restore th
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+
+from pec.config import reject_booleans
 
 
 class BalluTaskSettings(BaseModel):
     """Physics, control, episode, curriculum and reward settings of the obstacle task."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_booleans(cls, value: Any, info: ValidationInfo) -> Any:
+        return reject_booleans(cls, value, info)
 
     physics_hz: float = Field(200.0, gt=0, description="physics rate (original 200 Hz)")
     control_hz: float = Field(20.0, gt=0, description="policy rate (original 20 Hz)")
@@ -76,7 +83,12 @@ class BalluTaskSettings(BaseModel):
 class PPOSettings(BaseModel):
     """rsl-rl-lib PPO settings (5.x keys); defaults sized for a 2-core CPU."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_booleans(cls, value: Any, info: ValidationInfo) -> Any:
+        return reject_booleans(cls, value, info)
 
     num_steps_per_env: int = Field(20, ge=1, description="rollout length (original 20)")
     save_interval: int = Field(25, ge=1, description="iterations between model_last.pt writes")
@@ -102,7 +114,12 @@ class PPOSettings(BaseModel):
 class MujocoSettings(BaseModel):
     """Everything `TrainRequest.settings` / `EvalRequest.settings` may override."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_booleans(cls, value: Any, info: ValidationInfo) -> Any:
+        return reject_booleans(cls, value, info)
 
     task: BalluTaskSettings = Field(default_factory=BalluTaskSettings)  # type: ignore[arg-type]
     ppo: PPOSettings = Field(default_factory=PPOSettings)  # type: ignore[arg-type]
