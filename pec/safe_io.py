@@ -44,7 +44,7 @@ def decode_utf8(data: bytes, source: str, error: type[PECError]) -> str:
     except UnicodeDecodeError as exc:
         raise _fail(
             error,
-            f"{source} is not UTF-8 text (byte {exc.start} is 0x{data[exc.start]:02x}); "
+            f"{source}: not UTF-8 text (byte {exc.start} is 0x{data[exc.start]:02x}); "
             "save it as UTF-8",
         ) from None
 
@@ -56,7 +56,7 @@ def read_local_file(path: Path, source: str, error: type[PECError]) -> bytes:
         if size > MAX_TEXT_BYTES:
             raise _fail(
                 error,
-                f"{source} is {size / 2**20:.0f} MiB; files above {MAX_TEXT_BYTES // 2**20} MiB "
+                f"{source}: {size / 2**20:.0f} MiB; files above {MAX_TEXT_BYTES // 2**20} MiB "
                 "are refused, pass the file pec expects",
             )
         return path.read_bytes()
@@ -100,7 +100,7 @@ def nesting_depth(value: Any) -> int:
 def _too_deep(source: str, error: type[PECError]) -> PECError:
     return _fail(
         error,
-        f"{source} nests lists/objects deeper than {MAX_NESTING} levels (or holds more than "
+        f"{source}: nests lists/objects deeper than {MAX_NESTING} levels (or holds more than "
         f"{MAX_NODES:,} values); pec's files are small and flat, fix the file",
     )
 
@@ -120,7 +120,7 @@ def parse_json(data: bytes | str, source: str, error: type[PECError]) -> Any:
     """Decode JSON strictly: UTF-8, bounded nesting, finite numbers only."""
     if isinstance(data, bytes):
         if len(data) > MAX_TEXT_BYTES:
-            raise _fail(error, f"{source} is larger than {MAX_TEXT_BYTES // 2**20} MiB; refused")
+            raise _fail(error, f"{source}: larger than {MAX_TEXT_BYTES // 2**20} MiB; refused")
         text = decode_utf8(data, source, error)
     else:
         text = data
@@ -129,7 +129,7 @@ def parse_json(data: bytes | str, source: str, error: type[PECError]) -> Any:
     except json.JSONDecodeError as exc:
         raise _fail(
             error,
-            f"{source} is not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno}); "
+            f"{source}: not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno}); "
             "fix or restore the file",
         ) from None
     except RecursionError:
@@ -137,7 +137,7 @@ def parse_json(data: bytes | str, source: str, error: type[PECError]) -> Any:
     except ValueError as exc:  # a NaN/Infinity constant or an overflowing number
         raise _fail(
             error,
-            f"{source} holds {str(exc)[:20]!s}, not a finite number; write finite numbers "
+            f"{source}: holds {str(exc)[:20]!s}, not a finite number; write finite numbers "
             "(or null where a value is missing)",
         ) from None
     if nesting_depth(value) > MAX_NESTING:
@@ -153,7 +153,7 @@ def parse_yaml(data: bytes | str, source: str, error: type[PECError]) -> Any:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise _fail(error, f"{source} is not valid YAML{where}; fix its syntax") from None
+        raise _fail(error, f"{source}: not valid YAML{where}; fix its syntax") from None
     except RecursionError:
         raise _too_deep(source, error) from None
     if nesting_depth(value) > MAX_NESTING:
@@ -188,18 +188,18 @@ def parse_npy(
         array = np.load(io.BytesIO(data), allow_pickle=False)
     except (ValueError, OSError, EOFError) as exc:
         raise _fail(
-            error, f"{source} is not a readable .npy array ({str(exc)[:80]}); rewrite it"
+            error, f"{source}: not a readable .npy array ({str(exc)[:80]}); rewrite it"
         ) from None
     if not isinstance(array, np.ndarray) or array.dtype.kind not in "fiu" or array.ndim != 1:
         raise _fail(
             error,
-            f"{source} holds a {getattr(array, 'dtype', '?')} array of shape "
+            f"{source}: holds a {getattr(array, 'dtype', '?')} array of shape "
             f"{getattr(array, 'shape', '?')}; expected a 1-D float array",
         )
     if length is not None and array.shape[0] != length:
-        raise _fail(error, f"{source} holds {array.shape[0]} values; expected {length}")
+        raise _fail(error, f"{source}: holds {array.shape[0]} values; expected {length}")
     if not np.all(np.isfinite(array)):
-        raise _fail(error, f"{source} holds NaN or infinite values; rewrite it")
+        raise _fail(error, f"{source}: holds NaN or infinite values; rewrite it")
     return array
 
 

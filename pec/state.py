@@ -18,13 +18,16 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from pec.errors import InputError, StateError
 from pec.run_names import validate_run_name
+from pec.safe_io import parse_json
 
 SCHEMA_VERSION = 1
 DIMENSIONS: tuple[str, str] = ("GCR", "spcf")
 
 FloatArray = NDArray[np.float64]
 
-_MODEL_CONFIG = ConfigDict(extra="forbid", allow_inf_nan=False)
+# strict: a state file is written by pec, so "1", 1.0 or true where an integer belongs (a
+# hand edit, another tool) is refused instead of silently coerced.
+_MODEL_CONFIG = ConfigDict(extra="forbid", allow_inf_nan=False, strict=True)
 
 
 def is_absolute_uri(uri: str) -> bool:
@@ -233,6 +236,12 @@ class PECState(BaseModel):
         hi = np.array([self.design_space[d][1] for d in DIMENSIONS])
         tol = 1e-9 * (hi - lo)
         for e in self.experts:
+            mu = np.asarray(e.mu, dtype=np.float64)
+            if np.any((mu < lo - tol) | (mu > hi + tol)):
+                raise ValueError(
+                    f"experts[{e.id}].mu {e.mu!r} is outside the design space "
+                    f"{self.design_space}; a centre lies inside the box, restore the file"
+                )
             if e.designs:
                 pts = np.asarray(e.designs, dtype=np.float64)
                 outside = np.any((pts < lo - tol) | (pts > hi + tol), axis=1)
@@ -373,15 +382,7 @@ def _format_validation_error(exc: ValidationError) -> str:
 
 def parse_state(data: bytes, source: str) -> PECState:
     """Decode and validate pec_state.json; every failure is one StateError line naming source."""
-    try:
-        raw = json.loads(data)
-    except UnicodeDecodeError:
-        raise StateError(f"{source}: not UTF-8 text; restore the file from a backup") from None
-    except json.JSONDecodeError as exc:
-        raise StateError(
-            f"{source}: not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno}); "
-            "fix or restore the file"
-        ) from None
+    raw = parse_json(data, source, StateError)
     if not isinstance(raw, dict):
         raise StateError(
             f"{source}: top level is {type(raw).__name__}; pec_state.json holds one JSON object"

@@ -37,6 +37,7 @@ class LocalStore(Store):
             raise StoreError(f"local store root {str(root)!r} is relative; pass an absolute path")
         self.root = root
         self.root_uri = str(root)
+        self._real_root = os.path.realpath(root)
 
     # -- paths ---------------------------------------------------------------------------
     def _path(self, key: str) -> Path:
@@ -44,7 +45,24 @@ class LocalStore(Store):
         first = key.split("/", 1)[0]
         if first == LOCK_DIR or TMP_MARK in key:
             raise StoreError(f"store key {key!r} uses a name reserved for the store's bookkeeping")
-        return self.root / key
+        return self._inside(self.root / key)
+
+    def _inside(self, path: Path) -> Path:
+        """``path`` unless a symlink on the way leads out of the store: never read or write
+        through one (a run folder linked to /etc, a state file linked to a user's file)."""
+        real = os.path.realpath(path)
+        if real != self._real_root and not real.startswith(self._real_root.rstrip("/") + "/"):
+            link = path
+            for parent in [path, *path.parents]:
+                if parent == self.root:
+                    break
+                if parent.is_symlink():
+                    link = parent
+            raise StoreError(
+                f"{link} is a symlink leading outside the store {self.root}; pec never reads or "
+                "writes through it: replace the link with a real folder or file"
+            )
+        return path
 
     def uri(self, key: str) -> str:
         return str(self._path(key))
@@ -171,7 +189,7 @@ class LocalStore(Store):
 
     @contextlib.contextmanager
     def _locked(self, key: str) -> Iterator[None]:
-        lock_dir = self.root / LOCK_DIR
+        lock_dir = self._inside(self.root / LOCK_DIR)
         lock_path = lock_dir / (hashlib.sha256(key.encode("utf-8")).hexdigest() + ".lock")
         try:
             lock_dir.mkdir(parents=True, exist_ok=True)

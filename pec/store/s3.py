@@ -12,6 +12,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
+from urllib.parse import urlsplit
 
 import boto3
 from boto3.exceptions import S3TransferFailedError, S3UploadFailedError
@@ -46,6 +47,10 @@ class S3Settings:
     secret_access_key: str | None = field(default=None, repr=False)
     max_attempts: int = 5
 
+    def __post_init__(self) -> None:
+        if self.endpoint_url is not None:
+            check_endpoint_url(self.endpoint_url)
+
     def __repr__(self) -> str:
         secret = None if self.secret_access_key is None else "***"
         return (
@@ -71,6 +76,33 @@ class S3Settings:
         )
 
 
+def check_endpoint_url(value: str) -> str:
+    """An S3 endpoint must be ``http(s)://host[:port][/path]`` without user:password@.
+
+    The value is never echoed whole (a mistyped one may hold a secret); the message names
+    the variable, its length and what is wrong.
+    """
+    where = f"the S3 endpoint URL (PEC_S3_ENDPOINT_URL, {len(value)} characters, not shown)"
+    example = "set it like https://s3.example.com or http://127.0.0.1:9000"
+    try:
+        parts = urlsplit(value)
+        _ = parts.port  # raises on a port that is not a number in 0..65535
+    except ValueError:
+        raise StoreError(f"{where} is not a URL; {example}") from None
+    if parts.scheme not in ("http", "https"):
+        raise StoreError(f"{where} does not start with http:// or https://; {example}")
+    if not parts.hostname:
+        raise StoreError(f"{where} has no host name; {example}")
+    if parts.username is not None or parts.password is not None:
+        raise StoreError(
+            f"{where} holds user:password@; pass credentials in AWS_ACCESS_KEY_ID/"
+            "AWS_SECRET_ACCESS_KEY (or a profile), never in the URL"
+        )
+    if any(c.isspace() for c in value) or parts.query or parts.fragment:
+        raise StoreError(f"{where} holds spaces, '?' or '#'; {example}")
+    return value
+
+
 def parse_s3_uri(uri: str) -> tuple[str, str]:
     """``s3://bucket/some/prefix`` -> ("bucket", "some/prefix")."""
     if not uri.startswith("s3://"):
@@ -94,6 +126,8 @@ class S3Store(Store):
         self.bucket = bucket
         self.prefix = prefix
         self.settings = settings if settings is not None else S3Settings.from_env()
+        if self.settings.endpoint_url is not None:  # also when assigned after construction
+            check_endpoint_url(self.settings.endpoint_url)
         self.root_uri = f"s3://{bucket}/{prefix}" if prefix else f"s3://{bucket}"
         self._client = self._make_client(self.settings)
 
