@@ -88,7 +88,7 @@ class PECConfig(BaseModel):
     GCR_range: tuple[float, float] = (0.75, 0.89)
     spcf_range: tuple[float, float] = (0.001, 0.010)
     N_init: int = Field(50, ge=1, le=10_000, description="designs drawn per expert at init")
-    sigma_scale: float = Field(0.10, gt=0.0, le=10.0)
+    sigma_scale: float = Field(0.10, ge=1e-6, le=10.0)
     seed: int = Field(0, ge=0, lt=2**31)
     init_seed: int | None = Field(None, ge=0, lt=2**31, description="defaults to seed")
     init_strategy: Literal["grid", "stochastic_fps"] = "stochastic_fps"
@@ -132,7 +132,7 @@ class PECConfig(BaseModel):
     start_difficulty: int = Field(28, ge=0, le=MAX_LEVEL)
 
     # Refit
-    min_var_scale: float = Field(0.01, gt=0.0)
+    min_var_scale: float = Field(0.01, ge=1e-6, le=10.0)
     min_designs: int = Field(2, ge=1, le=1_000_000)
 
     # Where experts run

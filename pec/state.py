@@ -21,6 +21,10 @@ from pec.run_names import validate_run_name
 from pec.safe_io import parse_json
 
 SCHEMA_VERSION = 1
+# Gaussians narrower or wider than this are not a PEC state but a broken file: their
+# densities overflow float64 (a warning storm, then NaN coverage) long before they mean anything.
+MIN_STD_FRACTION = 1e-9
+MAX_STD_FACTOR = 1e3
 DIMENSIONS: tuple[str, str] = ("GCR", "spcf")
 
 FloatArray = NDArray[np.float64]
@@ -235,6 +239,20 @@ class PECState(BaseModel):
         lo = np.array([self.design_space[d][0] for d in DIMENSIONS])
         hi = np.array([self.design_space[d][1] for d in DIMENSIONS])
         tol = 1e-9 * (hi - lo)
+        for where, sigma in [(f"experts[{e.id}]", e.sigma) for e in self.experts] + [
+            (f"history iteration {h.iteration} expert {x.id}", x.sigma)
+            for h in self.history
+            for x in h.experts_snapshot
+        ]:
+            std = np.sqrt(np.asarray([sigma[0][0], sigma[1][1]], dtype=np.float64))
+            if np.any(std < MIN_STD_FRACTION * (hi - lo)) or np.any(
+                std > MAX_STD_FACTOR * (hi - lo)
+            ):
+                raise ValueError(
+                    f"{where}.sigma has standard deviations {std.tolist()}; each must lie between "
+                    f"{MIN_STD_FRACTION:g} and {MAX_STD_FACTOR:g} times the design box's width "
+                    f"{(hi - lo).tolist()}, restore the file"
+                )
         for e in self.experts:
             mu = np.asarray(e.mu, dtype=np.float64)
             if np.any((mu < lo - tol) | (mu > hi + tol)):

@@ -121,40 +121,66 @@ def preflight(run: Run, state: PECState) -> None:
     Every checkpoint the next training warm-starts from must exist and be a complete torch
     archive (a truncated or overwritten file fails here, not inside a job after the samples
     were written), and the previous iteration's scores, which set each expert's starting
-    level, must be finite. Checkpoints are only sniffed here; jobs load them with
-    ``weights_only=True``.
+    level, must be finite. Checkpoints are loaded here the way jobs load them
+    (``weights_only=True``), so a file whose pickle names arbitrary callables is refused
+    before a job meets it.
     """
     if stop_reason(run.config, state) is not None:
         return
     for expert in state.experts:
-        if state.iteration == 0 or expert.checkpoint is None:
-            continue
-        what = f"expert {expert.id}'s checkpoint {expert.checkpoint}"
-        try:
-            key = run.store.key_for_uri(expert.checkpoint)
-        except StoreError as exc:
-            raise StateError(f"{what} is not in this run's store ({exc})") from None
-        if not key.startswith(layout.run_prefix(run.name)):
-            raise StateError(
-                f"{what} lies outside the run's prefix {layout.run_prefix(run.name)}; a run only "
-                "reads its own checkpoints: fix the path in pec_state.json"
-            )
-        try:
-            data = run.store.read_bytes(key)
-        except NotFoundError:
-            raise StateError(
-                f"{what} does not exist; restore it or set that expert's checkpoint to a previous "
-                "one in pec_state.json"
-            ) from None
-        if not zipfile.is_zipfile(io.BytesIO(data)):
-            raise StateError(
-                f"{what} is not a readable checkpoint (truncated or corrupt); restore it from "
-                "the store's backup or a previous iteration"
-            )
+        check_warm_start(run, state, expert.id)
     if state.iteration > 0:
         scores = read_scores(run, state.iteration - 1)
         if scores is not None:
             score_matrix(scores, len(state.experts), _scores_width(scores))
+
+
+def check_warm_start(run: Run, state: PECState, expert_id: int) -> None:
+    """The checkpoint expert ``expert_id`` warm-starts from must be a sound torch archive
+    that loads with ``weights_only=True`` (a pickle naming arbitrary callables does not)."""
+    expert = state.experts[expert_id]
+    if state.iteration == 0 or expert.checkpoint is None:
+        return
+    what = f"expert {expert.id}'s checkpoint {expert.checkpoint}"
+    try:
+        key = run.store.key_for_uri(expert.checkpoint)
+    except StoreError as exc:
+        raise StateError(f"{what} is not in this run's store ({exc})") from None
+    if not key.startswith(layout.run_prefix(run.name)):
+        raise StateError(
+            f"{what} lies outside the run's prefix {layout.run_prefix(run.name)}; a run only "
+            "reads its own checkpoints: fix the path in pec_state.json"
+        )
+    try:
+        data = run.store.read_bytes(key)
+    except NotFoundError:
+        raise StateError(
+            f"{what} does not exist; restore it or set that expert's checkpoint to a previous "
+            "one in pec_state.json"
+        ) from None
+    if not zipfile.is_zipfile(io.BytesIO(data)):
+        raise StateError(
+            f"{what} is not a readable checkpoint (truncated or corrupt); restore it from "
+            "the store's backup or a previous iteration"
+        )
+    _check_weights_only(data, what)
+
+
+def _check_weights_only(data: bytes, what: str) -> None:
+    import pickle
+
+    import torch
+
+    try:
+        torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, ValueError, EOFError, OSError) as exc:
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        named = [line for line in lines if "global" in line.lower() or "Unpickler" in line]
+        reason = (named or lines or [type(exc).__name__])[0][:160]
+        raise StateError(
+            f"{what} is not a readable checkpoint: the weights-only load refuses it ({reason}); "
+            "restore it from a previous iteration, never load it with weights_only=False"
+        ) from None
 
 
 def _scores_width(scores: dict[str, Any]) -> int:

@@ -77,6 +77,20 @@ def _pickle_bomb(root: Path) -> None:
     (root / CKPT).write_bytes(b"cos\nsystem\n(S'echo pwned'\ntR.")
 
 
+class _Callable:
+    """Pickles as a call of os.system: what a weights-only load must refuse to run."""
+
+    def __reduce__(self) -> tuple[Any, tuple[str]]:
+        import os
+
+        return (os.system, ("echo pwned",))
+
+
+def _callable_checkpoint(root: Path) -> None:
+    # a real torch zip archive (passes the zip sniff) whose pickle names os.system
+    torch.save({"actor_state_dict": {}, "infos": _Callable()}, root / CKPT)
+
+
 def _missing(root: Path) -> None:
     (root / CKPT).unlink()
 
@@ -126,6 +140,12 @@ CASES = [
     Case("truncated checkpoint", {}, "not a readable checkpoint", breaks=_truncate),
     Case("garbage checkpoint", {}, "not a readable checkpoint", breaks=_garbage),
     Case("pickle instead of a checkpoint", {}, "not a readable checkpoint", breaks=_pickle_bomb),
+    Case(
+        "checkpoint naming a callable",
+        {},
+        "weights-only load refuses it",
+        breaks=_callable_checkpoint,
+    ),
     Case("NaN score in the last frontier", {}, "not a finite number", breaks=_nan_scores),
     Case("pec_state.json cut off", {}, "pec_state.json", breaks=_broken_state),
     # deployment parameters, run as a worker runs a deployment's flow run
@@ -142,6 +162,13 @@ CASES = [
     Case("cli: missing checkpoint", {}, "does not exist", breaks=_missing, via="cli"),
     Case("cli: corrupt checkpoint", {}, "not a readable checkpoint", breaks=_garbage, via="cli"),
     Case("cli: NaN score", {}, "not a finite number", breaks=_nan_scores, via="cli"),
+    Case(
+        "cli: checkpoint naming a callable",
+        {},
+        "weights-only load refuses it",
+        breaks=_callable_checkpoint,
+        via="cli",
+    ),
 ]
 
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import warnings
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from pec.cli.final_commands import add_final_commands
 from pec.cli.run_commands import add_run_commands
@@ -49,8 +51,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(levelname)s %(name)s: %(message)s",
     )
     func: Callable[[argparse.Namespace], int] = args.func
-    try:
-        return func(args)
-    except PECError as exc:
-        print(f"pec: error: {exc}", file=sys.stderr)
-        return 2
+    # Warnings raised on the way to an error (numpy's overflow on a broken input, say) are
+    # symptoms of that error: the one line says what to fix. After success they are logged.
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("default")
+        try:
+            code = func(args)
+        except PECError as exc:
+            print(f"pec: error: {exc}", file=sys.stderr)
+            return 2
+    for warning in caught:
+        logging.getLogger("pec").warning(
+            "%s (%s:%d)", warning.message, Path(warning.filename).name, warning.lineno
+        )
+    return code

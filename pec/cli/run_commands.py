@@ -72,6 +72,7 @@ def cmd_train_expert(args: argparse.Namespace) -> int:
         raise InputError(f"--expert_id {k}: the run has experts 0..{len(state.experts) - 1}")
     if args.dl is not None and not 0 <= args.dl <= 74:
         raise InputError(f"--dl {args.dl}: the obstacle level must be in 0..74")
+    steps.check_warm_start(run, state, k)
     sinks: list[LogSink] = []
     runner = local_runner(run.config, log_for=lambda spec: sinks[0] if sinks else None)
     write_effective_config(run)
