@@ -13,7 +13,7 @@ import hashlib
 import json
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any, Literal
 
 import yaml
 from pydantic import (
@@ -27,7 +27,7 @@ from pydantic import (
 )
 
 from pec.errors import ConfigError
-from pec.safe_io import parse_yaml, read_local_file
+from pec.safe_io import parse_yaml, read_local_file, reject_booleans
 
 MAX_LEVEL = 74  # 75 obstacle levels, 0..74
 
@@ -44,33 +44,6 @@ BYTES_PER_POOL_ENTRY = 48
 their squares in float64 (16 B each), plus the (n, K) result."""
 MAX_STATE_DESIGNS = 1_000_000
 """Designs the state may hold at init (K x N_init); each costs ~60 B of JSON."""
-
-
-def allows_bool(annotation: Any) -> bool:
-    """Whether a field's type admits a bool (or anything, for Any-typed fields)."""
-    if annotation is bool or annotation is Any:
-        return True
-    return any(allows_bool(arg) for arg in get_args(annotation))
-
-
-def holds_bool(value: Any) -> bool:
-    if isinstance(value, bool):
-        return True
-    if isinstance(value, list | tuple):
-        return any(holds_bool(v) for v in value)
-    return False
-
-
-def reject_booleans(model: type[BaseModel], value: Any, info: ValidationInfo) -> Any:
-    """Refuse true/false where a number or name is meant (pydantic would read true as 1)."""
-    name = info.field_name
-    if name is not None and holds_bool(value):
-        annotation = model.model_fields[name].annotation
-        if not allows_bool(annotation):
-            raise ValueError(
-                "true/false where a number (or name) is meant; write the number, not a boolean"
-            )
-    return value
 
 
 ExecutorKind = Literal["inprocess", "subprocess", "docker", "deployment"]

@@ -15,10 +15,11 @@ import io
 import json
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import numpy as np
 import yaml
+from pydantic import BaseModel, ValidationInfo
 
 from pec.errors import NotFoundError, PECError
 from pec.store.base import Store
@@ -203,6 +204,33 @@ def parse_npy(
     return array
 
 
+def allows_bool(annotation: Any) -> bool:
+    """Whether a field's type admits a bool (or anything, for Any-typed fields)."""
+    if annotation is bool or annotation is Any:
+        return True
+    return any(allows_bool(arg) for arg in get_args(annotation))
+
+
+def holds_bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return True
+    if isinstance(value, list | tuple):
+        return any(holds_bool(v) for v in value)
+    return False
+
+
+def reject_booleans(model: type[BaseModel], value: Any, info: ValidationInfo) -> Any:
+    """Refuse true/false where a number or name is meant (pydantic would read true as 1)."""
+    name = info.field_name
+    if name is not None and holds_bool(value):
+        annotation = model.model_fields[name].annotation
+        if not allows_bool(annotation):
+            raise ValueError(
+                "true/false where a number (or name) is meant; write the number, not a boolean"
+            )
+    return value
+
+
 __all__ = [
     "MAX_NESTING",
     "MAX_TEXT_BYTES",
@@ -214,4 +242,5 @@ __all__ = [
     "parse_yaml",
     "read_local_file",
     "read_store_json",
+    "reject_booleans",
 ]

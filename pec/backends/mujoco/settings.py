@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
-from pec.config import reject_booleans
+from pec.safe_io import reject_booleans
 
 
 class BalluTaskSettings(BaseModel):
