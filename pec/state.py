@@ -156,6 +156,7 @@ class ExpertSnapshot(BaseModel):
     sigma: list[list[float]]
     checkpoint: str | None = None
     n_designs: int = Field(ge=0)
+    dl: int | None = Field(default=None, ge=0, le=74)  # starting level of that training, if any
 
     @field_validator("mu")
     @classmethod
@@ -196,6 +197,9 @@ class PECState(BaseModel):
     init_realized_coverage: float = Field(ge=0.0, le=1.0)
     config_hash: str = Field(min_length=1)
     coverage: list[CoverageRecord] = Field(default_factory=list)
+    # Seed of the one Monte-Carlo point set every coverage of this run is measured on (init,
+    # refit, stopping); None in runs written before it was recorded (then the config's seed).
+    coverage_seed: int | None = Field(default=None, ge=0)
 
     @field_validator("schema_version")
     @classmethod
@@ -363,7 +367,13 @@ def check_successor(old: PECState, new: PECState) -> None:
         fail(f"changes the number of experts from {old.K} to {new.K}")
     if new.design_space != old.design_space:
         fail(f"changes design_space from {old.design_space} to {new.design_space}")
-    for name in ("init_strategy", "init_seed", "init_sigma_scale", "init_realized_coverage"):
+    for name in (
+        "init_strategy",
+        "init_seed",
+        "init_sigma_scale",
+        "init_realized_coverage",
+        "coverage_seed",
+    ):
         if getattr(new, name) != getattr(old, name):
             fail(f"changes {name} from {getattr(old, name)!r} to {getattr(new, name)!r}")
     if new.history[: len(old.history)] != old.history:

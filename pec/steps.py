@@ -92,6 +92,7 @@ def initialise_run(run: Run) -> tuple[PECState, str, bool]:
         init_realized_coverage=init.realized_coverage,
         config_hash=cfg.content_hash(),
         coverage=[],
+        coverage_seed=coverage_seed(cfg),
     )
     version = save_state(run.store, state, expected_version=None, previous=None)
     return state, version, True
@@ -103,9 +104,9 @@ def coverage_seed(config: PECConfig) -> int:
 
 
 def state_coverage(run: Run, state: PECState) -> float:
-    return mc_coverage(
-        state.expert_mus(), state.expert_variances(), run.space, seed=coverage_seed(run.config)
-    )
+    """Coverage on the run's recorded Monte-Carlo point set (the config's for older runs)."""
+    seed = state.coverage_seed if state.coverage_seed is not None else coverage_seed(run.config)
+    return mc_coverage(state.expert_mus(), state.expert_variances(), run.space, seed=seed)
 
 
 def _diag(variance: np.ndarray) -> list[list[float]]:
@@ -274,7 +275,15 @@ def prepare_training(run: Run, state: PECState, expert_id: int) -> TrainJobSpec:
     )
 
 
+def _trained_dl(run: Run, expert_id: int, iteration: int) -> int | None:
+    """The starting level (dl) the expert's training of ``iteration`` used, from its result."""
+    result = run_records.read_train_result(run.store, run.name, expert_id, iteration)
+    return None if result is None else result.dl
+
+
 def record_train_result(run: Run, spec: TrainJobSpec, result: TrainJobResult) -> str:
+    """result.json of a training, with the dl it started at (also for results of older jobs)."""
+    result = result.model_copy(update={"dl": spec.start_level})
     key = layout.train_result_key(run.name, spec.expert_id, spec.iteration)
     run.store.write_bytes(key, json.dumps(result.model_dump(mode="json"), indent=2).encode())
     fault_point("train-result-recorded")
@@ -462,6 +471,7 @@ def refit_iteration(
                 sigma=[list(r) for r in e.sigma],
                 checkpoint=e.checkpoint,
                 n_designs=len(e.designs),
+                dl=_trained_dl(run, e.id, iteration),
             )
             for e in state.experts
         ],

@@ -15,6 +15,10 @@ import numpy as np
 import pytest
 
 from pec.cli import main
+from pec.coverage import coverage
+from pec.design_space import DesignSpace
+from pec.seeds import derive_seed
+from pec.state import PECState
 from pec.store import Store
 
 RUN = "demo"
@@ -82,9 +86,17 @@ def test_init_refit_visualize_follow_the_formulas(
     ]
     scores_file = tmp_path / "scores.json"
     scores_file.write_text(json.dumps({"scores": scores}))
-    assert main(["refit", *common, "--scores", str(scores_file)]) == 0
+    # another seed in the config must not move the run's Monte-Carlo coverage point set
+    assert main(["refit", *common, "--scores", str(scores_file), "--set", "seed=7"]) == 0
 
     state1 = _json(store, f"{RUN}/pec_state.json")
+    assert state0["coverage_seed"] == state1["coverage_seed"] == derive_seed(0, "coverage")
+    refitted = PECState.model_validate(state1)
+    space = DesignSpace(gcr=(0.75, 0.89), spcf=(0.001, 0.010))
+    assert state1["coverage"][0]["coverage"] == coverage(
+        refitted.expert_mus(), refitted.expert_variances(), space, seed=state1["coverage_seed"]
+    )
+    assert [s["dl"] for s in state1["history"][0]["experts_snapshot"]] == [None] * 3
     assert state1["iteration"] == 1
     assert state1["history"][0]["iteration"] == 0
     winners = [0, 0, 0, 1, 0, 1, 2, 0]

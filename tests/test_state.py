@@ -71,6 +71,7 @@ def sheet_state() -> dict[str, Any]:
                         "sigma": [[1e-4, 0.0], [0.0, 4e-7]],
                         "checkpoint": "/abs/a.pt",
                         "n_designs": 2,
+                        "dl": 2,
                     },
                     {
                         "id": 1,
@@ -78,6 +79,7 @@ def sheet_state() -> dict[str, Any]:
                         "sigma": [[2e-4, 0.0], [0.0, 9e-7]],
                         "checkpoint": None,
                         "n_designs": 1,
+                        "dl": None,
                     },
                 ],
                 "coverage_before": 0.4,
@@ -91,6 +93,7 @@ def sheet_state() -> dict[str, Any]:
                         "sigma": [[1e-4, 0.0], [0.0, 4e-7]],
                         "checkpoint": "/abs/a.pt",
                         "n_designs": 3,
+                        "dl": 2,
                     },
                     {
                         "id": 1,
@@ -98,6 +101,7 @@ def sheet_state() -> dict[str, Any]:
                         "sigma": [[2e-4, 0.0], [0.0, 9e-7]],
                         "checkpoint": "/abs/b.pt",
                         "n_designs": 2,
+                        "dl": 2,
                     },
                 ],
                 "coverage_before": None,
@@ -110,6 +114,7 @@ def sheet_state() -> dict[str, Any]:
         "init_realized_coverage": 0.31,
         "config_hash": "abc123",
         "coverage": [{"iteration": 1, "coverage": 0.4}, {"iteration": 2, "coverage": 0.5}],
+        "coverage_seed": 1234,
     }
 
 

@@ -81,6 +81,7 @@ class TrainJobResult(_Strict):
     metrics: dict[str, float] = Field(default_factory=dict)
     log_uri: str
     warning: str | None = None  # set when the trainer crashed after writing a checkpoint
+    dl: int | None = Field(default=None, ge=0, le=MAX_LEVEL)  # the starting level it trained at
 
 
 class EvalJobSpec(_Strict):
