@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from pec import layout
+from pec import layout, run_records
 from pec.curriculum import starting_level
 from pec.designs_file import Design
 from pec.errors import InputError, JobError, NotFoundError, StateError
@@ -139,10 +139,8 @@ def training_records(run: Run, state: PECState) -> list[TrainingRecord]:
         last = state.experts[k].last_trained_pec_iter
         if last is None or it > last:
             continue
-        try:
-            metrics = json.loads(run.store.read_bytes(key)).get("metrics") or {}
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            metrics = {}
+        result = run_records.read_train_result(run.store, run.name, k, it)
+        metrics = result.metrics if result is not None else {}
         steps = metrics.get("env_steps")
         ppo = metrics.get("iterations")
         records.append(

@@ -125,5 +125,5 @@ def read_train_result(
     store: Store, run_name: str, expert_id: int, iteration: int
 ) -> TrainJobResult | None:
     key = layout.train_result_key(run_name, expert_id, iteration)
-    data = read_store_json(store, key, StateError)
+    data = read_store_json(store, key, StateError, finite=False)  # metrics may be NaN
     return None if data is None else parse_train_result(data, store.uri(key))

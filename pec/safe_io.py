@@ -117,8 +117,14 @@ def _finite_float(text: str) -> float:
     return value
 
 
-def parse_json(data: bytes | str, source: str, error: type[PECError]) -> Any:
-    """Decode JSON strictly: UTF-8, bounded nesting, finite numbers only."""
+def parse_json(
+    data: bytes | str, source: str, error: type[PECError], *, finite: bool = True
+) -> Any:
+    """Decode JSON strictly: UTF-8, bounded nesting, finite numbers only.
+
+    ``finite=False`` lets NaN/Infinity through, for records whose free-form metrics may
+    legitimately hold them (a training's mean reward before any episode ended).
+    """
     if isinstance(data, bytes):
         if len(data) > MAX_TEXT_BYTES:
             raise _fail(error, f"{source}: larger than {MAX_TEXT_BYTES // 2**20} MiB; refused")
@@ -126,7 +132,10 @@ def parse_json(data: bytes | str, source: str, error: type[PECError]) -> Any:
     else:
         text = data
     try:
-        value = json.loads(text, parse_constant=_non_finite, parse_float=_finite_float)
+        if finite:
+            value = json.loads(text, parse_constant=_non_finite, parse_float=_finite_float)
+        else:
+            value = json.loads(text)
     except json.JSONDecodeError as exc:
         raise _fail(
             error,
@@ -162,13 +171,15 @@ def parse_yaml(data: bytes | str, source: str, error: type[PECError]) -> Any:
     return value
 
 
-def read_store_json(store: Store, key: str, error: type[PECError]) -> Any | None:
+def read_store_json(
+    store: Store, key: str, error: type[PECError], *, finite: bool = True
+) -> Any | None:
     """A JSON record of a run through its store, or None when absent; broken ones are one line."""
     try:
         data = store.read_bytes(key)
     except NotFoundError:
         return None
-    return parse_json(data, store.uri(key), error)
+    return parse_json(data, store.uri(key), error, finite=finite)
 
 
 def expect_mapping(value: Any, source: str, error: type[PECError], *keys: str) -> dict[str, Any]:
