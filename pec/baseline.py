@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from pec import layout, run_records
+from pec import layout
 from pec.curriculum import starting_level
 from pec.designs_file import Design
 from pec.errors import InputError, JobError, NotFoundError, StateError
@@ -31,6 +31,7 @@ from pec.final_eval import eval_seed, results_payload, reusable_levels
 from pec.jobs.runner import JobRunner
 from pec.jobs.spec import EvalJobSpec, TrainJobSpec
 from pec.run import Run
+from pec.safe_io import read_store_json
 from pec.seeds import derive_seed
 from pec.state import PECState
 from pec.steps import checkpoint_exists, job_settings
@@ -139,8 +140,12 @@ def training_records(run: Run, state: PECState) -> list[TrainingRecord]:
         last = state.experts[k].last_trained_pec_iter
         if last is None or it > last:
             continue
-        result = run_records.read_train_result(run.store, run.name, k, it)
-        metrics = result.metrics if result is not None else {}
+        try:  # a record without metrics counts as a training of unknown size
+            data = read_store_json(run.store, key, StateError, finite=False)
+        except StateError:
+            data = None
+        found = data.get("metrics") if isinstance(data, dict) else None
+        metrics: dict[str, Any] = found if isinstance(found, dict) else {}
         steps = metrics.get("env_steps")
         ppo = metrics.get("iterations")
         records.append(

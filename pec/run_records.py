@@ -121,6 +121,33 @@ def parse_train_result(data: Any, source: str) -> TrainJobResult:
         ) from None
 
 
+def read_train_dl(store: Store, run_name: str, expert_id: int, iteration: int) -> int | None:
+    """The ``dl`` a training's result.json recorded (None when absent or not a level)."""
+    key = layout.train_result_key(run_name, expert_id, iteration)
+    data = read_store_json(store, key, StateError, finite=False)
+    value = data.get("dl") if isinstance(data, dict) else None
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_LEVEL:
+        return None
+    return value
+
+
+def read_train_metrics(
+    store: Store, run_name: str, expert_id: int, iteration: int
+) -> dict[str, float] | None:
+    """Only the metrics of a training's result.json (what `pec status` sums), checked."""
+    key = layout.train_result_key(run_name, expert_id, iteration)
+    data = read_store_json(store, key, StateError, finite=False)
+    if data is None:
+        return None
+    source = store.uri(key)
+    metrics = expect_mapping(data, source, StateError).get("metrics", {})
+    if not isinstance(metrics, dict) or any(
+        isinstance(v, bool) or not isinstance(v, int | float) for v in metrics.values()
+    ):
+        raise StateError(f"{source}: metrics must be an object of numbers; restore the file")
+    return {str(name): float(value) for name, value in metrics.items()}
+
+
 def read_train_result(
     store: Store, run_name: str, expert_id: int, iteration: int
 ) -> TrainJobResult | None:

@@ -147,8 +147,8 @@ def parse_json(
     except ValueError as exc:  # a NaN/Infinity constant or an overflowing number
         raise _fail(
             error,
-            f"{source}: holds {str(exc)[:20]!s}, not a finite number; write finite numbers "
-            "(or null where a value is missing)",
+            f"{source}: holds {str(exc)[:20]!s}, not a finite number; numbers must be finite "
+            "(write null where a value is missing)",
         ) from None
     if nesting_depth(value) > MAX_NESTING:
         raise _too_deep(source, error)

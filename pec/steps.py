@@ -168,13 +168,11 @@ def check_warm_start(run: Run, state: PECState, expert_id: int) -> None:
 
 
 def _check_weights_only(data: bytes, what: str) -> None:
-    import pickle
-
     import torch
 
     try:
         torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, ValueError, EOFError, OSError) as exc:
+    except Exception as exc:  # noqa: BLE001 - any failure of the safe load means a bad file
         lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
         named = [line for line in lines if "global" in line.lower() or "Unpickler" in line]
         reason = (named or lines or [type(exc).__name__])[0][:160]
@@ -277,8 +275,7 @@ def prepare_training(run: Run, state: PECState, expert_id: int) -> TrainJobSpec:
 
 def _trained_dl(run: Run, expert_id: int, iteration: int) -> int | None:
     """The starting level (dl) the expert's training of ``iteration`` used, from its result."""
-    result = run_records.read_train_result(run.store, run.name, expert_id, iteration)
-    return None if result is None else result.dl
+    return run_records.read_train_dl(run.store, run.name, expert_id, iteration)
 
 
 def record_train_result(run: Run, spec: TrainJobSpec, result: TrainJobResult) -> str:

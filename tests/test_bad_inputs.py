@@ -491,8 +491,8 @@ BAD = [
         "record",
         "result wrong type",
         ["status", *RC],
-        "checkpoint_uri",
-        breaks=_write(RESULT, b'{"checkpoint_uri": 7, "log_uri": "x"}'),
+        "metrics must be an object",
+        breaks=_write(RESULT, b'{"checkpoint_uri": "x", "metrics": "lots"}'),
     ),
     Bad(
         "record",

@@ -42,10 +42,10 @@ def iteration_history(store: Store, state: PECState) -> list[dict[str, Any]]:
         steps = 0.0
         trained = 0
         for k in range(K):
-            result = run_records.read_train_result(store, state.run_name, k, it)
-            if result is not None:
+            metrics = run_records.read_train_metrics(store, state.run_name, k, it)
+            if metrics is not None:
                 trained += 1
-                steps += float(result.metrics.get("env_steps", 0.0))
+                steps += metrics.get("env_steps", 0.0)
         failures = [e.id for e in state.experts for f in e.failures if f.iteration == it]
         if it == state.iteration and scores is None and trained == 0 and not failures:
             break  # the next iteration has not started

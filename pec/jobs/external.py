@@ -45,7 +45,6 @@ def recover_train_result(spec: TrainJobSpec, reason: str) -> TrainJobResult | No
         metrics={},
         log_uri=prefix_uri(store, log_prefix),
         warning=warning,
-        dl=spec.start_level,
     )
 
 

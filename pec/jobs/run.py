@@ -174,7 +174,6 @@ def run_train_job(
         metrics=metrics,
         log_uri=prefix_uri(store, log_prefix),
         warning=warning,
-        dl=spec.start_level,
     )
 
 

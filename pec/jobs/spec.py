@@ -81,7 +81,9 @@ class TrainJobResult(_Strict):
     metrics: dict[str, float] = Field(default_factory=dict)
     log_uri: str
     warning: str | None = None  # set when the trainer crashed after writing a checkpoint
-    dl: int | None = Field(default=None, ge=0, le=MAX_LEVEL)  # the starting level it trained at
+    # The starting obstacle level the training used; the driver records it in result.json
+    # (a job's own result leaves it out, and a None is never serialised).
+    dl: int | None = Field(default=None, ge=0, le=MAX_LEVEL, exclude_if=lambda value: value is None)
 
 
 class EvalJobSpec(_Strict):
