@@ -117,7 +117,7 @@ def _num_envs(run: Run, expert_id: int, iteration: int) -> int | None:
     key = layout.samples_keys(run.name, expert_id, iteration)[0]
     try:
         values = load_npy(run.store.read_bytes(key))
-    except (NotFoundError, ValueError, OSError):
+    except (NotFoundError, ValueError, OSError, EOFError):
         return None
     return int(values.shape[0]) if values.ndim == 1 else None
 

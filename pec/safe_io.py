@@ -1,23 +1,23 @@
-"""Reading JSON, YAML and .npy that someone else wrote: one clear error instead of a traceback.
+"""Reading JSON and YAML that someone else wrote: one clear error instead of a traceback.
 
 Every file pec reads — a config, a scores or designs file, and the files a run recorded
 itself (state, candidates, scores, results) — goes through these helpers, which turn each
 way such a file can be broken into one :class:`PECError` line naming the file and the fix:
 bytes that are not UTF-8, syntax errors, nesting deep enough to exhaust the parser's
 recursion, non-finite numbers (``NaN``, ``Infinity``, ``1e999``), files too large to be
-what they claim, and arrays of the wrong dtype or shape. The error class is the caller's:
+what they claim. (Arrays travel as .npy, read with allow_pickle=False and checked where
+they are used: pec.jobs.run.) The error class is the caller's:
 a user's file raises InputError or ConfigError, a run's own record StateError.
+:func:`reject_booleans` keeps pydantic models from reading ``true`` as the number 1.
 """
 
 from __future__ import annotations
 
-import io
 import json
 import math
 from pathlib import Path
 from typing import Any, get_args
 
-import numpy as np
 import yaml
 from pydantic import BaseModel, ValidationInfo
 
@@ -192,29 +192,6 @@ def expect_mapping(value: Any, source: str, error: type[PECError], *keys: str) -
     return value
 
 
-def parse_npy(
-    data: bytes, source: str, error: type[PECError], *, length: int | None = None
-) -> np.ndarray:
-    """A 1-D float array from .npy bytes (never unpickled), checked for length and finiteness."""
-    try:
-        array = np.load(io.BytesIO(data), allow_pickle=False)
-    except (ValueError, OSError, EOFError) as exc:
-        raise _fail(
-            error, f"{source}: not a readable .npy array ({str(exc)[:80]}); rewrite it"
-        ) from None
-    if not isinstance(array, np.ndarray) or array.dtype.kind not in "fiu" or array.ndim != 1:
-        raise _fail(
-            error,
-            f"{source}: holds a {getattr(array, 'dtype', '?')} array of shape "
-            f"{getattr(array, 'shape', '?')}; expected a 1-D float array",
-        )
-    if length is not None and array.shape[0] != length:
-        raise _fail(error, f"{source}: holds {array.shape[0]} values; expected {length}")
-    if not np.all(np.isfinite(array)):
-        raise _fail(error, f"{source}: holds NaN or infinite values; rewrite it")
-    return array
-
-
 def allows_bool(annotation: Any) -> bool:
     """Whether a field's type admits a bool (or anything, for Any-typed fields)."""
     if annotation is bool or annotation is Any:
@@ -249,7 +226,6 @@ __all__ = [
     "expect_mapping",
     "nesting_depth",
     "parse_json",
-    "parse_npy",
     "parse_yaml",
     "read_local_file",
     "read_store_json",

@@ -286,7 +286,7 @@ def _load_samples(store: Store, key: str, path: Path, num_envs: int) -> np.ndarr
         ) from exc
     try:
         values = np.load(path, allow_pickle=False)
-    except (ValueError, OSError) as exc:
+    except (ValueError, OSError, EOFError) as exc:
         raise InputError(
             f"samples {store.uri(key)} are not a plain .npy array ({exc}); save them with np.save"
         ) from exc
