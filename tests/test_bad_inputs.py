@@ -11,11 +11,14 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
 
 from pec import layout
 from pec.cli import main
+from pec.errors import StateError
 
 RUN = "cat"
 
@@ -792,3 +795,46 @@ def test_the_pec_command_prints_one_line_and_no_warning(
     )
     _check(case, done.returncode, done.stderr.strip())
     assert _everything(tmp_path) == before
+
+
+def _warns_then(fails: bool) -> Callable[..., Any]:
+    """status's state loader replaced by one that overflows numpy first (as a broken input
+    once did inside coverage), then fails or carries on."""
+    from pec.run import load_state_or_fail
+
+    def load(store: Any, run_name: str) -> Any:
+        np.exp(np.float64(1e4))  # RuntimeWarning: overflow encountered in exp
+        if fails:
+            raise StateError("pec_state.json: broken on purpose")
+        return load_state_or_fail(store, run_name)
+
+    return load
+
+
+def test_warnings_on_the_way_to_an_error_stay_out_of_its_line(
+    seeded_store: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    recwarn: pytest.WarningsRecorder,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import pec.cli.run_commands as commands
+
+    monkeypatch.setattr(commands, "load_state_or_fail", _warns_then(fails=True))
+    capsys.readouterr()
+    assert main(["status", "--run_name", RUN, "--store", str(seeded_store)]) == 2
+    assert capsys.readouterr().err.strip() == "pec: error: pec_state.json: broken on purpose"
+    assert not [w for w in recwarn if issubclass(w.category, RuntimeWarning)]
+
+
+def test_warnings_of_a_successful_command_are_logged(
+    seeded_store: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    recwarn: pytest.WarningsRecorder,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import pec.cli.run_commands as commands
+
+    monkeypatch.setattr(commands, "load_state_or_fail", _warns_then(fails=False))
+    assert main(["status", "--run_name", RUN, "--store", str(seeded_store)]) == 0
+    assert any("overflow encountered in exp" in r.getMessage() for r in caplog.records)
+    assert not [w for w in recwarn if issubclass(w.category, RuntimeWarning)]
