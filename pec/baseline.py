@@ -379,6 +379,8 @@ def baseline_eval_spec(
         designs=[(float(d.GCR), float(d.spcf)) for d in designs],
         num_episodes=num_episodes,
         start_difficulty=start_difficulty,
+        score=run.config.score,
+        search_max_level=run.config.search_max_level,
         seed=eval_seed(run, stem),
         device=run.config.effective_device,
         settings=job_settings(run, state),

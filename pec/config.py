@@ -103,6 +103,12 @@ class PECConfig(BaseModel):
     border_outer_ld: float = Field(-2.5, le=0.0)
     num_episodes: int = Field(20, ge=1, le=100_000)
     start_difficulty: int = Field(28, ge=0, le=MAX_LEVEL)
+    score: Literal["final_level", "level_search"] = Field(
+        "final_level", description="evaluation protocol (pec.protocols); the original's default"
+    )
+    search_max_level: int = Field(
+        MAX_LEVEL, ge=1, le=MAX_LEVEL, description="level_search: highest level probed (ceiling)"
+    )
 
     # Refit
     min_var_scale: float = Field(0.01, ge=1e-6, le=10.0)
@@ -199,6 +205,12 @@ class PECConfig(BaseModel):
         if self.device is not None:
             return self.device
         return "cpu" if self.backend == "mujoco" else "cuda:0"
+
+    def protocol_record(self) -> dict[str, Any]:
+        """The evaluation protocol as recorded in scores.json / summary.json (with its ceiling)."""
+        from pec.protocols import describe
+
+        return describe(self.score, self.num_episodes, self.start_difficulty, self.search_max_level)
 
     def docker_options(self) -> dict[str, Any]:
         """DockerExecutor keyword arguments for `executor: docker`."""

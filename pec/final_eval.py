@@ -25,6 +25,7 @@ from pec.design_space import DesignSpace, FloatArray, IntArray, as_points
 from pec.designs_file import Design
 from pec.errors import InputError, NotFoundError, StateError
 from pec.jobs.spec import EvalJobSpec
+from pec.protocols import describe
 from pec.refit import assign_winners
 from pec.routing import route
 from pec.run import Run
@@ -300,12 +301,24 @@ def final_eval_specs(
             designs=points,
             num_episodes=num_episodes,
             start_difficulty=start_difficulty,
+            score=run.config.score,
+            search_max_level=run.config.search_max_level,
             seed=eval_seed(run, stem),
             device=run.config.effective_device,
             settings=job_settings(run, state),
             timeout_s=run.config.eval_timeout_h * 3600.0,
         )
     return specs
+
+
+def spec_protocol(spec: EvalJobSpec) -> dict[str, Any]:
+    """What produced a result file's levels: the protocol (with its ceiling) and the seed."""
+    return {
+        **describe(spec.score, spec.num_episodes, spec.start_difficulty, spec.search_max_level),
+        "num_episodes": spec.num_episodes,
+        "start_difficulty": spec.start_difficulty,
+        "seed": spec.seed,
+    }
 
 
 def results_payload(
@@ -318,11 +331,7 @@ def results_payload(
         "who": who,
         "expert_id": spec.expert_id,
         "checkpoint": spec.checkpoint_uri,
-        "protocol": {
-            "num_episodes": spec.num_episodes,
-            "start_difficulty": spec.start_difficulty,
-            "seed": spec.seed,
-        },
+        "protocol": spec_protocol(spec),
         "designs": [
             {"id": d.id, "GCR": d.GCR, "spcf": d.spcf, "level": int(v)}
             for d, v in zip(designs, levels, strict=True)
@@ -354,12 +363,7 @@ def reusable_levels(
         return None
     same = (
         data.get("checkpoint") == spec.checkpoint_uri
-        and data.get("protocol")
-        == {
-            "num_episodes": spec.num_episodes,
-            "start_difficulty": spec.start_difficulty,
-            "seed": spec.seed,
-        }
+        and data.get("protocol") == spec_protocol(spec)
         and [
             (e.get("id"), e.get("GCR"), e.get("spcf")) if isinstance(e, dict) else None
             for e in data["designs"]
@@ -399,6 +403,9 @@ def write_summary(
         designs_stem=stem,
         designs=designs,
         protocol={
+            **describe(
+                run.config.score, num_episodes, start_difficulty, run.config.search_max_level
+            ),
             "num_episodes": num_episodes,
             "start_difficulty": start_difficulty,
             "seed": eval_seed(run, stem),

@@ -166,6 +166,21 @@ def comparison_rows(numbers: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
+def protocol_text(protocol: dict[str, Any]) -> str:
+    """One phrase saying how the scores were measured, with the protocol's ceiling."""
+    if protocol.get("score") == "level_search":
+        return (
+            "score = highest level passed in one deterministic episode, by level search "
+            f"(0..{protocol.get('search_max_level', '?')}; ceiling {protocol.get('ceiling', '?')})"
+        )
+    ceiling = protocol.get("ceiling")
+    return (
+        f"{protocol.get('num_episodes', '?')} episodes from level "
+        f"{protocol.get('start_difficulty', '?')}, score = final curriculum level "
+        f"(0..74{'' if ceiling is None else f'; ceiling {ceiling}'})"
+    )
+
+
 def markdown_summary(numbers: dict[str, Any], plot_uris: list[str]) -> str:
     def f(value: Any) -> str:
         return "n/a" if value is None else f"{value:.3f}"
@@ -174,9 +189,7 @@ def markdown_summary(numbers: dict[str, Any], plot_uris: list[str]) -> str:
     lines = [
         f"# PEC final evaluation of `{numbers['run']}`",
         "",
-        f"{numbers['designs']} held-out designs, K={numbers['K']}, "
-        f"{p.get('num_episodes', '?')} episodes from level {p.get('start_difficulty', '?')}, "
-        "score = final curriculum level (0..74).",
+        f"{numbers['designs']} held-out designs, K={numbers['K']}, {protocol_text(p)}.",
         "",
         "| policy | mean level | / generalist | wins | ties | losses |",
         "| --- | ---: | ---: | ---: | ---: | ---: |",

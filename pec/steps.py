@@ -362,6 +362,8 @@ def prepare_evaluation(
         designs=[(float(g), float(s)) for g, s in candidates],
         num_episodes=cfg.num_episodes,
         start_difficulty=cfg.start_difficulty,
+        score=cfg.score,
+        search_max_level=cfg.search_max_level,
         seed=derive_seed(cfg.seed, "eval", expert_id, state.iteration),
         device=cfg.effective_device,
         settings=job_settings(run, state),
@@ -391,6 +393,7 @@ def write_scores(
         "iteration": state.iteration,
         "scores": rows,
         "protocol": {
+            **cfg.protocol_record(),
             "F": F,
             "K": len(state.experts),
             "num_episodes": cfg.num_episodes,

@@ -94,6 +94,21 @@ CASES = [
         "GCR_range",
     ),
     Case(
+        "unknown evaluation protocol",
+        ["init", "--run_name", "new", "--store", "{store}", "--set", "score=best_level"],
+        "score",
+    ),
+    Case(
+        "level search ceiling above the top level",
+        ["init", "--run_name", "new", "--store", "{store}", "--set", "search_max_level=80"],
+        "search_max_level",
+    ),
+    Case(
+        "level search ceiling zero",
+        ["init", "--run_name", "new", "--store", "{store}", "--set", "search_max_level=0"],
+        "search_max_level",
+    ),
+    Case(
         "coverage target above one",
         ["init", "--run_name", "new", "--store", "{store}", "--set", "coverage_target=1.5"],
         "coverage_target",

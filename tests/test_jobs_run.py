@@ -196,6 +196,17 @@ def test_eval_job_returns_one_level_per_design_and_writes_the_result(
     assert backend.eval_checkpoint_bytes == [b"policy-weights"]
 
 
+def test_level_search_eval_job_drives_the_probe_primitive(
+    store: LocalStore, backend: RecordingBackend
+) -> None:
+    spec = eval_spec(store, score="level_search", search_max_level=74)
+    result = job_run.run_eval_job(spec)
+    assert result.levels == [16, 17, 17]  # floor(20 x GCR) for GCR 0.8, 0.85, 0.88
+    assert backend.eval_requests == []  # the final-level protocol was not used
+    assert 1 <= len(backend.probe_requests) <= 7
+    assert all(r.seed == 3 for r in backend.probe_requests)
+
+
 @pytest.mark.parametrize(
     ("levels", "message"),
     [([1, 2], "2 levels for 3 designs"), ([1, 2, 75], "level 75"), ([1, 2, -1], "level -1")],

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from pec.backends.base import Backend, EvalRequest, TrainRequest
+from pec.backends.base import Backend, EvalRequest, ProbeRequest, TrainRequest
 from pec.backends.mujoco import MujocoBackend
 from pec.backends.mujoco.backend import BEST_NAME, LAST_NAME, load_checkpoint
 from pec.errors import ConfigError, InputError
@@ -147,3 +147,30 @@ def test_same_seed_same_weights(tmp_path: Path) -> None:
     a, b = (load_checkpoint(o.last_checkpoint)["actor_state_dict"] for o in outs)
     for key in a:
         torch.testing.assert_close(a[key], b[key], rtol=0, atol=0)
+
+
+def test_probe_levels_agrees_with_one_curriculum_episode(tmp_path: Path) -> None:
+    """A probe passes exactly when one evaluation episode from that level levels up."""
+    out = MujocoBackend().train(_request(tmp_path, 4, 2))
+    rng = np.random.default_rng(1)
+    gcr, spcf = rng.uniform(0.75, 0.89, 8), rng.uniform(0.001, 0.01, 8)
+    # A promotion line just past the start, so an almost untrained policy passes some probes.
+    settings: dict[str, object] = {
+        "task": {"episode_steps": 60, "promote_x": 0.02, "demote_x": -5.0}
+    }
+    backend = MujocoBackend()
+    passed = backend.probe_levels(
+        ProbeRequest(out.best_checkpoint, gcr, spcf, np.zeros(8, int), 0, "cpu", settings)
+    )
+    after = backend.evaluate(EvalRequest(out.best_checkpoint, gcr, spcf, 1, 0, 0, "cpu", settings))
+    assert passed == [level == 1 for level in after]
+    assert 0 < sum(passed) < 8  # both outcomes occur, so the agreement says something
+    # Per-env levels: the same designs at the top level (0.741 m) all fail.
+    top = backend.probe_levels(
+        ProbeRequest(out.best_checkpoint, gcr, spcf, np.full(8, 74), 0, "cpu", settings)
+    )
+    assert top == [False] * 8
+    with pytest.raises(InputError, match="levels"):
+        backend.probe_levels(
+            ProbeRequest(out.best_checkpoint, gcr, spcf, np.full(8, 75), 0, "cpu", settings)
+        )

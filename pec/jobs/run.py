@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from pec import layout
-from pec.backends.base import EvalRequest, ProgressCallback, TrainRequest
+from pec.backends.base import Backend, EvalRequest, ProbeRequest, ProgressCallback, TrainRequest
 from pec.backends.registry import get_backend
 from pec.errors import InputError, JobError, NotFoundError, PECError, StoreError
 from pec.faults import fault_point
@@ -28,6 +28,7 @@ from pec.jobs.spec import (
     TrainJobResult,
     TrainJobSpec,
 )
+from pec.protocols import level_search
 from pec.store import Store
 
 logger = logging.getLogger(__name__)
@@ -202,7 +203,10 @@ def run_eval_job(spec: EvalJobSpec) -> EvalJobResult:
             spec.backend,
         )
         try:
-            levels = backend.evaluate(request)
+            if spec.score == "level_search":
+                levels = _search_levels(backend, request, spec.search_max_level)
+            else:
+                levels = backend.evaluate(request)
         except Exception as exc:
             raise JobError(
                 f"evaluation of expert {spec.expert_id} ({spec.checkpoint_uri}) failed: "
@@ -215,6 +219,29 @@ def run_eval_job(spec: EvalJobSpec) -> EvalJobResult:
         store.write_bytes(spec.result_key, payload)
         fault_point("eval-result-written")
     return result
+
+
+def _search_levels(backend: Backend, request: EvalRequest, search_max_level: int) -> list[int]:
+    """The level-search protocol (pec.protocols) on the backend's probe_levels primitive."""
+    probe_levels = getattr(backend, "probe_levels", None)
+    if probe_levels is None:
+        raise JobError(
+            f"backend {backend.name!r} has no probe_levels; use score: final_level with it"
+        )
+
+    def probe(indices: np.ndarray, levels: np.ndarray) -> list[bool]:
+        probe_request = ProbeRequest(
+            checkpoint=request.checkpoint,
+            gcr=request.gcr[indices],
+            spcf=request.spcf[indices],
+            levels=levels,
+            seed=request.seed,
+            device=request.device,
+            settings=request.settings,
+        )
+        return list(probe_levels(probe_request))
+
+    return level_search(probe, len(request.gcr), search_max_level)
 
 
 def prefix_uri(store: Store, prefix: str) -> str:

@@ -99,6 +99,8 @@ class EvalJobSpec(_Strict):
     designs: list[tuple[float, float]] = Field(min_length=1)  # [GCR, spcf] pairs
     num_episodes: int = Field(ge=1)
     start_difficulty: int = Field(ge=0, le=MAX_LEVEL)
+    score: Literal["final_level", "level_search"] = "final_level"  # see pec.protocols
+    search_max_level: int = Field(MAX_LEVEL, ge=1, le=MAX_LEVEL)
     seed: int
     device: str = "cpu"
     settings: dict[str, Any] = Field(default_factory=dict)

@@ -31,6 +31,7 @@ import numpy as np
 from pec.backends.base import (
     CheckpointCallback,
     EvalRequest,
+    ProbeRequest,
     ProgressCallback,
     TrainOutcome,
     TrainRequest,
@@ -53,6 +54,7 @@ class RecordingBackend(ZeroCostBackend):
         self.resume_bytes: list[bytes | None] = []
         self.eval_requests: list[EvalRequest] = []
         self.eval_checkpoint_bytes: list[bytes] = []
+        self.probe_requests: list[ProbeRequest] = []
         self.checkpoint_bytes: list[bytes] = []
 
     def train(
@@ -95,6 +97,12 @@ class RecordingBackend(ZeroCostBackend):
         if request.settings.get("fail") == "evaluate":
             raise RuntimeError("double told to fail evaluate")
         return super().evaluate(request)
+
+    def probe_levels(self, request: ProbeRequest) -> list[bool]:
+        """Passes while the level is at most the design's threshold: 20 x GCR (0.8 -> 16)."""
+        self.probe_requests.append(request)
+        thresholds = np.floor(20 * np.asarray(request.gcr) + 1e-9)
+        return [bool(level <= t) for level, t in zip(request.levels, thresholds, strict=True)]
 
 
 def _wait_for_file(path: Path) -> None:

@@ -30,6 +30,7 @@ from tensordict import TensorDict
 from pec.backends.base import (
     CheckpointCallback,
     EvalRequest,
+    ProbeRequest,
     ProgressCallback,
     TrainOutcome,
     TrainRequest,
@@ -342,29 +343,77 @@ class MujocoBackend:
             )
         if request.num_episodes < 1:
             raise InputError(f"num_episodes={request.num_episodes}; pass at least 1")
-        ckpt = load_checkpoint(request.checkpoint, request.device)
-        settings = _merged_settings(ckpt, request.settings)
-        _seed_everything(request.seed)
-        env = BalluVecEnv(
-            gcr.size,
-            settings.task,
-            gcr_values=gcr,
-            spcf_values=spcf,
-            start_level=request.start_difficulty,
-            seed=request.seed,
-            device=request.device,
-            eval_mode=True,
+        env, actor = _eval_env_and_actor(
+            request.checkpoint,
+            gcr,
+            spcf,
+            request.start_difficulty,
+            request.seed,
+            request.device,
+            request.settings,
         )
-        actor = build_actor(env, settings.ppo, request.device)
-        try:
-            actor.load_state_dict(ckpt["actor_state_dict"])
-        except RuntimeError as exc:
-            raise InputError(
-                f"checkpoint {request.checkpoint} does not match the actor settings ({exc}); "
-                "evaluate with the settings it was trained with"
-            ) from exc
-        actor.eval()
         return run_episodes(env, actor, request.num_episodes)
+
+    def probe_levels(self, request: ProbeRequest) -> list[bool]:
+        """One deterministic episode per design at its own level: passed (root x > promote_x)?
+
+        All designs run as parallel environments of one scene; each env's obstacle is set to
+        its level before the episode, and the level rule's promotion test on the episode's
+        final root x decides (a blown-up episode, NaN x, fails).
+        """
+        gcr = np.asarray(request.gcr, dtype=np.float64).reshape(-1)
+        spcf = np.asarray(request.spcf, dtype=np.float64).reshape(-1)
+        levels = np.asarray(request.levels).reshape(-1)
+        if gcr.size == 0 or gcr.shape != spcf.shape or levels.shape != gcr.shape:
+            raise InputError(
+                f"gcr ({gcr.size}), spcf ({spcf.size}) and levels ({levels.size}) must be "
+                "equal, non-empty per-design arrays"
+            )
+        if not np.all(np.equal(np.mod(levels, 1), 0)) or levels.min() < 0 or levels.max() > 74:
+            raise InputError("probe levels must be whole numbers in [0, 74]")
+        env, actor = _eval_env_and_actor(
+            request.checkpoint, gcr, spcf, 0, request.seed, request.device, request.settings
+        )
+        env.set_levels(levels.astype(np.int64))
+        run_episodes(env, actor, 1)
+        with np.errstate(invalid="ignore"):
+            passed = env.last_root_x > env.task.promote_x
+        return [bool(v) for v in passed]
+
+
+def _eval_env_and_actor(
+    checkpoint: Path,
+    gcr: np.ndarray,
+    spcf: np.ndarray,
+    start_level: int,
+    seed: int,
+    device: str,
+    raw_settings: dict[str, object],
+) -> tuple[BalluVecEnv, MLPModel]:
+    """An evaluation-mode env (one per design) and the checkpoint's deterministic actor."""
+    ckpt = load_checkpoint(checkpoint, device)
+    settings = _merged_settings(ckpt, raw_settings)
+    _seed_everything(seed)
+    env = BalluVecEnv(
+        gcr.size,
+        settings.task,
+        gcr_values=gcr,
+        spcf_values=spcf,
+        start_level=start_level,
+        seed=seed,
+        device=device,
+        eval_mode=True,
+    )
+    actor = build_actor(env, settings.ppo, device)
+    try:
+        actor.load_state_dict(ckpt["actor_state_dict"])
+    except RuntimeError as exc:
+        raise InputError(
+            f"checkpoint {checkpoint} does not match the actor settings ({exc}); "
+            "evaluate with the settings it was trained with"
+        ) from exc
+    actor.eval()
+    return env, actor
 
 
 def run_episodes(env: BalluVecEnv, actor: torch.nn.Module, num_episodes: int) -> list[int]:

@@ -116,6 +116,8 @@ class BalluVecEnv(VecEnv):  # type: ignore[misc]  # rsl_rl ships no type informa
             [(self.gcr - glo) / (ghi - glo) * 2 - 1, (self.spcf - slo) / (shi - slo) * 2 - 1], 1
         )
         self.episodes_done: NDArray[np.int64] = np.zeros(num_envs, dtype=np.int64)
+        # Root x at the end of each env's latest episode (NaN before the first; a blow-up stays NaN).
+        self.last_root_x: FloatArray = np.full(num_envs, np.nan)
         self._ended_x: list[float] = []
         # True while an env plays a replay episode at a lower obstacle (no level change).
         self.replaying: NDArray[np.bool_] = np.zeros(num_envs, dtype=bool)
@@ -203,6 +205,7 @@ class BalluVecEnv(VecEnv):  # type: ignore[misc]  # rsl_rl ships no type informa
         A replay episode (training only, see `replay_probability`) leaves the level alone.
         """
         ids = np.asarray(env_ids, dtype=np.int64)
+        self.last_root_x[ids] = root_x
         ruled = ids[~self.replaying[ids]]
         if self.curriculum_active and ruled.size:
             x = np.asarray(root_x, dtype=np.float64)[~self.replaying[ids]]
@@ -220,6 +223,17 @@ class BalluVecEnv(VecEnv):  # type: ignore[misc]  # rsl_rl ships no type informa
             self.replaying[ids] = replay
         self.sim.set_obstacle_heights(ids, level_height(obstacle_levels))
         self.reset_envs(ids)
+
+    def set_levels(self, levels: NDArray[np.int64]) -> None:
+        """Put every env at its own level and restart its episode there (level probes)."""
+        new = np.asarray(levels, dtype=np.int64).reshape(-1)
+        if new.shape != (self.num_envs,):
+            raise ConfigError(f"{new.size} levels for {self.num_envs} envs; pass one per env")
+        all_ids = np.arange(self.num_envs)
+        self.levels = new.copy()
+        self.sim.set_obstacle_heights(all_ids, level_height(self.levels))
+        self.reset_envs(all_ids)
+        self._obs = self._compute_obs()
 
     def reset_envs(self, env_ids: NDArray[np.int64]) -> None:
         """Reset only these envs' robots, counters and previous actions."""

@@ -1,0 +1,106 @@
+"""Evaluation protocols (pec.protocols): the level search on scripted primitives, records."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pec.config import build_config
+from pec.errors import ConfigError, JobError
+from pec.jobs.spec import EvalJobSpec
+from pec.protocols import ceiling, describe, level_search, search_rounds
+
+
+class ScriptedPrimitive:
+    """Passes a design's probe exactly when the level is at or below its threshold."""
+
+    def __init__(self, thresholds: list[int]) -> None:
+        self.thresholds = np.asarray(thresholds)
+        self.calls: list[tuple[list[int], list[int]]] = []
+
+    def __call__(self, indices: np.ndarray, levels: np.ndarray) -> list[bool]:
+        self.calls.append((indices.tolist(), levels.tolist()))
+        return [bool(lv <= self.thresholds[i]) for i, lv in zip(indices, levels, strict=True)]
+
+
+def test_search_finds_every_exact_threshold() -> None:
+    thresholds = list(range(0, 75))
+    primitive = ScriptedPrimitive(thresholds)
+    assert level_search(primitive, len(thresholds)) == thresholds
+    # One batched call per round, at most 7 rounds for 75 levels, each design probed once a round.
+    assert len(primitive.calls) == search_rounds(74) == 7
+    for indices, levels in primitive.calls:
+        assert indices == sorted(set(indices))
+        assert all(0 <= lv <= 74 for lv in levels)
+
+
+def test_failing_level_zero_scores_zero_and_the_ceiling_caps() -> None:
+    primitive = ScriptedPrimitive([-1, 0, 12, 74])
+    assert level_search(primitive, 4) == [0, 0, 12, 74]
+    capped = ScriptedPrimitive([-1, 9, 10, 11, 74])
+    assert level_search(capped, 5, search_max_level=10) == [0, 9, 10, 10, 10]
+    assert all(lv <= 10 for _, levels in capped.calls for lv in levels)
+
+
+def test_search_is_deterministic_for_a_deterministic_primitive() -> None:
+    rng = np.random.default_rng(5)
+    thresholds = rng.integers(-1, 75, size=40).tolist()
+    first, second = ScriptedPrimitive(thresholds), ScriptedPrimitive(thresholds)
+    assert level_search(first, 40) == level_search(second, 40)
+    assert first.calls == second.calls
+
+
+def test_a_primitive_that_answers_the_wrong_count_is_a_job_error() -> None:
+    with pytest.raises(JobError, match="outcomes"):
+        level_search(lambda idx, lv: [True], 3)
+
+
+def test_ceiling_and_record_per_protocol() -> None:
+    assert ceiling("final_level", 10, 0, 74) == 10
+    assert ceiling("final_level", 20, 70, 74) == 74
+    assert ceiling("level_search", 10, 0, 74) == 74
+    assert describe("level_search", 10, 0, 40) == {
+        "score": "level_search",
+        "search_max_level": 40,
+        "ceiling": 40,
+    }
+    assert describe("final_level", 10, 3, 74) == {
+        "score": "final_level",
+        "num_episodes": 10,
+        "start_difficulty": 3,
+        "ceiling": 13,
+    }
+    cfg = build_config({"score": "level_search"})
+    assert cfg.protocol_record()["ceiling"] == 74
+
+
+@pytest.mark.parametrize(
+    ("key", "value"), [("score", "best"), ("search_max_level", 0), ("search_max_level", 75)]
+)
+def test_bad_protocol_settings_are_one_line_config_errors(key: str, value: object) -> None:
+    with pytest.raises(ConfigError, match=key) as err:
+        build_config({key: value})
+    assert "\n" not in str(err.value)
+    with pytest.raises(ConfigError):
+        level_search(ScriptedPrimitive([1]), 1, search_max_level=75)
+
+
+def test_eval_job_spec_carries_the_protocol() -> None:
+    spec = EvalJobSpec.model_validate(
+        {
+            "backend": "mujoco",
+            "store": {"location": "store"},
+            "run_name": "r",
+            "expert_id": 0,
+            "iteration": 0,
+            "checkpoint_uri": "file:///x.pt",
+            "designs": [[0.8, 0.005]],
+            "num_episodes": 1,
+            "start_difficulty": 0,
+            "score": "level_search",
+            "search_max_level": 30,
+            "seed": 0,
+            "timeout_s": 10,
+        }
+    )
+    assert spec.score == "level_search" and spec.search_max_level == 30
