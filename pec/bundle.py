@@ -37,8 +37,10 @@ from numpy.typing import ArrayLike, NDArray
 
 from pec.design_space import DesignSpace, FloatArray, IntArray
 from pec.errors import InputError, StateError
+from pec.evidence import run_evidence
 from pec.routing import route
 from pec.run import state_space
+from pec.score_routing import DEFAULT_NEIGHBOURS, ScoreEvidence, check_router, route_by_scores
 from pec.state import PECState
 from pec.store import Store
 
@@ -278,11 +280,19 @@ def export_bundle(
         obs_dim, action_dim = dims.pop()
         ids = np.asarray([x["id"] for x in experts], dtype=np.int64)
         centres = np.asarray([x["mu"] for x in experts], dtype=np.float64)
+        evidence = run_evidence(store, state.run_name, len(state.experts), state.iteration)
         router = {
             "rule": "nearest centre after mapping the design box to [0, 1]^2; ties to the lower id",
             "design_space": {"GCR": list(space.gcr), "spcf": list(space.spcf)},
             "expert_ids": ids.tolist(),
             "centres": centres.tolist(),
+            "score_informed": {
+                "rule": "highest inverse-distance weighted score of the nearest evaluated "
+                f"designs (k={DEFAULT_NEIGHBOURS}); ties and no evidence -> nearest centre",
+                "neighbours": DEFAULT_NEIGHBOURS,
+                # Columns follow expert_ids: only the bundled experts can be chosen.
+                "evidence": ScoreEvidence(evidence.designs, evidence.scores[:, ids]).to_json(),
+            },
         }
         (staging / ROUTER_JSON).write_text(json.dumps(router, indent=2))
         scripted_router: Any = torch.jit.script(TorchRouter(space.lows, space.ranges, centres, ids))
@@ -380,6 +390,7 @@ class PolicyBundle:
     expert_ids: list[int]
     centres: FloatArray
     policies: dict[int, _Policy]
+    evidence: ScoreEvidence | None = None  # columns follow expert_ids (score-informed router)
 
     @property
     def obs_dim(self) -> int:
@@ -389,8 +400,10 @@ class PolicyBundle:
     def action_dim(self) -> int:
         return int(self.manifest["action_dim"])
 
-    def route(self, gcr: ArrayLike, spcf: ArrayLike) -> IntArray:
-        """Expert id per design (nearest normalised centre among the bundled experts)."""
+    def route(self, gcr: ArrayLike, spcf: ArrayLike, router: str = "nearest_centre") -> IntArray:
+        """Expert id per design among the bundled experts: nearest normalised centre, or
+        (``router="score_informed"``) the best predicted score from the run's evaluations."""
+        check_router(router)
         g = np.atleast_1d(np.asarray(gcr, dtype=np.float64))
         s = np.atleast_1d(np.asarray(spcf, dtype=np.float64))
         if g.shape != s.shape or g.ndim != 1:
@@ -398,10 +411,21 @@ class PolicyBundle:
                 f"gcr {g.shape} and spcf {s.shape} must be scalars or equal 1-D arrays"
             )
         ids = np.asarray(self.expert_ids, dtype=np.int64)
-        chosen: IntArray = ids[route(np.stack([g, s], axis=1), self.centres, self.space)]
+        points = np.stack([g, s], axis=1)
+        if router == "score_informed" and self.evidence is not None:
+            picks = route_by_scores(points, self.evidence, self.centres, self.space)
+        else:
+            picks = route(points, self.centres, self.space)
+        chosen: IntArray = ids[picks]
         return chosen
 
-    def act(self, gcr: ArrayLike, spcf: ArrayLike, observations: ArrayLike) -> NDArray[np.float32]:
+    def act(
+        self,
+        gcr: ArrayLike,
+        spcf: ArrayLike,
+        observations: ArrayLike,
+        router: str = "nearest_centre",
+    ) -> NDArray[np.float32]:
         """Actions for a batch of observations; (gcr, spcf) are one design or one per row."""
         obs = np.asarray(observations, dtype=np.float32)
         single = obs.ndim == 1
@@ -411,7 +435,7 @@ class PolicyBundle:
             raise InputError(
                 f"observations have shape {np.shape(observations)}; pass (batch, {self.obs_dim})"
             )
-        experts = self.route(gcr, spcf)
+        experts = self.route(gcr, spcf, router)
         if experts.size == 1:
             experts = np.full(obs.shape[0], experts[0], dtype=np.int64)
         elif experts.size != obs.shape[0]:
@@ -469,4 +493,9 @@ def load_bundle(path: str | Path, runtime: Runtime = "torchscript") -> PolicyBun
         expert_ids=[int(i) for i in router["expert_ids"]],
         centres=np.asarray(router["centres"], dtype=np.float64).reshape(-1, 2),
         policies=policies,
+        evidence=None
+        if "score_informed" not in router
+        else ScoreEvidence.from_json(
+            router["score_informed"]["evidence"], len(router["expert_ids"])
+        ),
     )

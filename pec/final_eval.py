@@ -24,11 +24,13 @@ from pec import layout
 from pec.design_space import DesignSpace, FloatArray, IntArray, as_points
 from pec.designs_file import Design
 from pec.errors import InputError, NotFoundError, StateError
+from pec.evidence import router_evidence_size, run_evidence
 from pec.jobs.spec import EvalJobSpec
 from pec.protocols import describe
 from pec.refit import assign_winners
 from pec.routing import route
 from pec.run import Run
+from pec.score_routing import DEFAULT_NEIGHBOURS, ScoreEvidence, route_by_scores
 from pec.seeds import derive_seed
 from pec.state import PECState
 from pec.steps import checkpoint_exists, job_settings
@@ -416,9 +418,38 @@ def write_summary(
         summary=summary,
         space=run.space,
     )
+    payload.update(score_routed_payload(run, state, designs, stem, summary))
     key = layout.final_eval_summary_key(run.name, stem)
     run.store.write_bytes(key, json.dumps(payload, indent=1).encode())
     return payload
+
+
+def score_routed_payload(
+    run: Run, state: PECState, designs: Sequence[Design], stem: str, summary: ScoreSummary
+) -> dict[str, Any]:
+    """The score-informed router's picks and scores, learned from every other evaluation.
+
+    Its evidence is the run's frontier evaluations and final evaluations on other designs
+    sets: never the scores of this designs set, which would turn it into the oracle.
+    """
+    K = summary.scores.shape[0]
+    evidence = run_evidence(run.store, run.name, K, state.iteration, exclude_stem=stem)
+    ids = np.asarray(summary.evaluated, dtype=np.int64)  # a bundle holds evaluated experts only
+    usable = ScoreEvidence(evidence.designs, evidence.scores[:, ids])
+    points = designs_array(designs)
+    experts = ids[route_by_scores(points, usable, state.expert_mus()[ids], run.space)]
+    scores = summary.scores[experts, np.arange(len(designs))]
+    return {
+        "score_routed": [int(v) for v in scores],
+        "score_routed_expert": [int(v) for v in experts],
+        "score_routed_mean": float(np.mean(scores)),
+        "score_router": {
+            "rule": "inverse-distance weighted scores of the nearest evaluated designs "
+            f"(k={DEFAULT_NEIGHBOURS}, normalised space); ties and no evidence -> nearest centre",
+            "evidence_designs": router_evidence_size(usable),
+            "excluded_designs_set": stem,
+        },
+    }
 
 
 def check_summary(data: Any, source: str) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from matplotlib.lines import Line2D
 
 from pec import layout
 from pec.baseline import baseline_eval_key
-from pec.design_space import DesignSpace, FloatArray
+from pec.design_space import DesignSpace, FloatArray, IntArray
 from pec.errors import InputError, NotFoundError
 from pec.final_eval import (
     ScoreSummary,
@@ -56,6 +56,8 @@ class ReportData:
     summary: ScoreSummary
     baseline: FloatArray | None  # (N,) generalist levels, None when not evaluated
     protocol: dict[str, Any]
+    score_routed: FloatArray | None = None  # (N,) score-informed router's levels, if recorded
+    score_routed_expert: IntArray | None = None  # (N,) the experts it picked
 
     @property
     def K(self) -> int:  # noqa: N802 - the paper's name
@@ -85,6 +87,12 @@ def report_data(
         summary=summary_from_payload(summary_payload),
         baseline=baseline,
         protocol=dict(summary_payload.get("protocol") or {}),
+        score_routed=None
+        if summary_payload.get("score_routed") is None
+        else np.asarray(summary_payload["score_routed"], dtype=np.float64),
+        score_routed_expert=None
+        if summary_payload.get("score_routed_expert") is None
+        else np.asarray(summary_payload["score_routed_expert"], dtype=np.int64),
     )
 
 
@@ -118,16 +126,31 @@ def comparison_numbers(data: ReportData) -> dict[str, Any]:
         "routed_agrees_with_oracle_expert": int(np.sum(s.routed_expert == s.oracle_expert)),
         "oracle_wins_by_expert": {int(k): int(np.sum(s.oracle_expert == k)) for k in s.evaluated},
         "baseline_mean": None,
+        "pec_score_routed_mean": None,
+        "ci95": {
+            "PEC oracle": ci95(s.oracle),
+            "PEC routed": ci95(s.routed),
+        },
     }
+    if data.score_routed is not None:
+        numbers["pec_score_routed_mean"] = float(np.mean(data.score_routed))
+        numbers["ci95"]["PEC routed (score-informed)"] = ci95(data.score_routed)
     if data.baseline is not None:
+        numbers["ci95"]["generalist"] = ci95(data.baseline)
         base_mean = float(np.mean(data.baseline))
         numbers["baseline_mean"] = base_mean
         numbers["oracle_over_baseline"] = ratio(s.oracle_mean, base_mean)
         numbers["routed_over_baseline"] = ratio(s.routed_mean, base_mean)
-        for name, scores, experts in (
-            ("oracle", s.oracle, s.oracle_expert),
-            ("routed", s.routed, s.routed_expert),
-        ):
+        compared = [("oracle", s.oracle, s.oracle_expert), ("routed", s.routed, s.routed_expert)]
+        if data.score_routed is not None:
+            numbers["score_routed_over_baseline"] = ratio(
+                numbers["pec_score_routed_mean"], base_mean
+            )
+            picked = data.score_routed_expert
+            compared.append(
+                ("score_routed", data.score_routed, s.routed_expert if picked is None else picked)
+            )
+        for name, scores, experts in compared:
             c = compare_scores(scores, data.baseline, experts)
             numbers[f"{name}_vs_baseline"] = {
                 "wins": c.wins,
@@ -137,6 +160,14 @@ def comparison_numbers(data: ReportData) -> dict[str, Any]:
                 "wins_by_expert": {str(k): v for k, v in c.wins_by_expert.items()},
             }
     return numbers
+
+
+def ci95(levels: FloatArray) -> float:
+    """Half-width of the normal 95% interval of a mean over designs (1.96 x standard error)."""
+    values = np.asarray(levels, dtype=np.float64)
+    if values.size < 2:
+        return 0.0
+    return float(1.96 * np.std(values, ddof=1) / np.sqrt(values.size))
 
 
 def comparison_rows(numbers: dict[str, Any]) -> list[dict[str, Any]]:
@@ -158,6 +189,14 @@ def comparison_rows(numbers: dict[str, Any]) -> list[dict[str, Any]]:
 
     rows.append(row("PEC oracle", numbers["pec_oracle_mean"], numbers.get("oracle_vs_baseline")))
     rows.append(row("PEC routed", numbers["pec_routed_mean"], numbers.get("routed_vs_baseline")))
+    if numbers.get("pec_score_routed_mean") is not None:
+        rows.append(
+            row(
+                "PEC routed (score-informed)",
+                numbers["pec_score_routed_mean"],
+                numbers.get("score_routed_vs_baseline"),
+            )
+        )
     if base is not None:
         rows.append(row("generalist", base, None))
     for k, mean in enumerate(numbers["expert_means"]):
@@ -200,6 +239,21 @@ def markdown_summary(numbers: dict[str, Any], plot_uris: list[str]) -> str:
             f"{'' if r['wins'] is None else r['wins']} | {'' if r['ties'] is None else r['ties']} | "
             f"{'' if r['losses'] is None else r['losses']} |"
         )
+    intervals = numbers.get("ci95") or {}
+    if intervals:
+        lines += [
+            "",
+            "Oracle, both routers and the generalist, mean over designs ± 95% interval "
+            "(1.96 standard errors):",
+            "",
+            "| policy | mean level ± 95% |",
+            "| --- | ---: |",
+        ]
+        for r in comparison_rows(numbers):
+            if r["policy"] in intervals:
+                lines.append(
+                    f"| {r['policy']} | {f(r['mean_level'])} ± {f(intervals[r['policy']])} |"
+                )
     lines += [
         "",
         f"- routed expert scores as well as the oracle on **{numbers['routed_hits']}** of "

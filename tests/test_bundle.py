@@ -195,6 +195,46 @@ def test_tampered_or_missing_bundle_is_rejected(
         export_bundle(store, state, bundle_dir)
 
 
+def test_bundle_and_cli_route_alike_with_both_routers(
+    trained: tuple[LocalStore, PECState, list[Path]],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Hand-made frontier scores say each expert is best near the *other* centre."""
+    from pec.cli import main
+
+    store, state, _ = trained
+    evaluated = [[0.79, 0.004], [0.80, 0.0035], [0.85, 0.007], [0.84, 0.0075]]
+    candidates = {
+        "candidates": [{"id": i, "GCR": g, "spcf": s} for i, (g, s) in enumerate(evaluated)]
+    }
+    scores = {"iteration": 0, "scores": [[2, 3, 8, 9], [9, 8, 1, 2]]}
+    store.write_bytes(layout.candidates_key(RUN, 0), json.dumps(candidates).encode())
+    store.write_bytes(layout.scores_key(RUN, 0), json.dumps(scores).encode())
+    try:
+        out = tmp_path / "bundle"
+        export_bundle(store, state, out)
+        bundle = load_bundle(out)
+        designs = [[0.78, 0.0035], [0.795, 0.004], [0.86, 0.0075], [0.845, 0.007]]
+        designs_file = tmp_path / "designs.json"
+        designs_file.write_text(
+            json.dumps([{"id": i, "GCR": g, "spcf": s} for i, (g, s) in enumerate(designs)])
+        )
+        picked: dict[str, list[int]] = {}
+        for router in ("nearest_centre", "score_informed"):
+            argv = ["route", "--run_name", RUN, "--store", str(store.root), "--json"]
+            capsys.readouterr()
+            assert main([*argv, "--designs_file", str(designs_file), "--router", router]) == 0
+            cli = [r["expert"] for r in json.loads(capsys.readouterr().out)["routes"]]
+            g, s = np.asarray(designs).T
+            assert bundle.route(g, s, router).tolist() == cli
+            picked[router] = cli
+        assert picked == {"nearest_centre": [0, 0, 1, 1], "score_informed": [1, 1, 0, 0]}
+    finally:
+        store.delete(layout.candidates_key(RUN, 0))
+        store.delete(layout.scores_key(RUN, 0))
+
+
 # ---------------------------------------------------------------- export tolerance
 
 TINY_SETTINGS: dict[str, object] = {

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from rich.console import Console
 
@@ -203,3 +204,21 @@ def test_status_history_and_compare(tmp_path: Path, capsys: pytest.CaptureFixtur
     out = capsys.readouterr().out
     assert "held: oracle mean" in out and "6.000" in out
     assert final_main(["compare", "a", "missing", "--store", str(tmp_path / "store")]) == 2
+
+
+def test_report_shows_both_routers_with_intervals() -> None:
+    data = payload()
+    data["score_routed"] = [2, 4, 5, 9]
+    data["score_routed_expert"] = [1, 0, 1, 1]
+    numbers = comparison_numbers(report_data(data, BASELINE))
+    assert numbers["pec_score_routed_mean"] == pytest.approx(20 / 4)
+    assert numbers["score_routed_vs_baseline"]["wins"] == 1  # diffs -3, 0, -2, 6
+    assert numbers["score_routed_vs_baseline"]["wins_by_expert"] == {"1": 1}
+    oracle_ci = 1.96 * float(np.std([6, 4, 5, 9], ddof=1)) / 2
+    assert numbers["ci95"]["PEC oracle"] == pytest.approx(oracle_ci)
+    rows = [r["policy"] for r in comparison_rows(numbers)]
+    assert rows[:4] == ["PEC oracle", "PEC routed", "PEC routed (score-informed)", "generalist"]
+    text = markdown_summary(numbers, [])
+    assert f"| PEC oracle | 6.000 ± {oracle_ci:.3f} |" in text
+    assert "| PEC routed (score-informed) | 5.000 ± " in text
+    assert "| generalist | 4.750 ± " in text

@@ -21,6 +21,7 @@ from pec.cli.history import status_history_table
 from pec.console import PROGRESS_LINE, console, progress_bar
 from pec.designs_file import read_designs_file
 from pec.errors import InputError, StateError
+from pec.evidence import route_designs, run_evidence
 from pec.frontier import CandidateSelection
 from pec.iteration import (
     IterationReport,
@@ -32,7 +33,6 @@ from pec.iteration import (
 from pec.jobs.external import LogSink
 from pec.jobs.plan import local_runner
 from pec.jobs.run import prefix_uri
-from pec.routing import route
 from pec.run import (
     load_run_state,
     load_state_or_fail,
@@ -40,6 +40,7 @@ from pec.run import (
     state_space,
     write_effective_config,
 )
+from pec.score_routing import ROUTERS
 from pec.state import PECState
 from pec.visualize import render_all_soft, render_coverage, render_initial, render_iteration
 
@@ -223,7 +224,17 @@ def cmd_route(args: argparse.Namespace) -> int:
         ids = [0]
     else:
         raise InputError("route: pass --GCR and --spcf, or --designs_file")
-    experts = route(points, state.expert_mus(), space)
+    evidence = None
+    if args.router == "score_informed":
+        evidence = run_evidence(store, state.run_name, len(state.experts), state.iteration)
+    experts = route_designs(points, state, space, args.router, evidence)
+    if args.json:
+        rows = [
+            {"design": ids[i], "GCR": float(p[0]), "spcf": float(p[1]), "expert": int(k)}
+            for i, (p, k) in enumerate(zip(points, experts, strict=True))
+        ]
+        print(json.dumps({"router": args.router, "routes": rows}))
+        return 0
     table = Table("design", "GCR", "spcf", "expert", "checkpoint")
     for i, (p, k) in enumerate(zip(points, experts, strict=True)):
         table.add_row(
@@ -359,11 +370,18 @@ def add_run_commands(sub: Any) -> None:
     p.add_argument("--no_frontier", action="store_true")
     p.set_defaults(func=cmd_visualize)
 
-    p = sub.add_parser("route", help="nearest-centre routing of designs to experts")
+    p = sub.add_parser("route", help="route designs to experts (nearest centre or by scores)")
     add_common(p, config=False)
     p.add_argument("--GCR", type=float)
     p.add_argument("--spcf", type=float)
     p.add_argument("--designs_file")
+    p.add_argument(
+        "--router",
+        choices=ROUTERS,
+        default="nearest_centre",
+        help="nearest_centre (the spec's rule) or score_informed (the run's evaluations)",
+    )
+    p.add_argument("--json", action="store_true", help="print the routes as one JSON line")
     p.set_defaults(func=cmd_route)
 
     p = sub.add_parser("status", help="experts, coverage per iteration and failures of a run")
