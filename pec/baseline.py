@@ -302,6 +302,7 @@ def train_baseline(
                 resume_checkpoint_uri=resume,
                 settings=job_settings(run, state),
                 timeout_s=cfg.train_timeout_h * 3600.0,
+                threads=cfg.job_threads(1),
             )
             (outcome,) = runner.run_jobs([spec])
             result = outcome.train_result()
@@ -385,6 +386,7 @@ def baseline_eval_spec(
         device=run.config.effective_device,
         settings=job_settings(run, state),
         timeout_s=run.config.eval_timeout_h * 3600.0,
+        threads=run.config.job_threads(1),
     )
 
 

@@ -124,6 +124,9 @@ class PECConfig(BaseModel):
     docker_user: str | None = Field(None, description="uid[:gid] the job runs as in the container")
     gpus_per_expert: int = Field(0, ge=0, le=64)
     max_parallel_experts: int = Field(1, ge=1, le=1024, description="experts in flight (GPU count)")
+    threads_per_job: int | None = Field(
+        None, ge=1, le=1024, description="torch/BLAS threads per job; default cores // in flight"
+    )
 
     @field_validator("*", mode="before")
     @classmethod
@@ -205,6 +208,16 @@ class PECConfig(BaseModel):
         if self.device is not None:
             return self.device
         return "cpu" if self.backend == "mujoco" else "cuda:0"
+
+    def job_threads(self, jobs_in_flight: int) -> int:
+        """Threads for each of `jobs_in_flight` parallel jobs (pec.threads policy)."""
+        from pec.threads import job_threads
+
+        return job_threads(self.threads_per_job, jobs_in_flight)
+
+    @property
+    def experts_in_flight(self) -> int:
+        return max(1, min(self.K, self.max_parallel_experts))
 
     def protocol_record(self) -> dict[str, Any]:
         """The evaluation protocol as recorded in scores.json / summary.json (with its ceiling)."""

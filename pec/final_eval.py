@@ -309,6 +309,7 @@ def final_eval_specs(
             device=run.config.effective_device,
             settings=job_settings(run, state),
             timeout_s=run.config.eval_timeout_h * 3600.0,
+            threads=run.config.job_threads(run.config.experts_in_flight),
         )
     return specs
 

@@ -270,6 +270,7 @@ def prepare_training(run: Run, state: PECState, expert_id: int) -> TrainJobSpec:
         resume_checkpoint_uri=resume,
         settings=job_settings(run, state),
         timeout_s=cfg.train_timeout_h * 3600.0,
+        threads=cfg.job_threads(cfg.experts_in_flight),
     )
 
 
@@ -368,6 +369,7 @@ def prepare_evaluation(
         device=cfg.effective_device,
         settings=job_settings(run, state),
         timeout_s=cfg.eval_timeout_h * 3600.0,
+        threads=cfg.job_threads(cfg.experts_in_flight),
         result_key=layout.expert_frontier_results_key(run.name, state.iteration, expert_id),
     )
 

@@ -98,6 +98,7 @@ class RecordingClient:
     def __init__(self, engine: DockerEngine) -> None:
         self.client = engine.client()
         self.host_configs: list[dict[str, Any]] = []
+        self.envs: list[list[str]] = []  # each container's environment, as the engine has it
         self.containers = self
 
     def run(self, **kwargs: Any) -> Any:
@@ -108,6 +109,7 @@ class RecordingClient:
         def create(*args: Any, **create_kwargs: Any) -> Any:
             container = original_create(*args, **create_kwargs)
             self.host_configs.append(container.attrs["HostConfig"])
+            self.envs.append(list(container.attrs["Config"]["Env"] or []))
             return container
 
         collection.create = create
@@ -125,6 +127,7 @@ def test_training_job_in_a_container_with_a_mounted_local_store(
     store = LocalStore(root)
     run = f"dock-{uuid.uuid4().hex[:8]}"
     spec = train_spec(StoreSpec(location=str(root)), store, run, max_iterations=2)
+    spec = spec.model_copy(update={"threads": 1})  # the thread policy's share for this job
     open_to_all(root)
     lines: list[str] = []
     recording = RecordingClient(docker_engine)
@@ -142,6 +145,8 @@ def test_training_job_in_a_container_with_a_mounted_local_store(
     (host_config,) = recording.host_configs
     assert f"{root}:{root}:rw" in host_config["Binds"]
     assert not host_config.get("DeviceRequests")  # gpus=0: a CPU job asks for no device
+    (env,) = recording.envs
+    assert {"OMP_NUM_THREADS=1", "MKL_NUM_THREADS=1", "OPENBLAS_NUM_THREADS=1"} <= set(env)
 
 
 def test_user_option_lets_the_container_write_into_a_store_owned_by_the_host_user(

@@ -459,3 +459,51 @@ def test_tiny_mujoco_train_then_eval(store: LocalStore, executor_kind: str) -> N
     assert len(scored.levels) == 3  # one level per design
     # one episode moves a level by at most one step from the start difficulty
     assert all(level in (9, 10, 11) for level in scored.levels)
+
+
+# --- thread policy (pec.threads) -------------------------------------------------------------
+
+
+def test_thread_policy_shares_the_cores_between_jobs_in_flight() -> None:
+    from pec.config import build_config
+    from pec.threads import job_threads, thread_env
+
+    assert job_threads(None, 2, cores=16) == 8
+    assert job_threads(None, 3, cores=2) == 1
+    assert job_threads(4, 2, cores=16) == 4  # the config's threads_per_job wins
+    assert thread_env(3)["OMP_NUM_THREADS"] == "3" and thread_env(None) == {}
+    cfg = build_config({"K": 2, "max_parallel_experts": 4, "threads_per_job": 5})
+    assert cfg.experts_in_flight == 2 and cfg.job_threads(cfg.experts_in_flight) == 5
+    with pytest.raises(ConfigError, match="threads_per_job"):
+        build_config({"threads_per_job": 0})
+
+
+def test_in_process_job_runs_with_the_specs_torch_threads(
+    store: LocalStore, doubles_env: None
+) -> None:
+    import torch
+
+    before = torch.get_num_threads()
+    spec = train_spec(store, threads=3, settings={"report_threads": True})
+    result = InProcessExecutor().execute(spec)
+    assert isinstance(result, TrainJobResult)
+    assert result.metrics["torch_threads"] == 3.0
+    assert torch.get_num_threads() == before  # restored for the caller
+
+
+def test_subprocess_job_environment_carries_the_thread_policy(store: LocalStore) -> None:
+    spec = train_spec(store, threads=3, settings={"report_threads": True})
+    result = SubprocessExecutor(env=DOUBLES_ENV).execute(spec)
+    assert isinstance(result, TrainJobResult)
+    assert result.metrics["omp_num_threads"] == 3.0
+    assert result.metrics["openblas_num_threads"] == 3.0
+    assert result.metrics["torch_threads"] == 3.0
+
+
+def test_docker_job_environment_carries_the_thread_policy(store: LocalStore) -> None:
+    expected = TrainJobResult(checkpoint_uri="/s/best.pt", log_uri="/s/tb/")
+    client = FakeDockerClient(log_chunks=[b"done"], result=expected.model_dump(mode="json"))
+    docker_executor(client).execute(train_spec(store, threads=2))
+    (container,) = client.containers.created
+    env = container.kwargs["environment"]
+    assert env["OMP_NUM_THREADS"] == env["MKL_NUM_THREADS"] == env["OPENBLAS_NUM_THREADS"] == "2"

@@ -9,6 +9,7 @@ same functions the `pec` flow runs.
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 from typing import Any
 

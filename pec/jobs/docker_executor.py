@@ -27,6 +27,7 @@ from typing import Any
 from pec.errors import ConfigError, JobError
 from pec.jobs.external import TAIL_LINES, LogSink, finish_external_job
 from pec.jobs.spec import EvalJobResult, EvalJobSpec, TrainJobResult, TrainJobSpec
+from pec.threads import thread_env
 
 logger = logging.getLogger(__name__)
 
@@ -184,7 +185,7 @@ class DockerExecutor:
                 host_job_dir=job_dir,
                 gpus=self.gpus,
                 volumes=self._volumes(spec),
-                environment=self.environment,
+                environment={**thread_env(spec.threads), **self.environment},
                 pass_env=self.pass_env,
                 network_mode=self.network_mode,
                 shm_size=self.shm_size,

@@ -30,6 +30,7 @@ from pec.jobs.spec import (
 )
 from pec.protocols import level_search
 from pec.store import Store
+from pec.threads import torch_threads
 
 logger = logging.getLogger(__name__)
 
@@ -80,10 +81,11 @@ class _CheckpointUploader:
 def run_job(
     spec: TrainJobSpec | EvalJobSpec, on_progress: ProgressCallback | None = None
 ) -> TrainJobResult | EvalJobResult:
-    """Dispatch on the spec's kind."""
-    if isinstance(spec, TrainJobSpec):
-        return run_train_job(spec, on_progress)
-    return run_eval_job(spec)
+    """Dispatch on the spec's kind, with the spec's torch thread count (pec.threads)."""
+    with torch_threads(spec.threads):
+        if isinstance(spec, TrainJobSpec):
+            return run_train_job(spec, on_progress)
+        return run_eval_job(spec)
 
 
 def run_train_job(

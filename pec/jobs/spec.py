@@ -71,6 +71,7 @@ class TrainJobSpec(_Strict):
     resume_checkpoint_uri: str | None = None
     settings: dict[str, Any] = Field(default_factory=dict)
     timeout_s: float = Field(gt=0)
+    threads: int | None = Field(None, ge=1)  # torch/BLAS threads (pec.threads); None: as is
 
 
 class TrainJobResult(_Strict):
@@ -105,6 +106,7 @@ class EvalJobSpec(_Strict):
     device: str = "cpu"
     settings: dict[str, Any] = Field(default_factory=dict)
     timeout_s: float = Field(gt=0)
+    threads: int | None = Field(None, ge=1)  # torch/BLAS threads (pec.threads); None: as is
     result_key: str | None = None  # also write the result JSON here when set
 
     @field_validator("designs")

@@ -73,7 +73,22 @@ class RecordingBackend(ZeroCostBackend):
         if isinstance(pid_file, str):
             child = subprocess.Popen(["sleep", "300"])
             Path(pid_file).write_text(str(child.pid))
-        return super().train(request, on_progress, on_checkpoint)
+        outcome = super().train(request, on_progress, on_checkpoint)
+        if settings.get("report_threads"):
+            import torch
+
+            # What the job's process was given: the thread policy as the job sees it.
+            extra = {
+                "omp_num_threads": float(os.environ.get("OMP_NUM_THREADS", "0")),
+                "openblas_num_threads": float(os.environ.get("OPENBLAS_NUM_THREADS", "0")),
+                "torch_threads": float(torch.get_num_threads()),
+            }
+            return TrainOutcome(
+                best_checkpoint=outcome.best_checkpoint,
+                last_checkpoint=outcome.last_checkpoint,
+                metrics={**outcome.metrics, **extra},
+            )
+        return outcome
 
     def on_iteration(self, request: TrainRequest, iteration: int) -> None:
         if iteration == 1 and isinstance(request.settings.get("handshake_file"), str):
