@@ -58,6 +58,14 @@ def resolve_design(
     return np.full(num_envs, float(scalar))
 
 
+def finite_or(values: FloatArray, nan: float, posinf: float, neginf: float) -> FloatArray:
+    """`np.nan_to_num` with a fast path: an all-finite array (the usual case) is returned as is."""
+    if np.isfinite(values).all():
+        return values
+    cleaned: FloatArray = np.nan_to_num(values, nan=nan, posinf=posinf, neginf=neginf)
+    return cleaned
+
+
 class BalluVecEnv(VecEnv):  # type: ignore[misc]  # rsl_rl ships no type information
     """Many BALLU robots stepping over their own obstacles, as torch tensors for rsl-rl."""
 
@@ -156,13 +164,14 @@ class BalluVecEnv(VecEnv):  # type: ignore[misc]  # rsl_rl ships no type informa
         self, actions: torch.Tensor
     ) -> tuple[TensorDict, torch.Tensor, torch.Tensor, dict[str, Any]]:
         act = actions.detach().to("cpu", torch.float64).numpy()
-        act = np.nan_to_num(act, nan=0.0, posinf=1.0, neginf=0.0)
+        act = finite_or(act, nan=0.0, posinf=1.0, neginf=0.0)
         self.sim.set_actions(act)
         self.prev_actions = np.clip(act, -1.0, 2.0)
         stable = self.sim.step(self.task.decimation)
         self.episode_steps += 1
-        rewards, parts = self._compute_rewards()
-        terminated = self._terminated()
+        _, feet = self.sim.leg_points()  # once for rewards and terminations
+        rewards, parts = self._compute_rewards(feet)
+        terminated = self._terminated(feet)
         if not stable:  # mjData was reset under us: every env failed, no level change
             log.warning("MuJoCo reset the scene (unstable accelerations); resetting all envs")
             terminated[:] = True
@@ -184,7 +193,7 @@ class BalluVecEnv(VecEnv):  # type: ignore[misc]  # rsl_rl ships no type informa
         log_items["/curriculum/mean_level"] = float(self.levels.mean())
         log_items["/curriculum/max_level"] = float(self.levels.max())
         self._obs = self._compute_obs()
-        self.episode_length_buf = torch.tensor(self.episode_steps, device=self.device)
+        self.episode_length_buf = torch.from_numpy(self.episode_steps.copy()).to(self.device)
         extras = {
             "time_outs": torch.as_tensor(time_outs, device=self.device),
             "log": log_items,
@@ -248,28 +257,27 @@ class BalluVecEnv(VecEnv):  # type: ignore[misc]  # rsl_rl ships no type informa
         knees, _ = s.leg_points()
         t = self.task
         face = t.obstacle_start_x
-        obs = np.concatenate(
-            [
-                q[:, 2:],  # pitch, neck, hips, knees, servos (8)
-                qd,  # root vx, vz, pitch rate and joint velocities (10)
-                (face - q[:, 0])[:, None],  # root to obstacle face
-                s.obstacle_height[:, None],
-                q[:, 0:1],  # root position relative to the start
-                (q[:, 1] - t.init_root_height)[:, None],
-                (t.goal_x - q[:, 0])[:, None],  # goal relative to the root
-                face - knees[:, :, 0],  # each knee's distance to the obstacle face
-                self.prev_actions,
-                self._morph,
-            ],
-            axis=1,
-        )
-        clean: FloatArray = np.nan_to_num(obs, nan=0.0, posinf=100.0, neginf=-100.0)
-        return clean
+        # Filled column block by column block (one allocation, no concatenate of temporaries).
+        obs = np.empty((self.num_envs, NUM_OBS))
+        obs[:, 0:8] = q[:, 2:]  # pitch, neck, hips, knees, servos (8)
+        obs[:, 8:18] = qd  # root vx, vz, pitch rate and joint velocities (10)
+        np.subtract(face, q[:, 0], out=obs[:, 18])  # root to obstacle face
+        obs[:, 19] = s.obstacle_height
+        obs[:, 20] = q[:, 0]  # root position relative to the start
+        np.subtract(q[:, 1], t.init_root_height, out=obs[:, 21])
+        np.subtract(t.goal_x, q[:, 0], out=obs[:, 22])  # goal relative to the root
+        np.subtract(face, knees[:, :, 0], out=obs[:, 23:25])  # each knee's distance to the face
+        obs[:, 25:27] = self.prev_actions
+        obs[:, 27:29] = self._morph
+        return finite_or(obs, nan=0.0, posinf=100.0, neginf=-100.0)
 
-    def _compute_rewards(self) -> tuple[FloatArray, tuple[FloatArray, FloatArray, FloatArray]]:
+    def _compute_rewards(
+        self, feet: FloatArray | None = None
+    ) -> tuple[FloatArray, tuple[FloatArray, FloatArray, FloatArray]]:
         t = self.task
         s = self.sim
-        _, feet = s.leg_points()
+        if feet is None:
+            _, feet = s.leg_points()
         mean_foot_x = feet[:, :, 0].mean(axis=1)
         goal_dist = np.abs(t.goal_x - mean_foot_x)  # planar: feet are centred on y = 0
         r_goal = t.goal_weight * np.maximum(0.0, 1.0 - 0.33 * goal_dist) * self.goal_factor
@@ -284,14 +292,15 @@ class BalluVecEnv(VecEnv):  # type: ignore[misc]  # rsl_rl ships no type informa
             vx > VELOCITY_REWARD_CAP, 0.0, np.where(vx < 0, np.expm1(np.minimum(vx, 0.0)), vx)
         )
         total = (r_goal + r_height + r_vel) * t.reward_scale
-        total = np.nan_to_num(total, nan=0.0, posinf=0.0, neginf=0.0)
+        total = finite_or(total, nan=0.0, posinf=0.0, neginf=0.0)
         return total, (r_goal, r_height, r_vel)
 
-    def _terminated(self) -> NDArray[np.bool_]:
+    def _terminated(self, feet: FloatArray | None = None) -> NDArray[np.bool_]:
         s = self.sim
+        if feet is None:
+            _, feet = s.leg_points()
         finite = np.all(np.isfinite(s.qpos), axis=1) & np.all(np.isfinite(s.qvel), axis=1)
         speed = np.hypot(s.qvel[:, 0], s.qvel[:, 1])
-        _, feet = s.leg_points()
         with np.errstate(invalid="ignore"):
             bad = (
                 ~finite

@@ -93,6 +93,20 @@ class BalluSim:
         self.knee_target: FloatArray = np.zeros((n, 2))
         self.servo_target: FloatArray = np.zeros((n, 2))
         self.obstacle_height: FloatArray = np.zeros(n)
+        self._minus_two_spcf: FloatArray = -2.0 * self.spcf[:, None]
+        self._minus_c = -self.drag_coefficient
+        self._balloon_height = self.geometry.balloon_height
+        # Views and scratch buffers of apply_forces (made once: it runs every physics step).
+        self._knee_q, self._knee_qd = self.qpos[:, 5::3], self.qvel[:, 5::3]
+        self._servo_q, self._servo_qd = self.qpos[:, 6::3], self.qvel[:, 6::3]
+        self._knee_frc, self._servo_frc = self.qfrc[:, 5::3], self.qfrc[:, 6::3]
+        self._balloon_fx, self._balloon_fz = self.balloon_frc[:, 0], self.balloon_frc[:, 2]
+        self._buffers: dict[str, FloatArray] = {
+            name: np.zeros((n, 2)) for name in ("spring", "pull", "tmp", "tau")
+        }
+        self._buffers.update({name: np.zeros(n) for name in ("phi", "omega", "v", "trig", "drag")})
+        self._fast: NDArray[np.bool_] = np.zeros((n, 2), dtype=bool)
+        self._pushing: NDArray[np.bool_] = np.zeros((n, 2), dtype=bool)
         self._init_q = np.array(
             [0.0, init_root_height, 0.0, 0.0, INIT_HIP, INIT_KNEE, INIT_SERVO]
             + [INIT_HIP, INIT_KNEE, INIT_SERVO]
@@ -105,6 +119,7 @@ class BalluSim:
         self.gcr[env_ids] = gcr
         self.spcf[env_ids] = spcf
         self.buoyancy[env_ids] = self.gcr[env_ids] * self.robot_mass * GRAVITY
+        self._minus_two_spcf[env_ids, 0] = -2.0 * self.spcf[env_ids]
 
     def set_obstacle_heights(self, env_ids: NDArray[np.int64], heights: FloatArray) -> None:
         """Resize each env's obstacle box in place (compiled at the largest size).
@@ -135,30 +150,66 @@ class BalluSim:
         self.knee_target[:] = self.servo_target * (KNEE_MAX / math.pi)
 
     def apply_forces(self) -> None:
-        """Knee spring + cable, servo PD, buoyancy and drag for the current state."""
-        q = self.qpos
-        qd = self.qvel
-        qk = q[:, 5::3]
-        qdk = qd[:, 5::3]
-        spring = -2.0 * self.spcf[:, None] * (qk + SPRING_REST) - SPRING_DAMPING * qdk
-        pull = np.maximum(0.0, CABLE_KP * (self.knee_target - qk) - CABLE_KD * qdk)
-        self.qfrc[:, 5::3] = np.clip(spring + pull, -TORQUE_LIMIT, TORQUE_LIMIT)
-        qs = q[:, 6::3]
-        qds = qd[:, 6::3]
-        tau = np.clip(
-            SERVO_KP * (self.servo_target - qs) - SERVO_KD * qds, -TORQUE_LIMIT, TORQUE_LIMIT
-        )
-        # Speed limit: no torque that would push the servo further past its top speed.
-        tau[(np.abs(qds) > SERVO_SPEED_LIMIT) & (tau * qds > 0)] = 0.0
-        self.qfrc[:, 6::3] = tau
-        phi = q[:, 2] + q[:, 3]
-        omega = qd[:, 2] + qd[:, 3]
-        h = self.geometry.balloon_height
-        vx = qd[:, 0] + omega * (h * np.cos(phi))
-        vz = qd[:, 1] - omega * (h * np.sin(phi))
-        c = self.drag_coefficient
-        self.balloon_frc[:, 0] = -c * np.abs(vx) * vx
-        self.balloon_frc[:, 2] = self.buoyancy - c * np.abs(vz) * vz
+        """Knee spring + cable, servo PD, buoyancy and drag for the current state.
+
+        Runs before every `mj_step`, so it works in preallocated buffers with `out=` ufuncs
+        (no temporaries, no `np.clip` wrapper); the arithmetic, operation by operation, is
+        the torque law in the module docstring, so results are bit-identical to the plain form.
+        """
+        b = self._buffers
+        qk, qdk, qs, qds = self._knee_q, self._knee_qd, self._servo_q, self._servo_qd
+        # Knee: clip(-2 spcf (q + rest) - d q' + max(0, kp (target - q) - kd q'), +-limit)
+        spring, pull, tmp = b["spring"], b["pull"], b["tmp"]
+        np.add(qk, SPRING_REST, out=spring)
+        np.multiply(self._minus_two_spcf, spring, out=spring)
+        np.multiply(SPRING_DAMPING, qdk, out=tmp)
+        np.subtract(spring, tmp, out=spring)
+        np.subtract(self.knee_target, qk, out=pull)
+        np.multiply(CABLE_KP, pull, out=pull)
+        np.multiply(CABLE_KD, qdk, out=tmp)
+        np.subtract(pull, tmp, out=pull)
+        np.maximum(0.0, pull, out=pull)
+        np.add(spring, pull, out=spring)
+        np.maximum(spring, -TORQUE_LIMIT, out=spring)
+        np.minimum(spring, TORQUE_LIMIT, out=self._knee_frc)
+        # Servo PD with the speed limit: no torque pushing further past the top speed.
+        tau = b["tau"]
+        np.subtract(self.servo_target, qs, out=tau)
+        np.multiply(SERVO_KP, tau, out=tau)
+        np.multiply(SERVO_KD, qds, out=tmp)
+        np.subtract(tau, tmp, out=tau)
+        np.maximum(tau, -TORQUE_LIMIT, out=tau)
+        np.minimum(tau, TORQUE_LIMIT, out=tau)
+        fast, pushing = self._fast, self._pushing
+        np.abs(qds, out=tmp)
+        np.greater(tmp, SERVO_SPEED_LIMIT, out=fast)
+        np.multiply(tau, qds, out=tmp)
+        np.greater(tmp, 0, out=pushing)
+        np.logical_and(fast, pushing, out=fast)
+        np.putmask(tau, fast, 0.0)
+        self._servo_frc[...] = tau
+        # Balloon: buoyancy up, quadratic drag on the balloon centre's exact velocity.
+        q, qd = self.qpos, self.qvel
+        phi, omega, v, trig = b["phi"], b["omega"], b["v"], b["trig"]
+        np.add(q[:, 2], q[:, 3], out=phi)
+        np.add(qd[:, 2], qd[:, 3], out=omega)
+        h = self._balloon_height
+        np.cos(phi, out=trig)
+        np.multiply(h, trig, out=trig)
+        np.multiply(omega, trig, out=trig)
+        np.add(qd[:, 0], trig, out=v)  # vx
+        drag = b["drag"]
+        np.abs(v, out=drag)
+        np.multiply(self._minus_c, drag, out=drag)
+        np.multiply(drag, v, out=self._balloon_fx)
+        np.sin(phi, out=trig)
+        np.multiply(h, trig, out=trig)
+        np.multiply(omega, trig, out=trig)
+        np.subtract(qd[:, 1], trig, out=v)  # vz
+        np.abs(v, out=drag)
+        np.multiply(self.drag_coefficient, drag, out=drag)
+        np.multiply(drag, v, out=drag)
+        np.subtract(self.buoyancy, drag, out=self._balloon_fz)
 
     def step(self, n_steps: int) -> bool:
         """Advance all robots `n_steps` physics steps; False if MuJoCo had to reset mjData.

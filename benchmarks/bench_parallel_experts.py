@@ -1,0 +1,99 @@
+"""One PEC iteration's expert trainings (K=2) one after the other vs side by side.
+
+Builds a fresh run, writes both experts' training jobs with `pec.steps.prepare_training`
+(the same specs `pec run` and the flow execute) and runs them with the subprocess executor:
+
+- sequential: `max_parallel_experts: 1`, one job at a time (thread policy: all cores each);
+- parallel: `max_parallel_experts: 2`, both at once (thread policy: cores // 2 each);
+- parallel, no policy: both at once with the threads each job's libraries pick by
+  themselves (what parallel experts did before the thread policy).
+
+Prints wall time, the cores' share used (children's CPU seconds / (wall x cores)) and the
+ratio parallel / sequential. Targets: share >= 0.9, parallel <= 0.8 x sequential.
+
+    nice -n 10 .venv/bin/python benchmarks/bench_parallel_experts.py [--iterations 60]
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from pec.config import build_config
+from pec.jobs.executors import SubprocessExecutor
+from pec.jobs.spec import StoreSpec, TrainJobSpec
+from pec.steps import initialise_run, make_run, prepare_training
+from pec.store import LocalStore
+from pec.threads import available_cores
+
+
+def children_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def specs(root: Path, name: str, parallel: int, iterations: int, envs: int) -> list[TrainJobSpec]:
+    store = LocalStore(root / name)
+    config = build_config(
+        {
+            "K": 2,
+            "N_init": 8,
+            "num_envs": envs,
+            "max_iterations_iter0": iterations,
+            "max_parallel_experts": parallel,
+            "executor": "subprocess",
+            "backend_settings": {"task": {"curriculum_warmup_iterations": 10}},
+        }
+    )
+    run = make_run(store, StoreSpec(location=store.root_uri), name, config)
+    state, _, _ = initialise_run(run)
+    return [prepare_training(run, state, k) for k in range(2)]
+
+
+def timed(jobs: list[TrainJobSpec], in_flight: int) -> tuple[float, float]:
+    """(wall seconds, children's CPU seconds) to run the jobs with `in_flight` at once."""
+    executor = SubprocessExecutor()
+    cpu0, t0 = children_cpu_s(), time.perf_counter()
+    with ThreadPoolExecutor(max_workers=in_flight) as pool:
+        list(pool.map(executor.execute, jobs))
+    return time.perf_counter() - t0, children_cpu_s() - cpu0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--iterations", type=int, default=60, help="PPO iterations per expert")
+    parser.add_argument("--envs", type=int, default=64)
+    args = parser.parse_args()
+    cores = available_cores()
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="pec-bench-par-") as tmp:
+        root = Path(tmp)
+        for label, parallel, policy in (
+            ("sequential", 1, True),
+            ("parallel", 2, True),
+            ("parallel, no policy", 2, False),
+        ):
+            jobs = specs(
+                root, label.replace(" ", "").replace(",", "-"), parallel, args.iterations, args.envs
+            )
+            if not policy:
+                jobs = [job.model_copy(update={"threads": None}) for job in jobs]
+            wall, cpu = timed(jobs, parallel)
+            rows.append((label, jobs[0].threads, wall, cpu, cpu / (wall * cores)))
+    print(f"K=2, {args.iterations} PPO iterations x {args.envs} envs per expert, {cores} cores")
+    print(f"{'mode':<22} {'threads/job':>11} {'wall s':>8} {'CPU s':>8} {'cores used':>11}")
+    for label, threads, wall, cpu, share in rows:
+        shown = "auto" if threads is None else str(threads)
+        print(f"{label:<22} {shown:>11} {wall:>8.1f} {cpu:>8.1f} {share:>11.2f}")
+    sequential, parallel, unmanaged = (row[2] for row in rows)
+    print(f"parallel / sequential wall: {parallel / sequential:.2f} (target <= 0.80)")
+    print(f"parallel without policy / sequential wall: {unmanaged / sequential:.2f}")
+    print(f"cores used in parallel: {rows[1][4]:.2f} (target >= 0.90)")
+
+
+if __name__ == "__main__":
+    main()
