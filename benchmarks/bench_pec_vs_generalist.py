@@ -65,10 +65,23 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="generalists with other seeds; their per-design best-of-K is a control for the "
         "oracle's selection effect (1 = no control)",
     )
+    p.add_argument(
+        "--score",
+        choices=["level_search", "final_level"],
+        default="level_search",
+        help="evaluation protocol of the frontier and the final evaluation (pec.protocols)",
+    )
+    p.add_argument("--plot", help="write a bar chart (mean ± 95%% interval over seeds) here")
     p.add_argument("--seed", type=int, default=0, help="first run seed")
     p.add_argument("--seeds", type=int, default=1, help="repeat everything for this many seeds")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     p.add_argument("--json", help="also write the figures as JSON here")
+    p.add_argument(
+        "--aggregate",
+        nargs="+",
+        metavar="JSON",
+        help="only aggregate the per-seed figures of earlier runs (their --json files)",
+    )
     return p.parse_args(argv)
 
 
@@ -92,6 +105,7 @@ def run_once(args: argparse.Namespace, store: Store, run_name: str, seed: int) -
             "F": args.F,
             "num_episodes": args.frontier_episodes,
             "start_difficulty": args.start_difficulty,
+            "score": args.score,
             "backend_settings": {"task": task},
         }
     )
@@ -164,16 +178,19 @@ def run_once(args: argparse.Namespace, store: Store, run_name: str, seed: int) -
 
     generalist = float(baseline["mean"])
     oracle, routed = float(summary["oracle_mean"]), float(summary["routed_mean"])
+    score_routed = float(summary["score_routed_mean"])
     vs_oracle = compare_scores(summary["oracle"], baseline["levels"], summary["oracle_expert"])
     vs_routed = compare_scores(summary["routed"], baseline["levels"], summary["routed_expert"])
     figures: dict[str, Any] = {
         "designs": args.n_designs,
         "K": args.K,
+        "seed": seed,
         "pec_iterations": state.iteration,
         "pec_env_steps": record["pec_budget"]["env_steps"],
         "generalist_env_steps": record["baseline_env_steps"],
         "pec_oracle_mean": oracle,
         "pec_routed_mean": routed,
+        "pec_score_routed_mean": score_routed,
         "generalist_mean": generalist,
         "generalist_replica_means": [float(b["mean"]) for b in baselines],
         "generalist_best_of_k_mean": control,
@@ -185,8 +202,7 @@ def run_once(args: argparse.Namespace, store: Store, run_name: str, seed: int) -
         "oracle_wins_ties_losses": [vs_oracle.wins, vs_oracle.ties, vs_oracle.losses],
         "routed_wins_ties_losses": [vs_routed.wins, vs_routed.ties, vs_routed.losses],
         "protocol": {
-            "num_episodes": args.num_episodes,
-            "start_difficulty": args.start_difficulty,
+            **dict(summary["protocol"]),
             "episode_steps": args.episode_steps,
         },
         "timings_s": {k: round(v, 1) for k, v in timings.items()},
@@ -199,6 +215,7 @@ def run_once(args: argparse.Namespace, store: Store, run_name: str, seed: int) -
     print(f"{'':24}{'mean level':>12}{'/ generalist':>16}")
     print(f"{'PEC oracle':24}{oracle:12.3f}{fmt(figures['oracle_over_generalist']):>16}")
     print(f"{'PEC routed':24}{routed:12.3f}{fmt(figures['routed_over_generalist']):>16}")
+    print(f"{'PEC score-routed':24}{score_routed:12.3f}{fmt(ratio(score_routed, generalist)):>16}")
     print(f"{'generalist':24}{generalist:12.3f}{'1.000':>16}")
     for r, b in enumerate(baselines[1:], start=1):
         mean = float(b["mean"])
@@ -233,11 +250,47 @@ def run_once(args: argparse.Namespace, store: Store, run_name: str, seed: int) -
 
 AGGREGATED = (
     ("PEC oracle", "pec_oracle_mean"),
-    ("PEC routed", "pec_routed_mean"),
+    ("PEC routed (nearest centre)", "pec_routed_mean"),
+    ("PEC routed (score-informed)", "pec_score_routed_mean"),
     ("generalist #0", "generalist_mean"),
     ("all generalists", "generalists_mean"),
     ("generalist best-of-K", "generalist_best_of_k_mean"),
 )
+
+
+# Student's t 97.5% quantiles by degrees of freedom (seeds - 1); 1.96 beyond the table.
+T_975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
+
+
+def ci95_over_seeds(values: list[float]) -> float:
+    """Half-width of the t 95% interval of the mean over seeds (0 for a single seed)."""
+    n = len(values)
+    if n < 2:
+        return 0.0
+    return float(T_975.get(n - 1, 1.96) * np.std(values, ddof=1) / np.sqrt(n))
+
+
+def plot_aggregate(agg: dict[str, Any], path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    shown = [(label, agg[key]) for label, key in AGGREGATED if key in agg]
+    figure, ax = plt.subplots(figsize=(7, 3.6))
+    ax.bar(
+        range(len(shown)),
+        [v["mean"] for _, v in shown],
+        yerr=[v["ci95"] for _, v in shown],
+        capsize=4,
+        color=["#2ca02c", "#9467bd", "#8c564b", "#7f7f7f", "#7f7f7f", "#bcbd22"][: len(shown)],
+    )
+    ax.set_xticks(range(len(shown)), [label for label, _ in shown], rotation=20, ha="right")
+    ax.set_ylabel("mean level (200 held-out designs)")
+    ax.set_title(f"PEC vs generalist, {agg['seeds']} seeds, mean ± 95% interval")
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
 
 
 def aggregate(per_seed: list[dict[str, Any]]) -> dict[str, Any]:
@@ -251,6 +304,7 @@ def aggregate(per_seed: list[dict[str, Any]]) -> dict[str, Any]:
             result[key] = {
                 "mean": float(np.mean(values)),
                 "std": float(np.std(values)),
+                "ci95": ci95_over_seeds(values),
                 "values": values,
             }
     base = result["generalists_mean"]["mean"]
@@ -259,10 +313,38 @@ def aggregate(per_seed: list[dict[str, Any]]) -> dict[str, Any]:
     return result
 
 
+def print_aggregate(args: argparse.Namespace, agg: dict[str, Any], seeds: list[int]) -> None:
+    print(f"over {len(seeds)} seeds {seeds} (mean of the per-seed means ± t 95% interval):")
+    for label, key in AGGREGATED:
+        if key in agg:
+            values = ", ".join(f"{v:.3f}" for v in agg[key]["values"])
+            print(
+                f"  {label:30}{agg[key]['mean']:7.3f} ± {agg[key]['ci95']:.3f} (95%)"
+                f"  std {agg[key]['std']:.3f}   [{values}]"
+            )
+    for label, key in (
+        ("PEC oracle", "oracle_over_all_generalists"),
+        ("PEC routed", "routed_over_all_generalists"),
+    ):
+        value = agg[key]
+        shown = "n/a" if value is None else f"{value:.3f}"
+        print(f"  {label} / mean of all generalists: {shown}")
+    if args.plot:
+        plot_aggregate(agg, args.plot)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     torch.set_num_threads(args.threads)
+    if args.aggregate:
+        per_seed = [
+            f for path in args.aggregate for f in json.loads(Path(path).read_text())["per_seed"]
+        ]
+        print_aggregate(
+            args, aggregate(per_seed), [int(f.get("seed", i)) for i, f in enumerate(per_seed)]
+        )
+        return 0
     store_dir = Path(args.store or tempfile.mkdtemp(prefix="pec-bench-"))
     store_dir.mkdir(parents=True, exist_ok=True)
     store = open_store(str(store_dir))
@@ -277,18 +359,7 @@ def main(argv: list[str] | None = None) -> int:
     if len(seeds) > 1:
         agg = aggregate(per_seed)
         output["aggregate"] = agg
-        print(f"over {len(seeds)} seeds {seeds} (mean ± std of the per-seed means):")
-        for label, key in AGGREGATED:
-            if key in agg:
-                values = ", ".join(f"{v:.3f}" for v in agg[key]["values"])
-                print(f"  {label:22}{agg[key]['mean']:7.3f} ± {agg[key]['std']:.3f}   [{values}]")
-        for label, key in (
-            ("PEC oracle", "oracle_over_all_generalists"),
-            ("PEC routed", "routed_over_all_generalists"),
-        ):
-            value = agg[key]
-            shown = "n/a" if value is None else f"{value:.3f}"
-            print(f"  {label} / mean of all generalists: {shown}")
+        print_aggregate(args, agg, seeds)
     if args.json:
         Path(args.json).write_text(json.dumps(output, indent=2))
     return 0

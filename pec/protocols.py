@@ -111,3 +111,27 @@ def level_search(probe: Probe, n_designs: int, search_max_level: int = MAX_LEVEL
     if np.any(failed - passed > 1):  # cannot happen: search_rounds bounds the bisection
         raise JobError("level_search did not converge; report this as a bug")
     return [int(v) for v in np.maximum(passed, 0)]
+
+
+def frontier_competition(rows: list[list[int] | None], ceiling_level: int) -> dict[str, Any]:
+    """How much the experts competed on one frontier evaluation (rows: K lists of F scores).
+
+    `all_tied`: candidates where every evaluated expert scored the same (the refit then
+    decides by id, not by skill); `winner_at_ceiling`: candidates whose best score equals the
+    protocol's ceiling (the score could not tell how much better the winner was).
+    """
+    evaluated = [row for row in rows if row is not None]
+    if not evaluated:
+        raise ConfigError("no expert was evaluated; nothing to compare")
+    matrix = np.asarray(evaluated, dtype=np.int64)
+    best = matrix.max(axis=0)
+    winners = np.asarray([k for k, row in enumerate(rows) if row is not None])[
+        matrix.argmax(axis=0)
+    ]
+    return {
+        "candidates": int(matrix.shape[1]),
+        "all_tied": int(np.sum(np.all(matrix == matrix[0], axis=0))),
+        "winner_at_ceiling": int(np.sum(best == ceiling_level)),
+        "wins_by_expert": {int(k): int(np.sum(winners == k)) for k in np.unique(winners)},
+        "best_scores": [int(v) for v in best],
+    }

@@ -104,3 +104,13 @@ def test_eval_job_spec_carries_the_protocol() -> None:
         }
     )
     assert spec.score == "level_search" and spec.search_max_level == 30
+
+
+def test_frontier_competition_counts_ties_and_ceiling_winners() -> None:
+    from pec.protocols import frontier_competition
+
+    stats = frontier_competition([[3, 5, 0, 10], None, [3, 7, 0, 2]], ceiling_level=10)
+    assert stats["all_tied"] == 2  # candidates 0 and 2
+    assert stats["winner_at_ceiling"] == 1  # candidate 3
+    assert stats["wins_by_expert"] == {0: 3, 2: 1}  # ties go to the lower id
+    assert stats["best_scores"] == [3, 7, 0, 10]
