@@ -22,14 +22,14 @@ import subprocess
 import sys
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from pec.config import build_config
-from pec.errors import PECError
-from pec.jobs.executors import SubprocessExecutor
+from pec.config import PECConfig, build_config
+from pec.errors import JobError, PECError
+from pec.jobs.plan import local_runner
 from pec.jobs.spec import StoreSpec, TrainJobSpec
-from pec.steps import initialise_run, make_run, prepare_training
+from pec.run import make_run
+from pec.steps import initialise_run, prepare_training
 from pec.store import LocalStore
 from pec.threads import available_cores
 
@@ -39,7 +39,9 @@ def children_cpu_s() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def specs(root: Path, name: str, parallel: int, iterations: int, envs: int) -> list[TrainJobSpec]:
+def specs(
+    root: Path, name: str, parallel: int, iterations: int, envs: int
+) -> tuple[PECConfig, list[TrainJobSpec]]:
     store = LocalStore(root / name)
     config = build_config(
         {
@@ -54,16 +56,19 @@ def specs(root: Path, name: str, parallel: int, iterations: int, envs: int) -> l
     )
     run = make_run(store, StoreSpec(location=store.root_uri), name, config)
     state, _, _ = initialise_run(run)
-    return [prepare_training(run, state, k) for k in range(2)]
+    return config, [prepare_training(run, state, k) for k in range(2)]
 
 
-def timed(jobs: list[TrainJobSpec], in_flight: int) -> tuple[float, float]:
-    """(wall seconds, children's CPU seconds) to run the jobs with `in_flight` at once."""
-    executor = SubprocessExecutor()
+def timed(config: PECConfig, jobs: list[TrainJobSpec]) -> tuple[float, float]:
+    """(wall seconds, children's CPU seconds) to run the jobs as `pec run` does (its runner)."""
+    runner = local_runner(config)  # max_parallel_experts jobs at a time, subprocess executor
     cpu0, t0 = children_cpu_s(), time.perf_counter()
-    with ThreadPoolExecutor(max_workers=in_flight) as pool:
-        list(pool.map(executor.execute, jobs))
-    return time.perf_counter() - t0, children_cpu_s() - cpu0
+    outcomes = runner.run_jobs(jobs)
+    wall, cpu = time.perf_counter() - t0, children_cpu_s() - cpu0
+    failed = [o.error for o in outcomes if o.failed]
+    if failed:
+        raise JobError(str(failed[0]))
+    return wall, cpu
 
 
 def main() -> None:
@@ -88,18 +93,18 @@ def main() -> None:
     rows: dict[str, tuple[float, float]] = {}
     with tempfile.TemporaryDirectory(prefix="pec-bench-par-") as tmp:
         root = Path(tmp)
-        for label, parallel, policy in (
+        for label, in_flight, policy in (
             ("sequential", 1, True),
             ("parallel", 2, True),
             ("parallel, no policy", 2, False),
         ):
             name = label.replace(" ", "").replace(",", "-")
-            jobs = specs(root, name, parallel, args.iterations, args.envs)
+            config, jobs = specs(root, name, in_flight, args.iterations, args.envs)
             if not policy:
                 timeout = args.no_policy_timeout
                 jobs = [j.model_copy(update={"threads": None, "timeout_s": timeout}) for j in jobs]
             try:
-                wall, cpu = timed(jobs, parallel)
+                wall, cpu = timed(config, jobs)
             except PECError as exc:
                 print(f"{label:<22} {'auto':>11} did not finish: {str(exc).splitlines()[0]}")
                 continue

@@ -71,7 +71,7 @@ class TrainJobSpec(_Strict):
     resume_checkpoint_uri: str | None = None
     settings: dict[str, Any] = Field(default_factory=dict)
     timeout_s: float = Field(gt=0)
-    threads: int | None = Field(None, ge=1)  # torch/BLAS threads (pec.threads); None: as is
+    threads: int | None = Field(default=None, ge=1)  # torch/BLAS threads (pec.threads); None: as is
 
 
 class TrainJobResult(_Strict):
@@ -101,12 +101,12 @@ class EvalJobSpec(_Strict):
     num_episodes: int = Field(ge=1)
     start_difficulty: int = Field(ge=0, le=MAX_LEVEL)
     score: Literal["final_level", "level_search"] = "final_level"  # see pec.protocols
-    search_max_level: int = Field(MAX_LEVEL, ge=1, le=MAX_LEVEL)
+    search_max_level: int = Field(default=MAX_LEVEL, ge=1, le=MAX_LEVEL)
     seed: int
     device: str = "cpu"
     settings: dict[str, Any] = Field(default_factory=dict)
     timeout_s: float = Field(gt=0)
-    threads: int | None = Field(None, ge=1)  # torch/BLAS threads (pec.threads); None: as is
+    threads: int | None = Field(default=None, ge=1)  # torch/BLAS threads (pec.threads); None: as is
     result_key: str | None = None  # also write the result JSON here when set
 
     @field_validator("designs")
