@@ -352,3 +352,35 @@ def test_eval_final_command_rejects_a_bad_designs_file_before_running(
     err = capsys.readouterr().err
     assert "outside the design space" in err and err.count("\n") == 1
     assert run.store.list(layout.run_prefix(RUN) + "final_eval/") == []
+
+
+def test_score_informed_routing_learns_from_other_evaluations_never_its_own(
+    tmp_path: Path,
+) -> None:
+    run, state = trained_run(tmp_path)
+    runner = LocalJobRunner(FakeExecutor())
+    held = run_final_eval(run, state, DESIGNS, "held", runner, num_episodes=4, start_difficulty=2)
+    # No other evaluation yet: nothing to learn from, so it routes like nearest centre.
+    assert held["score_router"]["evidence_designs"] == 0
+    assert held["score_routed_expert"] == held["routed_expert"] == [0, 0, 1]
+    # A frontier evaluation of iteration 0 that says the opposite near these designs.
+    candidates = {
+        "candidates": [{"id": i, "GCR": d.GCR, "spcf": d.spcf} for i, d in enumerate(DESIGNS)]
+    }
+    run.store.write_bytes(layout.candidates_key(RUN, 0), json.dumps(candidates).encode())
+    scores = {"iteration": 0, "scores": [[1, 1, 9], [9, 9, 1]]}
+    run.store.write_bytes(layout.scores_key(RUN, 0), json.dumps(scores).encode())
+    other = run_final_eval(run, state, DESIGNS, "other", runner, num_episodes=4, start_difficulty=2)
+    # Evidence: the frontier (3 designs) and "held" (3 designs) — each design's own
+    # neighbours weigh 1/0.001, so both sources count; the frontier's 9s vs held's 12/19/14.
+    assert other["score_router"]["evidence_designs"] == 6
+    assert other["score_router"]["excluded_designs_set"] == "other"
+    # Summing exact-position evidence: expert 0 gets (1 + 12) / 2, expert 1 (9 + 3) / 2 at
+    # design 7, so expert 0 wins there; at design 9 expert 0 (9 + 3) / 2 vs 1 (1 + 14) / 2.
+    assert other["score_routed_expert"][0] == 0 and other["score_routed_expert"][2] == 1
+    assert other["score_routed"] == [
+        other["scores"][k][i] for i, k in enumerate(other["score_routed_expert"])
+    ]
+    # Summarising "held" again leaves its own scores out: frontier + "other" only.
+    again = run_final_eval(run, state, DESIGNS, "held", runner, num_episodes=4, start_difficulty=2)
+    assert again["score_router"]["evidence_designs"] == 6
