@@ -362,6 +362,8 @@ def test_score_informed_routing_learns_from_other_evaluations_never_its_own(
     held = run_final_eval(run, state, DESIGNS, "held", runner, num_episodes=4, start_difficulty=2)
     # No other evaluation yet: nothing to learn from, so it routes like nearest centre.
     assert held["score_router"]["evidence_designs"] == 0
+    # The protocol and its ceiling are recorded (this run keeps the original's final level).
+    assert held["protocol"]["score"] == "final_level" and held["protocol"]["ceiling"] == 6
     assert held["score_routed_expert"] == held["routed_expert"] == [0, 0, 1]
     # A frontier evaluation of iteration 0 that says the opposite near these designs.
     candidates = {
