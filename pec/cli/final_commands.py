@@ -93,6 +93,8 @@ def cmd_eval_final(args: argparse.Namespace) -> int:
     table.add_column("mean level")
     table.add_row("PEC oracle", _fmt(summary["oracle_mean"]))
     table.add_row("PEC routed", _fmt(summary["routed_mean"]))
+    if summary.get("score_routed_mean") is not None:
+        table.add_row("PEC routed (score-informed)", _fmt(summary["score_routed_mean"]))
     for k, mean in enumerate(summary["expert_means"]):
         table.add_row(f"expert {k}", _fmt(mean))
     console.print(table)
@@ -209,6 +211,10 @@ def _stem_arg(args: argparse.Namespace) -> str:
     raise InputError("report: pass --designs_file or --designs_stem (the final_eval/<stem> folder)")
 
 
+def table_columns(table: Table) -> list[str]:
+    return [str(column.header) for column in table.columns]
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     store, _ = open_run_store(args.store)
     run_name = validate_run_name(args.run_name)
@@ -216,10 +222,13 @@ def cmd_report(args: argparse.Namespace) -> int:
     keys = write_report(store, run_name, stem)
     numbers = comparison_numbers(load_report_data(store, run_name, stem))
     table = Table(title=f"{run_name} on {stem}")
-    for column in ("policy", "mean_level", "over_baseline", "wins", "ties", "losses"):
+    for column in ("policy", "mean_level", "ci95", "over_baseline", "wins", "ties", "losses"):
         table.add_column(column)
+    intervals = numbers.get("ci95") or {}
     for row in comparison_rows(numbers):
-        table.add_row(*("-" if v is None else str(v) for v in row.values()))
+        interval = intervals.get(row["policy"])
+        row = {**row, "ci95": None if interval is None else round(interval, 3)}
+        table.add_row(*("-" if row[c] is None else str(row[c]) for c in table_columns(table)))
     console.print(table)
     for name, key in keys.items():
         console.print(f"{name}: {store.uri(key)}")
