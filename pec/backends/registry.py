@@ -63,4 +63,4 @@ def validate_backend_settings(name: str, settings: dict[str, object]) -> None:
     elif name == "isaaclab":
         from pec.backends.isaaclab.settings import load_settings
 
-        load_settings(None, settings)
+        load_settings(settings)

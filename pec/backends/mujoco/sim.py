@@ -13,6 +13,16 @@ import mujoco
 import numpy as np
 from numpy.typing import NDArray
 
+from pec.backends.ballu.facts import (
+    KNEE_MAX,
+    buoyancy_force,
+    drag_force,
+    knee_target,
+    knee_torque,
+    planar_leg_points,
+    servo_target,
+    servo_torque,
+)
 from pec.backends.mujoco.model import (
     BALLOON_BODY,
     BODIES_PER_ROBOT,
@@ -28,17 +38,6 @@ from pec.backends.mujoco.model import (
 )
 
 FloatArray = NDArray[np.float64]
-
-GRAVITY = 9.81
-KNEE_MAX = 1.745
-TORQUE_LIMIT = 0.0848
-SPRING_REST = 0.7854  # the spring is preloaded against this knee rest angle
-SPRING_DAMPING = 0.001
-CABLE_KP = 1.0
-CABLE_KD = 0.08
-SERVO_KP = 1.0
-SERVO_KD = 0.01
-SERVO_SPEED_LIMIT = 7.48
 
 
 class BalluSim:
@@ -89,7 +88,7 @@ class BalluSim:
         )  # all robots are identical
         self.gcr: FloatArray = np.full(n, 0.8)
         self.spcf: FloatArray = np.full(n, 0.005)
-        self.buoyancy: FloatArray = self.gcr * self.robot_mass * GRAVITY
+        self.buoyancy: FloatArray = buoyancy_force(self.gcr, self.robot_mass)
         self.knee_target: FloatArray = np.zeros((n, 2))
         self.servo_target: FloatArray = np.zeros((n, 2))
         self.obstacle_height: FloatArray = np.zeros(n)
@@ -104,7 +103,7 @@ class BalluSim:
         """Per-env buoyancy ratio and knee spring coefficient."""
         self.gcr[env_ids] = gcr
         self.spcf[env_ids] = spcf
-        self.buoyancy[env_ids] = self.gcr[env_ids] * self.robot_mass * GRAVITY
+        self.buoyancy[env_ids] = buoyancy_force(self.gcr[env_ids], self.robot_mass)
 
     def set_obstacle_heights(self, env_ids: NDArray[np.int64], heights: FloatArray) -> None:
         """Resize each env's obstacle box in place (compiled at the largest size).
@@ -131,34 +130,25 @@ class BalluSim:
     # ------------------------------------------------------------------ stepping
     def set_actions(self, actions: FloatArray) -> None:
         """Map raw actions (num_envs, 2) to servo and knee targets."""
-        self.servo_target[:] = np.clip(math.pi * actions, 0.0, math.pi)
-        self.knee_target[:] = self.servo_target * (KNEE_MAX / math.pi)
+        self.servo_target[:] = servo_target(actions)
+        self.knee_target[:] = knee_target(self.servo_target)
 
     def apply_forces(self) -> None:
         """Knee spring + cable, servo PD, buoyancy and drag for the current state."""
         q = self.qpos
         qd = self.qvel
-        qk = q[:, 5::3]
-        qdk = qd[:, 5::3]
-        spring = -2.0 * self.spcf[:, None] * (qk + SPRING_REST) - SPRING_DAMPING * qdk
-        pull = np.maximum(0.0, CABLE_KP * (self.knee_target - qk) - CABLE_KD * qdk)
-        self.qfrc[:, 5::3] = np.clip(spring + pull, -TORQUE_LIMIT, TORQUE_LIMIT)
-        qs = q[:, 6::3]
-        qds = qd[:, 6::3]
-        tau = np.clip(
-            SERVO_KP * (self.servo_target - qs) - SERVO_KD * qds, -TORQUE_LIMIT, TORQUE_LIMIT
+        self.qfrc[:, 5::3] = knee_torque(
+            q[:, 5::3], qd[:, 5::3], self.knee_target, self.spcf[:, None]
         )
-        # Speed limit: no torque that would push the servo further past its top speed.
-        tau[(np.abs(qds) > SERVO_SPEED_LIMIT) & (tau * qds > 0)] = 0.0
-        self.qfrc[:, 6::3] = tau
+        self.qfrc[:, 6::3] = servo_torque(q[:, 6::3], qd[:, 6::3], self.servo_target)
         phi = q[:, 2] + q[:, 3]
         omega = qd[:, 2] + qd[:, 3]
         h = self.geometry.balloon_height
         vx = qd[:, 0] + omega * (h * np.cos(phi))
         vz = qd[:, 1] - omega * (h * np.sin(phi))
         c = self.drag_coefficient
-        self.balloon_frc[:, 0] = -c * np.abs(vx) * vx
-        self.balloon_frc[:, 2] = self.buoyancy - c * np.abs(vz) * vz
+        self.balloon_frc[:, 0] = drag_force(vx, c)
+        self.balloon_frc[:, 2] = self.buoyancy + drag_force(vz, c)
 
     def step(self, n_steps: int) -> bool:
         """Advance all robots `n_steps` physics steps; False if MuJoCo had to reset mjData.
@@ -187,13 +177,5 @@ class BalluSim:
     def leg_points(self) -> tuple[FloatArray, FloatArray]:
         """Knee and foot (x, z) per robot and leg, from the planar chain: (n, 2, 2) each."""
         g = self.geometry
-        q = self.qpos
-        hip_angle = q[:, 2:3] + q[:, 4::3]
-        knee_angle = hip_angle + q[:, 5::3]
-        knee_x = q[:, 0:1] - g.femur_length * np.sin(hip_angle)
-        knee_z = q[:, 1:2] - g.femur_length * np.cos(hip_angle)
-        foot_x = knee_x - g.foot_offset * np.sin(knee_angle)
-        foot_z = knee_z - g.foot_offset * np.cos(knee_angle) - g.foot_radius
-        knees = np.stack([knee_x, knee_z], axis=-1)
-        feet = np.stack([foot_x, foot_z], axis=-1)
+        knees, feet = planar_leg_points(self.qpos, g.femur_length, g.foot_offset, g.foot_radius)
         return knees, feet
