@@ -52,7 +52,7 @@ def test_hadolint_has_no_errors(name: str) -> None:
     ("name", "default_base", "stages"),
     [
         ("Dockerfile.cpu", "python:3.11-slim-bookworm", ["${BASE_IMAGE} AS deps", "${BASE_IMAGE}"]),
-        ("Dockerfile.gpu", "isaac-lab", ["${BASE_IMAGE}"]),
+        ("Dockerfile.gpu", "pytorch/pytorch", ["${BASE_IMAGE}"]),
     ],
 )
 def test_base_image_is_the_build_arg(name: str, default_base: str, stages: list[str]) -> None:

@@ -32,7 +32,15 @@ HOLD = facts.INIT_SERVO / math.pi  # the action that keeps the servos at their s
 def venv() -> Iterator[object]:
     from pec.backends.isaaclab.task import make_vec_env
 
-    s = load_settings({"task": {"episode_steps": 30, "curriculum_warmup_iterations": 0, "replay_probability": 0.0}})
+    s = load_settings(
+        {
+            "task": {
+                "episode_steps": 100,
+                "curriculum_warmup_iterations": 0,
+                "replay_probability": 0.0,
+            }
+        }
+    )
     env = make_vec_env(
         task=s.task,
         gcr=np.full(N, 0.85),
@@ -137,7 +145,9 @@ def test_obstacle_rows_follow_levels(venv: object) -> None:
     env = _restart(venv, levels, [0.85] * N)
     y = env.robot.data.root_link_pose_w.torch[:, 1].numpy()
     np.testing.assert_allclose(y, -ROW_SPACING * np.array(levels), atol=1e-5)
-    np.testing.assert_allclose(env.obstacle_height.numpy(), level_height(np.array(levels)), atol=1e-7)
+    np.testing.assert_allclose(
+        env.obstacle_height.numpy(), level_height(np.array(levels)), atol=1e-7
+    )
     # the collider of each row has its top at that level's height, as the MuJoCo boxes do
     stage = Usd.Stage.Open(str(ensure_assets().world))
     sim = _mujoco([0.85] * N)
@@ -158,12 +168,12 @@ def test_passive_drop_settles_like_mujoco_and_lands_on_the_obstacle(venv: object
     q = env.robot.data.default_joint_pos.torch.clone()
     q[2:, 0] = 1.0
     env.robot.write_joint_position_to_sim_index(position=q, env_ids=torch.arange(N).int())
-    _hold(venv, 40)  # 2 s
+    _hold(venv, 40)  # 2 s, within one episode
     z = env.robot.data.joint_pos.torch[:, 1].numpy() + 1.2
     sim = _mujoco([0.85])
     sim.step(400)
     print("settled isaac", z, "mujoco", sim.qpos[0, 1])
-    assert z[0] == pytest.approx(sim.qpos[0, 1], abs=0.03)
+    assert z[0] == pytest.approx(sim.qpos[0, 1], abs=0.01)
     assert z[2] - z[0] == pytest.approx(level_height(40), abs=0.03)
 
 
