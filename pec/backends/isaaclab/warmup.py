@@ -22,7 +22,7 @@ def main() -> int:
     from pec.backends.isaaclab.settings import load_settings
 
     wp.config.quiet = True
-    wp.init()
+    wp.init()  # type: ignore[no-untyped-call,unused-ignore]
     stamp = Path(str(wp.config.kernel_cache_dir)) / f"pec-ballu-warm-{asset_key()}"
     if stamp.is_file():
         print(f"Warp kernel cache already warm ({stamp.parent})")
