@@ -146,6 +146,7 @@ class IsaacLabBackend(MujocoBackend):
         if request.max_iterations < 1:
             raise InputError(f"max_iterations={request.max_iterations}; pass at least 1")
         settings = load_settings(request.settings)
+        require_isaaclab(settings, request.device)
         with _simulation(settings):
             trainer = self.build_trainer(request)
             try:
@@ -224,6 +225,7 @@ class IsaacLabBackend(MujocoBackend):
                 f"start_difficulty={request.start_difficulty} is outside [0, {MAX_LEVEL}]"
             )
         settings = load_settings(request.settings)
+        require_isaaclab(settings, request.device)
         with _simulation(settings):
             env, actor = self._policy_env(
                 request.checkpoint,
@@ -254,6 +256,7 @@ class IsaacLabBackend(MujocoBackend):
         ):
             raise InputError(f"levels must be whole numbers in [0, {MAX_LEVEL}]")
         settings = load_settings(request.settings)
+        require_isaaclab(settings, request.device)
         with _simulation(settings):
             env, actor = self._policy_env(
                 request.checkpoint, request.settings, gcr, spcf, 0, request.seed, request.device
