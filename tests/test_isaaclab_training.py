@@ -64,6 +64,32 @@ def test_registry_builds_the_backend() -> None:
     assert isinstance(backend, IsaacLabBackend) and backend.name == "isaaclab"
 
 
+def test_missing_extra_is_one_line_naming_the_install_command(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import importlib.util
+
+    import pec.backends.isaaclab.backend as backend_module
+
+    real = importlib.util.find_spec
+    hidden = {"isaaclab", "newton"}  # as on a machine that ran only `bash scripts/setup.sh`
+    monkeypatch.setattr(
+        backend_module.importlib.util,
+        "find_spec",
+        lambda name, *a: None if name in hidden else real(name, *a),
+    )
+    store = tmp_path / "store"
+    common = ["--run_name", "noextra", "--store", str(store)]
+    sets = ["--set", "backend=isaaclab", "--set", "device=cpu"]
+    assert main(["init", *common, "--config", str(TINY), *sets]) == 0
+    capsys.readouterr()
+    assert main(["train-expert", *common, "--expert_id", "0", "--dl", "0"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "bash scripts/setup.sh isaaclab" in err[0], err
+    assert "Traceback" not in err[0]
+    assert not (store / "noextra/checkpoints/expert_0/iter_0/model_best.pt").exists()
+
+
 def test_physx_without_isaac_sim_is_one_clear_error(tmp_path: Path) -> None:
     settings = {**SMALL, "physics": "physx"}
     with pytest.raises(ConfigError, match=r"physx.*needs Isaac Sim.*physics: newton"):

@@ -1,6 +1,7 @@
 """Backend lookup by name, importing each simulator only when a job asks for it.
 
-Isaac Lab exists only inside the GPU image, so nothing here may import it eagerly.
+Isaac Lab is an optional extra (`bash scripts/setup.sh isaaclab`, or the GPU image), so
+nothing here may import it eagerly.
 
 Test doubles: a name starting with ``test-`` is resolved only when the environment
 variable ``PEC_TEST_BACKEND_MODULE`` names a module (e.g. ``job_doubles``); that module's
