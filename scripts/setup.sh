@@ -22,6 +22,9 @@ if ! [ -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   .venv/bin/python -m pip install -q --upgrade pip
   # torch first, pinned: the CPU wheel; anything else would pull gigabytes of CUDA packages.
   .venv/bin/python -m pip install -q "torch==2.13.0"
+  # mujoco 4.0 (pinned before) split into packages that mujoco 3.12 does not have; drop them
+  # first, or their files would outlive the downgrade inside the mujoco package.
+  .venv/bin/python -m pip uninstall -y -q mujoco-core mujoco-studio 2>/dev/null || true
   .venv/bin/python -m pip install -q -c requirements.lock -e '.[dev]'
   echo "$want" > "$stamp"
   rm -f .venv/.pec-isaaclab-installed
