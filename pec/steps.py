@@ -128,6 +128,11 @@ def preflight(run: Run, state: PECState) -> None:
     """
     if stop_reason(run.config, state) is not None:
         return
+    if run.config.backend == "isaaclab" and run.config.executor in ("inprocess", "subprocess"):
+        # the jobs run on this machine: a missing extra or CUDA is known now, not per job
+        from pec.backends.isaaclab.backend import require_local_isaaclab
+
+        require_local_isaaclab(run.config.backend_settings, run.config.effective_device)
     for expert in state.experts:
         check_warm_start(run, state, expert.id)
     if state.iteration > 0:

@@ -90,6 +90,19 @@ def test_missing_extra_is_one_line_naming_the_install_command(
     assert not (store / "noextra/checkpoints/expert_0/iter_0/model_best.pt").exists()
 
 
+def test_pec_run_on_a_cpu_machine_without_device_cpu_says_so_before_training(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    if torch.cuda.is_available():  # pragma: no cover - GPU hosts train on cuda:0
+        return
+    store = tmp_path / "store"
+    args = ["run", "--run_name", "nocuda", "--store", str(store), "--config", str(TINY)]
+    assert main([*args, "--set", "backend=isaaclab"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "needs CUDA" in err[0] and "--set device=cpu" in err[0], err
+    assert not (store / "nocuda" / "checkpoints").exists()
+
+
 def test_physx_without_isaac_sim_is_one_clear_error(tmp_path: Path) -> None:
     settings = {**SMALL, "physics": "physx"}
     with pytest.raises(ConfigError, match=r"physx.*needs Isaac Sim.*physics: newton"):

@@ -62,6 +62,11 @@ def require_isaaclab(settings: IsaacLabSettings, device: str) -> None:
         )
 
 
+def require_local_isaaclab(raw_settings: dict[str, object], device: str) -> None:
+    """`require_isaaclab` for a config's backend settings (the run's preflight)."""
+    require_isaaclab(load_settings(raw_settings), device)
+
+
 def _merged(ckpt: dict[str, Any], raw: dict[str, object]) -> IsaacLabSettings:
     """Checkpoint's own settings (architecture) overridden by the request's."""
     infos = ckpt.get("infos") or {}
