@@ -2,6 +2,8 @@
 
 Every function works on numpy arrays and on torch tensors alike (the MuJoCo backend steps
 in numpy, the Isaac Lab backend in torch on its device), so both score the same maths.
+The MuJoCo simulator applies the torque laws in its own allocation-free numpy form (it runs
+before every `mj_step`); `tests/test_isaaclab_env.py` checks the two agree.
 """
 
 from __future__ import annotations

@@ -22,11 +22,9 @@ from pec.backends.ballu.facts import (
     MAX_ROOT_HEIGHT,
     MAX_ROOT_SPEED,
     NUM_ACTIONS,
-    OBS_CLIP,
     foot_clearance,
     goal_reward,
     height_reward,
-    normalised_design,
     velocity_reward,
 )
 from pec.backends.ballu.facts import NUM_OBS as NUM_OBS
@@ -116,12 +114,10 @@ class BalluVecEnv(VecEnv):  # type: ignore[misc]  # rsl_rl ships no type informa
         self.prev_actions: FloatArray = np.zeros((num_envs, NUM_ACTIONS))
         self.episode_steps: NDArray[np.int64] = np.zeros(num_envs, dtype=np.int64)
         self.episode_length_buf = torch.zeros(num_envs, dtype=torch.long, device=device)
+        glo, ghi = t.gcr_norm_range
+        slo, shi = t.spcf_norm_range
         self._morph = np.stack(
-            [
-                normalised_design(self.gcr, t.gcr_norm_range),
-                normalised_design(self.spcf, t.spcf_norm_range),
-            ],
-            1,
+            [(self.gcr - glo) / (ghi - glo) * 2 - 1, (self.spcf - slo) / (shi - slo) * 2 - 1], 1
         )
         self.episodes_done: NDArray[np.int64] = np.zeros(num_envs, dtype=np.int64)
         self._ended_x: list[float] = []
@@ -245,7 +241,7 @@ class BalluVecEnv(VecEnv):  # type: ignore[misc]  # rsl_rl ships no type informa
             ],
             axis=1,
         )
-        clean: FloatArray = np.nan_to_num(obs, nan=0.0, posinf=OBS_CLIP, neginf=-OBS_CLIP)
+        clean: FloatArray = np.nan_to_num(obs, nan=0.0, posinf=100.0, neginf=-100.0)
         return clean
 
     def _compute_rewards(self) -> tuple[FloatArray, tuple[FloatArray, FloatArray, FloatArray]]:

@@ -14,14 +14,17 @@ import numpy as np
 from numpy.typing import NDArray
 
 from pec.backends.ballu.facts import (
+    CABLE_KD,
+    CABLE_KP,
+    GRAVITY,
     KNEE_MAX,
-    buoyancy_force,
-    drag_force,
-    knee_target,
-    knee_torque,
+    SERVO_KD,
+    SERVO_KP,
+    SERVO_SPEED_LIMIT,
+    SPRING_DAMPING,
+    SPRING_REST,
+    TORQUE_LIMIT,
     planar_leg_points,
-    servo_target,
-    servo_torque,
 )
 from pec.backends.mujoco.model import (
     BALLOON_BODY,
@@ -88,7 +91,7 @@ class BalluSim:
         )  # all robots are identical
         self.gcr: FloatArray = np.full(n, 0.8)
         self.spcf: FloatArray = np.full(n, 0.005)
-        self.buoyancy: FloatArray = buoyancy_force(self.gcr, self.robot_mass)
+        self.buoyancy: FloatArray = self.gcr * self.robot_mass * GRAVITY
         self.knee_target: FloatArray = np.zeros((n, 2))
         self.servo_target: FloatArray = np.zeros((n, 2))
         self.obstacle_height: FloatArray = np.zeros(n)
@@ -103,7 +106,7 @@ class BalluSim:
         """Per-env buoyancy ratio and knee spring coefficient."""
         self.gcr[env_ids] = gcr
         self.spcf[env_ids] = spcf
-        self.buoyancy[env_ids] = buoyancy_force(self.gcr[env_ids], self.robot_mass)
+        self.buoyancy[env_ids] = self.gcr[env_ids] * self.robot_mass * GRAVITY
 
     def set_obstacle_heights(self, env_ids: NDArray[np.int64], heights: FloatArray) -> None:
         """Resize each env's obstacle box in place (compiled at the largest size).
@@ -130,25 +133,34 @@ class BalluSim:
     # ------------------------------------------------------------------ stepping
     def set_actions(self, actions: FloatArray) -> None:
         """Map raw actions (num_envs, 2) to servo and knee targets."""
-        self.servo_target[:] = servo_target(actions)
-        self.knee_target[:] = knee_target(self.servo_target)
+        self.servo_target[:] = np.clip(math.pi * actions, 0.0, math.pi)
+        self.knee_target[:] = self.servo_target * (KNEE_MAX / math.pi)
 
     def apply_forces(self) -> None:
         """Knee spring + cable, servo PD, buoyancy and drag for the current state."""
         q = self.qpos
         qd = self.qvel
-        self.qfrc[:, 5::3] = knee_torque(
-            q[:, 5::3], qd[:, 5::3], self.knee_target, self.spcf[:, None]
+        qk = q[:, 5::3]
+        qdk = qd[:, 5::3]
+        spring = -2.0 * self.spcf[:, None] * (qk + SPRING_REST) - SPRING_DAMPING * qdk
+        pull = np.maximum(0.0, CABLE_KP * (self.knee_target - qk) - CABLE_KD * qdk)
+        self.qfrc[:, 5::3] = np.clip(spring + pull, -TORQUE_LIMIT, TORQUE_LIMIT)
+        qs = q[:, 6::3]
+        qds = qd[:, 6::3]
+        tau = np.clip(
+            SERVO_KP * (self.servo_target - qs) - SERVO_KD * qds, -TORQUE_LIMIT, TORQUE_LIMIT
         )
-        self.qfrc[:, 6::3] = servo_torque(q[:, 6::3], qd[:, 6::3], self.servo_target)
+        # Speed limit: no torque that would push the servo further past its top speed.
+        tau[(np.abs(qds) > SERVO_SPEED_LIMIT) & (tau * qds > 0)] = 0.0
+        self.qfrc[:, 6::3] = tau
         phi = q[:, 2] + q[:, 3]
         omega = qd[:, 2] + qd[:, 3]
         h = self.geometry.balloon_height
         vx = qd[:, 0] + omega * (h * np.cos(phi))
         vz = qd[:, 1] - omega * (h * np.sin(phi))
         c = self.drag_coefficient
-        self.balloon_frc[:, 0] = drag_force(vx, c)
-        self.balloon_frc[:, 2] = self.buoyancy + drag_force(vz, c)
+        self.balloon_frc[:, 0] = -c * np.abs(vx) * vx
+        self.balloon_frc[:, 2] = self.buoyancy - c * np.abs(vz) * vz
 
     def step(self, n_steps: int) -> bool:
         """Advance all robots `n_steps` physics steps; False if MuJoCo had to reset mjData.
