@@ -90,14 +90,14 @@ def test_missing_extra_is_one_line_naming_the_install_command(
     assert not (store / "noextra/checkpoints/expert_0/iter_0/model_best.pt").exists()
 
 
-def test_pec_run_on_a_cpu_machine_without_device_cpu_says_so_before_training(
+def test_pec_run_with_an_explicit_cuda_device_on_a_cpu_machine_says_so_before_training(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     if torch.cuda.is_available():  # pragma: no cover - GPU hosts train on cuda:0
         return
     store = tmp_path / "store"
     args = ["run", "--run_name", "nocuda", "--store", str(store), "--config", str(TINY)]
-    assert main([*args, "--set", "backend=isaaclab"]) == 2
+    assert main([*args, "--set", "backend=isaaclab", "--set", "device=cuda:0"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "needs CUDA" in err[0] and "--set device=cpu" in err[0], err
     assert not (store / "nocuda" / "checkpoints").exists()
@@ -175,14 +175,16 @@ def test_train_interrupt_resume_evaluate_and_probe(tmp_path: Path) -> None:
 
 
 def test_cli_train_expert_and_evaluate_frontier(tmp_path: Path) -> None:
+    """No `device` set: `auto` resolves inside each job, to cpu on a machine without CUDA."""
     store = tmp_path / "store"
     common = ["--run_name", "il", "--store", str(store)]
-    sets = ["--set", "backend=isaaclab", "--set", "device=cpu"]
-    assert main(["init", *common, "--config", str(TINY), *sets]) == 0
+    assert main(["init", *common, "--config", str(TINY), "--set", "backend=isaaclab"]) == 0
+    assert "device: auto" in (store / "il/pec_config.yaml").read_text()
     for k in (0, 1):
         assert main(["train-expert", *common, "--expert_id", str(k), "--dl", "0"]) == 0
     result = json.loads((store / "il/checkpoints/expert_0/iter_0/result.json").read_text())
     assert result["metrics"]["iterations"] == 2.0
+    assert result["metrics"]["device_cuda"] == float(torch.cuda.is_available())
     assert (store / "il/checkpoints/expert_1/iter_0/model_best.pt").is_file()
     assert (store / "il/checkpoints/expert_1/iter_0/model_last.pt").is_file()
     assert main(["evaluate-frontier", *common]) == 0
@@ -196,7 +198,7 @@ def test_pec_flow_one_iteration_on_isaaclab(tmp_path: Path) -> None:
     from flows.pec_flow import pec_flow
 
     store = str(tmp_path / "store")
-    overrides = {"backend": "isaaclab", "device": "cpu"}
+    overrides = {"backend": "isaaclab"}  # device `auto`: cpu here
     summary = pec_flow(
         run_name="ilflow", store=store, config=str(TINY), overrides=overrides, chain=False
     )
