@@ -26,6 +26,7 @@ from pydantic import (
     model_validator,
 )
 
+from pec.backends.base import AUTO_DEVICE
 from pec.errors import ConfigError
 from pec.safe_io import parse_yaml, read_local_file, reject_booleans
 
@@ -85,7 +86,10 @@ class PECConfig(BaseModel):
     backend: Literal["mujoco", "isaaclab"] = "mujoco"
     task: str | None = None
     num_envs: int | None = Field(None, ge=1, le=MAX_ENVS, description="mujoco: 64, isaaclab: 4096")
-    device: str | None = Field(None, description="mujoco: cpu, isaaclab: cuda:0")
+    device: str | None = Field(
+        None,
+        description="mujoco: cpu, isaaclab: auto (cuda:0 where the job runs has CUDA, else cpu)",
+    )
     max_iterations_iter0: int = Field(1600, ge=1, le=1_000_000)
     max_iterations: int = Field(500, ge=1, le=1_000_000)
     train_timeout_h: float = Field(8.0, gt=0.0, le=24 * 366)
@@ -207,7 +211,7 @@ class PECConfig(BaseModel):
     def effective_device(self) -> str:
         if self.device is not None:
             return self.device
-        return "cpu" if self.backend == "mujoco" else "cuda:0"
+        return "cpu" if self.backend == "mujoco" else AUTO_DEVICE
 
     def job_threads(self, jobs_in_flight: int) -> int:
         """Threads for each of `jobs_in_flight` parallel jobs (pec.threads policy)."""

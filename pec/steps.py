@@ -128,6 +128,11 @@ def preflight(run: Run, state: PECState) -> None:
     """
     if stop_reason(run.config, state) is not None:
         return
+    if run.config.backend == "isaaclab" and run.config.executor in ("inprocess", "subprocess"):
+        # the jobs run on this machine: a missing extra or CUDA is known now, not per job
+        from pec.backends.isaaclab.backend import require_local_isaaclab
+
+        require_local_isaaclab(run.config.backend_settings, run.config.effective_device)
     for expert in state.experts:
         check_warm_start(run, state, expert.id)
     if state.iteration > 0:
@@ -233,14 +238,11 @@ def training_samples(run: Run, state: PECState, expert_id: int) -> tuple[np.ndar
 
 
 def job_settings(run: Run, state: PECState) -> dict[str, Any]:
-    """Backend settings of a job. Isaac Lab gets the robot asset path from the state, never by hand."""
-    settings = dict(run.config.backend_settings)
-    if run.config.backend == "isaaclab":
-        if state.usd_rel_path is not None:
-            settings["usd_rel_path"] = state.usd_rel_path
-        if run.config.task is not None:
-            settings["task"] = run.config.task
-    return settings
+    """Backend settings of a job: the config's `backend_settings`, validated by the backend.
+
+    Both backends build the robot from pec's own model, so nothing else is added here.
+    """
+    return dict(run.config.backend_settings)
 
 
 def prepare_training(run: Run, state: PECState, expert_id: int) -> TrainJobSpec:

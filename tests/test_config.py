@@ -19,7 +19,7 @@ def test_defaults_follow_the_reference_sheet() -> None:
     # the embedded backend resolves to small CPU sizes, Isaac Lab to the original's
     assert (cfg.effective_num_envs, cfg.effective_device) == (64, "cpu")
     gpu = PECConfig(backend="isaaclab")
-    assert (gpu.effective_num_envs, gpu.effective_device) == (4096, "cuda:0")
+    assert (gpu.effective_num_envs, gpu.effective_device) == (4096, "auto")
     assert PECConfig(seed=7).effective_init_seed == 7
     assert PECConfig(seed=7, init_seed=3).effective_init_seed == 3
 

@@ -229,3 +229,20 @@ def test_eval_checkpoint_outside_the_store_fails_clearly(
     spec = eval_spec(store).model_copy(update={"checkpoint_uri": str(tmp_path / "elsewhere.pt")})
     with pytest.raises(JobError, match="checkpoint_uri"):
         job_run.run_eval_job(spec)
+
+
+def test_device_auto_resolves_on_the_machine_that_runs_the_job(
+    store: LocalStore, backend: RecordingBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`auto` reaches the backend as cuda:0 or cpu, decided here, and is recorded."""
+    import torch
+
+    for cuda, device in ((False, "cpu"), (True, "cuda:0")):
+        monkeypatch.setattr(torch.cuda, "is_available", lambda cuda=cuda: cuda)
+        result = job_run.run_train_job(train_spec(store, device="auto"))
+        assert backend.train_requests[-1].device == device
+        assert result.metrics["device_cuda"] == float(cuda)
+        job_run.run_eval_job(eval_spec(store, device="auto"))
+        assert backend.eval_requests[-1].device == device
+    explicit = job_run.run_train_job(train_spec(store, device="cpu"))
+    assert backend.train_requests[-1].device == "cpu" and "device_cuda" not in explicit.metrics

@@ -100,7 +100,7 @@ def test_gpu_build_push_pull(deployments: dict[str, dict[str, Any]], name: str) 
     assert step["id"] == "build-image"
     assert step["dockerfile"] == "docker/Dockerfile.gpu"
     assert step["pull"] is False
-    assert "isaac-lab" in step["buildargs"]["BASE_IMAGE"]
+    assert "pytorch" in step["buildargs"]["BASE_IMAGE"]  # a CUDA torch base: no NGC image
     assert (ROOT / step["dockerfile"]).is_file()
     (push,) = dep["push"]
     assert push[PUSH]["image_name"] == "{{ build-image.image_name }}"

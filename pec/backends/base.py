@@ -23,7 +23,7 @@ class TrainRequest:
     start_level: int  # `dl`: obstacle level every environment starts at
     max_iterations: int  # PPO iterations
     seed: int
-    device: str  # "cpu", "cuda:0", ...
+    device: str  # "cpu", "cuda:0", ... (resolved: never "auto")
     work_dir: Path  # checkpoints and TensorBoard logs are written below here
     resume_checkpoint: Path | None = None  # warm start (model, optimiser, normaliser)
     settings: dict[str, object] = field(default_factory=dict)  # backend-specific overrides
@@ -67,6 +67,22 @@ class ProbeRequest:
     seed: int
     device: str
     settings: dict[str, object] = field(default_factory=dict)
+
+
+AUTO_DEVICE = "auto"
+
+
+def resolve_device(device: str) -> str:
+    """`auto` becomes `cuda:0` where torch sees CUDA on this machine, else `cpu`.
+
+    Called by the job layer on the machine that runs the job (a worker, a container), never
+    where the run is configured; explicit devices are returned unchanged.
+    """
+    if device != AUTO_DEVICE:
+        return device
+    import torch
+
+    return "cuda:0" if torch.cuda.is_available() else "cpu"
 
 
 # Called with (iteration, max_iterations, metrics) after every PPO iteration.

@@ -1,6 +1,7 @@
 """Backend lookup by name, importing each simulator only when a job asks for it.
 
-Isaac Lab exists only inside the GPU image, so nothing here may import it eagerly.
+Isaac Lab is an optional extra (`bash scripts/setup.sh isaaclab`, or the GPU image), so
+nothing here may import it eagerly.
 
 Test doubles: a name starting with ``test-`` is resolved only when the environment
 variable ``PEC_TEST_BACKEND_MODULE`` names a module (e.g. ``job_doubles``); that module's
@@ -63,4 +64,4 @@ def validate_backend_settings(name: str, settings: dict[str, object]) -> None:
     elif name == "isaaclab":
         from pec.backends.isaaclab.settings import load_settings
 
-        load_settings(None, settings)
+        load_settings(settings)

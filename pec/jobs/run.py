@@ -17,7 +17,14 @@ from pathlib import Path
 import numpy as np
 
 from pec import layout
-from pec.backends.base import Backend, EvalRequest, ProbeRequest, ProgressCallback, TrainRequest
+from pec.backends.base import (
+    Backend,
+    EvalRequest,
+    ProbeRequest,
+    ProgressCallback,
+    TrainRequest,
+    resolve_device,
+)
 from pec.backends.registry import get_backend
 from pec.errors import InputError, JobError, NotFoundError, PECError, StoreError
 from pec.faults import fault_point
@@ -88,6 +95,14 @@ def run_job(
         return run_eval_job(spec)
 
 
+def _job_device(device: str) -> str:
+    """The spec's device as this machine runs it (`auto`: cuda:0 with CUDA here, else cpu)."""
+    resolved = resolve_device(device)
+    if resolved != device:
+        logger.info("device %s resolves to %s on this machine", device, resolved)
+    return resolved
+
+
 def run_train_job(
     spec: TrainJobSpec, on_progress: ProgressCallback | None = None
 ) -> TrainJobResult:
@@ -130,13 +145,14 @@ def run_train_job(
         if resume_uri is not None:
             resume = inputs / "resume.pt"
             _download_uri(store, resume_uri, resume, "resume_checkpoint_uri")
+        device = _job_device(spec.device)
         request = TrainRequest(
             gcr=gcr,
             spcf=spcf,
             start_level=spec.start_level,
             max_iterations=max_iterations,
             seed=spec.seed,
-            device=spec.device,
+            device=device,
             work_dir=work_dir,
             resume_checkpoint=resume,
             settings=dict(spec.settings),
@@ -170,6 +186,8 @@ def run_train_job(
                     f"{BEST_CHECKPOINT_NAME} of {what} is missing from the store after upload "
                     f"({store.uri(uploader.best_key)}); check the store and re-run the job"
                 )
+    if device != spec.device:  # `auto`: record where it went (1 = cuda, 0 = cpu)
+        metrics["device_cuda"] = 1.0 if device.startswith("cuda") else 0.0
     last_uri = store.uri(uploader.last_key) if uploader.uploaded(uploader.last_key) else None
     return TrainJobResult(
         checkpoint_uri=store.uri(uploader.best_key),
@@ -195,7 +213,7 @@ def run_eval_job(spec: EvalJobSpec) -> EvalJobResult:
             num_episodes=spec.num_episodes,
             start_difficulty=spec.start_difficulty,
             seed=spec.seed,
-            device=spec.device,
+            device=_job_device(spec.device),
             settings=dict(spec.settings),
         )
         logger.info(

@@ -49,6 +49,13 @@ IMAGE_INPUTS = (
     "deployments",
     "configs",
 )
+# Dockerfile.gpu's own inputs; its code inputs are the CPU image's (its tag is in the hash).
+ISAACLAB_REPOSITORY = "pec-isaaclab"
+ISAACLAB_IMAGE_INPUTS = (
+    "docker/Dockerfile.gpu",
+    "docker/requirements-gpu.txt",
+    "requirements-isaaclab.txt",
+)
 KEEP_IMAGES = 3  # pec-cpu tags kept in the cache; older ones are removed after a build
 READY_TIMEOUT_S = 60.0
 BUILD_TIMEOUT_S = 1200.0
@@ -380,15 +387,62 @@ def ensure_cpu_image(engine: DockerEngine) -> str:
     return tag
 
 
-def prune_old_images(engine: DockerEngine, keep: int) -> None:
-    """Drop all but the newest `keep` pec-cpu tags, so the cache does not grow per commit.
+def ensure_isaaclab_image(engine: DockerEngine, cpu_image: str) -> str:
+    """`pec-isaaclab:<hash>`: docker/Dockerfile.gpu built FROM pec's CPU image.
+
+    The CPU image stands in for a CUDA PyTorch base (Python + torch, no NGC image). Behind a
+    TLS-intercepting proxy, the host CA bundle goes into a one-layer base on top of it (PIP_CERT),
+    so that Dockerfile.gpu's pip installs reach the package registry as Dockerfile.cpu's do.
+    """
+    inputs = [REPO / name for name in ISAACLAB_IMAGE_INPUTS]
+    digest = hashlib.sha256(cpu_image.encode())
+    for file in inputs:
+        digest.update(file.name.encode() + b"\0" + file.read_bytes() + b"\0")
+    ca = HOST_CA_BUNDLE.read_bytes() if HOST_CA_BUNDLE.is_file() else b""
+    digest.update(ca)
+    tag = f"{ISAACLAB_REPOSITORY}:{digest.hexdigest()[:16]}"
+    if has_image(engine, tag):
+        return tag
+    base = cpu_image
+    if ca:
+        base = f"{ISAACLAB_REPOSITORY}-base:{cpu_image.rsplit(':', 1)[-1]}"
+        with tempfile.TemporaryDirectory(prefix="pec-ca-", dir=engine.root) as tmp:
+            (Path(tmp) / "ca-certificates.crt").write_bytes(ca)
+            (Path(tmp) / "Dockerfile").write_text(
+                f"FROM {cpu_image}\n"
+                "COPY ca-certificates.crt /etc/pec-ca/ca-certificates.crt\n"
+                "ENV PIP_CERT=/etc/pec-ca/ca-certificates.crt\n"
+            )
+            engine.cli("build", "-t", base, tmp, timeout=300)
+    started = time.monotonic()
+    engine.cli(
+        "build",
+        "--network",
+        "host",
+        "-f",
+        str(REPO / "docker" / "Dockerfile.gpu"),
+        "--build-arg",
+        f"BASE_IMAGE={base}",
+        "-t",
+        tag,
+        str(REPO),
+        timeout=BUILD_TIMEOUT_S,
+    )
+    logger.warning("built %s in %.0f s", tag, time.monotonic() - started)
+    for repository in (ISAACLAB_REPOSITORY, f"{ISAACLAB_REPOSITORY}-base"):
+        prune_old_images(engine, keep=KEEP_IMAGES, repository=repository)
+    return tag
+
+
+def prune_old_images(engine: DockerEngine, keep: int, repository: str = IMAGE_REPOSITORY) -> None:
+    """Drop all but the newest `keep` tags of `repository`, so the cache does not grow per commit.
 
     Layers shared with the newer images (the dependency venv) stay; an image that a
     container still uses is left alone.
     """
     client = engine.client()
     try:
-        images = client.images.list(name=IMAGE_REPOSITORY)
+        images = client.images.list(name=repository)
         images.sort(key=lambda image: str(image.attrs.get("Created", "")), reverse=True)
         for image in images[keep:]:
             for tag in image.tags:
@@ -423,3 +477,9 @@ def docker_engine() -> Iterator[DockerEngine]:
 def pec_cpu_image(docker_engine: DockerEngine) -> str:
     """The tag of pec's CPU image (built once per content, cached in the engine)."""
     return ensure_cpu_image(docker_engine)
+
+
+@pytest.fixture(scope="session")
+def pec_isaaclab_image(docker_engine: DockerEngine, pec_cpu_image: str) -> str:
+    """The tag of docker/Dockerfile.gpu built on pec's CPU image (cached like it)."""
+    return ensure_isaaclab_image(docker_engine, pec_cpu_image)

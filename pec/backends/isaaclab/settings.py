@@ -1,74 +1,64 @@
-"""Validated settings of the Isaac Lab backend.
+"""Typed settings of the Isaac Lab backend (validated without importing Isaac Lab).
 
-They are checked once, at the edge (backend construction and each request's overrides), so
-a typo in a config key fails before an expensive Isaac Sim start instead of inside it.
+`task` and `ppo` are the shared BALLU models (`pec.backends.ballu.settings`), so a config's
+`backend_settings` means the same on both backends; `physics` and `newton` are Isaac Lab's
+own. Lanes (`task.lane_spacing`, `task.obstacle_width`) are MuJoCo-only: Isaac Lab lays the
+obstacles out in rows.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Annotated
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
+from pec.backends.ballu.settings import BalluTaskSettings, PPOSettings
 from pec.errors import ConfigError
+from pec.safe_io import reject_booleans
 
-# The variable Isaac Sim subprocesses read the robot's USD path from. It always comes from
-# the run state (`usd_rel_path`), never from free-form env or extra arguments.
-USD_ENV_VAR = "BALLU_USD_REL_PATH"
 
-NonEmpty = Annotated[str, Field(min_length=1)]
+class NewtonSettings(BaseModel):
+    """MuJoCo-Warp solver sizes per env (world) and iteration counts."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_booleans(cls, value: Any, info: ValidationInfo) -> Any:
+        return reject_booleans(cls, value, info)
+
+    njmax: int = Field(40, ge=1, description="constraint rows per env (limits + contacts)")
+    nconmax: int = Field(16, ge=1, description="contacts per env (two feet, ground + box)")
+    iterations: int = Field(100, ge=1)
+    ls_iterations: int = Field(50, ge=1)
 
 
 class IsaacLabSettings(BaseModel):
-    """Where Isaac Lab lives in the GPU image and how its scripts are called."""
+    """Everything `TrainRequest.settings` / `EvalRequest.settings` may set for Isaac Lab."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    task: NonEmpty = "Isaac-Vel-BALLU-Obstacle-v0"  # gym id registered by the BALLU task package
-    launcher: list[NonEmpty] = Field(
-        default_factory=lambda: ["/workspace/isaaclab/isaaclab.sh", "-p"], min_length=1
-    )  # command that runs a script with Isaac Sim's Python
-    isaaclab_dir: NonEmpty = "/workspace/isaaclab"  # relative script paths resolve here
-    train_script: NonEmpty = "scripts/reinforcement_learning/rsl_rl/train.py"
-    eval_script: NonEmpty = "scripts/pec/pec_eval_expert_frontier.py"
-    headless: bool = True
-    usd_rel_path: NonEmpty | None = None  # from state["usd_rel_path"]; injected as env
-    experiment_name: NonEmpty = "ballu_pec"
-    run_name: NonEmpty = "pec"  # rsl_rl log sub-folder suffix
-    timeout_s: float | None = Field(default=None, gt=0)  # hard wall-clock limit per job
-    extra_train_args: list[str] = Field(default_factory=list)
-    extra_eval_args: list[str] = Field(default_factory=list)
-    env: dict[str, str] = Field(default_factory=dict)  # extra environment for the subprocess
-
-    @field_validator("env")
+    @field_validator("*", mode="before")
     @classmethod
-    def _no_manual_usd(cls, value: dict[str, str]) -> dict[str, str]:
-        if USD_ENV_VAR in value:
-            raise ValueError(f"do not set {USD_ENV_VAR} in env; set usd_rel_path instead")
-        return value
+    def _no_booleans(cls, value: Any, info: ValidationInfo) -> Any:
+        return reject_booleans(cls, value, info)
 
-    @field_validator("extra_train_args", "extra_eval_args")
-    @classmethod
-    def _no_reserved_args(cls, value: list[str]) -> list[str]:
-        reserved = {"--task", "--num_envs", "--resume_path", "--checkpoint_path", "--headless"}
-        clash = sorted(reserved.intersection(a.split("=", 1)[0] for a in value))
-        if clash:
-            raise ValueError(f"{', '.join(clash)} are set by the backend; remove them")
-        return value
+    physics: Literal["newton", "physx"] = Field(
+        "newton", description="newton: kit-less MuJoCo-Warp (CPU or CUDA); physx: needs Isaac Sim"
+    )
+    task: BalluTaskSettings = Field(default_factory=BalluTaskSettings)  # type: ignore[arg-type]
+    ppo: PPOSettings = Field(default_factory=PPOSettings)  # type: ignore[arg-type]
+    newton: NewtonSettings = Field(default_factory=NewtonSettings)  # type: ignore[arg-type]
 
 
-def load_settings(
-    base: IsaacLabSettings | None = None, overrides: Mapping[str, object] | None = None
-) -> IsaacLabSettings:
-    """Merge per-request overrides onto the base settings and validate the result."""
-    merged: dict[str, object] = (base or IsaacLabSettings()).model_dump()
-    merged.update(overrides or {})
+def load_settings(raw: Mapping[str, object] | None = None) -> IsaacLabSettings:
+    """Validate backend settings, turning pydantic's error into a one-line ConfigError."""
     try:
-        return IsaacLabSettings.model_validate(merged)
+        return IsaacLabSettings.model_validate(dict(raw or {}))
     except ValidationError as exc:
         first = exc.errors()[0]
-        field = ".".join(str(p) for p in first["loc"]) or "settings"
+        where = ".".join(str(p) for p in first["loc"]) or "settings"
         raise ConfigError(
-            f"isaaclab settings: {field}: {first['msg']} (fix the backend settings in the config)"
+            f"isaaclab settings field '{where}': {first['msg']}; fix it in the backend settings"
         ) from exc

@@ -16,20 +16,24 @@ from numpy.typing import NDArray
 from rsl_rl.env import VecEnv
 from tensordict import TensorDict
 
+from pec.backends.ballu import schedule
+from pec.backends.ballu.facts import (
+    MAX_FOOT_HEIGHT,
+    MAX_ROOT_HEIGHT,
+    MAX_ROOT_SPEED,
+    NUM_ACTIONS,
+    foot_clearance,
+    goal_reward,
+    height_reward,
+    velocity_reward,
+)
+from pec.backends.ballu.facts import NUM_OBS as NUM_OBS
 from pec.backends.mujoco.settings import BalluTaskSettings
 from pec.backends.mujoco.sim import BalluSim, FloatArray
-from pec.curriculum import MAX_LEVEL, level_height, next_levels
+from pec.curriculum import MAX_LEVEL, level_height
 from pec.errors import ConfigError
 
 log = logging.getLogger(__name__)
-
-NUM_OBS = 29
-NUM_ACTIONS = 2
-MAX_ROOT_SPEED = 10.0
-MAX_ROOT_HEIGHT = 5.0
-MAX_FOOT_HEIGHT = 2.5
-HEIGHT_REWARD_CAP = 1.8
-VELOCITY_REWARD_CAP = 0.8
 
 
 def resolve_design(
@@ -140,20 +144,12 @@ class BalluVecEnv(VecEnv):  # type: ignore[misc]  # rsl_rl ships no type informa
     @property
     def curriculum_active(self) -> bool:
         """The level rule runs in evaluation, or after the curriculum warm-up."""
-        return self.eval_mode or self.iteration >= self.task.curriculum_warmup_iterations
+        return schedule.curriculum_active(self.task, self.iteration, self.eval_mode)
 
     @property
     def goal_factor(self) -> float:
         """Goal-reward weight factor: 0 during warm-up, then a linear ramp to 1."""
-        if self.eval_mode:
-            return 1.0
-        t = self.task
-        since = self.iteration - t.goal_warmup_iterations
-        if since < 0:
-            return 0.0
-        if t.goal_ramp_iterations == 0:
-            return 1.0
-        return float(min(1.0, since / t.goal_ramp_iterations))
+        return schedule.goal_factor(self.task, self.iteration, self.eval_mode)
 
     # ------------------------------------------------------------------ VecEnv API
     def get_observations(self) -> TensorDict:
@@ -215,21 +211,17 @@ class BalluVecEnv(VecEnv):  # type: ignore[misc]  # rsl_rl ships no type informa
         """
         ids = np.asarray(env_ids, dtype=np.int64)
         self.last_root_x[ids] = root_x
-        ruled = ids[~self.replaying[ids]]
-        if self.curriculum_active and ruled.size:
-            x = np.asarray(root_x, dtype=np.float64)[~self.replaying[ids]]
-            self.levels[ruled] = next_levels(
-                self.levels[ruled], x, self.task.promote_x, self.task.demote_x
-            )
+        obstacle_levels = schedule.end_episodes(
+            self.task,
+            self.levels,
+            self.replaying,
+            ids,
+            root_x,
+            active=self.curriculum_active,
+            eval_mode=self.eval_mode,
+            rng=self.rng,
+        )
         self.episodes_done[ids] += 1
-        obstacle_levels = self.levels[ids].copy()
-        self.replaying[ids] = False
-        p = self.task.replay_probability
-        if p > 0 and not self.eval_mode and self.curriculum_active:
-            replay = (self.rng.random(ids.size) < p) & (obstacle_levels > 0)
-            picked = self.rng.integers(0, obstacle_levels + 1)  # uniform in [0, level]
-            obstacle_levels = np.where(replay, picked, obstacle_levels)
-            self.replaying[ids] = replay
         self.sim.set_obstacle_heights(ids, level_height(obstacle_levels))
         self.reset_envs(ids)
 
@@ -278,19 +270,13 @@ class BalluVecEnv(VecEnv):  # type: ignore[misc]  # rsl_rl ships no type informa
         s = self.sim
         if feet is None:
             _, feet = s.leg_points()
-        mean_foot_x = feet[:, :, 0].mean(axis=1)
-        goal_dist = np.abs(t.goal_x - mean_foot_x)  # planar: feet are centred on y = 0
-        r_goal = t.goal_weight * np.maximum(0.0, 1.0 - 0.33 * goal_dist) * self.goal_factor
-        lo, hi = t.obstacle_start_x, t.obstacle_start_x + t.obstacle_length
-        over = np.all((feet[:, :, 0] >= lo) & (feet[:, :, 0] <= hi), axis=1)
-        z = feet[:, :, 1].min(axis=1) - np.where(over, s.obstacle_height, 0.0)
-        r_height = t.height_weight * np.where(
-            z > HEIGHT_REWARD_CAP, 0.0, np.expm1(1.73 * np.minimum(z, HEIGHT_REWARD_CAP))
+        # planar: feet are centred on y = 0, so the goal distance is along x
+        r_goal = t.goal_weight * goal_reward(feet[:, :, 0].mean(axis=1), t.goal_x, self.goal_factor)
+        z = foot_clearance(
+            feet[:, :, 0], feet[:, :, 1], s.obstacle_height, t.obstacle_start_x, t.obstacle_length
         )
-        vx = s.qvel[:, 0]
-        r_vel = t.velocity_weight * np.where(
-            vx > VELOCITY_REWARD_CAP, 0.0, np.where(vx < 0, np.expm1(np.minimum(vx, 0.0)), vx)
-        )
+        r_height = t.height_weight * height_reward(z)
+        r_vel = t.velocity_weight * velocity_reward(s.qvel[:, 0])
         total = (r_goal + r_height + r_vel) * t.reward_scale
         total = finite_or(total, nan=0.0, posinf=0.0, neginf=0.0)
         return total, (r_goal, r_height, r_vel)

@@ -12,10 +12,13 @@ state is a strided *view* of mjData (no gathers in the hot loop):
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import mujoco
+
+from pec.backends.ballu.facts import INIT_HIP as INIT_HIP
+from pec.backends.ballu.facts import INIT_KNEE as INIT_KNEE
+from pec.backends.ballu.facts import INIT_SERVO as INIT_SERVO
 
 JOINT_NAMES: tuple[str, ...] = (
     "root_x",
@@ -90,10 +93,6 @@ class BalluGeometry:
         return self.balloon_mass + self.pelvis_mass + legs
 
 
-# Initial pose from the facts: hips 1 deg, knees 27.35 deg, servos 10 deg.
-INIT_HIP = math.radians(1.0)
-INIT_KNEE = math.radians(27.35)
-INIT_SERVO = math.radians(10.0)
 # The biggest obstacle any level needs (level 74): compiled at this size so that the
 # bounding volumes MuJoCo precomputes stay conservative when a reset shrinks the box.
 MAX_OBSTACLE_HEIGHT = 0.001 + 0.010 * 74
@@ -239,3 +238,59 @@ def build_model(
     if model.nbody != 1 + num_envs * BODIES_PER_ROBOT:
         raise RuntimeError("BALLU scene layout broken: every robot must own exactly 8 bodies")
     return model
+
+
+def build_robot_xml(
+    geometry: BalluGeometry | None = None,
+    *,
+    root_link_mass: float = 1e-3,
+    servo_arm_mass: float = 1e-3,
+    bound_inertia: float = 1e-6,
+    friction: float = 0.5,
+) -> str:
+    """MJCF of ONE planar robot for conversion to USD (the Isaac Lab backend's asset).
+
+    Same bodies, joints and limits as the scene above, with what a USD articulation on
+    MuJoCo-Warp (float32) needs: USD has one joint per body, so the planar root's slide x
+    and slide z get their own small links (`root_x_link`, `root_z_link`) before the pelvis
+    (hinge pitch); those links and the servo arms weigh `root_link_mass`/`servo_arm_mass`
+    (1e-3 kg: lighter ones read back as 0 kg or made float32 NaNs) and inertias are bounded
+    below by `bound_inertia`. The pelvis sits at the origin: the spawn pose sets its height.
+    """
+    from dataclasses import replace
+
+    g = replace(geometry or BalluGeometry(), servo_arm_mass=servo_arm_mass)
+    half_pelvis = g.pelvis_length / 2
+    inertia = f'<inertial pos="0 0 0" mass="{root_link_mass}" diaginertia="{bound_inertia} {bound_inertia} {bound_inertia}"/>'
+    return f"""<mujoco model="ballu">
+  <compiler angle="radian" inertiafromgeom="true" boundmass="1e-6" boundinertia="{bound_inertia}"/>
+  <option integrator="implicitfast" gravity="0 0 -9.81"/>
+  <default>
+    <geom friction="{friction} 0.005 0.0001"/>
+  </default>
+  <worldbody>
+    <body name="root_x_link">
+      <joint name="root_x" type="slide" axis="1 0 0"/>
+      {inertia}
+      <body name="root_z_link">
+        <joint name="root_z" type="slide" axis="0 0 1"/>
+        {inertia}
+        <body name="pelvis">
+          <joint name="root_pitch" type="hinge" axis="0 1 0"/>
+          <geom type="cylinder" fromto="0 {-half_pelvis} 0 0 {half_pelvis} 0"
+                size="{g.link_radius}" mass="{g.pelvis_mass}" contype="0" conaffinity="0"/>
+          <body name="balloon" pos="0 0 0">
+            <joint name="neck" type="hinge" axis="0 1 0" range="-1.5708 1.5708"
+                   damping="{g.neck_damping}"/>
+            <geom type="cylinder" pos="0 0 {g.balloon_height}"
+                  size="{g.balloon_radius} {g.balloon_length / 2}" mass="{g.balloon_mass}"
+                  contype="0" conaffinity="0"/>
+          </body>
+          {_leg_xml("l", g.hip_offset, g)}
+          {_leg_xml("r", -g.hip_offset, g)}
+        </body>
+      </body>
+    </body>
+  </worldbody>
+</mujoco>
+"""

@@ -1,114 +1,15 @@
-"""Typed settings of the MuJoCo BALLU backend (task physics/rewards and PPO numbers).
-
-Defaults are the small, CPU-friendly values that learn on a 2-core machine; the original
-study's values are given in each field's description so a GPU run can restore them.
-"""
+"""Typed settings of the MuJoCo BALLU backend: the shared task and PPO models, nothing more."""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
+from pec.backends.ballu.settings import BalluTaskSettings, PPOSettings
 from pec.safe_io import reject_booleans
 
-
-class BalluTaskSettings(BaseModel):
-    """Physics, control, episode, curriculum and reward settings of the obstacle task."""
-
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
-
-    @field_validator("*", mode="before")
-    @classmethod
-    def _no_booleans(cls, value: Any, info: ValidationInfo) -> Any:
-        return reject_booleans(cls, value, info)
-
-    physics_hz: float = Field(200.0, gt=0, description="physics rate (original 200 Hz)")
-    control_hz: float = Field(20.0, gt=0, description="policy rate (original 20 Hz)")
-    episode_steps: int = Field(400, ge=1, description="control steps per episode (20 s)")
-    drag_coefficient: float = Field(0.4, ge=0, description="balloon drag C in -C|v|v; 0 = off")
-    init_root_height: float = Field(1.2, gt=0, description="pelvis height at reset (m)")
-    lane_spacing: float = Field(1.0, gt=0.2, description="y distance between robot lanes (m)")
-    obstacle_start_x: float = 0.5
-    obstacle_length: float = Field(1.0, gt=0)
-    obstacle_width: float = Field(0.6, gt=0, description="obstacle extent in y (< lane_spacing)")
-    goal_x: float = 2.0
-    promote_x: float = 1.0
-    demote_x: float = 0.5
-    ground_friction: float = Field(0.5, ge=0)
-    curriculum_warmup_iterations: int = Field(
-        100, ge=0, description="PPO iterations before the level rule starts (original 100)"
-    )
-    goal_warmup_iterations: int = Field(
-        100, ge=0, description="PPO iterations with zero goal reward (original 100)"
-    )
-    goal_ramp_iterations: int = Field(
-        100, ge=0, description="iterations over which the goal reward ramps 0 -> 1 (orig. 100)"
-    )
-    replay_probability: float = Field(
-        0.25,
-        ge=0,
-        le=1,
-        description=(
-            "training only: chance that an env's next episode is played at a uniformly drawn"
-            " level in [0, level] without changing its level (keeps low obstacles in the data)"
-        ),
-    )
-    goal_weight: float = 5.0
-    height_weight: float = 1.0
-    velocity_weight: float = 3.0
-    reward_scale: float = Field(
-        0.05, gt=0, description="multiplies every reward (control dt, as Isaac Lab's manager)"
-    )
-    gcr_norm_range: tuple[float, float] = (0.75, 0.89)
-    spcf_norm_range: tuple[float, float] = (0.001, 0.010)
-
-    @model_validator(mode="after")
-    def _check_rates(self) -> BalluTaskSettings:
-        ratio = self.physics_hz / self.control_hz
-        if abs(ratio - round(ratio)) > 1e-9 or round(ratio) < 1:
-            raise ValueError(
-                f"physics_hz/control_hz = {ratio} must be a whole number >= 1; pick matching rates"
-            )
-        if self.obstacle_width >= self.lane_spacing:
-            raise ValueError("obstacle_width must be smaller than lane_spacing; widen the lanes")
-        return self
-
-    @property
-    def decimation(self) -> int:
-        """Physics steps per control step."""
-        return round(self.physics_hz / self.control_hz)
-
-
-class PPOSettings(BaseModel):
-    """rsl-rl-lib PPO settings (5.x keys); defaults sized for a 2-core CPU."""
-
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
-
-    @field_validator("*", mode="before")
-    @classmethod
-    def _no_booleans(cls, value: Any, info: ValidationInfo) -> Any:
-        return reject_booleans(cls, value, info)
-
-    num_steps_per_env: int = Field(20, ge=1, description="rollout length (original 20)")
-    save_interval: int = Field(25, ge=1, description="iterations between model_last.pt writes")
-    actor_hidden_dims: list[int] = Field(default_factory=lambda: [128, 64, 32])
-    critic_hidden_dims: list[int] = Field(default_factory=lambda: [128, 64, 32])
-    activation: str = "elu"
-    init_std: float = Field(0.5, gt=0)
-    obs_normalization: bool = True
-    num_learning_epochs: int = Field(5, ge=1)
-    num_mini_batches: int = Field(4, ge=1)
-    learning_rate: float = Field(1e-4, gt=0, description="original 1e-4 (adaptive)")
-    schedule: Literal["adaptive", "fixed"] = "adaptive"
-    desired_kl: float = Field(0.01, gt=0)
-    gamma: float = Field(0.99, gt=0, le=1)
-    lam: float = Field(0.95, gt=0, le=1)
-    clip_param: float = Field(0.2, gt=0)
-    entropy_coef: float = Field(0.01, ge=0)
-    value_loss_coef: float = Field(1.0, ge=0)
-    use_clipped_value_loss: bool = True
-    max_grad_norm: float = Field(0.5, gt=0)
+__all__ = ["BalluTaskSettings", "MujocoSettings", "PPOSettings"]
 
 
 class MujocoSettings(BaseModel):

@@ -13,6 +13,19 @@ import mujoco
 import numpy as np
 from numpy.typing import NDArray
 
+from pec.backends.ballu.facts import (
+    CABLE_KD,
+    CABLE_KP,
+    GRAVITY,
+    KNEE_MAX,
+    SERVO_KD,
+    SERVO_KP,
+    SERVO_SPEED_LIMIT,
+    SPRING_DAMPING,
+    SPRING_REST,
+    TORQUE_LIMIT,
+    planar_leg_points,
+)
 from pec.backends.mujoco.model import (
     BALLOON_BODY,
     BODIES_PER_ROBOT,
@@ -28,17 +41,6 @@ from pec.backends.mujoco.model import (
 )
 
 FloatArray = NDArray[np.float64]
-
-GRAVITY = 9.81
-KNEE_MAX = 1.745
-TORQUE_LIMIT = 0.0848
-SPRING_REST = 0.7854  # the spring is preloaded against this knee rest angle
-SPRING_DAMPING = 0.001
-CABLE_KP = 1.0
-CABLE_KD = 0.08
-SERVO_KP = 1.0
-SERVO_KD = 0.01
-SERVO_SPEED_LIMIT = 7.48
 
 
 class BalluSim:
@@ -238,13 +240,5 @@ class BalluSim:
     def leg_points(self) -> tuple[FloatArray, FloatArray]:
         """Knee and foot (x, z) per robot and leg, from the planar chain: (n, 2, 2) each."""
         g = self.geometry
-        q = self.qpos
-        hip_angle = q[:, 2:3] + q[:, 4::3]
-        knee_angle = hip_angle + q[:, 5::3]
-        knee_x = q[:, 0:1] - g.femur_length * np.sin(hip_angle)
-        knee_z = q[:, 1:2] - g.femur_length * np.cos(hip_angle)
-        foot_x = knee_x - g.foot_offset * np.sin(knee_angle)
-        foot_z = knee_z - g.foot_offset * np.cos(knee_angle) - g.foot_radius
-        knees = np.stack([knee_x, knee_z], axis=-1)
-        feet = np.stack([foot_x, foot_z], axis=-1)
+        knees, feet = planar_leg_points(self.qpos, g.femur_length, g.foot_offset, g.foot_radius)
         return knees, feet
