@@ -6,8 +6,11 @@ dashes, as Prefect requires), so each run has one versioned history per artifact
 
 from __future__ import annotations
 
+import base64
+import math
 import re
 import statistics
+from collections.abc import Callable
 from typing import Any
 
 from prefect.artifacts import (
@@ -18,6 +21,10 @@ from prefect.artifacts import (
 
 from pec.state import PECState
 
+# Plots are embedded in the summary as data URIs, so the UI shows them whatever the store
+# (a browser cannot open a local path or an s3:// URI). Bigger images are listed by key only.
+MAX_EMBEDDED_PLOT_BYTES = 2_000_000
+
 
 def artifact_key(run_name: str, what: str) -> str:
     """`pec-<run>-<what>` with every character Prefect rejects turned into a dash."""
@@ -26,9 +33,15 @@ def artifact_key(run_name: str, what: str) -> str:
 
 
 def experts_table(
-    state: PECState, scores: dict[str, Any] | None, status: dict[int, str]
+    state: PECState,
+    scores: dict[str, Any] | None,
+    status: dict[int, str],
+    store_key: Callable[[str], str] = str,
 ) -> list[dict[str, Any]]:
-    """One row per expert: Gaussian, designs, this iteration's frontier scores, checkpoint."""
+    """One row per expert: Gaussian (mean, standard deviations), designs, scores, checkpoint.
+
+    `store_key` turns a checkpoint URI into its key relative to the store root.
+    """
     rows: list[dict[str, Any]] = []
     score_rows = (scores or {}).get("scores") or []
     for expert in state.experts:
@@ -37,17 +50,27 @@ def experts_table(
             {
                 "expert": expert.id,
                 "status": status.get(expert.id, ""),
-                "mu": f"({expert.mu[0]:.4f}, {expert.mu[1]:.5f})",
-                "sigma": f"({expert.sigma[0][0]:.3g}, {expert.sigma[1][1]:.3g})",
+                "mu (GCR, spcf)": f"({expert.mu[0]:.4f}, {expert.mu[1]:.5f})",
+                "std (GCR, spcf)": (
+                    f"({math.sqrt(expert.sigma[0][0]):.3g}, {math.sqrt(expert.sigma[1][1]):.3g})"
+                ),
                 "designs": len(expert.designs),
                 "score_mean": round(statistics.fmean(levels), 2) if levels else None,
                 "score_min": min(levels) if levels else None,
                 "score_max": max(levels) if levels else None,
-                "checkpoint": expert.checkpoint or "",
+                "checkpoint": store_key(expert.checkpoint) if expert.checkpoint else "",
                 "failures": len(expert.failures),
             }
         )
     return rows
+
+
+def plot_markdown(name: str, key: str, png: bytes | None) -> str:
+    """The plot as an inline image (data URI), or its store key when too big or unreadable."""
+    if png is None or len(png) > MAX_EMBEDDED_PLOT_BYTES or not png.startswith(b"\x89PNG"):
+        return f"- `{key}` (in the run's store)"
+    encoded = base64.b64encode(png).decode("ascii")
+    return f"### {name}\n\n![{name}](data:image/png;base64,{encoded})\n\n`{key}`"
 
 
 def summary_markdown(
@@ -56,9 +79,10 @@ def summary_markdown(
     coverage: float | None,
     target: float,
     stop_reason: str | None,
-    plot_uris: list[str],
+    plots: list[tuple[str, bytes | None]],
     failed: dict[int, str],
 ) -> str:
+    """`plots` are (store key, PNG bytes or None) pairs."""
     shown = "n/a" if coverage is None else f"{coverage:.3f}"
     lines = [
         f"# PEC run `{state.run_name}`, iteration {iteration}",
@@ -68,10 +92,17 @@ def summary_markdown(
         f"- finished: {stop_reason}" if stop_reason else "- finished: no",
     ]
     if failed:
-        lines += ["", "## Failed experts (fell back to their previous checkpoint)", ""]
+        lines += [
+            "",
+            "## Failed experts (a partial training kept, or their previous checkpoint)",
+            "",
+        ]
         lines += [f"- expert {k}: {message}" for k, message in sorted(failed.items())]
     lines += ["", "## Plots", ""]
-    lines += [f"- [{uri.rsplit('/', 1)[-1]}]({uri})" for uri in plot_uris] or ["- none"]
+    for key, png in plots:
+        lines += [plot_markdown(key.rsplit("/", 1)[-1].removesuffix(".png"), key, png), ""]
+    if not plots:
+        lines += ["- none"]
     return "\n".join(lines)
 
 
@@ -85,11 +116,12 @@ def publish_iteration(
     target: float,
     max_iterations: int,
     stop_reason: str | None,
-    plot_uris: list[str],
+    plots: list[tuple[str, bytes | None]],
+    store_key: Callable[[str], str] = str,
 ) -> None:
     run = state.run_name
     create_table_artifact(
-        experts_table(state, scores, status),
+        experts_table(state, scores, status, store_key),
         key=artifact_key(run, "experts"),
         description=f"experts of {run} after iteration {iteration}",
     )
@@ -100,7 +132,7 @@ def publish_iteration(
         description=f"{run}: {state.iteration} of at most {max_iterations} iterations",
     )
     create_markdown_artifact(
-        summary_markdown(state, iteration, coverage, target, stop_reason, plot_uris, failed),
+        summary_markdown(state, iteration, coverage, target, stop_reason, plots, failed),
         key=artifact_key(run, "summary"),
         description=f"{run} iteration {iteration}",
     )

@@ -12,6 +12,7 @@ from typing import Any
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run as runtime_flow_run
 
+from flows.credentials import apply_aws_credentials
 from pec.jobs.run import run_job
 from pec.jobs.spec import parse_job_spec
 
@@ -31,9 +32,10 @@ def expert_run_name() -> str:
     persist_result=True,
     result_serializer="json",
 )
-def pec_expert(spec: dict[str, Any]) -> dict[str, Any]:
-    """Run one job spec here and return its result as JSON."""
+def pec_expert(spec: dict[str, Any], aws_credentials_block: str | None = None) -> dict[str, Any]:
+    """Run one job spec here and return its result as JSON (S3 keys from the named block)."""
     logger = get_run_logger()
+    apply_aws_credentials(aws_credentials_block)
     job = parse_job_spec(spec)
 
     def progress(iteration: int, max_iterations: int, metrics: dict[str, float]) -> None:

@@ -19,9 +19,13 @@ from prefect.runtime import flow_run as runtime_flow_run
 
 from flows.artifacts import publish_iteration
 from flows.cleanup import stop_containers_hook
+from flows.credentials import apply_aws_credentials
+from flows.pinning import lease_holder, pin_iteration
 from flows.tasks import PrefectJobRunner
 from pec import layout, steps
+from pec.errors import PECError
 from pec.iteration import IterationReport, run_iteration, start_run
+from pec.iteration_lease import DuplicateRunError
 from pec.run import Run, open_run, open_run_store
 from pec.state import PECState
 from pec.state_io import load_state
@@ -34,6 +38,7 @@ def flow_run_name() -> str:
     iteration = parameters.get("iteration")
     if iteration is None:
         try:
+            apply_aws_credentials(parameters.get("aws_credentials_block"))
             store, _ = open_run_store(str(parameters.get("store", "runs")))
             loaded = load_state(store, run_name)
             iteration = loaded[0].iteration if loaded is not None else 0
@@ -57,6 +62,15 @@ def schedule_next_iteration(
             flow_run_name=f"pec-{run_name}-it{next_iteration}",
         ),
     )
+
+
+def read_plot(run: Run, key: str) -> bytes | None:
+    """A plot's PNG for the summary artifact; a plot is never worth failing the run for."""
+    try:
+        return run.store.read_bytes(key)
+    except PECError as exc:
+        get_run_logger().warning("plot %s not shown in the summary: %s", key, exc)
+        return None
 
 
 def summary(
@@ -93,31 +107,47 @@ def pec_flow(
     overrides: dict[str, Any] | None = None,
     iteration: int | None = None,
     chain: bool = True,
+    aws_credentials_block: str | None = None,
 ) -> dict[str, Any]:
-    """One PEC iteration of `run_name` (the state's current one unless `iteration` is given)."""
+    """One PEC iteration of `run_name` (the state's current one unless `iteration` is given).
+
+    `aws_credentials_block` names a saved prefect-aws AwsCredentials block whose keys this
+    run (and every job it starts) uses for an S3 store (docs/DEPLOYING.md §1).
+    """
     logger = get_run_logger()
+    apply_aws_credentials(aws_credentials_block)
     run = open_run(run_name, store, config, overrides)
+    pinned = iteration is not None
     state, version, iteration = start_run(run, iteration)
+    if not pinned:  # a Retry of this flow run only ever redoes this iteration
+        pin_iteration(run.name, iteration)
     report: IterationReport | None = None
     if iteration < state.iteration:
         logger.info("iteration %d of %s is already done; nothing to train", iteration, run.name)
     elif steps.stop_reason(run.config, state) is not None:
         logger.info("run %s is finished: %s", run.name, steps.stop_reason(run.config, state))
     else:
-        report = run_iteration(run, PrefectJobRunner(run), (state, version))
+        holder, owner = lease_holder()
+        try:
+            report = run_iteration(run, PrefectJobRunner(run), (state, version), holder, owner)
+        except DuplicateRunError as exc:  # not a failure: the iteration is in good hands
+            logger.warning("%s", exc)
+            return {**summary(run, state, iteration, None, None), "duplicate_of": exc.holder}
         state = report.state
-        publish_iteration(
-            state,
-            iteration,
-            report.scores,
-            report.status(),
-            report.failed,
-            report.coverage,
-            run.config.coverage_target,
-            run.config.max_pec_iterations,
-            report.stop_reason,
-            [run.store.uri(key) for key in report.plots],
-        )
+        if report.trained or report.reused or report.failed:
+            publish_iteration(
+                state,
+                iteration,
+                report.scores,
+                report.status(),
+                report.failed,
+                report.coverage,
+                run.config.coverage_target,
+                run.config.max_pec_iterations,
+                report.stop_reason,
+                [(key, read_plot(run, key)) for key in report.plots],
+                run.store.key_for_uri,
+            )
     next_run: FlowRun | None = None
     deployment_id = runtime_deployment.id
     stop = steps.stop_reason(run.config, state)
@@ -128,6 +158,7 @@ def pec_flow(
             "config": config,
             "overrides": overrides,
             "chain": chain,
+            "aws_credentials_block": aws_credentials_block,
         }
         next_run = schedule_next_iteration(
             UUID(str(deployment_id)), parameters, run.name, state.iteration

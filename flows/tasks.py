@@ -17,11 +17,19 @@ from prefect.client.schemas.objects import FlowRun
 from prefect.context import TaskRunContext
 from prefect.deployments import run_deployment
 from prefect.futures import PrefectFuture, wait
+from prefect.runtime import flow_run as runtime_flow_run
 from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.tasks import Task
 
 from flows.storage import result_storage_for
-from pec.errors import ConflictError, JobError, NotFoundError, StoreError
+from pec.errors import (
+    ConflictError,
+    IncompleteTrainingError,
+    JobError,
+    NotFoundError,
+    StoreError,
+    incomplete_training,
+)
 from pec.jobs.plan import ExecutorPlan, executor_plan, plan_executor
 from pec.jobs.runner import FinishedLookup, JobOutcome, JobSpecs, OnOutcome
 from pec.jobs.spec import (
@@ -56,6 +64,20 @@ def transient_storage_failure(task: Any, task_run: Any, state: Any) -> bool:
     return False
 
 
+def worth_retrying(task: Any, task_run: Any, state: Any) -> bool:
+    """A transient store failure, or a training that stopped before its PPO iterations were
+    done (its retry continues from model_last.pt; issue 13)."""
+    if transient_storage_failure(task, task_run, state):
+        return True
+    try:
+        state.result()
+    except IncompleteTrainingError:
+        return True
+    except Exception as exc:  # noqa: BLE001 - e.g. a pec-expert flow run's JobError text
+        return incomplete_training(str(exc)) is not None
+    return False
+
+
 def expert_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str:
     """`<run>/it<N>/<train|eval>-<k>/<config hash>`: also the result's path in the storage."""
     spec = parameters["spec"]
@@ -80,11 +102,16 @@ def _execute_as_deployment(
 ) -> TrainJobResult | EvalJobResult:
     """A `pec-expert` flow run (e.g. on a GPU pool), awaited; cancelling us cancels it."""
     kind = "train" if isinstance(spec, TrainJobSpec) else "eval"
+    parameters: dict[str, Any] = {"spec": spec.model_dump(mode="json")}
+    # the iteration's credentials block (by name, never keys) reaches the expert's worker too
+    credentials = runtime_flow_run.parameters.get("aws_credentials_block")
+    if credentials:
+        parameters["aws_credentials_block"] = credentials
     child = cast(
         FlowRun,
         run_deployment(
             deployment,
-            parameters={"spec": spec.model_dump(mode="json")},
+            parameters=parameters,
             timeout=None,
             as_subflow=True,
             flow_run_name=f"expert-{kind}-{spec.expert_id}-{spec.run_name}-it{spec.iteration}",
@@ -124,7 +151,7 @@ def _job_task(name: str, doc: str) -> JobTask:
         cache_key_fn=expert_cache_key,
         retries=TASK_RETRIES,
         retry_delay_seconds=TASK_RETRY_DELAYS_S,
-        retry_condition_fn=transient_storage_failure,
+        retry_condition_fn=worth_retrying,
         persist_result=True,
         result_serializer="json",
     )(run)
@@ -166,7 +193,12 @@ def run_mapped(
     """
     if not specs:
         return []
-    bound = job_task.with_options(result_storage=result_storage_for(run))
+    delays = list(run.config.job_retry_delays_s)
+    bound = job_task.with_options(
+        result_storage=result_storage_for(run),
+        retries=len(delays),
+        retry_delay_seconds=delays or 0,
+    )
     runner: ThreadPoolTaskRunner[Any]
     with ThreadPoolTaskRunner(max_workers=max_workers) as runner:
         futures: list[PrefectFuture[Any]] = runner.map(

@@ -137,6 +137,25 @@ class PECConfig(BaseModel):
     def _no_booleans(cls, value: Any, info: ValidationInfo) -> Any:
         return reject_booleans(cls, value, info)
 
+    # A job that stopped early (training killed before its PPO iterations were done) or met
+    # a store outage is retried once per entry, after that many seconds (Prefect task
+    # retries; `pec run` retries an unfinished training at once). Only then does the crash
+    # rule keep an unfinished expert's best checkpoint, recorded as partial.
+    job_retry_delays_s: list[float] = Field(
+        default_factory=lambda: [30.0, 120.0], max_length=10, description="one entry per retry"
+    )
+
+    # A second run of the same (run, iteration) while one holds its lease
+    duplicate_run: Literal["exit", "wait"] = Field(
+        "exit", description="exit at once naming the holder, or wait for it to finish"
+    )
+    lease_ttl_s: float = Field(
+        600.0, ge=2.0, le=86_400.0, description="a crashed holder's lease is taken over after"
+    )
+    lease_wait_s: float = Field(
+        86_400.0, ge=0.0, le=30 * 86_400.0, description="duplicate_run: wait gives up after"
+    )
+
     @field_validator("GCR_range", "spcf_range")
     @classmethod
     def _range_ordered(cls, value: tuple[float, float]) -> tuple[float, float]:
@@ -308,9 +327,22 @@ def build_config(
     try:
         return PECConfig.model_validate(merged)
     except ValidationError as exc:
-        raise ConfigError(_format_validation_error(exc, source)) from None
+        raise ConfigError(
+            _format_validation_error(exc, _blamed_source(exc, overrides, source))
+        ) from None
     except ConfigError as exc:
         raise ConfigError(f"{source}: {exc}") from None
+
+
+def _blamed_source(error: ValidationError, overrides: Mapping[str, Any] | None, source: str) -> str:
+    """Name the override (`--set KEY=VALUE`, a flag, a flow parameter) that set the bad key."""
+    loc = error.errors()[0]["loc"]
+    key = str(loc[0]) if loc else ""
+    value = (overrides or {}).get(key)
+    if value is None:
+        return source
+    shown = value if isinstance(value, str) else json.dumps(value)
+    return f"override {key}={shown}"
 
 
 def load_config(path: Path | str | None, overrides: Mapping[str, Any] | None = None) -> PECConfig:

@@ -5,6 +5,8 @@ Every message names the offending field or object and says how to fix it.
 
 from __future__ import annotations
 
+import re
+
 
 class PECError(Exception):
     """Base of every error pec raises on purpose."""
@@ -36,3 +38,35 @@ class InputError(PECError):
 
 class JobError(PECError):
     """A training or evaluation job failed."""
+
+
+class IncompleteTrainingError(JobError):
+    """A training job stopped before its PPO iterations were done (killed, crashed).
+
+    Its task fails so that a retry continues from model_last.pt; only when retries are
+    exhausted does the crash rule take its best checkpoint, recorded as partial.
+    """
+
+    def __init__(self, message: str, completed: int | None, total: int) -> None:
+        super().__init__(message)
+        self.completed = completed
+        self.total = total
+
+
+# How an unfinished training describes itself in any process (a JobError's text, a task
+# run's state message): "... after <k> of <N> PPO iterations ..." (k may be "?").
+INCOMPLETE_TRAINING = re.compile(r"after (\d+|\?) of (\d+) PPO iterations")
+
+
+def incomplete_training(error: str | None) -> tuple[int | None, int] | None:
+    """(k, N) if the error says a training stopped after k of N PPO iterations."""
+    match = INCOMPLETE_TRAINING.search(error or "")
+    if match is None:
+        return None
+    done = None if match.group(1) == "?" else int(match.group(1))
+    return done, int(match.group(2))
+
+
+def partial_label(done: int | None, total: int) -> str:
+    """What the state, `pec status` and the artifacts call an expert the crash rule kept."""
+    return f"partial: {'?' if done is None else done} of {total} iterations"

@@ -13,6 +13,7 @@ import signal
 log = logging.getLogger(__name__)
 
 FAULT_ENV = "PEC_FAULT_POINT"
+FAULT_ONCE_ENV = "PEC_FAULT_ONCE_FILE"  # optional: a marker file; the point fires only once
 _fault_hits: dict[str, int] = {}
 
 
@@ -32,5 +33,11 @@ def fault_point(name: str) -> None:
         return
     _fault_hits[name] = _fault_hits.get(name, 0) + 1
     if str(_fault_hits[name]) == count.strip():
+        once = os.environ.get(FAULT_ONCE_ENV)
+        if once:  # fire in one process only: a retry with the same environment survives
+            try:
+                os.close(os.open(once, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+            except FileExistsError:
+                return
         log.warning("fault point %s reached %s time(s): killing this process", name, count)
         os.kill(os.getpid(), signal.SIGKILL)

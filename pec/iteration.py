@@ -14,13 +14,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from pec import steps
-from pec.errors import JobError, StateError
+from pec import layout, steps
+from pec.errors import JobError, StateError, incomplete_training, partial_label
+from pec.iteration_lease import check_still_held, hold_iteration, process_holder
 from pec.jobs.runner import JobOutcome, JobRunner, OnOutcome
 from pec.jobs.spec import EvalJobSpec, TrainJobResult, TrainJobSpec
 from pec.run import Run, load_run_state, write_effective_config
 from pec.state import ExpertFailure, PECState
 from pec.state_io import save_state
+from pec.store.lease import LeaseKeeper
 from pec.visualize import render_all_soft
 
 log = logging.getLogger(__name__)
@@ -41,10 +43,13 @@ class IterationReport:
     plots: list[str] = field(default_factory=list)  # store keys of the plots written
 
     def status(self) -> dict[int, str]:
-        """Per expert "trained", "cached" (reused) or "failed", as the flow reports it."""
+        """Per expert "trained", "cached" (reused), "failed", or "partial: k of N iterations"
+        (a training stopped early whose best checkpoint the crash rule kept)."""
         status = {k: "trained" for k in self.trained}
         status.update({k: "cached" for k in self.reused})
-        status.update({k: "failed" for k in self.failed})
+        for k, error in self.failed.items():
+            partial = incomplete_training(error)
+            status[k] = "failed" if partial is None else partial_label(*partial)
         return dict(sorted(status.items()))
 
 
@@ -115,7 +120,10 @@ def apply_crash_rule(
     """Fold training outcomes into the state; returns it and the experts left with no checkpoint.
 
     Crash rule: a failed expert keeps its previous checkpoint, is still marked trained for
-    this iteration, and the failure is recorded. A URI enters the state only if it exists.
+    this iteration, and the failure is recorded. A training that stopped before its PPO
+    iterations were done (and was retried as often as the runner retries) keeps the best
+    checkpoint it wrote instead, recorded as "partial: k of N iterations". A URI enters the
+    state only if it exists.
     """
     iteration = state.iteration
     experts = list(state.experts)
@@ -125,7 +133,19 @@ def apply_crash_rule(
         update: dict[str, Any] = {"last_trained_pec_iter": iteration}
         failures = list(expert.failures)
         result = outcome.train_result()
-        if result is not None and steps.checkpoint_exists(run, result.checkpoint_uri):
+        partial = incomplete_training(outcome.error) if result is None else None
+        best_uri = run.store.uri(layout.best_checkpoint_key(run.name, outcome.expert_id, iteration))
+        if partial is not None and steps.checkpoint_exists(run, best_uri):
+            update["checkpoint"] = best_uri
+            update["trained"] = True
+            failures.append(
+                ExpertFailure(
+                    iteration=iteration,
+                    message=f"{partial_label(*partial)}: {outcome.error}",
+                    fallback_checkpoint=None,
+                )
+            )
+        elif result is not None and steps.checkpoint_exists(run, result.checkpoint_uri):
             update["checkpoint"] = result.checkpoint_uri
             update["trained"] = True
             if result.last_checkpoint_uri and steps.checkpoint_exists(
@@ -217,11 +237,47 @@ def evaluate_frontier(
 
 
 def run_iteration(
-    run: Run, runner: JobRunner, loaded: tuple[PECState, str] | None = None
+    run: Run,
+    runner: JobRunner,
+    loaded: tuple[PECState, str] | None = None,
+    holder: str | None = None,
+    owner: str | None = None,
 ) -> IterationReport:
-    """Run the state's current iteration to its refit (the iteration's one state write)."""
-    state, version = loaded if loaded is not None else load_run_state(run)
+    """Run the state's current iteration to its refit (the iteration's one state write).
+
+    Before any job starts it takes the iteration's lease for `holder` (default: this
+    process; `owner` is its identity, default the holder): a second driver of the same
+    iteration raises DuplicateRunError naming the holder, or waits (`duplicate_run: wait`).
+    If the holder it waited for finished the iteration, the report says nothing was done.
+    """
+    state, _ = loaded if loaded is not None else load_run_state(run)
     steps.preflight(run, state)
+    iteration = state.iteration
+    with hold_iteration(
+        run.store, run.name, iteration, holder or process_holder(), run.config, owner
+    ) as keeper:
+        state, version = load_run_state(run)  # what a previous holder committed
+        if state.iteration != iteration:
+            log.info(
+                "iteration %d of %s was finished by the lease's previous holder",
+                iteration,
+                run.name,
+            )
+            return IterationReport(
+                iteration=iteration,
+                trained=[],
+                reused=[],
+                failed={},
+                coverage=steps.latest_coverage(state),
+                stop_reason=steps.stop_reason(run.config, state),
+                state=state,
+            )
+        return _run_held_iteration(run, runner, state, version, keeper)
+
+
+def _run_held_iteration(
+    run: Run, runner: JobRunner, state: PECState, version: str, keeper: LeaseKeeper
+) -> IterationReport:
     iteration = state.iteration
     outcomes = train_experts(run, state, runner)
     trained_state, missing = apply_crash_rule(run, state, outcomes)
@@ -229,6 +285,7 @@ def run_iteration(
     if missing:
         raise no_checkpoint_error(iteration, missing, failed, runner.retry_hint)
     scores = evaluate_frontier(run, trained_state, runner)
+    check_still_held(keeper)
     new_state, _ = steps.refit_iteration(run, trained_state, version, previous=state)
     plots = render_all_soft(run.store, new_state, iteration, run.config.coverage_target)
     return IterationReport(

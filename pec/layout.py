@@ -146,3 +146,8 @@ def final_eval_summary_key(run_name: str, designs_stem: str) -> str:
 def prefect_results_prefix(run_name: str) -> str:
     """Where Prefect persists task results (JSON) for this run's cache keys."""
     return run_prefix(run_name) + "prefect-results/"
+
+
+def lease_key(run_name: str, iteration: int) -> str:
+    """Who runs iteration N right now (pec.store.lease): one small JSON object."""
+    return run_prefix(run_name) + f"leases/iter_{_index('iteration', iteration)}.json"

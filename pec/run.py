@@ -109,7 +109,8 @@ def write_effective_config(run: Run) -> str:
 def no_state_error(store: Store, run_name: str) -> StateError:
     """The one message for a run that has not been initialised."""
     return StateError(
-        f"run '{run_name}' has no pec_state.json in {store.root_uri}; run `pec init` first"
+        f"no run '{run_name}' in store {store.root_uri}; start it with `pec init` or `pec run`, "
+        "or check --run_name and --store"
     )
 
 

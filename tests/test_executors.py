@@ -15,10 +15,15 @@ from support.job_doubles import FakeDockerClient, eval_spec_dict, train_spec_dic
 
 from pec import layout
 from pec.backends.registry import TEST_BACKEND_MODULE_ENV
-from pec.errors import ConfigError, JobError
+from pec.errors import ConfigError, IncompleteTrainingError, JobError
 from pec.jobs import EvalJobResult, EvalJobSpec, TrainJobResult, TrainJobSpec, parse_job_spec
 from pec.jobs.docker_executor import DockerExecutor, container_create_kwargs, redacted
-from pec.jobs.executors import InProcessExecutor, SubprocessExecutor, make_executor
+from pec.jobs.executors import (
+    InProcessExecutor,
+    SubprocessExecutor,
+    make_executor,
+    recover_train_result,
+)
 from pec.store import LocalStore
 
 TESTS_DIR = Path(__file__).resolve().parent
@@ -139,16 +144,19 @@ def test_subprocess_job_verdict_beats_a_stale_checkpoint(store: LocalStore) -> N
         SubprocessExecutor(env=DOUBLES_ENV).execute(spec)
 
 
-def test_subprocess_killed_after_checkpoint_reports_the_uploaded_checkpoint(
+def test_subprocess_killed_after_checkpoint_fails_as_incomplete_and_keeps_it(
     store: LocalStore,
 ) -> None:
+    # Issue 13: a killed training is not a finished expert; it fails (so a retry continues)
+    # and the crash rule, recover_train_result, is the driver's last resort afterwards.
     spec = train_spec(store, settings={"fail": "sigkill_after_checkpoint"})
-    result = SubprocessExecutor(env=DOUBLES_ENV).execute(spec)
-    assert isinstance(result, TrainJobResult)
-    assert result.checkpoint_uri == store.uri(best_key())
+    with pytest.raises(IncompleteTrainingError, match="exited with code -9") as caught:
+        SubprocessExecutor(env=DOUBLES_ENV).execute(spec)
+    assert caught.value.total == spec.max_iterations
     assert store.read_bytes(best_key()) == BEST
-    assert result.last_checkpoint_uri is None
-    assert result.warning is not None and "exited with code -9" in result.warning
+    recovered = recover_train_result(spec, "retries exhausted")
+    assert recovered is not None and recovered.checkpoint_uri == store.uri(best_key())
+    assert recovered.last_checkpoint_uri is None
 
 
 def test_subprocess_timeout_kills_the_whole_process_group(
@@ -165,28 +173,24 @@ def test_subprocess_timeout_kills_the_whole_process_group(
     assert pid_is_gone(int(pid_file.read_text()))
 
 
-def test_subprocess_timeout_after_checkpoint_reports_it(store: LocalStore) -> None:
-    # SIGTERM becomes an exception inside the job, whose crash rule reports the checkpoint.
+def test_subprocess_timeout_after_checkpoint_fails_as_incomplete(store: LocalStore) -> None:
+    # SIGTERM becomes an exception inside the job, which reports itself incomplete.
     spec = train_spec(store, settings={"hang": "after_checkpoint"})
-    result = SubprocessExecutor(env=DOUBLES_ENV, timeout_s=4, grace_s=5).execute(spec)
-    assert isinstance(result, TrainJobResult)
-    assert result.checkpoint_uri == store.uri(best_key())
-    assert result.warning is not None
-    assert "stopped (timeout after 4 s)" in result.warning
-    assert "crashed after writing model_best.pt" in result.warning
-    assert "SIGTERM" in result.warning
+    with pytest.raises(IncompleteTrainingError) as caught:
+        SubprocessExecutor(env=DOUBLES_ENV, timeout_s=4, grace_s=5).execute(spec)
+    message = str(caught.value)
+    assert "stopped (timeout after 4 s)" in message and "PPO iterations" in message
+    assert "SIGTERM" in message
+    assert store.exists(best_key())
 
 
-def test_subprocess_ignoring_sigterm_is_killed_and_its_checkpoint_recovered(
+def test_subprocess_ignoring_sigterm_is_killed_and_fails_as_incomplete(
     store: LocalStore,
 ) -> None:
     spec = train_spec(store, settings={"hang": "after_checkpoint", "ignore_sigterm": True})
-    result = SubprocessExecutor(env=DOUBLES_ENV, timeout_s=4, grace_s=0.5).execute(spec)
-    assert isinstance(result, TrainJobResult)
-    assert result.checkpoint_uri == store.uri(best_key())
-    assert result.warning is not None
-    assert "stopped (timeout after 4 s)" in result.warning
-    assert "already uploaded" in result.warning
+    with pytest.raises(IncompleteTrainingError, match=r"stopped \(timeout after 4 s\)"):
+        SubprocessExecutor(env=DOUBLES_ENV, timeout_s=4, grace_s=0.5).execute(spec)
+    assert store.exists(best_key())
 
 
 # --- the CLI's exit codes -------------------------------------------------------------------
@@ -344,13 +348,12 @@ def test_docker_success_streams_logs_reads_the_result_and_removes_the_container(
     assert "AWS_SECRET_ACCESS_KEY" in caplog.text
 
 
-def test_docker_crash_after_checkpoint_reports_it(store: LocalStore) -> None:
+def test_docker_crash_after_checkpoint_fails_as_incomplete(store: LocalStore) -> None:
     store.write_bytes(best_key(), BEST)
     client = FakeDockerClient(exit_code=137, log_chunks=[b"Killed\n"])
-    result = docker_executor(client).execute(train_spec(store))
-    assert isinstance(result, TrainJobResult)
-    assert result.checkpoint_uri == store.uri(best_key())
-    assert result.warning is not None and "exited with code 137" in result.warning
+    with pytest.raises(IncompleteTrainingError, match="exited with code 137"):
+        docker_executor(client).execute(train_spec(store))
+    assert store.read_bytes(best_key()) == BEST
     assert client.containers.created[0].removed
 
 

@@ -31,6 +31,7 @@ from pec.store import S3Store, Store, open_store
 REPO = Path(__file__).resolve().parents[1]
 PREFECT = str(Path(sys.executable).parent / "prefect")
 RUN_TIMEOUT_S = 300.0
+CREDENTIALS_BLOCK = "pec-test-aws"
 
 pytestmark = pytest.mark.slow
 
@@ -136,13 +137,16 @@ def prefect_stack(
         "PREFECT_WORKER_PREFETCH_SECONDS": "1",
         "PREFECT_LOGGING_LEVEL": "INFO",
         "MPLBACKEND": "Agg",
-        # the worker's flow runs reach the S3 test server with these
+        # the user's shell has the S3 credentials; the worker does not (see below)
         "AWS_ACCESS_KEY_ID": s3_server.access_key,
         "AWS_SECRET_ACCESS_KEY": s3_server.secret_key,
         "AWS_DEFAULT_REGION": "us-east-1",
         "PEC_S3_ENDPOINT_URL": s3_server.endpoint_url,
     }
     env.pop("PREFECT_PROFILE", None)
+    # As on a real worker host: no S3 credentials, endpoint or region in its environment.
+    # They reach its flow runs only through the AwsCredentials block (docs/DEPLOYING.md §1).
+    worker_env = {k: v for k, v in env.items() if not k.startswith(("AWS_", "PEC_S3_"))}
     server = start_logged(
         [PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(port), "--no-ui"],
         env,
@@ -171,8 +175,17 @@ def prefect_stack(
         assert done.returncode == 0, (
             f"prefect deploy --name main failed:\n{done.stdout}\n{done.stderr}"
         )
+        done = subprocess.run(
+            [sys.executable, "deployments/save_aws_credentials.py", "--name", CREDENTIALS_BLOCK],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
         worker = start_logged(
-            [PREFECT, "worker", "start", "--pool", "pec-local"], env, home / "worker.log"
+            [PREFECT, "worker", "start", "--pool", "pec-local"], worker_env, home / "worker.log"
         )
         yield PrefectStack(api_url, env, home, server, worker)
     finally:
@@ -217,7 +230,13 @@ def test_deployment_run_and_chained_successor_complete(
         bucket = s3_server.make_bucket()
         location = f"s3://{bucket}/runs"
         store = S3Store(bucket, "runs", s3_server.settings())
-    parameters = {"run_name": run_name, "store": location, "config": "configs/tiny.yaml"}
+    parameters: dict[str, Any] = {
+        "run_name": run_name,
+        "store": location,
+        "config": "configs/tiny.yaml",
+    }
+    if store_kind == "s3":  # the documented way for credentials to reach the worker
+        parameters["aws_credentials_block"] = CREDENTIALS_BLOCK
     output = prefect_stack.cli("deployment", "run", "pec/main", "--params", json.dumps(parameters))
     assert "pec/main" in output
 
@@ -239,3 +258,103 @@ def test_deployment_run_and_chained_successor_complete(
     assert store.exists(layout.coverage_plot_key(run_name))
     results = store.list(layout.prefect_results_prefix(run_name))
     assert any("/it1/train-0/" in key for key in results), results
+
+
+def wait_final(stack: PrefectStack, flow_run_id: str) -> dict[str, Any]:
+    deadline = time.monotonic() + RUN_TIMEOUT_S
+    while time.monotonic() < deadline:
+        run = stack.api("GET", f"/flow_runs/{flow_run_id}")
+        if run["state"]["type"] in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED"):
+            return dict(run)
+        time.sleep(1.0)
+    raise AssertionError(f"flow run {flow_run_id} not final after {RUN_TIMEOUT_S} s")
+
+
+def flow_run_id_from(output: str) -> str:
+    for token in output.replace("'", " ").split():
+        try:
+            return str(uuid.UUID(token))
+        except ValueError:
+            continue
+    raise AssertionError(f"no flow run id in: {output}")
+
+
+def test_s3_without_the_credentials_block_says_where_credentials_must_be(
+    prefect_stack: PrefectStack, s3_server: S3TestServer
+) -> None:
+    """The user's shell has AWS_* set, the worker has not: the error says it is the worker."""
+    bucket = s3_server.make_bucket()
+    parameters = {
+        "run_name": f"nocred-{uuid.uuid4().hex[:6]}",
+        "store": f"s3://{bucket}/runs",
+        "config": "configs/tiny.yaml",
+        "chain": False,
+    }
+    output = prefect_stack.cli("deployment", "run", "pec/main", "--params", json.dumps(parameters))
+    run = wait_final(prefect_stack, flow_run_id_from(output))
+    assert run["state"]["type"] == "FAILED", run["state"]
+    message = run["state"]["message"]
+    assert "no S3 credentials in this process" in message
+    assert "worker" in message and "aws_credentials_block" in message
+    assert s3_server.secret_key not in message
+    assert s3_server.client().list_objects_v2(Bucket=bucket).get("KeyCount", 0) == 0
+
+
+def test_a_retry_redoes_only_the_iteration_pinned_by_its_first_attempt(
+    prefect_stack: PrefectStack, tmp_path: Path
+) -> None:
+    """Issue 13, item 2: a run started without `iteration` pins the one it took; its Retry,
+    after the run moved on, must not train the next iteration."""
+    run_name = f"pin-{uuid.uuid4().hex[:6]}"
+    location = str(tmp_path / "store")
+    parameters = {
+        "run_name": run_name,
+        "store": location,
+        "config": "configs/tiny.yaml",
+        "chain": False,
+    }
+    # the first attempt dies (SIGKILL) after expert 0's result is recorded; only once
+    fault_env = {
+        "PEC_FAULT_POINT": "train-result-recorded:1",
+        "PEC_FAULT_ONCE_FILE": str(tmp_path / "fault-fired"),
+    }
+    output = prefect_stack.cli(
+        "deployment",
+        "run",
+        "pec/main",
+        "--params",
+        json.dumps(parameters),
+        "--job-variable",
+        f"env={json.dumps(fault_env)}",
+    )
+    flow_run_id = flow_run_id_from(output)
+    first = wait_final(prefect_stack, flow_run_id)
+    assert first["state"]["type"] == "CRASHED", first["state"]
+    assert first["parameters"]["iteration"] == 0  # pinned by the first attempt
+    assert first["name"] == f"pec-{run_name}-it0"
+
+    # meanwhile the run moves on: iteration 0 is finished elsewhere (the crashed holder's
+    # lease is taken over at once: its process is gone)
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "pec"), "run", "--run_name", run_name]
+        + ["--store", location, "--config", "configs/tiny.yaml", "--set", "max_pec_iterations=1"],
+        cwd=REPO,
+        env=prefect_stack.env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    store = open_store(location)
+    loaded = load_state(store, run_name)
+    assert loaded is not None and loaded[0].iteration == 1
+
+    # Retry of the crashed flow run: it finds its own iteration done and trains nothing
+    prefect_stack.cli("flow-run", "retry", flow_run_id)
+    retried = wait_final(prefect_stack, flow_run_id)
+    assert retried["state"]["type"] == "COMPLETED", (retried["state"], prefect_stack.log_tail())
+    assert retried["run_count"] >= 2 and retried["parameters"]["iteration"] == 0
+    loaded = load_state(store, run_name)
+    assert loaded is not None and loaded[0].iteration == 1
+    assert not any(key.split("/")[3] == "iter_1" for key in store.list(f"{run_name}/checkpoints/"))
+    assert not store.exists(layout.samples_keys(run_name, 0, 1)[0])

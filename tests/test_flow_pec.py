@@ -181,10 +181,18 @@ def test_two_iterations_end_to_end_on_mujoco(
     assert progress.data == 100.0
     assert isinstance(summary.data, str)
     assert f"{state.coverage[-1].coverage:.3f}" in summary.data
-    assert str(root / layout.coverage_plot_key("e2e")) in summary.data
+    # plots embedded (a browser cannot open store paths), named by their store-relative key
+    assert f"`{layout.coverage_plot_key('e2e')}`" in summary.data
+    assert str(root) not in summary.data
+    assert summary.data.count("](data:image/png;base64,") >= 3
     rows = json.loads(table.data) if isinstance(table.data, str) else table.data
     assert isinstance(rows, list)
     assert [row["expert"] for row in rows] == [0, 1]
+    for row, expert in zip(rows, state.experts, strict=True):
+        assert row["checkpoint"] == layout.best_checkpoint_key("e2e", expert.id, 1)
+        assert row["std (GCR, spcf)"] == (
+            f"({expert.sigma[0][0] ** 0.5:.3g}, {expert.sigma[1][1] ** 0.5:.3g})"
+        )
 
 
 def test_failed_expert_then_retry_retrains_only_that_expert(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import logging
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +11,7 @@ import pytest
 from support.job_doubles import RecordingBackend, eval_spec_dict, train_spec_dict, write_samples
 
 from pec import layout
-from pec.errors import InputError, JobError
+from pec.errors import IncompleteTrainingError, InputError, JobError
 from pec.jobs import EvalJobResult, EvalJobSpec, TrainJobSpec, parse_job_spec
 from pec.jobs import run as job_run
 from pec.store import LocalStore
@@ -99,29 +98,31 @@ def test_missing_resume_checkpoint_fails_the_job(
     assert backend.train_requests == []
 
 
-def test_crash_after_best_checkpoint_reports_it_with_a_warning(
-    store: LocalStore, backend: RecordingBackend, caplog: pytest.LogCaptureFixture
+def test_crash_after_best_checkpoint_fails_as_incomplete_and_keeps_it(
+    store: LocalStore, backend: RecordingBackend
 ) -> None:
-    with caplog.at_level(logging.WARNING, logger="pec.jobs.run"):
-        result = job_run.run_train_job(train_spec(store, settings={"fail": "after_checkpoint"}))
-    assert result.checkpoint_uri == store.uri(best_key())
+    # Issue 13: not a finished expert; the crash rule is the driver's last resort.
+    spec = train_spec(store, settings={"fail": "after_checkpoint"})
+    with pytest.raises(
+        IncompleteTrainingError, match="double told to fail after_checkpoint"
+    ) as caught:
+        job_run.run_train_job(spec)
+    assert f"of {spec.max_iterations} PPO iterations" in str(caught.value)
+    assert caught.value.total == spec.max_iterations
     assert store.read_bytes(best_key()) == b"best seed=7 levels=3"
-    assert result.last_checkpoint_uri is None  # never written, so never reported
     assert not store.exists(last_key())
-    assert result.warning is not None
-    assert "double told to fail after_checkpoint" in result.warning
-    assert result.metrics == {"mean_level": 3.0, "mean_reward": 1.5}  # last progress seen
     assert store.read_bytes(tb_key()) == b"tensorboard-double"
-    assert any("crashed after writing model_best.pt" in r.message for r in caplog.records)
 
 
-def test_stale_last_checkpoint_is_not_reported_after_a_crash(
+def test_stale_last_checkpoint_gets_no_resume_marker_after_a_crash(
     store: LocalStore, backend: RecordingBackend
 ) -> None:
     store.write_bytes(last_key(), b"from a previous attempt")
-    result = job_run.run_train_job(train_spec(store, settings={"fail": "after_checkpoint"}))
-    assert result.warning is not None
-    assert result.last_checkpoint_uri is None
+    with pytest.raises(IncompleteTrainingError):
+        job_run.run_train_job(train_spec(store, settings={"fail": "after_checkpoint"}))
+    # no resume marker points at a model_last.pt this attempt did not write
+    marker = layout.checkpoint_dir(RUN, EXPERT, ITERATION) + job_run.RESUME_MARKER_NAME
+    assert not store.exists(marker)
 
 
 def test_crash_before_best_checkpoint_is_a_job_error(

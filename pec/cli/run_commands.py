@@ -313,7 +313,13 @@ def cmd_run(args: argparse.Namespace) -> int:
             + (f" -> stop: {r.stop_reason}" if r.stop_reason else "")
         )
 
-    state = run_until_done(run, runner, on_iteration=report)
+    from pec.iteration_lease import DuplicateRunError
+
+    try:
+        state = run_until_done(run, runner, on_iteration=report)
+    except DuplicateRunError as exc:  # not a failure: the iteration is in good hands
+        console.print(f"[yellow]{exc}[/]")
+        return 0
     console.print(
         f"run [bold]{run.name}[/] finished after {state.iteration} iteration(s); "
         f"results in {prefix_uri(run.store, layout.run_prefix(run.name))}"

@@ -18,11 +18,12 @@ import sys
 from pathlib import Path
 from types import FrameType
 
-from pec.errors import ConfigError, PECError
+from pec.errors import ConfigError, IncompleteTrainingError, PECError
 from pec.jobs.run import run_job
 from pec.jobs.spec import (
     EXIT_BAD_SPEC,
     EXIT_CRASHED,
+    EXIT_INCOMPLETE,
     EXIT_JOB_FAILED,
     EXIT_OK,
     parse_job_spec,
@@ -88,6 +89,9 @@ def main(argv: list[str] | None = None) -> int:
     except JobTerminated as exc:
         print(f"error: job terminated before it produced a result: {exc}", file=sys.stderr)
         return EXIT_JOB_FAILED
+    except IncompleteTrainingError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_INCOMPLETE
     except PECError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_JOB_FAILED

@@ -51,4 +51,9 @@ def local_runner(config: PECConfig, log_for: LogFor = no_log) -> LocalJobRunner:
     """
     plan = executor_plan(config)
     parallel = 1 if plan["kind"] == "inprocess" else config.max_parallel_experts
-    return LocalJobRunner(plan_executor(plan), max_parallel=parallel, log_for=log_for)
+    return LocalJobRunner(
+        plan_executor(plan),
+        max_parallel=parallel,
+        log_for=log_for,
+        retries=len(config.job_retry_delays_s),
+    )

@@ -26,7 +26,14 @@ from pec.backends.base import (
     resolve_device,
 )
 from pec.backends.registry import get_backend
-from pec.errors import InputError, JobError, NotFoundError, PECError, StoreError
+from pec.errors import (
+    IncompleteTrainingError,
+    InputError,
+    JobError,
+    NotFoundError,
+    PECError,
+    StoreError,
+)
 from pec.faults import fault_point
 from pec.jobs.spec import (
     MAX_LEVEL,
@@ -58,6 +65,7 @@ class _CheckpointUploader:
         self._uploaded: dict[str, tuple[int, int]] = {}  # key -> (mtime_ns, size) last sent
         self.progress = 0  # last PPO iteration the backend reported as complete
         self.last_uploaded_at = -1  # `progress` when model_last.pt was last sent
+        self.last_pending = False  # model_last.pt sent since the last progress report
 
     def key_for(self, path: Path) -> str:
         if path.name == BEST_CHECKPOINT_NAME:
@@ -77,6 +85,7 @@ class _CheckpointUploader:
         self._uploaded[key] = version
         if key == self.last_key:
             self.last_uploaded_at = self.progress
+            self.last_pending = True
         logger.info("uploaded checkpoint %s -> %s", path.name, self._store.uri(key))
         fault_point("checkpoint-uploaded")
 
@@ -119,6 +128,13 @@ def run_train_job(
         latest_metrics.clear()
         latest_metrics.update({name: float(value) for name, value in metrics.items()})
         uploader.progress, total[0] = iteration, max_iterations
+        if uploader.last_pending:
+            # model_last.pt of this PPO iteration is in the store: a later attempt (after a
+            # kill of any kind) continues from here instead of starting over
+            uploader.last_pending = False
+            uploader.last_uploaded_at = iteration
+            if iteration < max_iterations:
+                _mark_interrupted_quietly(store, uploader, max_iterations)
         if on_progress is not None:
             on_progress(iteration, max_iterations, metrics)
         fault_point("train-progress")
@@ -169,12 +185,16 @@ def run_train_job(
                     f"training of {what} failed before writing {BEST_CHECKPOINT_NAME}: "
                     f"{type(exc).__name__}: {exc}; fix the cause and re-run the job"
                 ) from exc
-            warning = (
-                f"training of {what} crashed after writing {BEST_CHECKPOINT_NAME} "
-                f"({type(exc).__name__}: {exc}); reporting the checkpoint it wrote"
-            )
-            logger.warning(warning)
-            metrics = dict(latest_metrics)
+            # Not finished: fail, so a retry continues from model_last.pt; the crash rule
+            # (keep model_best.pt) is the driver's last resort once retries are exhausted.
+            done = _relative_progress(spec, uploader.progress, total[0])
+            raise IncompleteTrainingError(
+                f"training of {what} stopped after {done} of {spec.max_iterations} PPO "
+                f"iterations ({type(exc).__name__}: {exc}); a retry continues from "
+                f"{LAST_CHECKPOINT_NAME} where one was saved",
+                completed=done,
+                total=spec.max_iterations,
+            ) from exc
         else:
             uploader.upload(outcome.best_checkpoint, uploader.best_key)
             uploader.upload(outcome.last_checkpoint, uploader.last_key)
@@ -262,6 +282,17 @@ def _search_levels(backend: Backend, request: EvalRequest, search_max_level: int
         return list(probe_levels(probe_request))
 
     return level_search(probe, len(request.gcr), search_max_level)
+
+
+def _relative_progress(spec: TrainJobSpec, done_absolute: int, total_absolute: int) -> int:
+    """PPO iterations of this job's `max_iterations` done, across continued attempts.
+
+    Backends count from the warm-start checkpoint's own iteration, so the absolute numbers
+    are shifted by (total - max_iterations).
+    """
+    if total_absolute <= 0:
+        return 0
+    return max(0, min(spec.max_iterations, spec.max_iterations - (total_absolute - done_absolute)))
 
 
 def prefix_uri(store: Store, prefix: str) -> str:

@@ -9,15 +9,18 @@ time; the Prefect runner (`flows.tasks.PrefectJobRunner`) maps it over cached ta
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Protocol
 
-from pec.errors import JobError, PECError
+from pec.errors import IncompleteTrainingError, JobError, PECError
 from pec.jobs.executors import Executor
 from pec.jobs.external import LogSink
 from pec.jobs.spec import EvalJobResult, EvalJobSpec, TrainJobResult, TrainJobSpec
+
+logger = logging.getLogger(__name__)
 
 JobSpecs = Sequence[TrainJobSpec | EvalJobSpec]
 # The result an earlier identical job recorded in the store, or None (skip-if-done).
@@ -91,12 +94,22 @@ class LocalJobRunner:
 
     retry_hint = "run again"
 
-    def __init__(self, executor: Executor, max_parallel: int = 1, log_for: LogFor = no_log) -> None:
+    def __init__(
+        self,
+        executor: Executor,
+        max_parallel: int = 1,
+        log_for: LogFor = no_log,
+        retries: int = 0,
+    ) -> None:
         if max_parallel < 1:
             raise ValueError(f"max_parallel={max_parallel}: need at least one job at a time")
         self.executor = executor
         self.max_parallel = max_parallel
         self.log_for = log_for
+        # A training that stopped before its PPO iterations were done is run again (at
+        # once) up to this many times; each retry continues from its predecessor's
+        # model_last.pt. Other failures are the job's verdict and are not retried.
+        self.retries = retries
 
     def run_jobs(
         self,
@@ -121,8 +134,17 @@ class LocalJobRunner:
         done = finished(spec) if finished is not None else None
         if done is not None:
             return JobOutcome(spec, done, reused=True)
-        try:
-            result = self.executor.execute(spec, log=self.log_for(spec))
-        except PECError as exc:
-            return JobOutcome(spec, None, str(exc))
-        return JobOutcome(spec, result)
+        for attempt in range(self.retries + 1):
+            try:
+                result = self.executor.execute(spec, log=self.log_for(spec))
+            except IncompleteTrainingError as exc:
+                if attempt == self.retries:
+                    return JobOutcome(spec, None, str(exc))
+                logger.warning(
+                    "expert %d: %s; retry %d of %d", spec.expert_id, exc, attempt + 1, self.retries
+                )
+            except PECError as exc:
+                return JobOutcome(spec, None, str(exc))
+            else:
+                return JobOutcome(spec, result)
+        raise AssertionError("unreachable: the last attempt returns")

@@ -25,6 +25,7 @@ EXIT_OK = 0
 EXIT_JOB_FAILED = 1  # the job failed and said why; its verdict is final
 EXIT_BAD_SPEC = 2
 EXIT_CRASHED = 3  # unexpected error: an uploaded checkpoint may still be recovered
+EXIT_INCOMPLETE = 4  # training stopped before its PPO iterations were done: retry it
 
 
 class _Strict(BaseModel):

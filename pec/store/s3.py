@@ -204,8 +204,12 @@ class S3Store(Store):
             ) from None
         if isinstance(exc, NoCredentialsError):
             raise StoreError(
-                f"cannot {action} {where}: no S3 credentials found; set AWS_ACCESS_KEY_ID and "
-                "AWS_SECRET_ACCESS_KEY (or a profile/role)"
+                f"cannot {action} {where}: no S3 credentials in this process; they must be "
+                "visible where pec runs, which under Prefect is the worker's flow-run process, "
+                "not the shell that ran `prefect deployment run`: pass a saved AwsCredentials "
+                "block (-p aws_credentials_block=pec-aws, docs/DEPLOYING.md §1) or set "
+                "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or a profile/role) in the "
+                "worker's environment"
             ) from None
         raise StoreError(
             f"cannot {action} {where}: {type(exc).__name__}; check PEC_S3_ENDPOINT_URL and network"

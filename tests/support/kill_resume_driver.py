@@ -33,7 +33,7 @@ from typing import Any  # noqa: E402
 from pec.faults import FAULT_ENV  # noqa: E402
 
 RUN = "kr"
-IGNORED_PARTS = ("/tb/", "/plots/", "/prefect-results/")
+IGNORED_PARTS = ("/tb/", "/plots/", "/prefect-results/", "/leases/")
 
 
 def run_loop_once(store_root: Path, config: str) -> None:
@@ -138,7 +138,7 @@ def compare_runs(reference: Path, candidate: Path) -> list[str]:
     Same pec_state.json (Gaussians, designs, history, coverage, failures), same objects
     (checkpoints and samples byte for byte, JSON with the store root normalised), and every
     checkpoint reference resolves inside the candidate's own store. TensorBoard files,
-    plots and Prefect's result records are excluded (timestamps, renderer bytes).
+    plots, Prefect's result records and iteration leases (holder, pid, times) are excluded.
     """
     problems: list[str] = []
     ref_keys, got_keys = _keys(reference), _keys(candidate)
