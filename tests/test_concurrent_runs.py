@@ -29,7 +29,7 @@ from pec.iteration import run_iteration, run_until_done
 from pec.jobs.executors import InProcessExecutor
 from pec.jobs.runner import LocalJobRunner
 from pec.jobs.spec import StoreSpec
-from pec.run import make_run
+from pec.run import Run, make_run
 from pec.state import PECState
 from pec.state_io import load_state
 from pec.store import LocalStore, S3Store, Store
@@ -136,7 +136,7 @@ def test_two_flow_runs_same_iteration_only_one_trains(
     prepared: list[int] = []
     real_prepare = steps_module.prepare_training
 
-    def counting(run: steps.Run, state: PECState, expert_id: int) -> Any:
+    def counting(run: Run, state: PECState, expert_id: int) -> Any:
         prepared.append(expert_id)
         return real_prepare(run, state, expert_id)
 

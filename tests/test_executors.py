@@ -18,12 +18,8 @@ from pec.backends.registry import TEST_BACKEND_MODULE_ENV
 from pec.errors import ConfigError, IncompleteTrainingError, JobError
 from pec.jobs import EvalJobResult, EvalJobSpec, TrainJobResult, TrainJobSpec, parse_job_spec
 from pec.jobs.docker_executor import DockerExecutor, container_create_kwargs, redacted
-from pec.jobs.executors import (
-    InProcessExecutor,
-    SubprocessExecutor,
-    make_executor,
-    recover_train_result,
-)
+from pec.jobs.executors import InProcessExecutor, SubprocessExecutor, make_executor
+from pec.jobs.external import recover_train_result
 from pec.store import LocalStore
 
 TESTS_DIR = Path(__file__).resolve().parent

@@ -9,7 +9,7 @@ import pytest
 
 from pec.cli import main
 from pec.errors import JobError
-from pec.jobs.executors import finish_external_job
+from pec.jobs.external import finish_external_job
 from pec.jobs.spec import StoreSpec, TrainJobSpec
 
 REPO = Path(__file__).resolve().parents[1]

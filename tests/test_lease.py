@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from s3_server import S3TestServer
+from support.s3_server import S3TestServer
 
 from pec import layout
 from pec.errors import PECError
