@@ -17,6 +17,7 @@ from prefect import flow
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from flows.artifacts import artifact_key
+from flows.credentials import apply_aws_credentials
 from flows.tasks import PrefectJobRunner, evaluate_final_expert
 from pec import layout
 from pec.designs_file import Design, parse_designs, read_designs_file
@@ -67,8 +68,13 @@ def pec_final_eval(
     num_episodes: int | None = None,
     start_difficulty: int | None = None,
     with_baseline: bool = True,
+    aws_credentials_block: str | None = None,
 ) -> dict[str, Any]:
-    """Final evaluation of `run_name` on a designs set, plus the comparison report."""
+    """Final evaluation of `run_name` on a designs set, plus the comparison report.
+
+    `aws_credentials_block`: as for the `pec` flow, S3 keys for this run's worker process.
+    """
+    apply_aws_credentials(aws_credentials_block)
     run = open_run(run_name, store, config, overrides)
     state, _ = load_run_state(run)
     points, stem = _load_designs(run, designs_file, designs, designs_stem)

@@ -1,4 +1,4 @@
-"""What an out-of-process job left behind, turned into a result or a JobError (crash rule).
+"""What an out-of-process job left behind, turned into a result or a JobError.
 
 Shared by the subprocess and the Docker executors: both run `python -m pec.jobs` elsewhere
 and read back its result file, its exit code and the tail of its output.
@@ -13,7 +13,6 @@ from pathlib import Path
 
 from pec import layout
 from pec.errors import IncompleteTrainingError, JobError
-from pec.jobs.run import prefix_uri
 from pec.jobs.spec import (
     EXIT_BAD_SPEC,
     EXIT_INCOMPLETE,
@@ -32,25 +31,6 @@ TAIL_LINES = 40  # output lines quoted in a JobError
 PROGRESS_RE = re.compile(r"progress (\d+)/(\d+)")  # the jobs' progress lines
 
 
-def recover_train_result(spec: TrainJobSpec, reason: str) -> TrainJobResult | None:
-    """The result a dead training job would have reported, if its best checkpoint exists."""
-    store = spec.store.open()
-    best_key = layout.best_checkpoint_key(spec.run_name, spec.expert_id, spec.iteration)
-    if not store.exists(best_key):
-        return None
-    last_key = layout.last_checkpoint_key(spec.run_name, spec.expert_id, spec.iteration)
-    log_prefix = layout.train_log_prefix(spec.run_name, spec.expert_id, spec.iteration)
-    warning = f"{reason}; reporting the {layout.BEST_CHECKPOINT_FILE} it had already uploaded"
-    logger.warning("expert %d iteration %d: %s", spec.expert_id, spec.iteration, warning)
-    return TrainJobResult(
-        checkpoint_uri=store.uri(best_key),
-        last_checkpoint_uri=store.uri(last_key) if store.exists(last_key) else None,
-        metrics={},
-        log_uri=prefix_uri(store, log_prefix),
-        warning=warning,
-    )
-
-
 def finish_external_job(
     spec: TrainJobSpec | EvalJobSpec,
     *,
@@ -62,11 +42,12 @@ def finish_external_job(
     """Turn what an out-of-process job left behind into a result or a JobError.
 
     `exit_code` None means the job never exited by itself; `stopped_reason` says why we
-    stopped it (timeout). Exit codes 1 and 2 are the job's own verdict and final. Otherwise a
-    result file written before the end wins; failing that, a train job that was killed
-    (signal, OOM, timeout) falls back to the best checkpoint in the store. That object may
-    predate this attempt if the job died before writing its own: it is still a checkpoint
-    of this (run, expert, iteration), and the warning says it was recovered.
+    stopped it (timeout). Exit codes 1 and 2 are the job's own verdict and final; exit code
+    4 is the job saying its training stopped before its PPO iterations were done. A result
+    file written before the end wins. A training job that was killed (signal, OOM, timeout,
+    crash) after its best checkpoint reached the store raises IncompleteTrainingError, so
+    the driver retries it (the retry continues from model_last.pt) and applies the crash
+    rule only once retries are exhausted (pec.iteration.apply_crash_rule).
     """
     what = _describe(spec)
     lines = last_output(tail)
