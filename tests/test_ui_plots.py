@@ -1,8 +1,8 @@
 """The Prefect UI shows the plots: a real server with its UI, the summary artifact pec
 publishes, and a headless Chromium that opens the artifact page like a user would.
 
-Needs a `chromium` (Debian: `apt-get install chromium`) on PATH or in $PEC_CHROMIUM; the
-browser is driven through the DevTools protocol to count the images it actually decoded,
+Needs a `chromium` on PATH or in $PEC_CHROMIUM (Debian's is installed when missing and this
+runs as root, like the Docker engine of tests/support/docker_engine.py); the browser is driven through the DevTools protocol to count the images it actually decoded,
 and the page is saved as a screenshot next to the test's files.
 """
 
@@ -35,11 +35,28 @@ TINY = str(REPO / "configs" / "tiny.yaml")
 pytestmark = pytest.mark.slow
 
 
-def chromium_binary() -> str:
+def _find_chromium() -> str | None:
     found = os.environ.get("PEC_CHROMIUM") or shutil.which("chromium")
-    found = found or shutil.which("chromium-browser") or shutil.which("google-chrome")
+    return found or shutil.which("chromium-browser") or shutil.which("google-chrome")
+
+
+def chromium_binary() -> str:
+    """Debian's chromium, installed when missing (as tests/support/docker_engine does)."""
+    found = _find_chromium()
+    if found:
+        return found
+    if os.geteuid() != 0:
+        pytest.fail("no chromium on PATH and not root: apt-get install -y chromium")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    install = ["apt-get", "install", "-y", "chromium"]
+    if subprocess.run(install, env=env, capture_output=True).returncode != 0:
+        subprocess.run(["apt-get", "update"], env=env, capture_output=True)
+        done = subprocess.run(install, env=env, capture_output=True, text=True)
+        if done.returncode != 0:
+            pytest.fail(f"apt-get install chromium failed:\n{done.stderr[-2000:]}")
+    found = _find_chromium()
     if not found:
-        pytest.fail("no chromium on PATH: apt-get install -y chromium (or set PEC_CHROMIUM)")
+        pytest.fail("chromium installed but not on PATH; set PEC_CHROMIUM")
     return found
 
 
