@@ -47,7 +47,7 @@ def transient_storage_failure(task: Any, task_run: Any, state: Any) -> bool:
     """
     try:
         state.result()
-    except Exception as exc:  # noqa: BLE001 - classifying the failure is the point
+    except Exception as exc:  # classifying the failure is the point
         seen: BaseException | None = exc
         while seen is not None:
             if isinstance(seen, StoreError) and not isinstance(seen, NotFoundError | ConflictError):

@@ -42,9 +42,9 @@ class IterationReport:
 
     def status(self) -> dict[int, str]:
         """Per expert "trained", "cached" (reused) or "failed", as the flow reports it."""
-        status = {k: "trained" for k in self.trained}
-        status.update({k: "cached" for k in self.reused})
-        status.update({k: "failed" for k in self.failed})
+        status = dict.fromkeys(self.trained, "trained")
+        status.update(dict.fromkeys(self.reused, "cached"))
+        status.update(dict.fromkeys(self.failed, "failed"))
         return dict(sorted(status.items()))
 
 

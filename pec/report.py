@@ -58,7 +58,7 @@ class ReportData:
     protocol: dict[str, Any]
 
     @property
-    def K(self) -> int:  # noqa: N802 - the paper's name
+    def K(self) -> int:  # the paper's name
         return int(self.summary.scores.shape[0])
 
 
@@ -174,9 +174,11 @@ def markdown_summary(numbers: dict[str, Any], plot_uris: list[str]) -> str:
     lines = [
         f"# PEC final evaluation of `{numbers['run']}`",
         "",
-        f"{numbers['designs']} held-out designs, K={numbers['K']}, "
-        f"{p.get('num_episodes', '?')} episodes from level {p.get('start_difficulty', '?')}, "
-        "score = final curriculum level (0..74).",
+        (
+            f"{numbers['designs']} held-out designs, K={numbers['K']}, "
+            f"{p.get('num_episodes', '?')} episodes from level {p.get('start_difficulty', '?')}, "
+            "score = final curriculum level (0..74)."
+        ),
         "",
         "| policy | mean level | / generalist | wins | ties | losses |",
         "| --- | ---: | ---: | ---: | ---: | ---: |",
@@ -189,11 +191,15 @@ def markdown_summary(numbers: dict[str, Any], plot_uris: list[str]) -> str:
         )
     lines += [
         "",
-        f"- routed expert scores as well as the oracle on **{numbers['routed_hits']}** of "
-        f"{numbers['designs']} designs; it is the oracle expert itself on "
-        f"{numbers['routed_agrees_with_oracle_expert']}.",
-        f"- oracle (best) expert per design: {numbers['oracle_wins_by_expert']} "
-        "(ties go to the lower id).",
+        (
+            f"- routed expert scores as well as the oracle on **{numbers['routed_hits']}** of "
+            f"{numbers['designs']} designs; it is the oracle expert itself on "
+            f"{numbers['routed_agrees_with_oracle_expert']}."
+        ),
+        (
+            f"- oracle (best) expert per design: {numbers['oracle_wins_by_expert']} "
+            "(ties go to the lower id)."
+        ),
     ]
     if numbers.get("baseline_mean") is None:
         lines.append("- no generalist evaluated: run `pec baseline train` and `pec baseline eval`.")

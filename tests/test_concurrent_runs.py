@@ -64,7 +64,7 @@ def run_in_threads(targets: list[Callable[[], Any]]) -> list[BaseException | Any
     def call(i: int) -> None:
         try:
             outcomes[i] = targets[i]()
-        except BaseException as exc:  # noqa: BLE001 - collected for the assertions
+        except BaseException as exc:  # collected for the assertions
             outcomes[i] = exc
 
     threads = [threading.Thread(target=call, args=(i,)) for i in range(len(targets))]
@@ -142,7 +142,7 @@ def test_two_flow_runs_same_iteration_one_completes_one_fails(
     failed = [s for s in states if isinstance(s, State) and s.is_failed()]
     completed = [s for s in states if isinstance(s, State) and s.is_completed()]
     assert len(failed) == 1 and len(completed) == 1
-    with pytest.raises(ConflictError, match="pec_state.json"):
+    with pytest.raises(ConflictError, match=r"pec_state.json"):
         failed[0].result()
     state = assert_counted_once(LocalStore(Path(store)), 1)
 

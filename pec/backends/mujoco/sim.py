@@ -93,10 +93,8 @@ class BalluSim:
         self.knee_target: FloatArray = np.zeros((n, 2))
         self.servo_target: FloatArray = np.zeros((n, 2))
         self.obstacle_height: FloatArray = np.zeros(n)
-        self._init_q = np.array(
-            [0.0, init_root_height, 0.0, 0.0, INIT_HIP, INIT_KNEE, INIT_SERVO]
-            + [INIT_HIP, INIT_KNEE, INIT_SERVO]
-        )
+        leg = (INIT_HIP, INIT_KNEE, INIT_SERVO)  # the same pose for both legs
+        self._init_q = np.array([0.0, init_root_height, 0.0, 0.0, *leg, *leg])
         self.reset(np.arange(n))
 
     # ------------------------------------------------------------------ design & scene
