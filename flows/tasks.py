@@ -55,7 +55,7 @@ def transient_storage_failure(task: Any, task_run: Any, state: Any) -> bool:
     """
     try:
         state.result()
-    except Exception as exc:  # noqa: BLE001 - classifying the failure is the point
+    except Exception as exc:  # classifying the failure is the point
         seen: BaseException | None = exc
         while seen is not None:
             if isinstance(seen, StoreError) and not isinstance(seen, NotFoundError | ConflictError):
@@ -73,7 +73,7 @@ def worth_retrying(task: Any, task_run: Any, state: Any) -> bool:
         state.result()
     except IncompleteTrainingError:
         return True
-    except Exception as exc:  # noqa: BLE001 - e.g. a pec-expert flow run's JobError text
+    except Exception as exc:
         return incomplete_training(str(exc)) is not None
     return False
 

@@ -27,7 +27,7 @@ from pec import layout
 from pec.curriculum import starting_level
 from pec.designs_file import Design
 from pec.errors import InputError, JobError, NotFoundError, StateError
-from pec.final_eval import eval_seed, results_payload, reusable_levels
+from pec.final_eval import final_eval_spec, results_payload, reusable_levels
 from pec.jobs.runner import JobRunner
 from pec.jobs.spec import EvalJobSpec, TrainJobSpec
 from pec.run import Run
@@ -369,23 +369,15 @@ def baseline_eval_spec(
     record = read_baseline_record(run, replica)
     if record is None or not checkpoint_exists(run, record.get("checkpoint")):
         return None
-    return EvalJobSpec(
-        kind="eval",
-        backend=run.config.backend,
-        store=run.store_spec,
-        run_name=run.name,
-        expert_id=generalist_job_id(state),
-        iteration=state.iteration,
-        checkpoint_uri=str(record["checkpoint"]),
-        designs=[(float(d.GCR), float(d.spcf)) for d in designs],
-        num_episodes=num_episodes,
-        start_difficulty=start_difficulty,
-        score=run.config.score,
-        search_max_level=run.config.search_max_level,
-        seed=eval_seed(run, stem),
-        device=run.config.effective_device,
-        settings=job_settings(run, state),
-        timeout_s=run.config.eval_timeout_h * 3600.0,
+    return final_eval_spec(
+        run,
+        state,
+        generalist_job_id(state),
+        str(record["checkpoint"]),
+        designs,
+        stem,
+        num_episodes,
+        start_difficulty,
         threads=run.config.job_threads(1),
     )
 

@@ -275,6 +275,39 @@ def eval_seed(run: Run, stem: str) -> int:
     return derive_seed(run.config.seed, "final-eval", stem)
 
 
+def final_eval_spec(
+    run: Run,
+    state: PECState,
+    job_id: int,
+    checkpoint_uri: str,
+    designs: Sequence[Design],
+    stem: str,
+    num_episodes: int,
+    start_difficulty: int,
+    threads: int,
+) -> EvalJobSpec:
+    """One policy's final-evaluation job: every design, the set's shared seed and protocol."""
+    return EvalJobSpec(
+        kind="eval",
+        backend=run.config.backend,
+        store=run.store_spec,
+        run_name=run.name,
+        expert_id=job_id,
+        iteration=state.iteration,
+        checkpoint_uri=checkpoint_uri,
+        designs=[(float(d.GCR), float(d.spcf)) for d in designs],
+        num_episodes=num_episodes,
+        start_difficulty=start_difficulty,
+        score=run.config.score,
+        search_max_level=run.config.search_max_level,
+        seed=eval_seed(run, stem),
+        device=run.config.effective_device,
+        settings=job_settings(run, state),
+        timeout_s=run.config.eval_timeout_h * 3600.0,
+        threads=threads,
+    )
+
+
 def final_eval_specs(
     run: Run,
     state: PECState,
@@ -285,30 +318,20 @@ def final_eval_specs(
 ) -> dict[int, EvalJobSpec | None]:
     """One evaluation job per expert; None for an expert without a checkpoint in the store."""
     specs: dict[int, EvalJobSpec | None] = {}
-    points = [(float(d.GCR), float(d.spcf)) for d in designs]
     for expert in state.experts:
-        if not checkpoint_exists(run, expert.checkpoint):
+        if expert.checkpoint is None or not checkpoint_exists(run, expert.checkpoint):
             log.warning("expert %d has no checkpoint in the store; not evaluated", expert.id)
             specs[expert.id] = None
             continue
-        assert expert.checkpoint is not None
-        specs[expert.id] = EvalJobSpec(
-            kind="eval",
-            backend=run.config.backend,
-            store=run.store_spec,
-            run_name=run.name,
-            expert_id=expert.id,
-            iteration=state.iteration,
-            checkpoint_uri=expert.checkpoint,
-            designs=points,
-            num_episodes=num_episodes,
-            start_difficulty=start_difficulty,
-            score=run.config.score,
-            search_max_level=run.config.search_max_level,
-            seed=eval_seed(run, stem),
-            device=run.config.effective_device,
-            settings=job_settings(run, state),
-            timeout_s=run.config.eval_timeout_h * 3600.0,
+        specs[expert.id] = final_eval_spec(
+            run,
+            state,
+            expert.id,
+            expert.checkpoint,
+            designs,
+            stem,
+            num_episodes,
+            start_difficulty,
             threads=run.config.job_threads(run.config.experts_in_flight),
         )
     return specs

@@ -45,8 +45,8 @@ class IterationReport:
     def status(self) -> dict[int, str]:
         """Per expert "trained", "cached" (reused), "failed", or "partial: k of N iterations"
         (a training stopped early whose best checkpoint the crash rule kept)."""
-        status = {k: "trained" for k in self.trained}
-        status.update({k: "cached" for k in self.reused})
+        status = dict.fromkeys(self.trained, "trained")
+        status.update(dict.fromkeys(self.reused, "cached"))
         for k, error in self.failed.items():
             partial = incomplete_training(error)
             status[k] = "failed" if partial is None else partial_label(*partial)

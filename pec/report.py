@@ -60,7 +60,7 @@ class ReportData:
     score_routed_expert: IntArray | None = None  # (N,) the experts it picked
 
     @property
-    def K(self) -> int:  # noqa: N802 - the paper's name
+    def K(self) -> int:  # the paper's name
         return int(self.summary.scores.shape[0])
 
 
@@ -243,8 +243,10 @@ def markdown_summary(numbers: dict[str, Any], plot_uris: list[str]) -> str:
     if intervals:
         lines += [
             "",
-            "Oracle, both routers and the generalist, mean over designs ± 95% interval "
-            "(1.96 standard errors):",
+            (
+                "Oracle, both routers and the generalist, mean over designs ± 95% interval "
+                "(1.96 standard errors):"
+            ),
             "",
             "| policy | mean level ± 95% |",
             "| --- | ---: |",
@@ -256,11 +258,15 @@ def markdown_summary(numbers: dict[str, Any], plot_uris: list[str]) -> str:
                 )
     lines += [
         "",
-        f"- routed expert scores as well as the oracle on **{numbers['routed_hits']}** of "
-        f"{numbers['designs']} designs; it is the oracle expert itself on "
-        f"{numbers['routed_agrees_with_oracle_expert']}.",
-        f"- oracle (best) expert per design: {numbers['oracle_wins_by_expert']} "
-        "(ties go to the lower id).",
+        (
+            f"- routed expert scores as well as the oracle on **{numbers['routed_hits']}** of "
+            f"{numbers['designs']} designs; it is the oracle expert itself on "
+            f"{numbers['routed_agrees_with_oracle_expert']}."
+        ),
+        (
+            f"- oracle (best) expert per design: {numbers['oracle_wins_by_expert']} "
+            "(ties go to the lower id)."
+        ),
     ]
     if numbers.get("baseline_mean") is None:
         lines.append("- no generalist evaluated: run `pec baseline train` and `pec baseline eval`.")

@@ -321,7 +321,7 @@ class PECState(BaseModel):
         return self
 
     @property
-    def K(self) -> int:  # noqa: N802 - K is the paper's name
+    def K(self) -> int:  # K is the paper's name
         return len(self.experts)
 
     def expert_mus(self) -> FloatArray:

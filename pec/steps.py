@@ -177,7 +177,7 @@ def _check_weights_only(data: bytes, what: str) -> None:
 
     try:
         torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any failure of the safe load means a bad file
+    except Exception as exc:  # any failure of the safe load means a bad file
         lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
         named = [line for line in lines if "global" in line.lower() or "Unpickler" in line]
         reason = (named or lines or [type(exc).__name__])[0][:160]

@@ -767,7 +767,7 @@ def test_bad_input_class_is_one_line_and_writes_nothing(
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    root, argv = _prepare(case, seeded_store, tmp_path)
+    _root, argv = _prepare(case, seeded_store, tmp_path)
     for name, value in (case.env or {}).items():
         monkeypatch.setenv(name, value)
     before = _everything(tmp_path)

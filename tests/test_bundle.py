@@ -187,9 +187,9 @@ def test_tampered_or_missing_bundle_is_rejected(
     copy = tmp_path / "copy"
     shutil.copytree(bundle_dir, copy)
     (copy / "policy_1.pt").write_bytes((copy / "policy_1.pt").read_bytes() + b"x")
-    with pytest.raises(InputError, match="policy_1.pt does not match its checksum"):
+    with pytest.raises(InputError, match=r"policy_1.pt does not match its checksum"):
         load_bundle(copy)
-    with pytest.raises(InputError, match="has no manifest.json"):
+    with pytest.raises(InputError, match=r"has no manifest.json"):
         load_bundle(tmp_path / "nowhere")
     with pytest.raises(InputError, match="exists and is not empty"):
         export_bundle(store, state, bundle_dir)

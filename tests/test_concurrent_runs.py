@@ -66,7 +66,7 @@ def run_in_threads(targets: list[Callable[[], Any]]) -> list[BaseException | Any
     def call(i: int) -> None:
         try:
             outcomes[i] = targets[i]()
-        except BaseException as exc:  # noqa: BLE001 - collected for the assertions
+        except BaseException as exc:  # collected for the assertions
             outcomes[i] = exc
 
     threads = [threading.Thread(target=call, args=(i,)) for i in range(len(targets))]

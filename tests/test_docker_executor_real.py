@@ -243,7 +243,7 @@ def test_gpu_request_reaches_the_engine_and_a_failed_start_leaves_no_container(
     recording = RecordingClient(docker_engine)
     executor = DockerExecutor(pec_cpu_image, gpus=gpus, docker_client_factory=lambda: recording)
 
-    with pytest.raises(JobError, match="could not start.*NVIDIA container toolkit"):
+    with pytest.raises(JobError, match=r"could not start.*NVIDIA container toolkit"):
         executor.execute(spec)
 
     (host_config,) = recording.host_configs

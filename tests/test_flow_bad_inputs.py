@@ -194,7 +194,7 @@ def _run_deployment_flow_run(parameters: dict[str, Any]) -> str:
 def _message(state: State[Any]) -> str:
     try:
         state.result()
-    except Exception as exc:  # noqa: BLE001 - the message is what is checked
+    except Exception as exc:  # the message is what is checked
         return f"{type(exc).__name__}: {exc}"
     return str(state.message)
 

@@ -336,8 +336,18 @@ def test_a_retry_redoes_only_the_iteration_pinned_by_its_first_attempt(
     # meanwhile the run moves on: iteration 0 is finished elsewhere (the crashed holder's
     # lease is taken over at once: its process is gone)
     done = subprocess.run(
-        [str(Path(sys.executable).parent / "pec"), "run", "--run_name", run_name]
-        + ["--store", location, "--config", "configs/tiny.yaml", "--set", "max_pec_iterations=1"],
+        [
+            str(Path(sys.executable).parent / "pec"),
+            "run",
+            "--run_name",
+            run_name,
+            "--store",
+            location,
+            "--config",
+            "configs/tiny.yaml",
+            "--set",
+            "max_pec_iterations=1",
+        ],
         cwd=REPO,
         env=prefect_stack.env,
         capture_output=True,

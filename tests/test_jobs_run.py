@@ -128,7 +128,7 @@ def test_stale_last_checkpoint_gets_no_resume_marker_after_a_crash(
 def test_crash_before_best_checkpoint_is_a_job_error(
     store: LocalStore, backend: RecordingBackend
 ) -> None:
-    with pytest.raises(JobError, match="failed before writing model_best.pt.*before_checkpoint"):
+    with pytest.raises(JobError, match=r"failed before writing model_best.pt.*before_checkpoint"):
         job_run.run_train_job(train_spec(store, settings={"fail": "before_checkpoint"}))
     assert not store.exists(best_key())
     assert store.read_bytes(tb_key()) == b"tensorboard-double"  # logs still help debugging
@@ -138,7 +138,7 @@ def test_stale_best_checkpoint_from_an_earlier_attempt_does_not_hide_a_crash(
     store: LocalStore, backend: RecordingBackend
 ) -> None:
     store.write_bytes(best_key(), b"from a previous attempt")
-    with pytest.raises(JobError, match="before writing model_best.pt"):
+    with pytest.raises(JobError, match=r"before writing model_best.pt"):
         job_run.run_train_job(train_spec(store, settings={"fail": "before_checkpoint"}))
 
 
@@ -166,7 +166,7 @@ def test_pickled_samples_are_refused(store: LocalStore, backend: RecordingBacken
     buffer = io.BytesIO()
     np.save(buffer, np.array([{"x": 1}] * 4, dtype=object), allow_pickle=True)
     store.write_bytes(layout.samples_keys(RUN, EXPERT, ITERATION)[0], buffer.getvalue())
-    with pytest.raises(InputError, match="not a plain .npy"):
+    with pytest.raises(InputError, match=r"not a plain .npy"):
         job_run.run_train_job(train_spec(store))
 
 
@@ -220,7 +220,7 @@ def test_eval_job_rejects_impossible_levels(
 
 
 def test_eval_job_failure_names_the_expert(store: LocalStore, backend: RecordingBackend) -> None:
-    with pytest.raises(JobError, match="evaluation of expert 1 .*double told to fail"):
+    with pytest.raises(JobError, match=r"evaluation of expert 1 .*double told to fail"):
         job_run.run_eval_job(eval_spec(store, settings={"fail": "evaluate"}))
 
 

@@ -47,7 +47,7 @@ def test_unknown_key_is_rejected_naming_it(tmp_path: Path) -> None:
 def test_credentials_cannot_travel_in_the_store_spec(tmp_path: Path) -> None:
     data = train_spec_dict(tmp_path)
     data["store"]["secret_access_key"] = "hunter2"
-    with pytest.raises(ConfigError, match="store.secret_access_key"):
+    with pytest.raises(ConfigError, match=r"store.secret_access_key"):
         parse_job_spec(data)
 
 

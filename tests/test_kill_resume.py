@@ -70,8 +70,18 @@ def loop_report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     env.pop("PEC_FAULT_POINT", None)
     done = subprocess.run(
-        [sys.executable, DRIVER, "loop", "--work", str(work), "--config", TINY]
-        + ["--report", str(report_path), *LOOP_POINTS],
+        [
+            sys.executable,
+            DRIVER,
+            "loop",
+            "--work",
+            str(work),
+            "--config",
+            TINY,
+            "--report",
+            str(report_path),
+            *LOOP_POINTS,
+        ],
         env=env,
         capture_output=True,
         text=True,

@@ -138,7 +138,7 @@ def test_bad_inputs_raise_pec_errors(tmp_path: Path) -> None:
         backend.train(_request(tmp_path, 2, 1, spcf=np.array([0.005])))
     bad = tmp_path / "bad.pt"
     torch.save({"x": object()}, bad)
-    with pytest.raises(InputError, match="weights_only|cannot be read"):
+    with pytest.raises(InputError, match=r"weights_only|cannot be read"):
         load_checkpoint(bad)
 
 

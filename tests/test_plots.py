@@ -62,8 +62,8 @@ def _render(figure: Figure) -> tuple[np.ndarray, Axes]:
 def _pixel(image: np.ndarray, ax: Axes, gcr: float, spcf: float) -> np.ndarray:
     """RGB at a data point: X is spcf, Y is GCR; image rows count from the top."""
     x, y = ax.transData.transform((spcf, gcr))
-    row = image.shape[0] - 1 - int(round(y))
-    pixel: np.ndarray = image[row, int(round(x))]
+    row = image.shape[0] - 1 - round(y)
+    pixel: np.ndarray = image[row, round(x)]
     return pixel
 
 

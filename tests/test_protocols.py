@@ -24,7 +24,7 @@ class ScriptedPrimitive:
 
 
 def test_search_finds_every_exact_threshold() -> None:
-    thresholds = list(range(0, 75))
+    thresholds = list(range(75))
     primitive = ScriptedPrimitive(thresholds)
     assert level_search(primitive, len(thresholds)) == thresholds
     # One batched call per round, at most 7 rounds for 75 levels, each design probed once a round.

@@ -36,7 +36,7 @@ def test_assign_winners_excludes_nan_expert() -> None:
 def test_assign_winners_rejects_unscored_candidate_and_inf() -> None:
     with pytest.raises(InputError, match="candidate 1"):
         assign_winners(np.array([[1, NAN], [2, NAN]]))
-    with pytest.raises(InputError, match="expert 1.*candidate 0"):
+    with pytest.raises(InputError, match=r"expert 1.*candidate 0"):
         assign_winners(np.array([[1, 2], [math.inf, 0]]))
 
 

@@ -61,7 +61,7 @@ def _calls(tree: ast.AST, name: str) -> list[ast.Call]:
         if isinstance(node, ast.Call):
             func = node.func
             dotted = ast.unparse(func)
-            if dotted == name or dotted.endswith("." + name.split(".")[-1]) and name in dotted:
+            if dotted == name or (dotted.endswith("." + name.split(".")[-1]) and name in dotted):
                 found.append(node)
     return found
 
@@ -87,9 +87,12 @@ def test_source_never_unpickles(path: Path) -> None:
     for call in _calls(tree, "np.load"):
         assert _keyword(call, "allow_pickle") == "False", ast.unparse(call)
     for node in ast.walk(tree):  # persisted Prefect results are JSON, never pickle
-        if isinstance(node, ast.Call) and ast.unparse(node.func) in ("task", "flow"):
-            if _keyword(node, "persist_result") == "True" or ast.unparse(node.func) == "flow":
-                assert _keyword(node, "result_serializer") == "'json'", ast.unparse(node)
+        if (
+            isinstance(node, ast.Call)
+            and ast.unparse(node.func) in ("task", "flow")
+            and (_keyword(node, "persist_result") == "True" or ast.unparse(node.func) == "flow")
+        ):
+            assert _keyword(node, "result_serializer") == "'json'", ast.unparse(node)
 
 
 # ---------------------------------------------------------------- credentials

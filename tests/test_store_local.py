@@ -65,7 +65,7 @@ class StoreContract:
             store.write_conditional(key, b"x", None)
 
     def test_bad_list_prefix_rejected(self, store: Store) -> None:
-        with pytest.raises(StoreError, match="'..' segment"):
+        with pytest.raises(StoreError, match=r"'..' segment"):
             store.list("../")
 
     def test_uri_round_trip(self, store: Store) -> None:

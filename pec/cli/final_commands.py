@@ -2,7 +2,8 @@
 
 Registered into the main parser by `add_final_commands(subparsers)`. Like every pec command,
 input is validated before anything is written and a PECError becomes one line on stderr with
-exit code 2 (`pec.cli.main`).
+exit code 2 (`pec.cli.main`). Modules that import matplotlib or torch (drivers, report,
+bundle) are imported inside the commands that need them, so that the others answer at once.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ import numpy as np
 from rich.table import Table
 
 from pec import layout
-from pec.baseline import baseline_eval_key, evaluate_baseline, train_baseline
 from pec.cli.common import add_common, default_store, open_run_from_args, pair
 from pec.cli.history import compare_table, run_overview
 from pec.config import MAX_ENVS, MAX_MUJOCO_ENVS, build_config
@@ -26,9 +26,7 @@ from pec.design_space import DesignSpace
 from pec.designs_file import Design, dump_designs, read_designs_file, uniform_designs
 from pec.errors import InputError
 from pec.final_eval import designs_stem
-from pec.final_eval_run import run_final_eval
 from pec.jobs.plan import local_runner
-from pec.report import comparison_numbers, comparison_rows, load_report_data, write_report
 from pec.run import load_run_state, load_state_or_fail, open_run_store, state_space
 from pec.run_names import validate_run_name
 
@@ -61,6 +59,8 @@ def _fmt(value: float | None, digits: int = 3) -> str:
 
 
 def cmd_eval_final(args: argparse.Namespace) -> int:
+    from pec.final_eval_run import run_final_eval
+
     run = open_run_from_args(args)
     state, _ = load_run_state(run)
     designs, stem = _designs(args.designs_file, run.space)
@@ -140,6 +140,8 @@ def baseline_log(line: str) -> None:
 
 
 def cmd_baseline_train(args: argparse.Namespace) -> int:
+    from pec.baseline import train_baseline
+
     run = open_run_from_args(args)
     state, _ = load_run_state(run)
     if not 1 <= args.chunks <= 1000:
@@ -178,6 +180,8 @@ def cmd_baseline_train(args: argparse.Namespace) -> int:
 
 
 def cmd_baseline_eval(args: argparse.Namespace) -> int:
+    from pec.baseline import baseline_eval_key, evaluate_baseline
+
     run = open_run_from_args(args)
     state, _ = load_run_state(run)
     designs, stem = _designs(args.designs_file, run.space)
@@ -216,6 +220,13 @@ def table_columns(table: Table) -> list[str]:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    from pec.report import (
+        comparison_numbers,
+        comparison_rows,
+        load_report_data,
+        write_report,
+    )
+
     store, _ = open_run_store(args.store)
     run_name = validate_run_name(args.run_name)
     stem = _stem_arg(args)
@@ -239,7 +250,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from pec.bundle import export_bundle  # torch and onnx: only when exporting
+    from pec.bundle import export_bundle
 
     store, _ = open_run_store(args.store)
     state = load_state_or_fail(store, args.run_name)

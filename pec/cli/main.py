@@ -35,8 +35,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     def patch(p: argparse.ArgumentParser) -> None:
         p.error = fail  # type: ignore[method-assign, assignment]
-        for action in p._actions:  # noqa: SLF001
-            if isinstance(action, argparse._SubParsersAction):  # noqa: SLF001
+        for action in p._actions:
+            if isinstance(action, argparse._SubParsersAction):
                 for child in action.choices.values():
                     patch(child)
 

@@ -4,6 +4,9 @@ route, status and run (one per step of the reference sheet's script table).
 Every mutating command validates all of its input before it writes anything and records the
 effective config in the run. The steps themselves are `pec.steps` and `pec.iteration`, the
 same functions the `pec` flow runs.
+
+Modules that import matplotlib or torch (pec.iteration, pec.visualize) are imported inside the
+commands that need them, so that `pec --help`, `pec status` or a bad flag answer at once.
 """
 
 from __future__ import annotations
@@ -24,13 +27,6 @@ from pec.designs_file import read_designs_file
 from pec.errors import InputError, StateError
 from pec.evidence import route_designs, run_evidence
 from pec.frontier import CandidateSelection
-from pec.iteration import (
-    IterationReport,
-    commit_training,
-    evaluate_frontier,
-    run_until_done,
-    train_experts,
-)
 from pec.jobs.external import LogSink
 from pec.jobs.plan import local_runner
 from pec.jobs.run import prefix_uri
@@ -43,12 +39,13 @@ from pec.run import (
 )
 from pec.score_routing import ROUTERS
 from pec.state import PECState
-from pec.visualize import render_all_soft, render_coverage, render_initial, render_iteration
 
 # ---------------------------------------------------------------- commands
 
 
 def cmd_init(args: argparse.Namespace) -> int:
+    from pec.visualize import render_all_soft
+
     run = open_run_from_args(
         args, ["K", "GCR_range", "spcf_range", "sigma_scale", "centers", "usd_rel_path"]
     )
@@ -67,6 +64,8 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 
 def cmd_train_expert(args: argparse.Namespace) -> int:
+    from pec.iteration import commit_training, train_experts
+
     run = open_run_from_args(args, ["max_iterations", "num_envs"])
     state, version = load_run_state(run)
     k = args.expert_id
@@ -129,6 +128,8 @@ def cmd_frontier(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate_frontier(args: argparse.Namespace) -> int:
+    from pec.iteration import evaluate_frontier
+
     run = open_run_from_args(args, ["F", "sampling_mode", "num_episodes", "start_difficulty"])
     state, _ = load_run_state(run)
     runner = local_runner(run.config)
@@ -198,6 +199,8 @@ def cmd_refit(args: argparse.Namespace) -> int:
 
 
 def cmd_visualize(args: argparse.Namespace) -> int:
+    from pec.visualize import render_coverage, render_initial, render_iteration
+
     store, _ = open_run_store(args.store)
     state = load_state_or_fail(store, args.run_name)
     keys = [render_initial(store, state)]
@@ -300,6 +303,8 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from pec.iteration import IterationReport, run_until_done
+
     run = open_run_from_args(
         args, ["K", "max_pec_iterations", "max_iterations", "max_iterations_iter0"]
     )

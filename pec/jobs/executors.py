@@ -8,6 +8,7 @@ was killed or died after uploading its best checkpoint is still reported as trai
 from __future__ import annotations
 
 import collections
+import contextlib
 import logging
 import os
 import signal
@@ -136,14 +137,10 @@ def _stop_process_group(process: subprocess.Popen[str], grace_s: float) -> None:
         os.killpg(process.pid, signal.SIGTERM)
     except ProcessLookupError:
         return
-    try:
+    with contextlib.suppress(subprocess.TimeoutExpired):
         process.wait(timeout=grace_s)
-    except subprocess.TimeoutExpired:
-        pass
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGKILL)  # also reaps grandchildren left behind
-    except ProcessLookupError:
-        pass
     process.wait()
 
 

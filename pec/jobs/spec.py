@@ -133,10 +133,7 @@ _JOB_SPEC_ADAPTER: TypeAdapter[TrainJobSpec | EvalJobSpec] = TypeAdapter(JobSpec
 def parse_job_spec(data: bytes | str | dict[str, Any]) -> TrainJobSpec | EvalJobSpec:
     """Validate a spec from JSON text or a dict; any problem becomes one ConfigError."""
     try:
-        if isinstance(data, bytes | str):
-            raw = json.loads(data)
-        else:
-            raw = data
+        raw = json.loads(data) if isinstance(data, bytes | str) else data
         return _JOB_SPEC_ADAPTER.validate_python(raw)
     except json.JSONDecodeError as exc:
         raise ConfigError(

@@ -37,7 +37,7 @@ def validate_prefix(prefix: str) -> str:
     """A listing prefix: empty (everything), or a key optionally ending in '/'."""
     if prefix == "":
         return prefix
-    validate_key(prefix[:-1] if prefix.endswith("/") else prefix)
+    validate_key(prefix.removesuffix("/"))
     return prefix
 
 

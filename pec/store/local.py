@@ -68,8 +68,7 @@ class LocalStore(Store):
         return str(self._path(key))
 
     def key_for_uri(self, uri: str) -> str:
-        if uri.startswith("file://"):
-            uri = uri[len("file://") :]
+        uri = uri.removeprefix("file://")
         path = Path(uri)
         if not path.is_absolute():
             raise StoreError(

@@ -22,15 +22,15 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("MKL_NUM_THREADS", "1")
 os.environ.setdefault("MPLBACKEND", "Agg")
 
-import argparse  # noqa: E402
-import json  # noqa: E402
-import signal  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import Any  # noqa: E402
+import argparse
+import json
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
 
-from pec.faults import FAULT_ENV  # noqa: E402
+from pec.faults import FAULT_ENV
 
 RUN = "kr"
 IGNORED_PARTS = ("/tb/", "/plots/", "/prefect-results/", "/leases/")
@@ -80,7 +80,7 @@ def fork_attempt(store_root: Path, config: str, fault: str | None) -> int | None
             else:
                 os.environ.pop(FAULT_ENV, None)
             run_loop_once(store_root, config)
-        except BaseException as exc:  # noqa: BLE001 - report and exit non-zero
+        except BaseException as exc:  # report and exit non-zero
             print(f"child failed: {type(exc).__name__}: {exc}", file=sys.stderr)
             code = 1
         finally:
@@ -165,7 +165,7 @@ def compare_runs(reference: Path, candidate: Path) -> list[str]:
 def loop_mode(work: Path, config: str, points: list[str]) -> dict[str, Any]:
     import matplotlib.pyplot  # noqa: F401 - loaded once, shared by every fork
 
-    import pec.backends.mujoco.backend  # noqa: F401
+    import pec.backends.mujoco.backend
     import pec.iteration  # noqa: F401
 
     t0 = time.monotonic()

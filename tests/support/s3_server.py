@@ -4,6 +4,7 @@ If-Match / If-None-Match semantics, on free loopback ports so several can run at
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -187,14 +188,12 @@ class S3TestServer:
                     f"weed mini exited with {self.process.returncode}:\n{self.log_tail()}"
                 )
             try:
-                try:
+                with contextlib.suppress(client.exceptions.BucketAlreadyOwnedByYou):
                     client.create_bucket(Bucket=probe)
-                except client.exceptions.BucketAlreadyOwnedByYou:
-                    pass
                 client.put_object(Bucket=probe, Key="probe", Body=b"ok")
                 if client.get_object(Bucket=probe, Key="probe")["Body"].read() == b"ok":
                     return
-            except Exception as exc:  # noqa: BLE001 - any failure means "not yet"
+            except Exception as exc:  # any failure means "not yet"
                 last = exc
             time.sleep(0.2)
         self.stop()

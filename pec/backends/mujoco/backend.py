@@ -104,7 +104,7 @@ def load_checkpoint(path: Path, device: str = "cpu") -> dict[str, Any]:
         raise InputError(f"checkpoint {path} does not exist; pass the path of a .pt file")
     try:
         loaded = torch.load(path, map_location=device, weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unpickling failure means a bad file
+    except Exception as exc:  # any unpickling failure means a bad file
         raise InputError(f"checkpoint {path} cannot be read safely ({exc}); re-export it") from exc
     if not isinstance(loaded, dict) or "actor_state_dict" not in loaded:
         raise InputError(f"checkpoint {path} has no actor_state_dict; pass an rsl-rl checkpoint")
@@ -324,7 +324,7 @@ class MujocoBackend:
                 try:
                     save(last_path, completed_it, completed_level)
                     log.warning("interrupted: saved %s at iteration %d", LAST_NAME, completed_it)
-                except Exception:  # noqa: BLE001 - never hide the interruption itself
+                except Exception:  # never hide the interruption itself
                     log.exception("could not save %s while stopping", LAST_NAME)
             raise
         finally:

@@ -110,8 +110,18 @@ class BalluSim:
         self._fast: NDArray[np.bool_] = np.zeros((n, 2), dtype=bool)
         self._pushing: NDArray[np.bool_] = np.zeros((n, 2), dtype=bool)
         self._init_q = np.array(
-            [0.0, init_root_height, 0.0, 0.0, INIT_HIP, INIT_KNEE, INIT_SERVO]
-            + [INIT_HIP, INIT_KNEE, INIT_SERVO]
+            [
+                0.0,
+                init_root_height,
+                0.0,
+                0.0,
+                INIT_HIP,
+                INIT_KNEE,
+                INIT_SERVO,
+                INIT_HIP,
+                INIT_KNEE,
+                INIT_SERVO,
+            ]
         )
         self.reset(np.arange(n))
 
