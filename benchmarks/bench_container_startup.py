@@ -27,11 +27,11 @@ from typing import Any
 import numpy as np
 import yaml
 
-from pec import layout
 from pec.jobs.docker_executor import DockerExecutor
 from pec.jobs.executors import SubprocessExecutor
 from pec.jobs.spec import StoreSpec, TrainJobSpec
-from pec.store import LocalStore
+from pec.runs import layout
+from pec.runs.store import LocalStore
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))

@@ -16,10 +16,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from pec import layout
-from pec.cli import main as pec_main
-from pec.protocols import frontier_competition
-from pec.store import open_store
+from pec.evaluation.protocols import frontier_competition
+from pec.presentation.cli import main as pec_main
+from pec.runs import layout
+from pec.runs.store import open_store
 
 
 def main() -> None:

@@ -1,6 +1,6 @@
 """Orchestration overhead of one PEC iteration: the `pec` flow versus the plain Python loop.
 
-Both run the same iteration (pec.iteration.run_iteration), with a local and a Prefect job
+Both run the same iteration (pec.iteration.driver.run_iteration), with a local and a Prefect job
 runner, on K=8 zero-cost jobs (pec.backends.zero_cost: few-byte checkpoints, level 0
 everywhere), so what remains is the store I/O,
 the PEC maths (identical in both) and, for the flow, Prefect's orchestration: task runs,
@@ -41,10 +41,10 @@ def install_zero_cost_backend() -> None:
 
 
 def time_plain_loop(store: str, run_name: str) -> float:
-    from pec import steps
-    from pec.iteration import run_iteration
+    from pec.iteration import steps
+    from pec.iteration.driver import run_iteration
     from pec.jobs.plan import local_runner
-    from pec.run import open_run, write_effective_config
+    from pec.runs.run import open_run, write_effective_config
 
     run = open_run(run_name, store, TINY, OVERRIDES)
     steps.initialise_run(run)
@@ -56,8 +56,8 @@ def time_plain_loop(store: str, run_name: str) -> float:
 
 def time_flow(store: str, run_name: str) -> float:
     from flows.pec_flow import pec_flow
-    from pec import steps
-    from pec.run import open_run, write_effective_config
+    from pec.iteration import steps
+    from pec.runs.run import open_run, write_effective_config
 
     run = open_run(run_name, store, TINY, OVERRIDES)
     steps.initialise_run(run)  # as the loop: initialisation is not part of the iteration

@@ -1,6 +1,6 @@
 """One PEC iteration's expert trainings (K=2) one after the other vs side by side.
 
-Builds a fresh run, writes both experts' training jobs with `pec.steps.prepare_training`
+Builds a fresh run, writes both experts' training jobs with `pec.iteration.steps.prepare_training`
 (the same specs `pec run` and the flow execute) and runs them with the subprocess executor:
 
 - sequential: `max_parallel_experts: 1`, one job at a time (thread policy: all cores each);
@@ -24,14 +24,14 @@ import tempfile
 import time
 from pathlib import Path
 
-from pec.config import PECConfig, build_config
 from pec.errors import JobError, PECError
+from pec.iteration.steps import initialise_run, prepare_training
 from pec.jobs.plan import local_runner
 from pec.jobs.spec import StoreSpec, TrainJobSpec
-from pec.run import make_run
-from pec.steps import initialise_run, prepare_training
-from pec.store import LocalStore
-from pec.threads import available_cores
+from pec.jobs.threads import available_cores
+from pec.runs.config import PECConfig, build_config
+from pec.runs.run import make_run
+from pec.runs.store import LocalStore
 
 
 def children_cpu_s() -> float:

@@ -1,6 +1,6 @@
 """PEC against one generalist with the same training env-step budget, on the MuJoCo backend.
 
-Runs a small PEC run in this process (`pec.iteration.run_until_done`), trains the generalist
+Runs a small PEC run in this process (`pec.iteration.driver.run_until_done`), trains the generalist
 with the env steps the PEC run recorded, evaluates the K experts and the generalist on the
 same held-out uniform designs with the same protocol and seed, and prints PEC oracle, PEC
 routed and generalist means side by side. Defaults fit ~15 minutes on 2 CPU cores; every
@@ -27,17 +27,17 @@ from typing import Any
 import numpy as np
 import torch
 
-from pec.baseline import evaluate_baseline, train_baseline
-from pec.config import build_config
-from pec.designs_file import uniform_designs
-from pec.final_eval import compare_scores, ratio
-from pec.final_eval_run import run_final_eval
-from pec.iteration import IterationReport, run_until_done
+from pec.evaluation.baseline import evaluate_baseline, train_baseline
+from pec.evaluation.designs_file import uniform_designs
+from pec.evaluation.final_eval import compare_scores, ratio
+from pec.evaluation.final_eval_driver import run_final_eval
+from pec.evaluation.report import write_report
+from pec.iteration.driver import IterationReport, run_until_done
 from pec.jobs.plan import local_runner
 from pec.jobs.spec import StoreSpec
-from pec.report import write_report
-from pec.run import make_run
-from pec.store import Store, open_store
+from pec.runs.config import build_config
+from pec.runs.run import make_run
+from pec.runs.store import Store, open_store
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -69,7 +69,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--score",
         choices=["level_search", "final_level"],
         default="level_search",
-        help="evaluation protocol of the frontier and the final evaluation (pec.protocols)",
+        help="evaluation protocol of the frontier and the final evaluation (pec.evaluation.protocols)",
     )
     p.add_argument("--plot", help="write a bar chart (mean ± 95%% interval over seeds) here")
     p.add_argument("--seed", type=int, default=0, help="first run seed")

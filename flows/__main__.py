@@ -12,12 +12,12 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from pec import layout
-from pec.config import parse_override
-from pec.console import console, progress_bar
 from pec.errors import PECError
 from pec.jobs.run import prefix_uri
-from pec.run import open_run
+from pec.presentation.console import console, progress_bar
+from pec.runs import layout
+from pec.runs.config import parse_override
+from pec.runs.run import open_run
 
 # The ephemeral server migrates a fresh database on first use; 20 s (Prefect's default) is
 # too short on a busy 2-core laptop.

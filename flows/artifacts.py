@@ -19,7 +19,7 @@ from prefect.artifacts import (
     create_table_artifact,
 )
 
-from pec.state import PECState
+from pec.runs.state import PECState
 
 # Plots are embedded in the summary as data URIs, so the UI shows them whatever the store
 # (a browser cannot open a local path or an s3:// URI). Bigger images are listed by key only.

@@ -3,7 +3,7 @@
 The docker executor stops its container when the task itself is interrupted, but a
 cancelled flow process may die before its worker threads notice; these hooks make sure no
 GPU container outlives the flow run that started it. Containers are found by the labels the
-executor puts on them (`pec.job=1`, `pec.run=<run>`).
+executor puts on them (`pec.job=1`, `pec.runs.run=<run>`).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any
 
 from prefect.client.schemas.objects import FlowRun, State
 
-from pec.run import open_run
+from pec.runs.run import open_run
 
 logger = logging.getLogger(__name__)
 
@@ -32,7 +32,9 @@ def stop_run_containers(
 ) -> list[str]:
     """Stop every running expert container of `run_name`; returns their ids."""
     client = docker_client_factory()
-    containers = client.containers.list(filters={"label": ["pec.job=1", f"pec.run={run_name}"]})
+    containers = client.containers.list(
+        filters={"label": ["pec.job=1", f"pec.runs.run={run_name}"]}
+    )
     stopped: list[str] = []
     for container in containers:
         try:

@@ -1,6 +1,6 @@
 """Flow `pec-final-eval`: every expert (and the generalist, if trained) on a held-out designs set.
 
-designs -> `pec.final_eval_run.run_final_eval` with the Prefect job runner (one
+designs -> `pec.evaluation.final_eval_driver.run_final_eval` with the Prefect job runner (one
 `final-eval-expert` task run per policy, at most `max_parallel_experts` in flight; policies
 already evaluated on the same designs, checkpoint and protocol are reused from the store) ->
 comparison report -> table and markdown artifacts. `pec eval-final` runs the same driver with
@@ -19,19 +19,19 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from flows.artifacts import artifact_key
 from flows.credentials import apply_aws_credentials
 from flows.tasks import PrefectJobRunner, evaluate_final_expert
-from pec import layout
-from pec.designs_file import Design, parse_designs, read_designs_file
 from pec.errors import InputError
-from pec.final_eval import designs_stem
-from pec.final_eval_run import run_final_eval
-from pec.report import (
+from pec.evaluation.designs_file import Design, parse_designs, read_designs_file
+from pec.evaluation.final_eval import designs_stem
+from pec.evaluation.final_eval_driver import run_final_eval
+from pec.evaluation.report import (
     comparison_numbers,
     comparison_rows,
     load_report_data,
     markdown_summary,
     write_report,
 )
-from pec.run import Run, load_run_state, open_run
+from pec.runs import layout
+from pec.runs.run import Run, load_run_state, open_run
 
 
 def _slug(stem: str) -> str:

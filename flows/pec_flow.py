@@ -1,6 +1,6 @@
 """Flow `pec`: one flow run = one PEC iteration of one run, read top to bottom.
 
-open the run -> the iteration (`pec.iteration.run_iteration`: train K experts, crash rule,
+open the run -> the iteration (`pec.iteration.driver.run_iteration`: train K experts, crash rule,
 evaluate the frontier, refit, plots) with the Prefect job runner, whose jobs are mapped,
 cached task runs -> artifacts -> schedule iteration N+1 as a new run of the same deployment.
 `pec run` runs the very same iteration with a local runner.
@@ -22,13 +22,14 @@ from flows.cleanup import stop_containers_hook
 from flows.credentials import apply_aws_credentials
 from flows.pinning import lease_holder, pin_iteration
 from flows.tasks import PrefectJobRunner
-from pec import layout, steps
 from pec.errors import PECError
-from pec.iteration import IterationReport, run_iteration, start_run
-from pec.iteration_lease import DuplicateRunError
-from pec.run import Run, open_run, open_run_store
-from pec.state import PECState
-from pec.state_io import load_state
+from pec.iteration import steps
+from pec.iteration.driver import IterationReport, run_iteration, start_run
+from pec.iteration.lease import DuplicateRunError
+from pec.runs import layout
+from pec.runs.run import Run, open_run, open_run_store
+from pec.runs.state import PECState
+from pec.runs.state_io import load_state
 
 
 def flow_run_name() -> str:

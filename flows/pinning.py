@@ -36,7 +36,7 @@ def lease_holder() -> tuple[str, str]:
     the id alone as the identity, so a Retry of this flow run gets the lease back."""
     flow_run_id = runtime_flow_run.get_id()
     if flow_run_id is None:
-        from pec.iteration_lease import process_holder
+        from pec.iteration.lease import process_holder
 
         holder = process_holder("pec flow")
         return holder, holder

@@ -11,9 +11,9 @@ import hashlib
 import posixpath
 from pathlib import Path
 
-from pec import layout
-from pec.run import Run
-from pec.store import parse_s3_uri
+from pec.runs import layout
+from pec.runs.run import Run
+from pec.runs.store import parse_s3_uri
 
 RESULTS_BLOCK_PREFIX = "pec-results-"
 

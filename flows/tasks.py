@@ -40,7 +40,7 @@ from pec.jobs.spec import (
     parse_job_result,
     parse_job_spec,
 )
-from pec.run import Run
+from pec.runs.run import Run
 
 # A store outage longer than botocore's own retries (seconds) gets two more task attempts.
 TASK_RETRIES = 2

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from support.s3_server import S3TestServer, start_s3_server
 
-from pec.store import LocalStore, S3Store
+from pec.runs.store import LocalStore, S3Store
 
 pytest_plugins = ["support.prefect_fixtures", "support.docker_engine"]
 

@@ -16,9 +16,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from pec import layout
-from pec.cli import main
 from pec.errors import StateError
+from pec.presentation.cli import main
+from pec.runs import layout
 
 RUN = "cat"
 
@@ -815,7 +815,7 @@ def test_the_pec_command_prints_one_line_and_no_warning(
 def _warns_then(fails: bool) -> Callable[..., Any]:
     """status's state loader replaced by one that overflows numpy first (as a broken input
     once did inside coverage), then fails or carries on."""
-    from pec.run import load_state_or_fail
+    from pec.runs.run import load_state_or_fail
 
     def load(store: Any, run_name: str) -> Any:
         np.exp(np.float64(1e4))  # RuntimeWarning: overflow encountered in exp
@@ -832,7 +832,7 @@ def test_warnings_on_the_way_to_an_error_stay_out_of_its_line(
     recwarn: pytest.WarningsRecorder,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    import pec.cli.run_commands as commands
+    import pec.presentation.cli.run_commands as commands
 
     monkeypatch.setattr(commands, "load_state_or_fail", _warns_then(fails=True))
     capsys.readouterr()
@@ -847,7 +847,7 @@ def test_warnings_of_a_successful_command_are_logged(
     recwarn: pytest.WarningsRecorder,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    import pec.cli.run_commands as commands
+    import pec.presentation.cli.run_commands as commands
 
     monkeypatch.setattr(commands, "load_state_or_fail", _warns_then(fails=False))
     assert main(["status", "--run_name", RUN, "--store", str(seeded_store)]) == 0

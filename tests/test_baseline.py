@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pec import layout
-from pec.baseline import (
+from pec.errors import InputError, StateError
+from pec.evaluation.baseline import (
     baseline_chunk_dir,
     baseline_eval_key,
     baseline_record_key,
@@ -24,18 +24,18 @@ from pec.baseline import (
     train_baseline,
     training_records,
 )
-from pec.config import build_config
-from pec.designs_file import Design
-from pec.errors import InputError, StateError
-from pec.final_eval import eval_seed
+from pec.evaluation.designs_file import Design
+from pec.evaluation.final_eval import eval_seed
+from pec.iteration.steps import initialise_run
 from pec.jobs.external import LogSink
 from pec.jobs.runner import LocalJobRunner
 from pec.jobs.spec import EvalJobResult, EvalJobSpec, StoreSpec, TrainJobResult, TrainJobSpec
-from pec.run import Run, make_run
-from pec.state import PECState
-from pec.state_io import load_state, save_state
-from pec.steps import initialise_run
-from pec.store import LocalStore
+from pec.runs import layout
+from pec.runs.config import build_config
+from pec.runs.run import Run, make_run
+from pec.runs.state import PECState
+from pec.runs.state_io import load_state, save_state
+from pec.runs.store import LocalStore
 
 RUN = "base"
 ROLLOUT = 5

@@ -13,21 +13,21 @@ import numpy as np
 import pytest
 import torch
 
-from pec import layout
 from pec.backends.base import TrainOutcome, TrainRequest
 from pec.backends.mujoco import MujocoBackend
 from pec.backends.mujoco.backend import build_actor, load_checkpoint, parse_settings
 from pec.backends.mujoco.env import BalluVecEnv
-from pec.bundle import ROUTER_TS, export_bundle, export_tolerance, load_bundle
-from pec.config import build_config
 from pec.errors import InputError
+from pec.evaluation.bundle import ROUTER_TS, export_bundle, export_tolerance, load_bundle
+from pec.iteration.steps import initialise_run
 from pec.jobs.spec import StoreSpec
-from pec.routing import route
-from pec.run import make_run, state_space
-from pec.state import PECState
-from pec.state_io import load_state, save_state
-from pec.steps import initialise_run
-from pec.store import LocalStore
+from pec.maths.routing import route
+from pec.runs import layout
+from pec.runs.config import build_config
+from pec.runs.run import make_run, state_space
+from pec.runs.state import PECState
+from pec.runs.state_io import load_state, save_state
+from pec.runs.store import LocalStore
 
 RUN = "bundle"
 CENTRES = [[0.78, 0.003], [0.86, 0.008]]
@@ -201,7 +201,7 @@ def test_bundle_and_cli_route_alike_with_both_routers(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     """Hand-made frontier scores say each expert is best near the *other* centre."""
-    from pec.cli import main
+    from pec.presentation.cli import main
 
     store, state, _ = trained
     evaluated = [[0.79, 0.004], [0.80, 0.0035], [0.85, 0.007], [0.84, 0.0075]]
@@ -309,7 +309,7 @@ def differently_trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path,
 def test_export_of_differently_trained_runs_passes_through_the_cli(
     differently_trained: tuple[Path, dict[str, Path]], name: str, tmp_path: Path
 ) -> None:
-    from pec.cli import main
+    from pec.presentation.cli import main
 
     store_root, _ = differently_trained
     out = tmp_path / "bundle"
@@ -330,7 +330,7 @@ def test_export_tolerance_covers_float32_rounding_with_margin(
 
     from tensordict import TensorDict
 
-    from pec.bundle import _verification_inputs, actor_actions, linear_layers, load_actor
+    from pec.evaluation.bundle import _verification_inputs, actor_actions, linear_layers, load_actor
 
     _, checkpoints = differently_trained
     actor = load_actor(checkpoints[name])
@@ -358,7 +358,7 @@ def test_a_wrong_export_is_refused(
     """An ONNX graph whose last bias is off by 1e-3 of the action scale must not ship."""
     from rsl_rl.models import MLPModel
 
-    from pec.cli import main
+    from pec.presentation.cli import main
 
     store_root, _ = differently_trained
     original = MLPModel.as_onnx

@@ -1,7 +1,7 @@
 """`pec init` → `pec frontier` → `pec refit --scores` → `pec visualize` on a local folder and on S3.
 
 The expected Gaussians are recomputed here from the reference sheet's formulas, independently
-of pec.refit: argmax with ties to the lower id, MLE mean, ddof-1 variance floored at
+of pec.maths.refit: argmax with ties to the lower id, MLE mean, ddof-1 variance floored at
 (min_var_scale × range)².
 """
 
@@ -14,12 +14,12 @@ from typing import Any
 import numpy as np
 import pytest
 
-from pec.cli import main
-from pec.coverage import coverage
-from pec.design_space import DesignSpace
-from pec.seeds import derive_seed
-from pec.state import PECState
-from pec.store import Store
+from pec.maths.coverage import coverage
+from pec.maths.design_space import DesignSpace
+from pec.maths.seeds import derive_seed
+from pec.presentation.cli import main
+from pec.runs.state import PECState
+from pec.runs.store import Store
 
 RUN = "demo"
 
@@ -29,7 +29,7 @@ def store_location(
     request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> tuple[str, Store]:
     if request.param == "local":
-        from pec.store import LocalStore
+        from pec.runs.store import LocalStore
 
         root = tmp_path / "store"
         root.mkdir()
@@ -40,7 +40,7 @@ def store_location(
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", server.access_key)
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", server.secret_key)
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    from pec.store import S3Store
+    from pec.runs.store import S3Store
 
     return f"s3://{bucket}/pec", S3Store(bucket, "pec", server.settings())
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pec.cli import main
+from pec.presentation.cli import main
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "tiny.yaml"
 

@@ -20,19 +20,20 @@ import pytest
 import torch
 from prefect.client.schemas.objects import State
 
-import pec.steps as steps_module
+import pec.iteration.steps as steps_module
 from flows.pec_flow import pec_flow
-from pec import state_io, steps
-from pec.config import load_config
 from pec.errors import ConflictError
-from pec.iteration import run_iteration, run_until_done
+from pec.iteration import steps
+from pec.iteration.driver import run_iteration, run_until_done
 from pec.jobs.executors import InProcessExecutor
 from pec.jobs.runner import LocalJobRunner
 from pec.jobs.spec import StoreSpec
-from pec.run import Run, make_run
-from pec.state import PECState
-from pec.state_io import load_state
-from pec.store import LocalStore, S3Store, Store
+from pec.runs import state_io
+from pec.runs.config import load_config
+from pec.runs.run import Run, make_run
+from pec.runs.state import PECState
+from pec.runs.state_io import load_state
+from pec.runs.store import LocalStore, S3Store, Store
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = str(REPO / "configs" / "tiny.yaml")

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from pec.config import PECConfig, build_config, load_config, parse_config_yaml, parse_override
 from pec.errors import ConfigError
+from pec.runs.config import PECConfig, build_config, load_config, parse_config_yaml, parse_override
 
 
 def test_defaults_follow_the_reference_sheet() -> None:

@@ -7,7 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from pec.coverage import (
+from pec.errors import InputError
+from pec.maths.coverage import (
     COVERAGE_LOG_DENSITY,
     COVERAGE_POINTS,
     coverage,
@@ -16,8 +17,7 @@ from pec.coverage import (
     max_log_density,
     mc_points,
 )
-from pec.design_space import DesignSpace
-from pec.errors import InputError
+from pec.maths.design_space import DesignSpace
 
 
 @pytest.fixture

@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from pec.curriculum import MAX_LEVEL, NUM_LEVELS, level_height, next_levels, starting_level
 from pec.errors import InputError
+from pec.maths.curriculum import MAX_LEVEL, NUM_LEVELS, level_height, next_levels, starting_level
 
 
 def test_constants() -> None:

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from pec import layout
-from pec.cli import main
-from pec.protocols import frontier_competition
-from pec.store import LocalStore
+from pec.evaluation.protocols import frontier_competition
+from pec.presentation.cli import main
+from pec.runs import layout
+from pec.runs.store import LocalStore
 
 REPO = Path(__file__).resolve().parents[1]
 REDUCED = ["max_iterations_iter0=150", "max_iterations=60", "F=8", "num_envs=48"]

@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from pec.design_space import DesignSpace
 from pec.errors import InputError
+from pec.maths.design_space import DesignSpace
 
 
 @pytest.fixture

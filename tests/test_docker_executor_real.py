@@ -20,11 +20,11 @@ import yaml
 from support.docker_engine import DockerEngine
 from support.s3_server import S3TestServer
 
-from pec import layout
 from pec.errors import JobError
 from pec.jobs.docker_executor import DockerExecutor
 from pec.jobs.spec import StoreSpec, TrainJobResult, TrainJobSpec
-from pec.store import LocalStore, S3Store, Store
+from pec.runs import layout
+from pec.runs.store import LocalStore, S3Store, Store
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -79,7 +79,7 @@ def open_to_all(root: Path) -> None:
 def containers_of(engine: DockerEngine, run: str) -> list[Any]:
     client = engine.client()
     try:
-        return list(client.containers.list(all=True, filters={"label": f"pec.run={run}"}))
+        return list(client.containers.list(all=True, filters={"label": f"pec.runs.run={run}"}))
     finally:
         client.close()
 

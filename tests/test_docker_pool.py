@@ -28,9 +28,9 @@ from support.docker_engine import DockerEngine
 from support.s3_server import S3TestServer
 from test_flow_deployment import PREFECT, free_port, start_logged, stop, wait_healthy
 
-from pec import layout
-from pec.state_io import load_state
-from pec.store import S3Store
+from pec.runs import layout
+from pec.runs.state_io import load_state
+from pec.runs.store import S3Store
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 

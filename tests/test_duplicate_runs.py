@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 
 from flows.pec_flow import pec_flow
-from pec import layout
-from pec.cli import main
-from pec.state_io import load_state
-from pec.store import LocalStore
-from pec.store.lease import acquire, read_lease, release
+from pec.presentation.cli import main
+from pec.runs import layout
+from pec.runs.state_io import load_state
+from pec.runs.store import LocalStore
+from pec.runs.store.lease import acquire, read_lease, release
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = str(REPO / "configs" / "tiny.yaml")

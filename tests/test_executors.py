@@ -13,13 +13,13 @@ from pathlib import Path
 import pytest
 from support.job_doubles import FakeDockerClient, eval_spec_dict, train_spec_dict, write_samples
 
-from pec import layout
 from pec.backends.registry import TEST_BACKEND_MODULE_ENV
 from pec.errors import ConfigError, IncompleteTrainingError, JobError
 from pec.jobs import EvalJobResult, EvalJobSpec, TrainJobResult, TrainJobSpec, parse_job_spec
 from pec.jobs.docker_executor import DockerExecutor, container_create_kwargs, redacted
 from pec.jobs.executors import InProcessExecutor, SubprocessExecutor, make_executor
-from pec.store import LocalStore
+from pec.runs import layout
+from pec.runs.store import LocalStore
 
 TESTS_DIR = Path(__file__).resolve().parent
 DOUBLES_ENV = {TEST_BACKEND_MODULE_ENV: "support.job_doubles", "PYTHONPATH": str(TESTS_DIR)}
@@ -143,7 +143,7 @@ def test_subprocess_killed_after_checkpoint_fails_as_incomplete_and_keeps_it(
     store: LocalStore,
 ) -> None:
     # Issue 13: a killed training is not a finished expert; it fails (so a retry continues)
-    # and the crash rule is the driver's last resort afterwards (pec.iteration).
+    # and the crash rule is the driver's last resort afterwards (pec.iteration.driver).
     spec = train_spec(store, settings={"fail": "sigkill_after_checkpoint"})
     with pytest.raises(IncompleteTrainingError, match="exited with code -9") as caught:
         SubprocessExecutor(env=DOUBLES_ENV).execute(spec)
@@ -333,7 +333,7 @@ def test_docker_success_streams_logs_reads_the_result_and_removes_the_container(
     (container,) = client.containers.created
     assert container.removed and container.stopped_with is None
     assert container.kwargs["environment"]["AWS_SECRET_ACCESS_KEY"] == "very-secret-value"
-    assert container.kwargs["labels"] == {"pec.job": "1", "pec.run": "demo", "pec.expert": "1"}
+    assert container.kwargs["labels"] == {"pec.job": "1", "pec.runs.run": "demo", "pec.expert": "1"}
     spec_mount = next(iter(container.kwargs["volumes"]))
     assert not Path(spec_mount).exists()  # the job folder is cleaned up
     assert "very-secret-value" not in caplog.text
@@ -456,12 +456,12 @@ def test_tiny_mujoco_train_then_eval(store: LocalStore, executor_kind: str) -> N
     assert all(level in (9, 10, 11) for level in scored.levels)
 
 
-# --- thread policy (pec.threads) -------------------------------------------------------------
+# --- thread policy (pec.jobs.threads) -------------------------------------------------------------
 
 
 def test_thread_policy_shares_the_cores_between_jobs_in_flight() -> None:
-    from pec.config import build_config
-    from pec.threads import job_threads, thread_env
+    from pec.jobs.threads import job_threads, thread_env
+    from pec.runs.config import build_config
 
     assert job_threads(None, 2, cores=16) == 8
     assert job_threads(None, 3, cores=2) == 1

@@ -11,28 +11,28 @@ from pathlib import Path
 
 import pytest
 
-from pec import layout
-from pec.cli import main as final_main
-from pec.config import build_config
-from pec.design_space import DesignSpace
-from pec.designs_file import Design, read_designs_file, uniform_designs
 from pec.errors import InputError, JobError
-from pec.final_eval import (
+from pec.evaluation.designs_file import Design, read_designs_file, uniform_designs
+from pec.evaluation.final_eval import (
     compare_scores,
     ratio,
     read_summary,
     summarise_scores,
     summary_from_payload,
 )
-from pec.final_eval_run import run_final_eval
+from pec.evaluation.final_eval_driver import run_final_eval
+from pec.iteration.steps import initialise_run
 from pec.jobs.external import LogSink
 from pec.jobs.runner import LocalJobRunner
 from pec.jobs.spec import EvalJobResult, EvalJobSpec, StoreSpec, TrainJobResult, TrainJobSpec
-from pec.run import Run, make_run, write_effective_config
-from pec.state import PECState
-from pec.state_io import load_state, save_state
-from pec.steps import initialise_run
-from pec.store import LocalStore
+from pec.maths.design_space import DesignSpace
+from pec.presentation.cli import main as final_main
+from pec.runs import layout
+from pec.runs.config import build_config
+from pec.runs.run import Run, make_run, write_effective_config
+from pec.runs.state import PECState
+from pec.runs.state_io import load_state, save_state
+from pec.runs.store import LocalStore
 
 UNIT = DesignSpace(gcr=(0.0, 1.0), spcf=(0.0, 1.0))
 

@@ -25,15 +25,15 @@ from prefect.client.schemas.objects import State
 from prefect.flow_engine import run_flow
 
 from flows.pec_flow import pec_flow
-from pec import steps
-from pec.cli import main as cli_main
-from pec.config import load_config
-from pec.iteration import run_iteration
+from pec.iteration import steps
+from pec.iteration.driver import run_iteration
 from pec.jobs.executors import InProcessExecutor
 from pec.jobs.runner import LocalJobRunner
 from pec.jobs.spec import StoreSpec
-from pec.run import make_run, write_effective_config
-from pec.store import LocalStore
+from pec.presentation.cli import main as cli_main
+from pec.runs.config import load_config
+from pec.runs.run import make_run, write_effective_config
+from pec.runs.store import LocalStore
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = str(REPO / "configs" / "tiny.yaml")

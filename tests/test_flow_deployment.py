@@ -24,9 +24,9 @@ import httpx
 import pytest
 from support.s3_server import S3TestServer
 
-from pec import layout
-from pec.state_io import load_state
-from pec.store import S3Store, Store, open_store
+from pec.runs import layout
+from pec.runs.state_io import load_state
+from pec.runs.store import S3Store, Store, open_store
 
 REPO = Path(__file__).resolve().parents[1]
 PREFECT = str(Path(sys.executable).parent / "prefect")

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from pec import layout
-from pec.config import load_config
-from pec.iteration import run_until_done
+from pec.iteration.driver import run_until_done
 from pec.jobs.executors import InProcessExecutor
 from pec.jobs.runner import LocalJobRunner
-from pec.run import make_run, open_run_store
+from pec.runs import layout
+from pec.runs.config import load_config
+from pec.runs.run import make_run, open_run_store
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "tiny.yaml"
 DESIGNS = [

@@ -38,13 +38,14 @@ from flows.expert_flow import pec_expert
 from flows.pec_flow import pec_flow, schedule_next_iteration
 from flows.storage import result_storage_for
 from flows.tasks import expert_cache_key, train_expert
-from pec import layout, steps
 from pec.errors import JobError
+from pec.iteration import steps
 from pec.jobs.plan import executor_plan
 from pec.jobs.run import run_job as real_run_job
 from pec.jobs.spec import EvalJobSpec, TrainJobSpec
-from pec.run import make_run, open_run_store, resolve_config
-from pec.state_io import load_state
+from pec.runs import layout
+from pec.runs.run import make_run, open_run_store, resolve_config
+from pec.runs.state_io import load_state
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = str(REPO / "configs" / "tiny.yaml")
@@ -345,7 +346,7 @@ def test_cancelled_run_stops_only_its_labelled_containers() -> None:
     containers = [_Container("c1"), _Container("c2")]
     client = _DockerClient(containers)
     assert stop_run_containers("demo", lambda: client) == ["c1", "c2"]
-    assert client.containers.filters == {"label": ["pec.job=1", "pec.run=demo"]}
+    assert client.containers.filters == {"label": ["pec.job=1", "pec.runs.run=demo"]}
     assert [c.stopped_with for c in containers] == [30, 30]
 
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pec.coverage import max_log_density
-from pec.design_space import DesignSpace
 from pec.errors import ConfigError, InputError
-from pec.frontier import effective_mode, select_candidates
+from pec.maths.coverage import max_log_density
+from pec.maths.design_space import DesignSpace
+from pec.maths.frontier import effective_mode, select_candidates
 
 
 @pytest.fixture

@@ -21,7 +21,6 @@ import pytest
 import torch
 from support.job_doubles import write_samples
 
-from pec import layout
 from pec.backends.base import TrainRequest
 from pec.backends.mujoco import MujocoBackend
 from pec.backends.mujoco.backend import LAST_NAME, load_checkpoint
@@ -29,7 +28,8 @@ from pec.errors import JobError
 from pec.jobs.executors import SubprocessExecutor
 from pec.jobs.run import RESUME_MARKER_NAME, run_train_job
 from pec.jobs.spec import EXIT_INCOMPLETE, TrainJobSpec
-from pec.store import LocalStore
+from pec.runs import layout
+from pec.runs.store import LocalStore
 
 REPO = Path(__file__).resolve().parents[1]
 RUN, EXPERT, ITERATION = "stop", 0, 0

@@ -7,10 +7,10 @@ import math
 import numpy as np
 import pytest
 
-from pec.coverage import coverage
-from pec.design_space import DesignSpace
 from pec.errors import InputError
-from pec.init import (
+from pec.maths.coverage import coverage
+from pec.maths.design_space import DesignSpace
+from pec.maths.init import (
     calibrate_sigma_scale,
     grid_centers,
     initial_variances,

@@ -18,7 +18,7 @@ from pec.backends.isaaclab.assets import (
     write_assets,
 )
 from pec.backends.mujoco.model import JOINT_NAMES, BalluGeometry
-from pec.curriculum import NUM_LEVELS, level_height
+from pec.maths.curriculum import NUM_LEVELS, level_height
 
 
 def _robot_facts(path: Path) -> dict[str, object]:

@@ -22,11 +22,11 @@ import yaml
 from support.docker_engine import DockerEngine, cache_dir
 from test_docker_executor_real import containers_of, open_to_all, write_designs
 
-from pec import layout
 from pec.backends.mujoco.backend import load_checkpoint
 from pec.jobs.docker_executor import DockerExecutor
 from pec.jobs.spec import StoreSpec, TrainJobResult, TrainJobSpec
-from pec.store import LocalStore
+from pec.runs import layout
+from pec.runs.store import LocalStore
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 

@@ -20,7 +20,7 @@ from pec.backends.ballu import facts
 from pec.backends.isaaclab.assets import ROW_SPACING, ensure_assets
 from pec.backends.isaaclab.settings import load_settings
 from pec.backends.mujoco.sim import BalluSim
-from pec.curriculum import level_height
+from pec.maths.curriculum import level_height
 
 pytestmark = pytest.mark.slow
 

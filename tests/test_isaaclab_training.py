@@ -19,8 +19,8 @@ from pec.backends.base import Backend, EvalRequest, ProbeRequest, TrainRequest
 from pec.backends.isaaclab import IsaacLabBackend
 from pec.backends.mujoco.backend import BEST_NAME, LAST_NAME, load_checkpoint
 from pec.backends.registry import get_backend
-from pec.cli import main
 from pec.errors import ConfigError
+from pec.presentation.cli import main
 
 pytestmark = pytest.mark.slow
 

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 from support.job_doubles import RecordingBackend, eval_spec_dict, train_spec_dict, write_samples
 
-from pec import layout
 from pec.errors import IncompleteTrainingError, InputError, JobError
 from pec.jobs import EvalJobResult, EvalJobSpec, TrainJobSpec, parse_job_spec
 from pec.jobs import run as job_run
-from pec.store import LocalStore
+from pec.runs import layout
+from pec.runs.store import LocalStore
 
 RUN, EXPERT, ITERATION = "demo", 1, 2
 

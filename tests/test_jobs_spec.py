@@ -19,7 +19,7 @@ from pec.jobs import (
     parse_job_result,
     parse_job_spec,
 )
-from pec.store import LocalStore, S3Store
+from pec.runs.store import LocalStore, S3Store
 
 
 def test_train_spec_round_trips_through_json(tmp_path: Path) -> None:

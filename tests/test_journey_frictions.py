@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from pec.cli import main
 from pec.errors import JobError
 from pec.jobs.external import finish_external_job
 from pec.jobs.spec import StoreSpec, TrainJobSpec
+from pec.presentation.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = str(REPO / "configs" / "tiny.yaml")

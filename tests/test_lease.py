@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 from support.s3_server import S3TestServer
 
-from pec import layout
 from pec.errors import PECError
-from pec.store import LocalStore, S3Store, Store
-from pec.store.lease import (
+from pec.runs import layout
+from pec.runs.store import LocalStore, S3Store, Store
+from pec.runs.store.lease import (
     LeaseHeldError,
     LeaseKeeper,
     LeaseLostError,
@@ -34,8 +34,8 @@ HOLDER_SCRIPT = """
 import os, signal, socket, sys, time
 if sys.argv[3] != "here":
     socket.gethostname = lambda: sys.argv[3]  # as if it ran on another machine
-from pec.store import open_store
-from pec.store.lease import acquire
+from pec.runs.store import open_store
+from pec.runs.store.lease import acquire
 store = open_store(sys.argv[1])
 acquire(store, "lease-run", 3, f"process {os.getpid()}", ttl_s=float(sys.argv[2]))
 print("held", flush=True)

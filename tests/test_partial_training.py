@@ -18,10 +18,10 @@ from prefect.artifacts import Artifact
 
 from flows.artifacts import artifact_key
 from flows.pec_flow import pec_flow
-from pec import layout
-from pec.cli import main
-from pec.state_io import load_state
-from pec.store import LocalStore
+from pec.presentation.cli import main
+from pec.runs import layout
+from pec.runs.state_io import load_state
+from pec.runs.store import LocalStore
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = str(REPO / "configs" / "tiny.yaml")

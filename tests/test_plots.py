@@ -13,7 +13,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Ellipse
 
 from pec.errors import InputError
-from pec.plots import (
+from pec.presentation.plots import (
     NO_WINNER_COLOUR,
     PlotExpert,
     _build_coverage_figure,

@@ -1,14 +1,14 @@
-"""Evaluation protocols (pec.protocols): the level search on scripted primitives, records."""
+"""Evaluation protocols (pec.evaluation.protocols): the level search on scripted primitives, records."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from pec.config import build_config
 from pec.errors import ConfigError, JobError
+from pec.evaluation.protocols import ceiling, describe, level_search, search_rounds
 from pec.jobs.spec import EvalJobSpec
-from pec.protocols import ceiling, describe, level_search, search_rounds
+from pec.runs.config import build_config
 
 
 class ScriptedPrimitive:
@@ -107,7 +107,7 @@ def test_eval_job_spec_carries_the_protocol() -> None:
 
 
 def test_frontier_competition_counts_ties_and_ceiling_winners() -> None:
-    from pec.protocols import frontier_competition
+    from pec.evaluation.protocols import frontier_competition
 
     stats = frontier_competition([[3, 5, 0, 10], None, [3, 7, 0, 2]], ceiling_level=10)
     assert stats["all_tied"] == 2  # candidates 0 and 2

@@ -7,9 +7,9 @@ import math
 import numpy as np
 import pytest
 
-from pec.design_space import DesignSpace
 from pec.errors import InputError
-from pec.refit import assign_winners, fit_gaussian, refit_experts
+from pec.maths.design_space import DesignSpace
+from pec.maths.refit import assign_winners, fit_gaussian, refit_experts
 
 NAN = math.nan
 

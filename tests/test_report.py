@@ -10,17 +10,11 @@ import numpy as np
 import pytest
 from rich.console import Console
 
-from pec import layout, steps
-from pec.baseline import baseline_eval_key
-from pec.cli import main as final_main
-from pec.cli.history import iteration_history, status_history_table
-from pec.config import build_config
-from pec.design_space import DesignSpace
-from pec.designs_file import Design
 from pec.errors import InputError
-from pec.final_eval import summarise_scores, summary_payload
-from pec.jobs.spec import StoreSpec
-from pec.report import (
+from pec.evaluation.baseline import baseline_eval_key
+from pec.evaluation.designs_file import Design
+from pec.evaluation.final_eval import summarise_scores, summary_payload
+from pec.evaluation.report import (
     comparison_numbers,
     comparison_rows,
     markdown_summary,
@@ -28,9 +22,16 @@ from pec.report import (
     report_data,
     write_report,
 )
-from pec.run import make_run, write_effective_config
-from pec.state_io import load_state
-from pec.store import LocalStore, Store
+from pec.iteration import steps
+from pec.jobs.spec import StoreSpec
+from pec.maths.design_space import DesignSpace
+from pec.presentation.cli import main as final_main
+from pec.presentation.cli.history import iteration_history, status_history_table
+from pec.runs import layout
+from pec.runs.config import build_config
+from pec.runs.run import make_run, write_effective_config
+from pec.runs.state_io import load_state
+from pec.runs.store import LocalStore, Store
 
 PNG = b"\x89PNG\r\n\x1a\n"
 SPACE = DesignSpace(gcr=(0.75, 0.89), spcf=(0.001, 0.010))

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pec.design_space import DesignSpace
 from pec.errors import InputError
-from pec.routing import route
+from pec.maths.design_space import DesignSpace
+from pec.maths.routing import route
 
 
 def test_routes_in_normalised_not_physical_space() -> None:

@@ -1,4 +1,4 @@
-"""Score-informed routing (pec.score_routing): exact on hand-made evaluations."""
+"""Score-informed routing (pec.maths.score_routing): exact on hand-made evaluations."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import math
 import numpy as np
 import pytest
 
-from pec.design_space import DesignSpace
 from pec.errors import InputError
-from pec.score_routing import (
+from pec.maths.design_space import DesignSpace
+from pec.maths.score_routing import (
     DISTANCE_FLOOR,
     evidence_from,
     predict_scores,

@@ -23,15 +23,16 @@ from prefect.client.schemas.filters import (
 from support.s3_server import S3TestServer
 
 from flows.pec_flow import pec_flow
-from pec import layout, steps
 from pec.backends.mujoco.backend import load_checkpoint
-from pec.config import load_config
 from pec.errors import InputError, PECError, StateError, StoreError
+from pec.iteration import steps
 from pec.jobs.spec import StoreSpec
-from pec.run import make_run
-from pec.run_names import validate_run_name
-from pec.state_io import load_state, save_state
-from pec.store import LocalStore, S3Store
+from pec.runs import layout
+from pec.runs.config import load_config
+from pec.runs.run import make_run
+from pec.runs.run_names import validate_run_name
+from pec.runs.state_io import load_state, save_state
+from pec.runs.store import LocalStore, S3Store
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = str(REPO / "configs" / "tiny.yaml")

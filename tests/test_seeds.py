@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from pec.errors import InputError
-from pec.seeds import SEED_LIMIT, derive_seed
+from pec.maths.seeds import SEED_LIMIT, derive_seed
 
 
 def test_same_inputs_give_same_seed_and_in_range() -> None:
@@ -20,7 +20,7 @@ def test_same_inputs_give_same_seed_and_in_range() -> None:
 
 def test_stable_across_processes() -> None:
     # Python's hash() is salted per process; the derived seed must not be.
-    code = "from pec.seeds import derive_seed; print(derive_seed(42, 'frontier', 3))"
+    code = "from pec.maths.seeds import derive_seed; print(derive_seed(42, 'frontier', 3))"
     out = subprocess.run(
         [sys.executable, "-c", code], check=True, capture_output=True, text=True
     ).stdout

@@ -9,18 +9,18 @@ from typing import Any
 import numpy as np
 import pytest
 
-from pec import layout
 from pec.errors import ConflictError, InputError, StateError
-from pec.run_names import validate_run_name
-from pec.state import (
+from pec.runs import layout
+from pec.runs.run_names import validate_run_name
+from pec.runs.state import (
     SCHEMA_VERSION,
     PECState,
     check_successor,
     dump_state,
     parse_state,
 )
-from pec.state_io import load_state, save_state
-from pec.store import LocalStore
+from pec.runs.state_io import load_state, save_state
+from pec.runs.store import LocalStore
 
 
 def sheet_state() -> dict[str, Any]:

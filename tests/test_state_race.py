@@ -12,9 +12,9 @@ import pytest
 from test_state import sheet_state
 
 from pec.errors import ConflictError
-from pec.state import PECState, parse_state
-from pec.state_io import load_state, save_state
-from pec.store import LocalStore, S3Store, Store
+from pec.runs.state import PECState, parse_state
+from pec.runs.state_io import load_state, save_state
+from pec.runs.store import LocalStore, S3Store, Store
 
 ROUNDS = 12
 

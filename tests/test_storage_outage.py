@@ -25,16 +25,16 @@ import torch
 from support.s3_server import S3TestServer
 
 from flows.tasks import transient_storage_failure
-from pec import steps
-from pec.config import load_config
 from pec.errors import ConflictError, JobError, NotFoundError, StoreError
-from pec.iteration import run_until_done
+from pec.iteration import steps
+from pec.iteration.driver import run_until_done
 from pec.jobs.executors import InProcessExecutor
 from pec.jobs.runner import LocalJobRunner
 from pec.jobs.spec import StoreSpec
-from pec.run import make_run
-from pec.state_io import load_state
-from pec.store import LocalStore, S3Store
+from pec.runs.config import load_config
+from pec.runs.run import make_run
+from pec.runs.state_io import load_state
+from pec.runs.store import LocalStore, S3Store
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = str(REPO / "configs" / "tiny.yaml")

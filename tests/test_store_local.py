@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from pec.errors import ConflictError, NotFoundError, StoreError
-from pec.store import LocalStore, Store, open_store
+from pec.runs.store import LocalStore, Store, open_store
 
 BAD_KEYS = ["", "/abs/key", "../x", "a/../b", "a/./b", "a\\b", "a//b", "a/", ".", "x\0y"]
 

@@ -10,7 +10,7 @@ from support.s3_server import S3TestServer
 from test_store_local import StoreContract
 
 from pec.errors import NotFoundError, StoreError
-from pec.store import S3Settings, S3Store, Store, open_store
+from pec.runs.store import S3Settings, S3Store, Store, open_store
 
 pytestmark = pytest.mark.s3
 

@@ -24,10 +24,10 @@ import pytest
 from test_flow_deployment import PREFECT, free_port, start_logged, stop, wait_healthy
 
 from flows.artifacts import summary_markdown
-from pec import layout
-from pec.cli import main as pec_main
-from pec.state_io import load_state
-from pec.store import LocalStore
+from pec.presentation.cli import main as pec_main
+from pec.runs import layout
+from pec.runs.state_io import load_state
+from pec.runs.store import LocalStore
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = str(REPO / "configs" / "tiny.yaml")

@@ -17,7 +17,7 @@ from pec.backends.base import (
     TrainOutcome,
     TrainRequest,
 )
-from pec.curriculum import MAX_LEVEL
+from pec.maths.curriculum import MAX_LEVEL
 
 
 class ZeroCostBackend:

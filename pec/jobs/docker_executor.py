@@ -27,7 +27,7 @@ from typing import Any
 from pec.errors import ConfigError, JobError
 from pec.jobs.external import TAIL_LINES, LogSink, finish_external_job
 from pec.jobs.spec import EvalJobResult, EvalJobSpec, TrainJobResult, TrainJobSpec
-from pec.threads import thread_env
+from pec.jobs.threads import thread_env
 
 logger = logging.getLogger(__name__)
 
@@ -191,7 +191,7 @@ class DockerExecutor:
                 shm_size=self.shm_size,
                 python=self.python,
                 name=_container_name(spec),
-                labels={"pec.run": spec.run_name, "pec.expert": str(spec.expert_id)},
+                labels={"pec.runs.run": spec.run_name, "pec.expert": str(spec.expert_id)},
                 user=self.user,
             )
             logger.info("starting container: %s", redacted(kwargs))

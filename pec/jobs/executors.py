@@ -24,7 +24,7 @@ from pec.jobs.docker_executor import DockerExecutor
 from pec.jobs.external import TAIL_LINES, LogSink, finish_external_job
 from pec.jobs.run import run_job
 from pec.jobs.spec import EvalJobResult, EvalJobSpec, TrainJobResult, TrainJobSpec
-from pec.threads import thread_env
+from pec.jobs.threads import thread_env
 
 logger = logging.getLogger(__name__)
 
@@ -75,7 +75,7 @@ class SubprocessExecutor:
     ) -> TrainJobResult | EvalJobResult:
         timeout = self.timeout_s if self.timeout_s is not None else spec.timeout_s
         env = dict(os.environ)
-        env.update(thread_env(spec.threads))  # the job's thread policy (pec.threads)
+        env.update(thread_env(spec.threads))  # the job's thread policy (pec.jobs.threads)
         env.update(self.env or {})
         tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
         with tempfile.TemporaryDirectory(prefix="pec-job-") as tmp:

@@ -11,7 +11,6 @@ import re
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from pec import layout
 from pec.errors import IncompleteTrainingError, JobError
 from pec.jobs.spec import (
     EXIT_BAD_SPEC,
@@ -23,6 +22,7 @@ from pec.jobs.spec import (
     TrainJobSpec,
     parse_job_result,
 )
+from pec.runs import layout
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ def finish_external_job(
     file written before the end wins. A training job that was killed (signal, OOM, timeout,
     crash) after its best checkpoint reached the store raises IncompleteTrainingError, so
     the driver retries it (the retry continues from model_last.pt) and applies the crash
-    rule only once retries are exhausted (pec.iteration.apply_crash_rule).
+    rule only once retries are exhausted (pec.iteration.driver.apply_crash_rule).
     """
     what = _describe(spec)
     lines = last_output(tail)
@@ -77,7 +77,7 @@ def finish_external_job(
     if isinstance(spec, TrainJobSpec) and _best_checkpoint_exists(spec):
         # Stopped before it finished (killed, OOM, timeout, crash): fail, so a retry
         # continues from model_last.pt. The crash rule (keep model_best.pt) is applied by
-        # the driver once retries are exhausted (pec.steps.apply_training_outcomes).
+        # the driver once retries are exhausted (pec.iteration.steps.apply_training_outcomes).
         done = progress_from_output(spec, tail)
         shown = "?" if done is None else str(done)
         raise IncompleteTrainingError(

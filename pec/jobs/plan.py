@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from typing import Any, TypedDict
 
-from pec.config import ExecutorKind, PECConfig
 from pec.errors import ConfigError
 from pec.jobs.executors import Executor, make_executor
 from pec.jobs.runner import LocalJobRunner, LogFor, no_log
+from pec.runs.config import ExecutorKind, PECConfig
 
 
 class ExecutorPlan(TypedDict):

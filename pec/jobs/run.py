@@ -16,7 +16,6 @@ from pathlib import Path
 
 import numpy as np
 
-from pec import layout
 from pec.backends.base import (
     Backend,
     EvalRequest,
@@ -34,6 +33,7 @@ from pec.errors import (
     PECError,
     StoreError,
 )
+from pec.evaluation.protocols import level_search
 from pec.faults import fault_point
 from pec.jobs.spec import (
     MAX_LEVEL,
@@ -42,9 +42,9 @@ from pec.jobs.spec import (
     TrainJobResult,
     TrainJobSpec,
 )
-from pec.protocols import level_search
-from pec.store import Store
-from pec.threads import torch_threads
+from pec.jobs.threads import torch_threads
+from pec.runs import layout
+from pec.runs.store import Store
 
 logger = logging.getLogger(__name__)
 
@@ -97,7 +97,7 @@ class _CheckpointUploader:
 def run_job(
     spec: TrainJobSpec | EvalJobSpec, on_progress: ProgressCallback | None = None
 ) -> TrainJobResult | EvalJobResult:
-    """Dispatch on the spec's kind, with the spec's torch thread count (pec.threads)."""
+    """Dispatch on the spec's kind, with the spec's torch thread count (pec.jobs.threads)."""
     with torch_threads(spec.threads):
         if isinstance(spec, TrainJobSpec):
             return run_train_job(spec, on_progress)
@@ -262,7 +262,7 @@ def run_eval_job(spec: EvalJobSpec) -> EvalJobResult:
 
 
 def _search_levels(backend: Backend, request: EvalRequest, search_max_level: int) -> list[int]:
-    """The level-search protocol (pec.protocols) on the backend's probe_levels primitive."""
+    """The level-search protocol (pec.evaluation.protocols) on the backend's probe_levels primitive."""
     probe_levels = getattr(backend, "probe_levels", None)
     if probe_levels is None:
         raise JobError(

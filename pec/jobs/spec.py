@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError,
 from pec.errors import ConfigError
 
 if TYPE_CHECKING:
-    from pec.store import Store
+    from pec.runs.store import Store
 
 MAX_LEVEL = 74  # highest obstacle curriculum level an evaluation can report
 
@@ -41,7 +41,7 @@ class StoreSpec(_Strict):
 
     def open(self) -> Store:
         """Open the store; S3 credentials come from AWS_ACCESS_KEY_ID etc. (boto3's chain)."""
-        from pec.store import S3Settings, open_store  # lazy: parsing a spec needs no boto3
+        from pec.runs.store import S3Settings, open_store  # lazy: parsing a spec needs no boto3
 
         if self.location.startswith("s3://"):
             settings = S3Settings.from_env()  # PEC_S3_* defaults; the spec's values win
@@ -72,7 +72,9 @@ class TrainJobSpec(_Strict):
     resume_checkpoint_uri: str | None = None
     settings: dict[str, Any] = Field(default_factory=dict)
     timeout_s: float = Field(gt=0)
-    threads: int | None = Field(default=None, ge=1)  # torch/BLAS threads (pec.threads); None: as is
+    threads: int | None = Field(
+        default=None, ge=1
+    )  # torch/BLAS threads (pec.jobs.threads); None: as is
 
 
 class TrainJobResult(_Strict):
@@ -101,13 +103,15 @@ class EvalJobSpec(_Strict):
     designs: list[tuple[float, float]] = Field(min_length=1)  # [GCR, spcf] pairs
     num_episodes: int = Field(ge=1)
     start_difficulty: int = Field(ge=0, le=MAX_LEVEL)
-    score: Literal["final_level", "level_search"] = "final_level"  # see pec.protocols
+    score: Literal["final_level", "level_search"] = "final_level"  # see pec.evaluation.protocols
     search_max_level: int = Field(default=MAX_LEVEL, ge=1, le=MAX_LEVEL)
     seed: int
     device: str = "cpu"
     settings: dict[str, Any] = Field(default_factory=dict)
     timeout_s: float = Field(gt=0)
-    threads: int | None = Field(default=None, ge=1)  # torch/BLAS threads (pec.threads); None: as is
+    threads: int | None = Field(
+        default=None, ge=1
+    )  # torch/BLAS threads (pec.jobs.threads); None: as is
     result_key: str | None = None  # also write the result JSON here when set
 
     @field_validator("designs")

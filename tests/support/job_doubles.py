@@ -37,7 +37,7 @@ from pec.backends.base import (
     TrainRequest,
 )
 from pec.backends.zero_cost import ZeroCostBackend
-from pec.store.npy import npy_bytes
+from pec.runs.store.npy import npy_bytes
 
 HANG_LIMIT_S = 120.0
 
@@ -252,7 +252,7 @@ def write_samples(store: Any, keys: tuple[str, str], num_envs: int, seed: int = 
 
 def train_spec_dict(store_root: Path, **overrides: Any) -> dict[str, Any]:
     """A valid training spec for the recording double, as the flow would build it."""
-    from pec import layout
+    from pec.runs import layout
 
     gcr_key, spcf_key = layout.samples_keys("demo", 1, 2)
     spec: dict[str, Any] = {

@@ -40,13 +40,13 @@ def run_loop_once(store_root: Path, config: str) -> None:
     """One `pec run` of the config (the plain loop), in this process."""
     import torch
 
-    from pec.config import load_config
-    from pec.iteration import run_until_done
+    from pec.iteration.driver import run_until_done
     from pec.jobs.executors import InProcessExecutor
     from pec.jobs.runner import LocalJobRunner
     from pec.jobs.spec import StoreSpec
-    from pec.run import make_run
-    from pec.store import LocalStore
+    from pec.runs.config import load_config
+    from pec.runs.run import make_run
+    from pec.runs.store import LocalStore
 
     torch.set_num_threads(1)
     store_root.mkdir(parents=True, exist_ok=True)
@@ -99,7 +99,7 @@ def fork_attempt(store_root: Path, config: str, fault: str | None) -> int | None
 
 
 def _keys(root: Path) -> dict[str, Path]:
-    from pec.store import LocalStore
+    from pec.runs.store import LocalStore
 
     store = LocalStore(root)
     out = {}
@@ -166,7 +166,7 @@ def loop_mode(work: Path, config: str, points: list[str]) -> dict[str, Any]:
     import matplotlib.pyplot  # noqa: F401 - loaded once, shared by every fork
 
     import pec.backends.mujoco.backend
-    import pec.iteration  # noqa: F401
+    import pec.iteration.driver  # noqa: F401
 
     t0 = time.monotonic()
     reference = work / "reference"

@@ -21,7 +21,7 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
-from pec.store import S3Settings
+from pec.runs.store import S3Settings
 
 ACCESS_KEY = "pec-test-access"
 SECRET_KEY = "pec-test-secret-0123456789"

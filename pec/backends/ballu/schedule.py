@@ -1,7 +1,7 @@
 """Warm-ups, the per-episode level rule and replay episodes, shared by every backend.
 
 Levels live on the host as integer numpy arrays in every backend (they change only at
-episode ends); `pec.curriculum` holds the level rule and the level heights themselves.
+episode ends); `pec.maths.curriculum` holds the level rule and the level heights themselves.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from pec.backends.ballu.settings import BalluTaskSettings
-from pec.curriculum import next_levels
+from pec.maths.curriculum import next_levels
 
 
 def curriculum_active(task: BalluTaskSettings, iteration: int, eval_mode: bool) -> bool:

@@ -12,7 +12,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from pec.backends.ballu import facts
-from pec.safe_io import reject_booleans
+from pec.runs.safe_io import reject_booleans
 
 
 class BalluTaskSettings(BaseModel):

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from pec.backends.ballu import facts
 from pec.backends.mujoco.model import OBSTACLE_BURIAL, build_robot_xml
-from pec.curriculum import NUM_LEVELS, level_height
+from pec.maths.curriculum import NUM_LEVELS, level_height
 
 ROBOT_FILE = "ballu.usdc"
 WORLD_FILE = "world.usda"

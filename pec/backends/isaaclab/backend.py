@@ -36,8 +36,8 @@ from pec.backends.mujoco.backend import (
     run_episodes,
     train_cfg,
 )
-from pec.curriculum import MAX_LEVEL
 from pec.errors import ConfigError, InputError
+from pec.maths.curriculum import MAX_LEVEL
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 
 from pec.backends.ballu.settings import BalluTaskSettings, PPOSettings
 from pec.errors import ConfigError
-from pec.safe_io import reject_booleans
+from pec.runs.safe_io import reject_booleans
 
 
 class NewtonSettings(BaseModel):

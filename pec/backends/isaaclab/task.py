@@ -41,7 +41,7 @@ from pec.backends.ballu.settings import BalluTaskSettings
 from pec.backends.isaaclab.assets import ROW_SPACING, AssetPaths
 from pec.backends.isaaclab.settings import NewtonSettings
 from pec.backends.mujoco.model import JOINT_NAMES, BalluGeometry
-from pec.curriculum import MAX_LEVEL, level_height
+from pec.maths.curriculum import MAX_LEVEL, level_height
 
 log = logging.getLogger(__name__)
 

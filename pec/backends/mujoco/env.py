@@ -30,8 +30,8 @@ from pec.backends.ballu.facts import (
 from pec.backends.ballu.facts import NUM_OBS as NUM_OBS
 from pec.backends.mujoco.settings import BalluTaskSettings
 from pec.backends.mujoco.sim import BalluSim, FloatArray
-from pec.curriculum import MAX_LEVEL, level_height
 from pec.errors import ConfigError
+from pec.maths.curriculum import MAX_LEVEL, level_height
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from pec.backends.ballu.settings import BalluTaskSettings, PPOSettings
-from pec.safe_io import reject_booleans
+from pec.runs.safe_io import reject_booleans
 
 __all__ = ["BalluTaskSettings", "MujocoSettings", "PPOSettings"]
 

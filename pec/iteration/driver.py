@@ -1,0 +1,317 @@
+"""One PEC iteration, written once: train -> crash rule -> evaluate the frontier -> refit -> plots.
+
+`run_iteration` takes a job runner, so `pec run` (a local runner) and the `pec` flow (a
+Prefect runner of mapped, cached tasks) run the same iteration and write byte-identical runs.
+It follows the reference sheet's resumability table: a finished training is not repeated, a
+frontier evaluation with scores.json is not repeated, and the refit is the single state write
+of the iteration. The crash rule lives here too (`apply_crash_rule`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from pec.errors import JobError, StateError, incomplete_training, partial_label
+from pec.iteration import steps
+from pec.iteration.lease import check_still_held, hold_iteration, process_holder
+from pec.jobs.runner import JobOutcome, JobRunner, OnOutcome
+from pec.jobs.spec import EvalJobSpec, TrainJobResult, TrainJobSpec
+from pec.presentation.visualize import render_all_soft
+from pec.runs import layout
+from pec.runs.run import Run, load_run_state, write_effective_config
+from pec.runs.state import ExpertFailure, PECState
+from pec.runs.state_io import save_state
+from pec.runs.store.lease import LeaseKeeper
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class IterationReport:
+    """What one iteration did: per expert trained, reused or failed, and where the run stands."""
+
+    iteration: int
+    trained: list[int]
+    reused: list[int]
+    failed: dict[int, str]
+    coverage: float | None
+    stop_reason: str | None
+    state: PECState
+    scores: dict[str, Any] | None = None
+    plots: list[str] = field(default_factory=list)  # store keys of the plots written
+
+    def status(self) -> dict[int, str]:
+        """Per expert "trained", "cached" (reused), "failed", or "partial: k of N iterations"
+        (a training stopped early whose best checkpoint the crash rule kept)."""
+        status = dict.fromkeys(self.trained, "trained")
+        status.update(dict.fromkeys(self.reused, "cached"))
+        for k, error in self.failed.items():
+            partial = incomplete_training(error)
+            status[k] = "failed" if partial is None else partial_label(*partial)
+        return dict(sorted(status.items()))
+
+
+# ---------------------------------------------------------------- start of a run's invocation
+
+
+def start_run(run: Run, iteration: int | None = None) -> tuple[PECState, str, int]:
+    """Load or initialise the state, refuse bad inputs, record the config; initial plots if new.
+
+    `iteration` is the iteration the caller means to run (None: the state's current one); an
+    iteration that is already done is allowed (there is nothing left to do), a future one is
+    not. Nothing is written before every check passed. Returns (state, version, iteration).
+    """
+    state, version, created = steps.initialise_run(run)
+    if iteration is None:
+        iteration = state.iteration
+    if iteration < 0 or iteration > state.iteration:
+        raise StateError(
+            f"iteration {iteration}: run '{run.name}' is at iteration {state.iteration}; "
+            f"run iteration {state.iteration} first (or leave iteration empty)"
+        )
+    if iteration == state.iteration:
+        steps.preflight(run, state)  # bad inputs fail before anything is written
+    write_effective_config(run)
+    if created:
+        render_all_soft(run.store, state, None, run.config.coverage_target)
+    return state, version, iteration
+
+
+# ---------------------------------------------------------------- step 1: training and crash rule
+
+
+def train_experts(
+    run: Run,
+    state: PECState,
+    runner: JobRunner,
+    specs: Sequence[TrainJobSpec] | None = None,
+    reuse: bool = True,
+) -> list[JobOutcome]:
+    """Train the experts (every expert's `prepare_training` spec unless `specs` are given).
+
+    With `reuse`, a finished training recorded in the store is not repeated. Each new result
+    is recorded (result.json) as soon as its job ends, before the state is written, so a
+    crash between the two loses no training.
+    """
+    if specs is None:
+        specs = [steps.prepare_training(run, state, k) for k in range(len(state.experts))]
+    from_store: set[int] = set()
+
+    def finished(spec: TrainJobSpec | EvalJobSpec) -> TrainJobResult | None:
+        done = steps.read_train_result(run, spec.expert_id, spec.iteration)
+        if done is not None:
+            from_store.add(spec.expert_id)
+        return done
+
+    def record(outcome: JobOutcome) -> None:
+        result = outcome.train_result()
+        if result is not None and outcome.expert_id not in from_store:
+            assert isinstance(outcome.spec, TrainJobSpec)
+            steps.record_train_result(run, outcome.spec, result)
+
+    return runner.run_jobs(specs, finished=finished if reuse else None, on_outcome=record)
+
+
+def apply_crash_rule(
+    run: Run, state: PECState, outcomes: Sequence[JobOutcome]
+) -> tuple[PECState, list[int]]:
+    """Fold training outcomes into the state; returns it and the experts left with no checkpoint.
+
+    Crash rule: a failed expert keeps its previous checkpoint, is still marked trained for
+    this iteration, and the failure is recorded. A training that stopped before its PPO
+    iterations were done (and was retried as often as the runner retries) keeps the best
+    checkpoint it wrote instead, recorded as "partial: k of N iterations". A URI enters the
+    state only if it exists.
+    """
+    iteration = state.iteration
+    experts = list(state.experts)
+    without_checkpoint: list[int] = []
+    for outcome in outcomes:
+        expert = experts[outcome.expert_id]
+        update: dict[str, Any] = {"last_trained_pec_iter": iteration}
+        failures = list(expert.failures)
+        result = outcome.train_result()
+        partial = incomplete_training(outcome.error) if result is None else None
+        best_uri = run.store.uri(layout.best_checkpoint_key(run.name, outcome.expert_id, iteration))
+        if partial is not None and steps.checkpoint_exists(run, best_uri):
+            update["checkpoint"] = best_uri
+            update["trained"] = True
+            failures.append(
+                ExpertFailure(
+                    iteration=iteration,
+                    message=f"{partial_label(*partial)}: {outcome.error}",
+                    fallback_checkpoint=None,
+                )
+            )
+        elif result is not None and steps.checkpoint_exists(run, result.checkpoint_uri):
+            update["checkpoint"] = result.checkpoint_uri
+            update["trained"] = True
+            if result.last_checkpoint_uri and steps.checkpoint_exists(
+                run, result.last_checkpoint_uri
+            ):
+                update["last_checkpoint"] = result.last_checkpoint_uri
+            if result.warning:
+                failures.append(
+                    ExpertFailure(
+                        iteration=iteration, message=result.warning, fallback_checkpoint=None
+                    )
+                )
+        else:
+            message = (
+                outcome.error or "training reported a checkpoint that does not exist in the store"
+            )
+            fallback = (
+                expert.checkpoint if steps.checkpoint_exists(run, expert.checkpoint) else None
+            )
+            failures.append(
+                ExpertFailure(iteration=iteration, message=message, fallback_checkpoint=fallback)
+            )
+            if fallback is None:
+                without_checkpoint.append(outcome.expert_id)
+                update["last_trained_pec_iter"] = expert.last_trained_pec_iter
+        update["failures"] = failures
+        experts[outcome.expert_id] = expert.model_copy(update=update)
+    return state.model_copy(update={"experts": experts}), without_checkpoint
+
+
+def commit_training(
+    run: Run, state: PECState, version: str, outcomes: Sequence[JobOutcome]
+) -> tuple[PECState, str, list[int]]:
+    """Step mode (`pec train-expert`): apply the crash rule and write the state at once."""
+    new_state, missing = apply_crash_rule(run, state, outcomes)
+    new_version = save_state(run.store, new_state, expected_version=version, previous=state)
+    return new_state, new_version, missing
+
+
+def failure_messages(outcomes: Sequence[JobOutcome]) -> dict[int, str]:
+    return {o.expert_id: o.error or "" for o in outcomes if o.result is None}
+
+
+def no_checkpoint_error(
+    iteration: int, missing: Sequence[int], failed: dict[int, str], retry_hint: str
+) -> JobError:
+    """The iteration cannot go on: some experts failed and have no checkpoint to fall back to."""
+    return JobError(
+        f"iteration {iteration}: expert(s) {list(missing)} have no checkpoint at all "
+        f"({'; '.join(failed.get(k, '') for k in missing)}); fix the cause and {retry_hint}"
+    )
+
+
+# ---------------------------------------------------------------- step 2: frontier evaluation
+
+
+def evaluate_frontier(
+    run: Run,
+    state: PECState,
+    runner: JobRunner,
+    reuse: bool = True,
+    on_outcome: OnOutcome | None = None,
+) -> dict[str, Any]:
+    """scores.json of this iteration: with `reuse` an existing one, else every expert evaluated.
+
+    An expert without a checkpoint, or whose evaluation fails, gets a null row.
+    """
+    existing = steps.read_scores(run, state.iteration) if reuse else None
+    if existing is not None:
+        return existing
+    selection = steps.frontier_candidates(run, state)
+    levels: dict[int, list[int] | None] = {}
+    specs: list[EvalJobSpec] = []
+    for k in range(len(state.experts)):
+        spec = steps.prepare_evaluation(run, state, k, selection.designs)
+        if spec is None:
+            levels[k] = None
+        else:
+            specs.append(spec)
+    for outcome in runner.run_jobs(specs, on_outcome=on_outcome):
+        result = outcome.eval_result()
+        if result is None:
+            log.warning("expert %d could not be evaluated: %s", outcome.expert_id, outcome.error)
+        levels[outcome.expert_id] = None if result is None else result.levels
+    return steps.write_scores(run, state, selection, levels)
+
+
+# ---------------------------------------------------------------- the iteration
+
+
+def run_iteration(
+    run: Run,
+    runner: JobRunner,
+    loaded: tuple[PECState, str] | None = None,
+    holder: str | None = None,
+    owner: str | None = None,
+) -> IterationReport:
+    """Run the state's current iteration to its refit (the iteration's one state write).
+
+    Before any job starts it takes the iteration's lease for `holder` (default: this
+    process; `owner` is its identity, default the holder): a second driver of the same
+    iteration raises DuplicateRunError naming the holder, or waits (`duplicate_run: wait`).
+    If the holder it waited for finished the iteration, the report says nothing was done.
+    """
+    state, _ = loaded if loaded is not None else load_run_state(run)
+    steps.preflight(run, state)
+    iteration = state.iteration
+    with hold_iteration(
+        run.store, run.name, iteration, holder or process_holder(), run.config, owner
+    ) as keeper:
+        state, version = load_run_state(run)  # what a previous holder committed
+        if state.iteration != iteration:
+            log.info(
+                "iteration %d of %s was finished by the lease's previous holder",
+                iteration,
+                run.name,
+            )
+            return IterationReport(
+                iteration=iteration,
+                trained=[],
+                reused=[],
+                failed={},
+                coverage=steps.latest_coverage(state),
+                stop_reason=steps.stop_reason(run.config, state),
+                state=state,
+            )
+        return _run_held_iteration(run, runner, state, version, keeper)
+
+
+def _run_held_iteration(
+    run: Run, runner: JobRunner, state: PECState, version: str, keeper: LeaseKeeper
+) -> IterationReport:
+    iteration = state.iteration
+    outcomes = train_experts(run, state, runner)
+    trained_state, missing = apply_crash_rule(run, state, outcomes)
+    failed = failure_messages(outcomes)
+    if missing:
+        raise no_checkpoint_error(iteration, missing, failed, runner.retry_hint)
+    scores = evaluate_frontier(run, trained_state, runner)
+    check_still_held(keeper)
+    new_state, _ = steps.refit_iteration(run, trained_state, version, previous=state)
+    plots = render_all_soft(run.store, new_state, iteration, run.config.coverage_target)
+    return IterationReport(
+        iteration=iteration,
+        trained=[o.expert_id for o in outcomes if o.result is not None and not o.reused],
+        reused=[o.expert_id for o in outcomes if o.reused],
+        failed=failed,
+        coverage=steps.latest_coverage(new_state),
+        stop_reason=steps.stop_reason(run.config, new_state),
+        state=new_state,
+        scores=scores,
+        plots=plots,
+    )
+
+
+def run_until_done(
+    run: Run,
+    runner: JobRunner,
+    on_iteration: Callable[[IterationReport], None] | None = None,
+) -> PECState:
+    """`pec run`: iterations until max_pec_iterations or the coverage target."""
+    state, version, _ = start_run(run)
+    while steps.stop_reason(run.config, state) is None:
+        report = run_iteration(run, runner, (state, version))
+        if on_iteration is not None:
+            on_iteration(report)
+        state, version = load_run_state(run)
+    return state

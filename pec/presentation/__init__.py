@@ -1,0 +1,1 @@
+"""What a person sees: matplotlib figures, the terminal console and the `pec` command (`cli`)."""

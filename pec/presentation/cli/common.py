@@ -1,0 +1,82 @@
+"""What every `pec` sub-command shares: the common flags, argument types, opening a run."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from collections.abc import Sequence
+from typing import Any
+
+from pec.runs.config import parse_override
+from pec.runs.run import Run, open_run
+
+DEFAULT_STORE = "runs"
+
+
+def overrides_from_args(args: argparse.Namespace, names: Sequence[str]) -> dict[str, Any]:
+    """`--set KEY=VALUE` items, then the command's own config flags that were given."""
+    values: dict[str, Any] = {}
+    for item in getattr(args, "set", None) or []:
+        key, value = parse_override(item)
+        values[key] = value
+    for name in names:
+        value = getattr(args, name, None)
+        if value is not None:
+            values[name] = value
+    return values
+
+
+def open_run_from_args(args: argparse.Namespace, config_keys: Sequence[str] = ()) -> Run:
+    return open_run(args.run_name, args.store, args.config, overrides_from_args(args, config_keys))
+
+
+def default_store() -> str:
+    return os.environ.get("PEC_STORE", DEFAULT_STORE)
+
+
+def add_common(p: argparse.ArgumentParser, *, config: bool = True) -> None:
+    p.add_argument(
+        "--run_name", "--run-name", required=True, help="name of the run (folder under the store)"
+    )
+    p.add_argument(
+        "--store",
+        default=default_store(),
+        help="a folder or s3://bucket/prefix (default: $PEC_STORE or ./runs)",
+    )
+    if config:
+        p.add_argument(
+            "--config", help="YAML config file (default: the run's recorded pec_config.yaml)"
+        )
+        p.add_argument(
+            "--set",
+            action="append",
+            metavar="KEY=VALUE",
+            help="override any config key (repeatable)",
+        )
+
+
+def pair(text: str) -> tuple[float, float]:
+    try:
+        values = (
+            json.loads(text)
+            if text.strip().startswith("[")
+            else [float(v) for v in text.split(",")]
+        )
+    except (ValueError, json.JSONDecodeError):
+        raise argparse.ArgumentTypeError(f"'{text}' is not a pair like 0.75,0.89") from None
+    if len(values) != 2:
+        raise argparse.ArgumentTypeError(f"'{text}' must hold exactly two numbers")
+    return float(values[0]), float(values[1])
+
+
+def centers(text: str) -> list[tuple[float, float]]:
+    try:
+        values = json.loads(text)
+    except json.JSONDecodeError:
+        raise argparse.ArgumentTypeError(
+            f"--centers '{text}' is not JSON like [[0.8,0.004],[0.85,0.008]]"
+        ) from None
+    if not isinstance(values, list) or not all(isinstance(v, list) and len(v) == 2 for v in values):
+        raise argparse.ArgumentTypeError("--centers must be a JSON list of [GCR, spcf] pairs")
+    return [(float(a), float(b)) for a, b in values]
