@@ -15,7 +15,7 @@ import math
 import os
 import statistics
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,6 +38,7 @@ from pec.backends.base import (
 from pec.backends.mujoco.env import BalluVecEnv
 from pec.backends.mujoco.settings import MujocoSettings, PPOSettings
 from pec.errors import ConfigError, InputError, JobError
+from pec.maths.curriculum import MAX_LEVEL
 
 log = logging.getLogger(__name__)
 
@@ -137,8 +138,8 @@ def _seed_everything(seed: int) -> None:
     np.random.seed(seed % (2**32))
 
 
-def _merged_settings(ckpt: dict[str, Any], raw: dict[str, object]) -> MujocoSettings:
-    """Checkpoint's own settings (architecture) overridden by the request's."""
+def merged_settings(ckpt: dict[str, Any], raw: dict[str, object]) -> dict[str, object]:
+    """Checkpoint's own settings (architecture) overridden by the request's, as a raw dict."""
     infos = ckpt.get("infos") or {}
     base = dict(infos.get("settings") or {}) if isinstance(infos, dict) else {}
     for key, value in raw.items():
@@ -146,7 +147,35 @@ def _merged_settings(ckpt: dict[str, Any], raw: dict[str, object]) -> MujocoSett
             base[key] = {**base[key], **value}
         else:
             base[key] = value
-    return parse_settings(base)
+    return base
+
+
+def design_arrays(gcr: np.ndarray, spcf: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The per-env designs as equal, non-empty float arrays (one error line otherwise)."""
+    g = np.asarray(gcr, dtype=np.float64).reshape(-1)
+    s = np.asarray(spcf, dtype=np.float64).reshape(-1)
+    if g.size == 0 or g.shape != s.shape:
+        raise InputError(
+            f"gcr ({g.size}) and spcf ({s.size}) must be equal, non-empty per-design arrays"
+        )
+    return g, s
+
+
+def probe_level_array(levels: np.ndarray, designs: int) -> np.ndarray:
+    """A probe request's levels: one whole number in [0, 74] per design."""
+    array = np.asarray(levels).reshape(-1)
+    if array.shape != (designs,):
+        raise InputError(f"levels has {array.size} entries for {designs} designs; pass one each")
+    if not np.all(np.equal(np.mod(array, 1), 0)) or array.min() < 0 or array.max() > MAX_LEVEL:
+        raise InputError(f"probe levels must be whole numbers in [0, {MAX_LEVEL}]")
+    return array.astype(np.int64)
+
+
+def close_env(env: Any) -> None:
+    """Release an env's simulator where it holds one (Isaac Lab's does; MuJoCo's needs none)."""
+    close = getattr(env, "close", None)
+    if callable(close):
+        close()
 
 
 def build_actor(env: BalluVecEnv, ppo: PPOSettings, device: str) -> MLPModel:
@@ -167,10 +196,56 @@ class Trainer:
 
 
 class MujocoBackend:
-    """BALLU on MuJoCo: the embedded simulator, trained with rsl-rl-lib PPO on CPU or GPU."""
+    """BALLU on MuJoCo: the embedded simulator, trained with rsl-rl-lib PPO on CPU or GPU.
+
+    Training, evaluation and probes are written once here; another simulator of the same
+    task (`pec.backends.isaaclab`) overrides only the hooks `load_settings`, `make_env`,
+    `simulation` and `play_probes`.
+    """
 
     name = "mujoco"
 
+    # -- hooks a simulator of the same task overrides ------------------------------------
+    def load_settings(self, raw: dict[str, object]) -> MujocoSettings:
+        """The backend's settings model from a raw dict (one error line when invalid)."""
+        return parse_settings(raw)
+
+    def make_env(
+        self,
+        settings: Any,
+        gcr: np.ndarray,
+        spcf: np.ndarray,
+        start_level: int,
+        seed: int,
+        device: str,
+        eval_mode: bool,
+    ) -> Any:
+        """One env per design, all starting at start_level."""
+        return BalluVecEnv(
+            gcr.size,
+            settings.task,
+            gcr_values=gcr,
+            spcf_values=spcf,
+            start_level=start_level,
+            seed=seed,
+            device=device,
+            eval_mode=eval_mode,
+        )
+
+    @contextlib.contextmanager
+    def simulation(self, settings: Any, device: str) -> Iterator[None]:
+        """What must run around a job (an app, a check that it is installed); none here."""
+        yield
+
+    def play_probes(self, env: Any, actor: torch.nn.Module, levels: np.ndarray) -> list[bool]:
+        """One episode per env at levels[i]; True where root x ended past promote_x."""
+        env.set_levels(levels)
+        run_episodes(env, actor, 1)
+        with np.errstate(invalid="ignore"):
+            passed = env.last_root_x > env.task.promote_x
+        return [bool(v) for v in passed]
+
+    # -- the backend contract -------------------------------------------------------------
     def train(
         self,
         request: TrainRequest,
@@ -178,34 +253,27 @@ class MujocoBackend:
         on_checkpoint: CheckpointCallback | None = None,
     ) -> TrainOutcome:
         """PPO on one env per design; writes model_best.pt / model_last.pt under work_dir."""
-        gcr = np.asarray(request.gcr, dtype=np.float64).reshape(-1)
-        spcf = np.asarray(request.spcf, dtype=np.float64).reshape(-1)
-        if gcr.size == 0 or gcr.shape != spcf.shape:
-            raise InputError(
-                f"gcr ({gcr.size}) and spcf ({spcf.size}) must be equal, non-empty per-env arrays"
-            )
+        design_arrays(request.gcr, request.spcf)
         if request.max_iterations < 1:
             raise InputError(f"max_iterations={request.max_iterations}; pass at least 1")
-        trainer = self.build_trainer(request)
-        return self._learn(trainer, request, on_progress, on_checkpoint)
+        settings = self.load_settings(request.settings)
+        with self.simulation(settings, request.device):
+            trainer = self.build_trainer(request)
+            try:
+                return self._learn(trainer, request, on_progress, on_checkpoint)
+            finally:
+                close_env(trainer.env)
 
     def build_trainer(self, request: TrainRequest) -> Trainer:
         """Env + runner for a request, warm-started from resume_checkpoint if given."""
-        settings = parse_settings(request.settings)
-        gcr = np.asarray(request.gcr, dtype=np.float64).reshape(-1)
-        spcf = np.asarray(request.spcf, dtype=np.float64).reshape(-1)
+        settings = self.load_settings(request.settings)
+        gcr, spcf = design_arrays(request.gcr, request.spcf)
         resume = load_checkpoint(request.resume_checkpoint) if request.resume_checkpoint else None
         work_dir = Path(request.work_dir)
         work_dir.mkdir(parents=True, exist_ok=True)
         _seed_everything(request.seed)
-        env = BalluVecEnv(
-            gcr.size,
-            settings.task,
-            gcr_values=gcr,
-            spcf_values=spcf,
-            start_level=request.start_level,
-            seed=request.seed,
-            device=request.device,
+        env = self.make_env(
+            settings, gcr, spcf, request.start_level, request.seed, request.device, False
         )
         with contextlib.redirect_stdout(io.StringIO()):
             runner = OnPolicyRunner(
@@ -216,6 +284,7 @@ class MujocoBackend:
             try:
                 runner.alg.load(resume, {"actor": True, "critic": True, "optimizer": True}, True)
             except (RuntimeError, KeyError, ValueError) as exc:
+                close_env(env)
                 raise InputError(
                     f"resume_checkpoint {request.resume_checkpoint} does not fit these settings "
                     f"({exc}); use the ppo hidden dims it was trained with"
@@ -333,87 +402,76 @@ class MujocoBackend:
                 logger.writer.close()
         return TrainOutcome(best_checkpoint=best_path, last_checkpoint=last_path, metrics=metrics)
 
+    def policy_env(
+        self,
+        checkpoint: Path,
+        raw_settings: dict[str, object],
+        gcr: np.ndarray,
+        spcf: np.ndarray,
+        start_level: int,
+        seed: int,
+        device: str,
+    ) -> tuple[Any, torch.nn.Module]:
+        """An evaluation-mode env (one per design) and the checkpoint's deterministic actor."""
+        ckpt = load_checkpoint(checkpoint, device)
+        settings = self.load_settings(merged_settings(ckpt, raw_settings))
+        _seed_everything(seed)
+        env = self.make_env(settings, gcr, spcf, start_level, seed, device, True)
+        actor = build_actor(env, settings.ppo, device)
+        try:
+            actor.load_state_dict(ckpt["actor_state_dict"])
+        except RuntimeError as exc:
+            close_env(env)
+            raise InputError(
+                f"checkpoint {checkpoint} does not match the actor settings ({exc}); "
+                "evaluate with the settings it was trained with"
+            ) from exc
+        actor.eval()
+        return env, actor
+
     def evaluate(self, request: EvalRequest) -> list[int]:
         """Final level per design after num_episodes deterministic episodes from the start."""
-        gcr = np.asarray(request.gcr, dtype=np.float64).reshape(-1)
-        spcf = np.asarray(request.spcf, dtype=np.float64).reshape(-1)
-        if gcr.size == 0 or gcr.shape != spcf.shape:
-            raise InputError(
-                f"gcr ({gcr.size}) and spcf ({spcf.size}) must be equal, non-empty per-design arrays"
-            )
+        gcr, spcf = design_arrays(request.gcr, request.spcf)
         if request.num_episodes < 1:
             raise InputError(f"num_episodes={request.num_episodes}; pass at least 1")
-        env, actor = _eval_env_and_actor(
-            request.checkpoint,
-            gcr,
-            spcf,
-            request.start_difficulty,
-            request.seed,
-            request.device,
-            request.settings,
-        )
-        return run_episodes(env, actor, request.num_episodes)
+        if not 0 <= request.start_difficulty <= MAX_LEVEL:
+            raise InputError(
+                f"start_difficulty={request.start_difficulty} is outside [0, {MAX_LEVEL}]"
+            )
+        settings = self.load_settings(request.settings)
+        with self.simulation(settings, request.device):
+            env, actor = self.policy_env(
+                request.checkpoint,
+                request.settings,
+                gcr,
+                spcf,
+                request.start_difficulty,
+                request.seed,
+                request.device,
+            )
+            try:
+                return run_episodes(env, actor, request.num_episodes)
+            finally:
+                close_env(env)
 
     def probe_levels(self, request: ProbeRequest) -> list[bool]:
         """One deterministic episode per design at its own level: passed (root x > promote_x)?
 
-        All designs run as parallel environments of one scene; each env's obstacle is set to
-        its level before the episode, and the level rule's promotion test on the episode's
-        final root x decides (a blown-up episode, NaN x, fails).
+        All designs run as parallel environments; each env's obstacle is set to its level
+        before the episode, and the level rule's promotion test on the episode's final root x
+        decides (a blown-up episode, NaN x, fails).
         """
-        gcr = np.asarray(request.gcr, dtype=np.float64).reshape(-1)
-        spcf = np.asarray(request.spcf, dtype=np.float64).reshape(-1)
-        levels = np.asarray(request.levels).reshape(-1)
-        if gcr.size == 0 or gcr.shape != spcf.shape or levels.shape != gcr.shape:
-            raise InputError(
-                f"gcr ({gcr.size}), spcf ({spcf.size}) and levels ({levels.size}) must be "
-                "equal, non-empty per-design arrays"
+        gcr, spcf = design_arrays(request.gcr, request.spcf)
+        levels = probe_level_array(request.levels, gcr.size)
+        settings = self.load_settings(request.settings)
+        with self.simulation(settings, request.device):
+            env, actor = self.policy_env(
+                request.checkpoint, request.settings, gcr, spcf, 0, request.seed, request.device
             )
-        if not np.all(np.equal(np.mod(levels, 1), 0)) or levels.min() < 0 or levels.max() > 74:
-            raise InputError("probe levels must be whole numbers in [0, 74]")
-        env, actor = _eval_env_and_actor(
-            request.checkpoint, gcr, spcf, 0, request.seed, request.device, request.settings
-        )
-        env.set_levels(levels.astype(np.int64))
-        run_episodes(env, actor, 1)
-        with np.errstate(invalid="ignore"):
-            passed = env.last_root_x > env.task.promote_x
-        return [bool(v) for v in passed]
-
-
-def _eval_env_and_actor(
-    checkpoint: Path,
-    gcr: np.ndarray,
-    spcf: np.ndarray,
-    start_level: int,
-    seed: int,
-    device: str,
-    raw_settings: dict[str, object],
-) -> tuple[BalluVecEnv, MLPModel]:
-    """An evaluation-mode env (one per design) and the checkpoint's deterministic actor."""
-    ckpt = load_checkpoint(checkpoint, device)
-    settings = _merged_settings(ckpt, raw_settings)
-    _seed_everything(seed)
-    env = BalluVecEnv(
-        gcr.size,
-        settings.task,
-        gcr_values=gcr,
-        spcf_values=spcf,
-        start_level=start_level,
-        seed=seed,
-        device=device,
-        eval_mode=True,
-    )
-    actor = build_actor(env, settings.ppo, device)
-    try:
-        actor.load_state_dict(ckpt["actor_state_dict"])
-    except RuntimeError as exc:
-        raise InputError(
-            f"checkpoint {checkpoint} does not match the actor settings ({exc}); "
-            "evaluate with the settings it was trained with"
-        ) from exc
-    actor.eval()
-    return env, actor
+            try:
+                return self.play_probes(env, actor, levels)
+            finally:
+                close_env(env)
 
 
 def run_episodes(env: BalluVecEnv, actor: torch.nn.Module, num_episodes: int) -> list[int]:
