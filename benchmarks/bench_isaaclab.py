@@ -24,8 +24,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from bench_learning import learning_check
 
-from pec.backends.base import EvalRequest, TrainRequest
 from pec.backends.isaaclab import IsaacLabBackend
 from pec.backends.isaaclab.assets import ensure_assets
 from pec.backends.isaaclab.settings import load_settings
@@ -69,72 +69,21 @@ def throughput(envs: list[int], steps: int) -> None:
 
 
 def learn(args: argparse.Namespace) -> None:
-    rng = np.random.default_rng(args.seed)
-
-    def around(n: int) -> tuple[np.ndarray, np.ndarray]:
-        gcr = np.clip(rng.normal(0.82, 0.01, n), 0.75, 0.89)
-        spcf = np.clip(rng.normal(0.0055, 0.0005, n), 0.001, 0.010)
-        return gcr, spcf
-
-    train_gcr, train_spcf = around(args.train_envs)
-    eval_gcr, eval_spcf = around(args.designs)
-    work = Path(tempfile.mkdtemp(prefix="bench_isaaclab_"))
-    w = args.warmup
-    settings: dict[str, object] = {
-        "task": {
-            "curriculum_warmup_iterations": w,
-            "goal_warmup_iterations": w,
-            "goal_ramp_iterations": w,
-        }
-    }
-    request = TrainRequest(
-        gcr=train_gcr,
-        spcf=train_spcf,
-        start_level=0,
-        max_iterations=args.iterations,
-        seed=args.seed,
-        device="cpu",
-        work_dir=work,
-        settings=settings,
-    )
-    backend = IsaacLabBackend()
-    trainer = backend.build_trainer(request)  # the untrained policy: where training starts
-    initial = trainer.runner.alg.save()
-    trainer.env.close()
-    initial.update({"iter": 0, "infos": {"settings": load_settings(settings).model_dump()}})
-    init_path = work / "model_init.pt"
-    torch.save(initial, init_path)
+    """The learning check of bench_learning.py, on the Isaac Lab backend."""
     t0 = time.time()
-
-    def progress(it: int, total: int, m: dict[str, float]) -> None:
-        if it % 10 == 0 or it == total:
-            print(
-                f"it {it:4d}/{total} {time.time() - t0:6.0f}s reward {m['mean_reward']:7.2f} "
-                f"level {m['mean_level']:5.2f} root_x {m.get('episode_root_x', float('nan')):5.2f}",
-                flush=True,
-            )
-
-    outcome = backend.train(request, on_progress=progress)
-    print(f"training: {time.time() - t0:.0f} s, {outcome.metrics['env_steps']:.0f} env steps")
-
-    def evaluate(path: Path) -> list[int]:
-        return backend.evaluate(
-            EvalRequest(
-                checkpoint=path,
-                gcr=eval_gcr,
-                spcf=eval_spcf,
-                num_episodes=args.episodes,
-                start_difficulty=0,
-                seed=args.seed,
-                device="cpu",
-                settings=settings,
-            )
-        )
-
-    untrained = evaluate(init_path)
-    trained = evaluate(outcome.best_checkpoint)
-    print(f"untrained levels {untrained} mean {np.mean(untrained):.2f}")
-    print(f"trained   levels {trained} mean {np.mean(trained):.2f}")
+    untrained, _, trained = learning_check(
+        IsaacLabBackend(),
+        gcr=0.82,
+        spcf=0.0055,
+        envs=args.train_envs,
+        iterations=args.iterations,
+        designs=args.designs,
+        episodes=args.episodes,
+        warmup=args.warmup,
+        seed=args.seed,
+        work=Path(tempfile.mkdtemp(prefix="bench_isaaclab_")),
+        progress_every=10,
+    )
     print(f"difference (trained - untrained): {np.mean(trained) - np.mean(untrained):+.2f} levels")
     print(f"total wall time {time.time() - t0:.0f} s")
 

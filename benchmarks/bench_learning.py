@@ -20,6 +20,96 @@ import torch
 
 from pec.backends.base import EvalRequest, TrainRequest
 from pec.backends.mujoco import MujocoBackend
+from pec.backends.mujoco.backend import close_env
+
+
+def learning_check(
+    backend: MujocoBackend,
+    *,
+    gcr: float,
+    spcf: float,
+    envs: int,
+    iterations: int,
+    designs: int,
+    episodes: int,
+    warmup: int,
+    seed: int,
+    work: Path,
+    progress_every: int = 25,
+) -> tuple[list[int], list[int], list[int]]:
+    """Train one expert around (gcr, spcf); final levels of untrained, last and best policy.
+
+    The untrained policy is the very network training starts from (same seed); all three are
+    evaluated on the same held-out designs around the point, `episodes` deterministic
+    episodes from level 0. Works for any backend built on MujocoBackend's hooks.
+    """
+    rng = np.random.default_rng(seed)
+
+    def around(n: int) -> tuple[np.ndarray, np.ndarray]:
+        return (
+            np.clip(rng.normal(gcr, 0.01, n), 0.75, 0.89),
+            np.clip(rng.normal(spcf, 0.0005, n), 0.001, 0.010),
+        )
+
+    train_gcr, train_spcf = around(envs)
+    eval_gcr, eval_spcf = around(designs)
+    settings: dict[str, object] = {
+        "task": {
+            "curriculum_warmup_iterations": warmup,
+            "goal_warmup_iterations": warmup,
+            "goal_ramp_iterations": warmup,
+        }
+    }
+    request = TrainRequest(
+        gcr=train_gcr,
+        spcf=train_spcf,
+        start_level=0,
+        max_iterations=iterations,
+        seed=seed,
+        device="cpu",
+        work_dir=work,
+        settings=settings,
+    )
+    trainer = backend.build_trainer(request)
+    initial = trainer.runner.alg.save()
+    close_env(trainer.env)
+    initial.update({"iter": 0, "infos": {"settings": backend.load_settings(settings).model_dump()}})
+    init_path = work / "model_init.pt"
+    torch.save(initial, init_path)
+    t0 = time.time()
+
+    def progress(it: int, total: int, m: dict[str, float]) -> None:
+        if it % progress_every == 0 or it == total:
+            print(
+                f"it {it:4d}/{total} {time.time() - t0:6.0f}s reward {m['mean_reward']:7.2f} "
+                f"level {m['mean_level']:5.2f} best {m['best_mean_level']:5.2f}",
+                flush=True,
+            )
+
+    outcome = backend.train(request, on_progress=progress)
+    print(f"training: {time.time() - t0:.0f} s, {outcome.metrics['env_steps']:.0f} env steps")
+
+    def evaluate(path: Path) -> list[int]:
+        return backend.evaluate(
+            EvalRequest(
+                checkpoint=path,
+                gcr=eval_gcr,
+                spcf=eval_spcf,
+                num_episodes=episodes,
+                start_difficulty=0,
+                seed=seed,
+                device="cpu",
+                settings=settings,
+            )
+        )
+
+    untrained = evaluate(init_path)
+    trained_last = evaluate(outcome.last_checkpoint)
+    trained_best = evaluate(outcome.best_checkpoint)
+    print(f"untrained    levels {untrained} mean {np.mean(untrained):.2f}")
+    print(f"trained last levels {trained_last} mean {np.mean(trained_last):.2f}")
+    print(f"trained best levels {trained_best} mean {np.mean(trained_best):.2f}")
+    return untrained, trained_last, trained_best
 
 
 def main() -> None:
@@ -35,74 +125,20 @@ def main() -> None:
     parser.add_argument("--work-dir", type=Path, default=None)
     args = parser.parse_args()
     torch.set_num_threads(1)
-    rng = np.random.default_rng(args.seed)
-
-    def around(n: int) -> tuple[np.ndarray, np.ndarray]:
-        gcr = np.clip(rng.normal(args.gcr, 0.01, n), 0.75, 0.89)
-        spcf = np.clip(rng.normal(args.spcf, 0.0005, n), 0.001, 0.010)
-        return gcr, spcf
-
-    train_gcr, train_spcf = around(args.envs)
-    eval_gcr, eval_spcf = around(args.designs)
     work = args.work_dir or Path(tempfile.mkdtemp(prefix="bench_learning_"))
-    settings: dict[str, object] = {
-        "task": {
-            "curriculum_warmup_iterations": args.warmup,
-            "goal_warmup_iterations": args.warmup,
-            "goal_ramp_iterations": args.warmup,
-        }
-    }
-    request = TrainRequest(
-        gcr=train_gcr,
-        spcf=train_spcf,
-        start_level=0,
-        max_iterations=args.iterations,
-        seed=args.seed,
-        device="cpu",
-        work_dir=work,
-        settings=settings,
-    )
-    backend = MujocoBackend()
-    # The untrained policy: the very network training starts from (same seed).
-    initial = backend.build_trainer(request).runner.alg.save()
-    initial.update({"iter": 0, "infos": None})
-    init_path = work / "model_init.pt"
-    torch.save(initial, init_path)
-
     t0 = time.time()
-
-    def progress(it: int, total: int, m: dict[str, float]) -> None:
-        if it % 25 == 0 or it == total:
-            print(
-                f"it {it:4d}/{total} {time.time() - t0:6.0f}s reward {m['mean_reward']:7.2f} "
-                f"level {m['mean_level']:5.2f} best {m['best_mean_level']:5.2f}",
-                flush=True,
-            )
-
-    outcome = backend.train(request, on_progress=progress)
-    train_s = time.time() - t0
-    print(f"training: {train_s:.0f} s, {outcome.metrics['env_steps']:.0f} env steps")
-
-    def evaluate(path: Path) -> list[int]:
-        return backend.evaluate(
-            EvalRequest(
-                checkpoint=path,
-                gcr=eval_gcr,
-                spcf=eval_spcf,
-                num_episodes=args.episodes,
-                start_difficulty=0,
-                seed=args.seed,
-                device="cpu",
-                settings=settings,
-            )
-        )
-
-    untrained = evaluate(init_path)
-    trained_last = evaluate(outcome.last_checkpoint)
-    trained_best = evaluate(outcome.best_checkpoint)
-    print(f"untrained   levels {untrained} mean {np.mean(untrained):.2f}")
-    print(f"trained last levels {trained_last} mean {np.mean(trained_last):.2f}")
-    print(f"trained best levels {trained_best} mean {np.mean(trained_best):.2f}")
+    untrained, _, trained_best = learning_check(
+        MujocoBackend(),
+        gcr=args.gcr,
+        spcf=args.spcf,
+        envs=args.envs,
+        iterations=args.iterations,
+        designs=args.designs,
+        episodes=args.episodes,
+        warmup=args.warmup,
+        seed=args.seed,
+        work=work,
+    )
     diff = np.mean(trained_best) - np.mean(untrained)
     print(f"difference (best - untrained): {diff:+.2f} levels (target >= +5)")
     print(f"total wall time {time.time() - t0:.0f} s; files in {work}")
