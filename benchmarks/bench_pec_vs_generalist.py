@@ -3,13 +3,18 @@
 Runs a small PEC run in this process (`pec.iteration.driver.run_until_done`), trains the generalist
 with the env steps the PEC run recorded, evaluates the K experts and the generalist on the
 same held-out uniform designs with the same protocol and seed, and prints PEC oracle, PEC
-routed and generalist means side by side. Defaults fit ~15 minutes on 2 CPU cores; every
-size is a flag for bigger runs, e.g.
+routed (nearest centre and score-informed) and generalist means side by side. The defaults
+are the README's figures: K=2, 2 PEC iterations of 200 + 100 PPO iterations x 128 envs
+(1,536,000 env steps per side), level-search scores on 200 held-out uniform designs, two
+generalists (the second is the best-of-K control). One seed takes about 25 minutes on one
+CPU core; the README's three seeds ran as three processes, then were combined:
 
-    .venv/bin/python benchmarks/bench_pec_vs_generalist.py --K 3 --pec_iterations 4 \
-        --num_envs 256 --iter0 400 --iters 200 --episode_steps 400 --num_episodes 10
+    for s in 0 1 2; do .venv/bin/python benchmarks/bench_pec_vs_generalist.py --seed $s \
+        --run_name bench-s$s --store /tmp/pec-bench --json s$s.json & done; wait
+    .venv/bin/python benchmarks/bench_pec_vs_generalist.py --aggregate s0.json s1.json s2.json \
+        --plot docs/figures/pec_vs_generalist.png
 
-The default task settings shorten the warm-ups (their defaults assume thousands of PPO
+The task settings shorten the warm-ups (`--warmup`; their defaults assume thousands of PPO
 iterations) so that a short run can move the curriculum at all.
 """
 
@@ -46,9 +51,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--run_name", default="bench-pec")
     p.add_argument("--K", type=int, default=2)
     p.add_argument("--pec_iterations", type=int, default=2)
-    p.add_argument("--num_envs", type=int, default=64)
-    p.add_argument("--iter0", type=int, default=120, help="PPO iterations at PEC iteration 0")
-    p.add_argument("--iters", type=int, default=60, help="PPO iterations at later iterations")
+    p.add_argument("--num_envs", type=int, default=128)
+    p.add_argument("--iter0", type=int, default=200, help="PPO iterations at PEC iteration 0")
+    p.add_argument("--iters", type=int, default=100, help="PPO iterations at later iterations")
     p.add_argument("--F", type=int, default=16, help="frontier candidates per iteration")
     p.add_argument("--frontier_episodes", type=int, default=3)
     p.add_argument("--n_designs", type=int, default=200, help="held-out uniform designs")
@@ -56,7 +61,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--num_episodes", type=int, default=4, help="final-evaluation episodes")
     p.add_argument("--start_difficulty", type=int, default=0)
     p.add_argument("--episode_steps", type=int, default=400, help="control steps per episode")
-    p.add_argument("--warmup", type=int, default=0, help="curriculum and goal warm-up (PPO its)")
+    p.add_argument("--warmup", type=int, default=20, help="curriculum and goal warm-up (PPO its)")
     p.add_argument("--chunks", type=int, default=0, help="generalist chunks (0: = pec_iterations)")
     p.add_argument(
         "--generalists",
@@ -74,7 +79,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--plot", help="write a bar chart (mean ± 95%% interval over seeds) here")
     p.add_argument("--seed", type=int, default=0, help="first run seed")
     p.add_argument("--seeds", type=int, default=1, help="repeat everything for this many seeds")
-    p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    p.add_argument(
+        "--threads", type=int, default=1, help="torch/BLAS threads of every job (threads_per_job)"
+    )
     p.add_argument("--json", help="also write the figures as JSON here")
     p.add_argument(
         "--aggregate",
@@ -106,6 +113,7 @@ def run_once(args: argparse.Namespace, store: Store, run_name: str, seed: int) -
             "num_episodes": args.frontier_episodes,
             "start_difficulty": args.start_difficulty,
             "score": args.score,
+            "threads_per_job": args.threads,  # else the thread policy sizes jobs to all cores
             "backend_settings": {"task": task},
         }
     )
@@ -227,10 +235,14 @@ def run_once(args: argparse.Namespace, store: Store, run_name: str, seed: int) -
             f"PEC oracle / generalist best-of-{best_of} (selection-matched): "
             f"{fmt(figures['oracle_over_generalist_best_of_k'])}"
         )
+    protocol = (
+        f"level search up to level {summary['protocol'].get('search_max_level')}"
+        if args.score == "level_search"
+        else f"{args.num_episodes} episodes from level {args.start_difficulty}"
+    )
     print(
         f"env steps: PEC {figures['pec_env_steps']:.0f}, generalist "
-        f"{figures['generalist_env_steps']:.0f}; designs {args.n_designs}, episodes "
-        f"{args.num_episodes} from level {args.start_difficulty}"
+        f"{figures['generalist_env_steps']:.0f}; designs {args.n_designs}, {protocol}"
     )
     print(
         f"per-expert means: {summary['expert_means']}; routed = oracle on "
