@@ -163,6 +163,12 @@ def test_applied_forces_and_trajectory_equal_the_plain_force_laws() -> None:
     for step in range(400):
         if step % 10 == 0:
             actions = rng.uniform(-0.3, 1.3, size=(n, 2))
+            g = fused.geometry
+            plain = facts.planar_leg_points(
+                fused.qpos, g.femur_length, g.foot_offset, g.foot_radius
+            )
+            for fast, slow in zip(fused.leg_points(), plain, strict=True):
+                assert np.array_equal(fast, slow)
             for s in sims:
                 s.set_actions(actions)
         if step == 200:  # partial reset, as at episode ends

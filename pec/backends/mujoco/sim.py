@@ -24,7 +24,6 @@ from pec.backends.ballu.facts import (
     SPRING_DAMPING,
     SPRING_REST,
     TORQUE_LIMIT,
-    planar_leg_points,
 )
 from pec.backends.mujoco.model import (
     BALLOON_BODY,
@@ -95,7 +94,7 @@ class BalluSim:
         self.obstacle_height: FloatArray = np.zeros(n)
         self._minus_c = -self.drag_coefficient
         self._balloon_height = self.geometry.balloon_height
-        self._init_apply_forces()
+        self._init_fast_paths()
         self._init_q = np.array(
             [
                 0.0,
@@ -149,8 +148,8 @@ class BalluSim:
         self.servo_target[:] = np.clip(math.pi * actions, 0.0, math.pi)
         self.knee_target[:] = self.servo_target * (KNEE_MAX / math.pi)
 
-    def _init_apply_forces(self) -> None:
-        """Index arrays, constants and buffers of `apply_forces`, made once.
+    def _init_fast_paths(self) -> None:
+        """Index arrays, constants and buffers of `apply_forces` and `leg_points`, made once.
 
         A small numpy call costs about the same for 64 numbers as for 512, and several times
         more on a strided or broadcast operand, so `apply_forces` gathers the state it reads
@@ -180,6 +179,13 @@ class BalluSim:
         self._qvel_flat: FloatArray = self.data.qvel
         self._qfrc_flat: FloatArray = self.data.qfrc_applied
         self._xfrc_flat: FloatArray = self.data.xfrc_applied.reshape(-1)
+        self._leg_idx = np.concatenate(
+            [legs(2, 2), legs(4, 7), knee, legs(0, 0), legs(1, 1)]  # see leg_points
+        )
+        g = self.geometry
+        self._leg_length: FloatArray = np.repeat([g.femur_length, g.foot_offset], 4 * n)
+        self._leg_angle: FloatArray = np.zeros(4 * n)
+        self._leg_trig: FloatArray = np.zeros(8 * n)  # sin, cos of the hip, then of the knee
         # Targets [knee | servo]; knee_target and servo_target are (n, 2) views of it.
         self._targets: FloatArray = np.zeros(4 * n)
         self.knee_target: FloatArray = self._targets[: 2 * n].reshape(n, 2)
@@ -210,7 +216,7 @@ class BalluSim:
         """Knee spring + cable, servo PD, buoyancy and drag for the current state.
 
         Runs before every `mj_step`: about 30 `out=` ufunc calls on contiguous blocks (see
-        `_init_apply_forces`). Operation by operation it is the torque laws of
+        `_init_fast_paths`). Operation by operation it is the torque laws of
         `pec.backends.ballu.facts` (same operands, same order; a - b written as a + (-b) only
         where IEEE makes the two identical), so the forces equal the plain formulas bit for
         bit (`tests/test_mujoco_physics.py` checks).
@@ -285,7 +291,23 @@ class BalluSim:
 
     # ------------------------------------------------------------------ kinematics
     def leg_points(self) -> tuple[FloatArray, FloatArray]:
-        """Knee and foot (x, z) per robot and leg, from the planar chain: (n, 2, 2) each."""
-        g = self.geometry
-        knees, feet = planar_leg_points(self.qpos, g.femur_length, g.foot_offset, g.foot_radius)
-        return knees, feet
+        """Knee and foot (x, z) per robot and leg, from the planar chain: (n, 2, 2) each.
+
+        `planar_leg_points` on contiguous gathered blocks (see `_init_fast_paths`), equal
+        to it bit for bit; `[:, :, 0]` and `[:, :, 1]` of the results are contiguous.
+        """
+        n2 = 2 * self.num_envs
+        g = self._qpos_flat[self._leg_idx]  # [pitch | hip | knee | root x | root z], 2n each
+        angle, trig = self._leg_angle, self._leg_trig
+        np.add(g[:n2], g[n2 : 2 * n2], out=angle[:n2])  # hip angle = pitch + hip
+        np.add(angle[:n2], g[2 * n2 : 3 * n2], out=angle[n2:])  # + knee
+        np.sin(angle[:n2], out=trig[:n2])
+        np.cos(angle[:n2], out=trig[n2 : 2 * n2])
+        np.sin(angle[n2:], out=trig[2 * n2 : 3 * n2])
+        np.cos(angle[n2:], out=trig[3 * n2 :])
+        np.multiply(self._leg_length, trig, out=trig)
+        knees = np.subtract(g[3 * n2 :], trig[: 2 * n2])  # [x | z]
+        feet = np.subtract(knees, trig[2 * n2 :])
+        np.subtract(feet[n2:], self.geometry.foot_radius, out=feet[n2:])  # the sole
+        shape = (2, self.num_envs, 2)
+        return knees.reshape(shape).transpose(1, 2, 0), feet.reshape(shape).transpose(1, 2, 0)
