@@ -192,6 +192,7 @@ class BalluSim:
         self.servo_target: FloatArray = self._targets[2 * n :].reshape(n, 2)
         # Per-element constants (a broadcast operand would cost more than the memory).
         self._kp: FloatArray = np.repeat([CABLE_KP, SERVO_KP], 2 * n)
+        self._unit_kp = bool(np.all(self._kp == 1.0))
         self._kd: FloatArray = np.repeat([CABLE_KD, SERVO_KD], 2 * n)
         self._minus_two_spcf: FloatArray = np.repeat(-2.0 * self.spcf, 2)
         # (h, -h): the balloon's z velocity becomes a sum like x's (a - b is a + (-b)).
@@ -228,7 +229,8 @@ class BalluSim:
         err, damp, spring, tmp = self._err, self._damp, self._spring, self._tmp
         # PD of the cables and the servos: kp (target - q) - kd q'.
         np.subtract(self._targets, q[:n4], out=err)
-        np.multiply(self._kp, err, out=err)
+        if not self._unit_kp:  # x * 1.0 is exactly x: skipped for unit gains
+            np.multiply(self._kp, err, out=err)
         np.multiply(self._kd, qd[:n4], out=damp)
         np.subtract(err, damp, out=err)
         # Knee: -2 spcf (q + rest) - d q' + max(0, cable PD); the cable only pulls.
