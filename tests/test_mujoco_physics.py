@@ -8,7 +8,8 @@ import mujoco
 import numpy as np
 import pytest
 
-from pec.backends.mujoco.model import BODIES_PER_ROBOT, INIT_KNEE, INIT_SERVO
+from pec.backends.ballu import facts
+from pec.backends.mujoco.model import BALLOON_BODY, BODIES_PER_ROBOT, INIT_KNEE, INIT_SERVO
 from pec.backends.mujoco.sim import BalluSim
 
 
@@ -131,3 +132,76 @@ def test_a_foot_pushed_into_the_obstacle_face_is_pushed_back_out() -> None:
     _, feet = sim.leg_points()
     assert np.all(feet[0, :, 0] < 0.5 - 0.004 + 1e-3)  # back outside (sphere radius 4 mm)
     assert np.all(feet[0, :, 1] > -0.002)
+
+
+def _reference_forces(sim: BalluSim) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The force laws written plainly from `facts`: knee/servo torques, balloon (fx, fz)."""
+    q, qd = sim.qpos, sim.qvel
+    knee = facts.knee_torque(q[:, 5::3], qd[:, 5::3], sim.knee_target, sim.spcf[:, None])
+    servo = facts.servo_torque(q[:, 6::3], qd[:, 6::3], sim.servo_target)
+    phi, omega, h = q[:, 2] + q[:, 3], qd[:, 2] + qd[:, 3], sim.geometry.balloon_height
+    vx = qd[:, 0] + omega * (h * np.cos(phi))  # balloon centre = neck + h (sin phi, cos phi)
+    vz = qd[:, 1] - omega * (h * np.sin(phi))
+    c = sim.drag_coefficient
+    fx = facts.drag_force(vx, c)
+    fz = facts.buoyancy_force(sim.gcr, sim.robot_mass) + facts.drag_force(vz, c)
+    return knee, servo, np.stack([fx, fz], 1)
+
+
+def test_applied_forces_and_trajectory_equal_the_plain_force_laws() -> None:
+    # apply_forces is a fused, allocation-free form of the laws; it must not change physics:
+    # equal forces every physics step and bit-identical states next to a scene driven by
+    # the plain formulas, on random designs, obstacles and actions (with contacts).
+    n, rng = 12, np.random.default_rng(7)
+    gcr, spcf = rng.uniform(0.72, 0.92, n), rng.uniform(0.0005, 0.012, n)
+    heights = rng.uniform(0.0, 0.25, n)
+    sims = [_sim(gcr.tolist(), spcf.tolist()) for _ in range(2)]
+    fused, ref = sims
+    for s in sims:
+        s.set_obstacle_heights(np.arange(n), heights)
+    pulled = over_speed = clipped = contacts = 0
+    for step in range(400):
+        if step % 10 == 0:
+            actions = rng.uniform(-0.3, 1.3, size=(n, 2))
+            g = fused.geometry
+            plain = facts.planar_leg_points(
+                fused.qpos, g.femur_length, g.foot_offset, g.foot_radius
+            )
+            for fast, slow in zip(fused.leg_points(), plain, strict=True):
+                assert np.array_equal(fast, slow)
+            for s in sims:
+                s.set_actions(actions)
+        if step == 200:  # partial reset, as at episode ends
+            for s in sims:
+                s.reset(np.array([1, 4, 9]))
+        fused.apply_forces()
+        knee, servo, balloon = _reference_forces(ref)
+        assert np.array_equal(fused.qfrc[:, 5::3], knee)
+        assert np.array_equal(fused.qfrc[:, 6::3], servo)
+        assert np.array_equal(fused.balloon_frc[:, [0, 2]], balloon)
+        ref.qfrc[:, 5::3], ref.qfrc[:, 6::3], ref.balloon_frc[:, [0, 2]] = knee, servo, balloon
+        pulled += int((ref.knee_target > ref.qpos[:, 5::3]).sum())
+        over_speed += int((np.abs(ref.qvel[:, 6::3]) > facts.SERVO_SPEED_LIMIT).sum())
+        clipped += int((np.abs(servo) == facts.TORQUE_LIMIT).sum())
+        for s in sims:
+            mujoco.mj_step(s.model, s.data)
+        contacts += ref.data.ncon
+        assert fused.data.qpos.tobytes() == ref.data.qpos.tobytes(), step
+        assert fused.data.qvel.tobytes() == ref.data.qvel.tobytes(), step
+    assert min(pulled, over_speed, clipped, contacts) > 0  # every branch was exercised
+
+
+def test_forces_still_reach_mjdata_after_mujoco_resets_it() -> None:
+    # apply_forces keeps views of mjData's arrays; MuJoCo's own reset (after a blow-up)
+    # must not leave them pointing elsewhere.
+    sim = _sim([0.8, 0.85], [0.002, 0.009])
+    mujoco.mj_resetData(sim.model, sim.data)
+    sim.reset(np.arange(2))
+    sim.set_actions(np.array([[1.0, 0.2], [0.4, 0.9]]))
+    sim.apply_forces()
+    knee, servo, balloon = _reference_forces(sim)
+    frc = sim.data.qfrc_applied.reshape(2, -1)
+    assert np.array_equal(frc[:, 5::3], knee) and np.array_equal(frc[:, 6::3], servo)
+    xfrc = sim.data.xfrc_applied[1:].reshape(2, BODIES_PER_ROBOT, 6)
+    assert np.array_equal(xfrc[:, BALLOON_BODY][:, [0, 2]], balloon)
+    assert np.all(knee != 0) and np.all(balloon[:, 1] > 1.5)

@@ -24,7 +24,6 @@ from pec.backends.ballu.facts import (
     SPRING_DAMPING,
     SPRING_REST,
     TORQUE_LIMIT,
-    planar_leg_points,
 )
 from pec.backends.mujoco.model import (
     BALLOON_BODY,
@@ -92,23 +91,10 @@ class BalluSim:
         self.gcr: FloatArray = np.full(n, 0.8)
         self.spcf: FloatArray = np.full(n, 0.005)
         self.buoyancy: FloatArray = self.gcr * self.robot_mass * GRAVITY
-        self.knee_target: FloatArray = np.zeros((n, 2))
-        self.servo_target: FloatArray = np.zeros((n, 2))
         self.obstacle_height: FloatArray = np.zeros(n)
-        self._minus_two_spcf: FloatArray = -2.0 * self.spcf[:, None]
         self._minus_c = -self.drag_coefficient
         self._balloon_height = self.geometry.balloon_height
-        # Views and scratch buffers of apply_forces (made once: it runs every physics step).
-        self._knee_q, self._knee_qd = self.qpos[:, 5::3], self.qvel[:, 5::3]
-        self._servo_q, self._servo_qd = self.qpos[:, 6::3], self.qvel[:, 6::3]
-        self._knee_frc, self._servo_frc = self.qfrc[:, 5::3], self.qfrc[:, 6::3]
-        self._balloon_fx, self._balloon_fz = self.balloon_frc[:, 0], self.balloon_frc[:, 2]
-        self._buffers: dict[str, FloatArray] = {
-            name: np.zeros((n, 2)) for name in ("spring", "pull", "tmp", "tau")
-        }
-        self._buffers.update({name: np.zeros(n) for name in ("phi", "omega", "v", "trig", "drag")})
-        self._fast: NDArray[np.bool_] = np.zeros((n, 2), dtype=bool)
-        self._pushing: NDArray[np.bool_] = np.zeros((n, 2), dtype=bool)
+        self._init_fast_paths()
         self._init_q = np.array(
             [
                 0.0,
@@ -131,7 +117,8 @@ class BalluSim:
         self.gcr[env_ids] = gcr
         self.spcf[env_ids] = spcf
         self.buoyancy[env_ids] = self.gcr[env_ids] * self.robot_mass * GRAVITY
-        self._minus_two_spcf[env_ids, 0] = -2.0 * self.spcf[env_ids]
+        self._minus_two_spcf.reshape(self.num_envs, 2)[env_ids] = -2.0 * self.spcf[env_ids, None]
+        self._lift[self.num_envs :][env_ids] = self.buoyancy[env_ids]
 
     def set_obstacle_heights(self, env_ids: NDArray[np.int64], heights: FloatArray) -> None:
         """Resize each env's obstacle box in place (compiled at the largest size).
@@ -161,67 +148,125 @@ class BalluSim:
         self.servo_target[:] = np.clip(math.pi * actions, 0.0, math.pi)
         self.knee_target[:] = self.servo_target * (KNEE_MAX / math.pi)
 
+    def _init_fast_paths(self) -> None:
+        """Index arrays, constants and buffers of `apply_forces` and `leg_points`, made once.
+
+        A small numpy call costs about the same for 64 numbers as for 512, and several times
+        more on a strided or broadcast operand, so `apply_forces` gathers the state it reads
+        into contiguous blocks (one fancy index each for qpos and qvel), computes on whole
+        blocks, and scatters the forces back. Block layout (each block n or 2n long, env
+        major, legs left/right): qpos [knee 2n | servo 2n | pitch | neck]; qvel [knee 2n |
+        servo 2n | vx | vz | pitch | pitch | neck | neck]; torques [knee 2n | servo 2n];
+        balloon force [x | z]. mjData's arrays live as long as `data` (MuJoCo's own resets
+        write into them), so the flat views are made once too.
+        """
+        n = self.num_envs
+        env = np.arange(n) * DOF_PER_ROBOT
+
+        def legs(left: int, right: int) -> NDArray[np.int64]:
+            ids: NDArray[np.int64] = (env[:, None] + np.array([left, right])).ravel()
+            return ids
+
+        knee, servo = legs(5, 8), legs(6, 9)
+        self._q_idx = np.concatenate([knee, servo, env + 2, env + 3])
+        self._qd_idx = np.concatenate(
+            [knee, servo, env, env + 1, env + 2, env + 2, env + 3, env + 3]
+        )
+        self._frc_idx = np.concatenate([knee, servo])
+        balloon = 1 + np.arange(n) * BODIES_PER_ROBOT + BALLOON_BODY
+        self._balloon_idx = np.concatenate([balloon * 6, balloon * 6 + 2])  # force x, z
+        self._qpos_flat: FloatArray = self.data.qpos
+        self._qvel_flat: FloatArray = self.data.qvel
+        self._qfrc_flat: FloatArray = self.data.qfrc_applied
+        self._xfrc_flat: FloatArray = self.data.xfrc_applied.reshape(-1)
+        self._leg_idx = np.concatenate(
+            [legs(2, 2), legs(4, 7), knee, legs(0, 0), legs(1, 1)]  # see leg_points
+        )
+        g = self.geometry
+        self._leg_length: FloatArray = np.repeat([g.femur_length, g.foot_offset], 4 * n)
+        self._leg_angle: FloatArray = np.zeros(4 * n)
+        self._leg_trig: FloatArray = np.zeros(8 * n)  # sin, cos of the hip, then of the knee
+        # Targets [knee | servo]; knee_target and servo_target are (n, 2) views of it.
+        self._targets: FloatArray = np.zeros(4 * n)
+        self.knee_target: FloatArray = self._targets[: 2 * n].reshape(n, 2)
+        self.servo_target: FloatArray = self._targets[2 * n :].reshape(n, 2)
+        # Per-element constants (a broadcast operand would cost more than the memory).
+        self._kp: FloatArray = np.repeat([CABLE_KP, SERVO_KP], 2 * n)
+        self._unit_kp = bool(np.all(self._kp == 1.0))
+        self._kd: FloatArray = np.repeat([CABLE_KD, SERVO_KD], 2 * n)
+        self._minus_two_spcf: FloatArray = np.repeat(-2.0 * self.spcf, 2)
+        # (h, -h): the balloon's z velocity becomes a sum like x's (a - b is a + (-b)).
+        self._arm: FloatArray = np.repeat([self._balloon_height, -self._balloon_height], n)
+        # Added to the drag (x | z): -0.0 is the exact identity of addition, so x is the drag.
+        self._lift: FloatArray = np.concatenate([np.full(n, -0.0), self.buoyancy])
+        # Scratch buffers.
+        self._err: FloatArray = np.zeros(4 * n)
+        self._damp: FloatArray = np.zeros(4 * n)
+        self._torque: FloatArray = np.zeros(4 * n)
+        self._pull, self._tau = self._err[: 2 * n], self._torque[2 * n :]
+        self._spring: FloatArray = np.zeros(2 * n)
+        self._tmp: FloatArray = np.zeros(2 * n)
+        self._too_fast: NDArray[np.bool_] = np.zeros(2 * n, dtype=bool)
+        self._phi: FloatArray = np.zeros(n)
+        self._trig: FloatArray = np.zeros(2 * n)
+        self._cos, self._sin = self._trig[:n], self._trig[n:]
+        self._vel: FloatArray = np.zeros(2 * n)
+        self._drag: FloatArray = np.zeros(2 * n)
+
     def apply_forces(self) -> None:
         """Knee spring + cable, servo PD, buoyancy and drag for the current state.
 
-        Runs before every `mj_step`, so it works in preallocated buffers with `out=` ufuncs
-        (no temporaries, no `np.clip` wrapper); the arithmetic, operation by operation, is
-        the torque law in the module docstring, so results are bit-identical to the plain form.
+        Runs before every `mj_step`: about 30 `out=` ufunc calls on contiguous blocks (see
+        `_init_fast_paths`). Operation by operation it is the torque laws of
+        `pec.backends.ballu.facts` (same operands, same order; a - b written as a + (-b) only
+        where IEEE makes the two identical), so the forces equal the plain formulas bit for
+        bit (`tests/test_mujoco_physics.py` checks).
         """
-        b = self._buffers
-        qk, qdk, qs, qds = self._knee_q, self._knee_qd, self._servo_q, self._servo_qd
-        # Knee: clip(-2 spcf (q + rest) - d q' + max(0, kp (target - q) - kd q'), +-limit)
-        spring, pull, tmp = b["spring"], b["pull"], b["tmp"]
-        np.add(qk, SPRING_REST, out=spring)
-        np.multiply(self._minus_two_spcf, spring, out=spring)
-        np.multiply(SPRING_DAMPING, qdk, out=tmp)
-        np.subtract(spring, tmp, out=spring)
-        np.subtract(self.knee_target, qk, out=pull)
-        np.multiply(CABLE_KP, pull, out=pull)
-        np.multiply(CABLE_KD, qdk, out=tmp)
-        np.subtract(pull, tmp, out=pull)
+        n = self.num_envs
+        n2, n4 = 2 * n, 4 * n
+        q = self._qpos_flat[self._q_idx]
+        qd = self._qvel_flat[self._qd_idx]
+        err, damp, spring, tmp = self._err, self._damp, self._spring, self._tmp
+        # PD of the cables and the servos: kp (target - q) - kd q'.
+        np.subtract(self._targets, q[:n4], out=err)
+        if not self._unit_kp:  # x * 1.0 is exactly x: skipped for unit gains
+            np.multiply(self._kp, err, out=err)
+        np.multiply(self._kd, qd[:n4], out=damp)
+        np.subtract(err, damp, out=err)
+        # Knee: -2 spcf (q + rest) - d q' + max(0, cable PD); the cable only pulls.
+        pull = self._pull
         np.maximum(0.0, pull, out=pull)
-        np.add(spring, pull, out=spring)
-        np.maximum(spring, -TORQUE_LIMIT, out=spring)
-        np.minimum(spring, TORQUE_LIMIT, out=self._knee_frc)
-        # Servo PD with the speed limit: no torque pushing further past the top speed.
-        tau = b["tau"]
-        np.subtract(self.servo_target, qs, out=tau)
-        np.multiply(SERVO_KP, tau, out=tau)
-        np.multiply(SERVO_KD, qds, out=tmp)
-        np.subtract(tau, tmp, out=tau)
-        np.maximum(tau, -TORQUE_LIMIT, out=tau)
-        np.minimum(tau, TORQUE_LIMIT, out=tau)
-        fast, pushing = self._fast, self._pushing
-        np.abs(qds, out=tmp)
-        np.greater(tmp, SERVO_SPEED_LIMIT, out=fast)
-        np.multiply(tau, qds, out=tmp)
-        np.greater(tmp, 0, out=pushing)
-        np.logical_and(fast, pushing, out=fast)
-        np.putmask(tau, fast, 0.0)
-        self._servo_frc[...] = tau
-        # Balloon: buoyancy up, quadratic drag on the balloon centre's exact velocity.
-        q, qd = self.qpos, self.qvel
-        phi, omega, v, trig = b["phi"], b["omega"], b["v"], b["trig"]
-        np.add(q[:, 2], q[:, 3], out=phi)
-        np.add(qd[:, 2], qd[:, 3], out=omega)
-        h = self._balloon_height
-        np.cos(phi, out=trig)
-        np.multiply(h, trig, out=trig)
-        np.multiply(omega, trig, out=trig)
-        np.add(qd[:, 0], trig, out=v)  # vx
-        drag = b["drag"]
+        np.add(q[:n2], SPRING_REST, out=spring)
+        np.multiply(self._minus_two_spcf, spring, out=spring)
+        np.multiply(SPRING_DAMPING, qd[:n2], out=tmp)
+        np.subtract(spring, tmp, out=spring)
+        np.add(spring, pull, out=pull)
+        # Both torques clipped to the limit.
+        np.maximum(err, -TORQUE_LIMIT, out=err)
+        np.minimum(err, TORQUE_LIMIT, out=self._torque)
+        # Servo speed limit: no torque pushing further past the top speed, that is where
+        # sign(tau) q' > limit (exactly |q'| > limit and tau q' > 0).
+        tau = self._tau
+        np.sign(tau, out=tmp)
+        np.multiply(tmp, qd[n2:n4], out=tmp)
+        np.greater(tmp, SERVO_SPEED_LIMIT, out=self._too_fast)
+        np.copyto(tau, 0.0, where=self._too_fast)
+        self._qfrc_flat[self._frc_idx] = self._torque
+        # Balloon: buoyancy up, quadratic drag on the balloon centre's exact velocity,
+        # v = root velocity + omega h (cos phi, -sin phi), phi = pitch + neck.
+        phi, trig, v, drag = self._phi, self._trig, self._vel, self._drag
+        np.add(q[n4 : n4 + n], q[n4 + n :], out=phi)
+        np.cos(phi, out=self._cos)
+        np.sin(phi, out=self._sin)
+        np.multiply(self._arm, trig, out=trig)
+        np.add(qd[n4 + n2 : n4 + 2 * n2], qd[n4 + 2 * n2 :], out=v)  # omega, twice
+        np.multiply(v, trig, out=trig)
+        np.add(qd[n4 : n4 + n2], trig, out=v)
         np.abs(v, out=drag)
         np.multiply(self._minus_c, drag, out=drag)
-        np.multiply(drag, v, out=self._balloon_fx)
-        np.sin(phi, out=trig)
-        np.multiply(h, trig, out=trig)
-        np.multiply(omega, trig, out=trig)
-        np.subtract(qd[:, 1], trig, out=v)  # vz
-        np.abs(v, out=drag)
-        np.multiply(self.drag_coefficient, drag, out=drag)
         np.multiply(drag, v, out=drag)
-        np.subtract(self.buoyancy, drag, out=self._balloon_fz)
+        np.add(self._lift, drag, out=drag)
+        self._xfrc_flat[self._balloon_idx] = drag
 
     def step(self, n_steps: int) -> bool:
         """Advance all robots `n_steps` physics steps; False if MuJoCo had to reset mjData.
@@ -248,7 +293,23 @@ class BalluSim:
 
     # ------------------------------------------------------------------ kinematics
     def leg_points(self) -> tuple[FloatArray, FloatArray]:
-        """Knee and foot (x, z) per robot and leg, from the planar chain: (n, 2, 2) each."""
-        g = self.geometry
-        knees, feet = planar_leg_points(self.qpos, g.femur_length, g.foot_offset, g.foot_radius)
-        return knees, feet
+        """Knee and foot (x, z) per robot and leg, from the planar chain: (n, 2, 2) each.
+
+        `planar_leg_points` on contiguous gathered blocks (see `_init_fast_paths`), equal
+        to it bit for bit; `[:, :, 0]` and `[:, :, 1]` of the results are contiguous.
+        """
+        n2 = 2 * self.num_envs
+        g = self._qpos_flat[self._leg_idx]  # [pitch | hip | knee | root x | root z], 2n each
+        angle, trig = self._leg_angle, self._leg_trig
+        np.add(g[:n2], g[n2 : 2 * n2], out=angle[:n2])  # hip angle = pitch + hip
+        np.add(angle[:n2], g[2 * n2 : 3 * n2], out=angle[n2:])  # + knee
+        np.sin(angle[:n2], out=trig[:n2])
+        np.cos(angle[:n2], out=trig[n2 : 2 * n2])
+        np.sin(angle[n2:], out=trig[2 * n2 : 3 * n2])
+        np.cos(angle[n2:], out=trig[3 * n2 :])
+        np.multiply(self._leg_length, trig, out=trig)
+        knees = np.subtract(g[3 * n2 :], trig[: 2 * n2])  # [x | z]
+        feet = np.subtract(knees, trig[2 * n2 :])
+        np.subtract(feet[n2:], self.geometry.foot_radius, out=feet[n2:])  # the sole
+        shape = (2, self.num_envs, 2)
+        return knees.reshape(shape).transpose(1, 2, 0), feet.reshape(shape).transpose(1, 2, 0)
