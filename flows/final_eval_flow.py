@@ -21,7 +21,7 @@ from flows.credentials import apply_aws_credentials
 from flows.tasks import PrefectJobRunner, evaluate_final_expert
 from pec.errors import InputError
 from pec.evaluation.designs_file import Design, parse_designs, read_designs_file
-from pec.evaluation.final_eval import designs_stem
+from pec.evaluation.final_eval import designs_stem, final_protocol
 from pec.evaluation.final_eval_driver import run_final_eval
 from pec.evaluation.report import (
     comparison_numbers,
@@ -65,6 +65,7 @@ def pec_final_eval(
     store: str = "runs",
     config: str | None = None,
     overrides: dict[str, Any] | None = None,
+    score: str | None = None,
     num_episodes: int | None = None,
     start_difficulty: int | None = None,
     with_baseline: bool = True,
@@ -72,22 +73,24 @@ def pec_final_eval(
 ) -> dict[str, Any]:
     """Final evaluation of `run_name` on a designs set, plus the comparison report.
 
+    `score`: the protocol (default: the run's); `num_episodes` / `start_difficulty` apply to
+    `score` final_level only (`pec.evaluation.final_eval.final_protocol`, as `pec eval-final`).
     `aws_credentials_block`: as for the `pec` flow, S3 keys for this run's worker process.
     """
     apply_aws_credentials(aws_credentials_block)
     run = open_run(run_name, store, config, overrides)
+    protocol = final_protocol(run.config, score, num_episodes, start_difficulty, flag="")
     state, _ = load_run_state(run)
     points, stem = _load_designs(run, designs_file, designs, designs_stem)
-    episodes = num_episodes if num_episodes is not None else run.config.num_episodes
-    start = start_difficulty if start_difficulty is not None else run.config.start_difficulty
     summary = run_final_eval(
         run,
         state,
         points,
         stem,
         PrefectJobRunner(run, eval_task=evaluate_final_expert),
-        num_episodes=episodes,
-        start_difficulty=start,
+        num_episodes=protocol.num_episodes,
+        start_difficulty=protocol.start_difficulty,
+        score=protocol.score,
         with_baseline=with_baseline,
     )
     keys = write_report(run.store, run.name, stem)

@@ -18,10 +18,18 @@ from pec.backends.mujoco import MujocoBackend
 from pec.backends.mujoco.backend import build_actor, load_checkpoint, parse_settings
 from pec.backends.mujoco.env import BalluVecEnv
 from pec.errors import InputError
-from pec.evaluation.bundle import ROUTER_TS, export_bundle, export_tolerance, load_bundle
+from pec.evaluation.bundle import (
+    ROUTER_TS,
+    TorchRouter,
+    export_bundle,
+    export_tolerance,
+    load_bundle,
+)
 from pec.iteration.steps import initialise_run
 from pec.jobs.spec import StoreSpec
+from pec.maths.design_space import DesignSpace
 from pec.maths.routing import route
+from pec.maths.score_routing import ScoreEvidence, route_by_scores
 from pec.runs import layout
 from pec.runs.config import build_config
 from pec.runs.run import make_run, state_space
@@ -230,9 +238,91 @@ def test_bundle_and_cli_route_alike_with_both_routers(
             assert bundle.route(g, s, router).tolist() == cli
             picked[router] = cli
         assert picked == {"nearest_centre": [0, 0, 1, 1], "score_informed": [1, 1, 0, 0]}
+        # router.pt carries the same evidence: its choice equals the bundle's everywhere.
+        scripted = torch.jit.load(str(out / ROUTER_TS))  # type: ignore[no-untyped-call]
+        space = state_space(state)
+        many = np.concatenate(
+            [
+                np.asarray(designs),
+                np.asarray(evaluated),
+                space.sample_uniform(2000, np.random.default_rng(4)),
+                _edge_designs(space, np.random.default_rng(5)),
+            ]
+        )
+        for flag, router in ((False, "nearest_centre"), (True, "score_informed")):
+            expected = bundle.route(many[:, 0], many[:, 1], router).tolist()
+            assert scripted(torch.as_tensor(many), flag).tolist() == expected
+        assert scripted(torch.as_tensor(np.asarray(designs)), True).tolist() == [1, 1, 0, 0]
+        manifest = json.loads((out / "manifest.json").read_text())
+        assert "router(designs, True) score-informed" in manifest["router_torchscript_io"]
     finally:
         store.delete(layout.candidates_key(RUN, 0))
         store.delete(layout.scores_key(RUN, 0))
+
+
+def _scripted_router(
+    space: DesignSpace, mus: np.ndarray, ids: list[int], evidence: ScoreEvidence, tmp_path: Path
+) -> torch.jit.ScriptModule:
+    """router.pt as export_bundle writes it, saved and loaded back."""
+    path = tmp_path / f"router_{len(list(tmp_path.iterdir()))}.pt"
+    router = TorchRouter(space.lows, space.ranges, mus, np.asarray(ids), evidence)
+    torch.jit.script(router).save(str(path))
+    loaded: torch.jit.ScriptModule = torch.jit.load(str(path))  # type: ignore[no-untyped-call]
+    return loaded
+
+
+def _edge_designs(space: DesignSpace, rng: np.random.Generator) -> np.ndarray:
+    """Corners, points on each side of the box and the box's centre lines."""
+    (g0, g1), (s0, s1) = space.gcr, space.spcf
+    t = rng.uniform(size=50)
+    sides = [
+        np.stack([g0 + t * (g1 - g0), np.full(50, s)], axis=1) for s in (s0, s1, (s0 + s1) / 2)
+    ] + [np.stack([np.full(50, g), s0 + t * (s1 - s0)], axis=1) for g in (g0, g1, (g0 + g1) / 2)]
+    corners = np.asarray([[g0, s0], [g0, s1], [g1, s0], [g1, s1]])
+    return np.concatenate([corners, *sides])
+
+
+def test_torchscript_router_is_the_exact_twin_of_score_routing(tmp_path: Path) -> None:
+    """router.pt(designs, True) picks what route_by_scores picks: random, edge, tied designs,
+    on the evidence itself, with missing and without any evidence; router.pt(designs) is
+    nearest centre."""
+    space = DesignSpace(gcr=(0.75, 0.89), spcf=(0.001, 0.010))
+    rng = np.random.default_rng(12)
+    mus = space.sample_uniform(3, rng)
+    known = np.concatenate([space.sample_uniform(60, rng), _edge_designs(space, rng)[:4]])
+    scores = rng.integers(0, 30, size=(known.shape[0], 3)).astype(np.float64)
+    scores[rng.uniform(size=scores.shape) < 0.3] = np.nan  # experts missing on some designs
+    scores[:20, 2] = scores[:20, 1]  # experts 1 and 2 tie near these designs
+    scores[:20, 0] = np.nan
+    few = ScoreEvidence(known[:5], scores[:5])  # fewer designs than neighbours
+    tie_all = ScoreEvidence(known, np.full((known.shape[0], 3), 7.0))  # every expert ties
+    one_expert = ScoreEvidence(known, np.where(np.arange(3) == 1, scores, np.nan))
+    designs = np.concatenate(
+        [space.sample_uniform(3000, rng), _edge_designs(space, rng), known, mus]
+    )
+    cases = {
+        "mixed": ScoreEvidence(known, scores),
+        "few": few,
+        "tie_all": tie_all,
+        "one_expert": one_expert,
+        "none": ScoreEvidence(np.zeros((0, 2)), np.zeros((0, 3))),
+    }
+    disagreeing = 0
+    for name, evidence in cases.items():
+        for ids in ([0, 1, 2], [3, 5, 9]):
+            router = _scripted_router(space, mus, ids, evidence, tmp_path)
+            expected = np.asarray(ids)[route_by_scores(designs, evidence, mus, space)]
+            got = router(torch.as_tensor(designs), True).numpy()
+            assert got.tolist() == expected.tolist(), name
+            nearest = np.asarray(ids)[route(designs, mus, space)]
+            assert router(torch.as_tensor(designs)).numpy().tolist() == nearest.tolist()
+            disagreeing += int(np.sum(got != nearest))
+    # Not vacuous: the score-informed choice often differs from the nearest centre.
+    assert disagreeing > 1000
+    # Ties really occur: with every expert tied, the choice is the nearest centre.
+    router = _scripted_router(space, mus, [0, 1, 2], tie_all, tmp_path)
+    tied = router(torch.as_tensor(designs), True).numpy()
+    assert tied.tolist() == route(designs, mus, space).tolist()
 
 
 # ---------------------------------------------------------------- export tolerance

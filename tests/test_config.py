@@ -9,6 +9,8 @@ import pytest
 from pec.errors import ConfigError
 from pec.runs.config import PECConfig, build_config, load_config, parse_config_yaml, parse_override
 
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
 
 def test_defaults_follow_the_reference_sheet() -> None:
     cfg = PECConfig()
@@ -65,3 +67,37 @@ def test_docker_options_reach_the_executor() -> None:
     }
     with pytest.raises(ConfigError, match="docker_image"):
         build_config({"executor": "docker"})
+
+
+def test_level_search_is_the_default_and_recorded_runs_keep_their_protocol(
+    tmp_path: Path,
+) -> None:
+    from pec.jobs.spec import StoreSpec
+    from pec.runs.run import make_run, resolve_config, write_effective_config
+    from pec.runs.store import LocalStore
+
+    assert PECConfig().score == "level_search"
+    assert PECConfig().protocol_record() == {
+        "score": "level_search",
+        "search_max_level": 74,
+        "ceiling": 74,
+    }
+    assert load_config(CONFIGS / "embedded.yaml").score == "level_search"
+    assert PECConfig(score="final_level").score == "final_level"  # the original's, selectable
+    store = LocalStore(tmp_path)
+    spec = StoreSpec(location=store.root_uri)
+    # A run recorded under the old default: its full dump names its protocol.
+    old = build_config({"K": 2, "score": "final_level", "num_episodes": 7, "start_difficulty": 4})
+    write_effective_config(make_run(store, spec, "old", old))
+    assert "score: final_level" in (tmp_path / "old" / "pec_config.yaml").read_text()
+    resumed = resolve_config(store, "old", None, {})  # no --config: the recorded one
+    assert resumed.score == "final_level"
+    assert resumed.protocol_record() == {
+        "score": "final_level",
+        "num_episodes": 7,
+        "start_difficulty": 4,
+        "ceiling": 11,
+    }
+    # A new run without `score` gets the new default, and keeps it once recorded.
+    write_effective_config(make_run(store, spec, "new", build_config({"K": 2})))
+    assert resolve_config(store, "new", None, {}).score == "level_search"

@@ -223,6 +223,8 @@ def trained_run(tmp_path: Path, K: int = 2) -> tuple[Run, PECState]:
             "K": K,
             "centers": [[0.78, 0.005], [0.86, 0.005]][:K],
             "N_init": 5,
+            # The original's protocol: these tests check num_episodes/start_difficulty.
+            "score": "final_level",
             "num_episodes": 3,
             "start_difficulty": 1,
         }
@@ -386,3 +388,95 @@ def test_score_informed_routing_learns_from_other_evaluations_never_its_own(
     # Summarising "held" again leaves its own scores out: frontier + "other" only.
     again = run_final_eval(run, state, DESIGNS, "held", runner, num_episodes=4, start_difficulty=2)
     assert again["score_router"]["evidence_designs"] == 6
+
+
+def test_a_result_is_reused_only_under_the_protocol_that_produced_it(tmp_path: Path) -> None:
+    from pec.evaluation.baseline import baseline_record_key, evaluate_baseline
+
+    run, state = trained_run(tmp_path)  # configured: final_level, 3 episodes from level 1
+    first = FakeExecutor()
+    summary = run_final_eval(
+        run, state, DESIGNS, "held", LocalJobRunner(first), num_episodes=3, start_difficulty=1
+    )
+    assert [s.score for s in first.eval_specs] == ["final_level", "final_level"]
+    assert summary["protocol"]["score"] == "final_level"
+    # The same designs and checkpoints under the other protocol: evaluated again, recorded.
+    other = FakeExecutor()
+    summary = run_final_eval(
+        run,
+        state,
+        DESIGNS,
+        "held",
+        LocalJobRunner(other),
+        num_episodes=3,
+        start_difficulty=1,
+        score="level_search",
+    )
+    assert [(s.expert_id, s.score) for s in other.eval_specs] == [
+        (0, "level_search"),
+        (1, "level_search"),
+    ]
+    assert summary["protocol"]["score"] == "level_search" and summary["protocol"]["ceiling"] == 74
+    stored = json.loads(run.store.read_bytes(layout.final_eval_expert_key(RUN, "held", 0)))
+    assert stored["protocol"]["score"] == "level_search"
+    # ... and back: the level_search result is not taken for a final_level one either.
+    back = FakeExecutor()
+    run_final_eval(
+        run, state, DESIGNS, "held", LocalJobRunner(back), num_episodes=3, start_difficulty=1
+    )
+    assert [s.score for s in back.eval_specs] == ["final_level", "final_level"]
+    # The generalist follows the same rule.
+    checkpoint = layout.best_checkpoint_key(RUN, 0, 0)
+    run.store.write_bytes(
+        baseline_record_key(RUN), json.dumps({"checkpoint": run.store.uri(checkpoint)}).encode()
+    )
+    base = FakeExecutor()
+    for score in ("final_level", "final_level", "level_search", "level_search"):
+        payload = evaluate_baseline(
+            run,
+            state,
+            DESIGNS,
+            "held",
+            LocalJobRunner(base),
+            num_episodes=3,
+            start_difficulty=1,
+            score=score,
+        )
+        assert payload["protocol"]["score"] == score
+    assert [s.score for s in base.eval_specs] == ["final_level", "level_search"]
+
+
+@pytest.mark.parametrize("command", [["eval-final"], ["baseline", "eval"]])
+@pytest.mark.parametrize(
+    ("flags", "named"),
+    [
+        (["--num_episodes", "5"], "--num_episodes"),
+        (["--start_difficulty", "3"], "--start_difficulty"),
+        (["--score", "level_search", "--num_episodes", "5"], "--num_episodes"),
+    ],
+)
+def test_final_level_flags_under_level_search_are_refused(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    command: list[str],
+    flags: list[str],
+    named: str,
+) -> None:
+    trained_run(tmp_path)
+    store = tmp_path / "store"
+    designs = tmp_path / "held.json"
+    designs.write_text(json.dumps([d.model_dump() for d in DESIGNS]))
+    before = sorted(p.relative_to(store) for p in store.rglob("*"))
+    argv = [*command, "--run_name", RUN, "--store", str(store), "--designs_file", str(designs)]
+    # The flags alone under this run's final_level are fine; level_search must refuse them.
+    if "--score" not in flags:
+        argv += ["--set", "score=level_search"]
+    assert final_main([*argv, *flags]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert err.startswith(f"pec: error: {named}: the level_search protocol does not use it")
+    assert f"drop {named}, or pass --score final_level" in err
+    assert sorted(p.relative_to(store) for p in store.rglob("*")) == before  # nothing written
+    # An unknown protocol is one line too (argparse's choices).
+    assert final_main([*argv, "--score", "best"]) == 2
+    assert "--score: invalid choice: 'best'" in capsys.readouterr().err

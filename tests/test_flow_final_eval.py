@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from pec.errors import InputError
 from pec.iteration.driver import run_until_done
 from pec.jobs.executors import InProcessExecutor
 from pec.jobs.runner import LocalJobRunner
@@ -56,3 +57,25 @@ def test_final_eval_flow_writes_summary_report_and_artifacts(
         assert store.exists(layout.final_eval_expert_key("final", "heldout3", k))
     assert result["report_uri"].endswith("report.md")
     assert Artifact.get("pec-final-final-heldout3") is not None
+
+    # The same run under the other protocol (flow parameter `score`): evaluated again, not
+    # reused, and recorded; a final_level setting with level_search is refused, nothing written.
+    first = json.loads(store.read_bytes(layout.final_eval_expert_key("final", "heldout3", 0)))
+    assert first["protocol"]["score"] == "final_level"  # tiny.yaml's protocol
+    common = {
+        "run_name": "final",
+        "designs": DESIGNS,
+        "designs_stem": "heldout3",
+        "store": location,
+        "with_baseline": False,
+    }
+    pec_final_eval(**common, score="level_search")
+    summary = json.loads(store.read_bytes(layout.final_eval_summary_key("final", "heldout3")))
+    assert (summary["protocol"]["score"], summary["protocol"]["ceiling"]) == ("level_search", 74)
+    again = json.loads(store.read_bytes(layout.final_eval_expert_key("final", "heldout3", 0)))
+    assert again["protocol"]["score"] == "level_search"
+    assert all(0 <= level <= 74 for row in summary["scores"] for level in row)
+    before = store.read_bytes(layout.final_eval_summary_key("final", "heldout3"))
+    with pytest.raises(InputError, match=r"^num_episodes: the level_search protocol does not"):
+        pec_final_eval(**common, score="level_search", num_episodes=3)
+    assert store.read_bytes(layout.final_eval_summary_key("final", "heldout3")) == before

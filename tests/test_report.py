@@ -223,3 +223,28 @@ def test_report_shows_both_routers_with_intervals() -> None:
     assert f"| PEC oracle | 6.000 ± {oracle_ci:.3f} |" in text
     assert "| PEC routed (score-informed) | 5.000 ± " in text
     assert "| generalist | 4.750 ± " in text
+
+
+def test_report_refuses_a_generalist_scored_by_another_protocol(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from pec.evaluation.protocols import describe
+
+    store = LocalStore(tmp_path / "store")
+    summary = payload()
+    summary["protocol"] = {**describe("level_search", 5, 2, 74), "seed": 1}
+    store.write_bytes(layout.final_eval_summary_key("rep", "held"), json.dumps(summary).encode())
+    argv = ["report", "--run_name", "rep", "--store", str(tmp_path / "store")]
+    for score, code in (("final_level", 2), ("level_search", 0)):
+        protocol = {**describe(score, 5, 2, 74), "num_episodes": 5, "start_difficulty": 2}
+        baseline = {"levels": BASELINE, "protocol": protocol}
+        store.write_bytes(baseline_eval_key("rep", "held"), json.dumps(baseline).encode())
+        capsys.readouterr()
+        assert final_main([*argv, "--designs_stem", "held"]) == code
+        err = capsys.readouterr().err
+        if code == 2:
+            assert err.count("\n") == 1
+            assert "generalist on 'held' was scored with final_level (ceiling 7)" in err
+            assert "run `pec baseline eval --score level_search`" in err
+            assert not store.exists("rep/final_eval/held/report/report.md")
+    assert store.exists("rep/final_eval/held/report/report.md")

@@ -26,6 +26,7 @@ import numpy as np
 from pec.errors import InputError, JobError, NotFoundError, StateError
 from pec.evaluation.designs_file import Design
 from pec.evaluation.final_eval import final_eval_spec, results_payload, reusable_levels
+from pec.evaluation.protocols import ScoreName
 from pec.iteration.steps import checkpoint_exists, job_settings
 from pec.jobs.runner import JobRunner
 from pec.jobs.spec import EvalJobSpec, TrainJobSpec
@@ -364,8 +365,11 @@ def baseline_eval_spec(
     num_episodes: int,
     start_difficulty: int,
     replica: int = 0,
+    score: ScoreName | None = None,
 ) -> EvalJobSpec | None:
-    """The generalist's evaluation job (same protocol and seed as the experts'), or None."""
+    """The generalist's evaluation job (same protocol and seed as the experts'), or None.
+
+    `score`: the protocol (None: the run's configured one)."""
     record = read_baseline_record(run, replica)
     if record is None or not checkpoint_exists(run, record.get("checkpoint")):
         return None
@@ -379,6 +383,7 @@ def baseline_eval_spec(
         num_episodes,
         start_difficulty,
         threads=run.config.job_threads(1),
+        score=score,
     )
 
 
@@ -392,9 +397,14 @@ def evaluate_baseline(
     num_episodes: int,
     start_difficulty: int,
     replica: int = 0,
+    score: ScoreName | None = None,
 ) -> dict[str, Any]:
-    """The generalist on the same designs with the same protocol and seed as the experts."""
-    spec = baseline_eval_spec(run, state, designs, stem, num_episodes, start_difficulty, replica)
+    """The generalist on the same designs with the same protocol and seed as the experts
+    (`score` None: the run's configured protocol; a stored result is reused only under the
+    same protocol)."""
+    spec = baseline_eval_spec(
+        run, state, designs, stem, num_episodes, start_difficulty, replica, score
+    )
     if spec is None:
         raise StateError(
             f"run '{run.name}' has no trained baseline "

@@ -39,7 +39,14 @@ from pec.errors import InputError, StateError
 from pec.evaluation.evidence import run_evidence
 from pec.maths.design_space import DesignSpace, FloatArray, IntArray
 from pec.maths.routing import route
-from pec.maths.score_routing import DEFAULT_NEIGHBOURS, ScoreEvidence, check_router, route_by_scores
+from pec.maths.score_routing import (
+    DEFAULT_NEIGHBOURS,
+    DISTANCE_FLOOR,
+    TIE_TOLERANCE,
+    ScoreEvidence,
+    check_router,
+    route_by_scores,
+)
 from pec.runs.run import state_space
 from pec.runs.state import PECState
 from pec.runs.store import Store
@@ -123,9 +130,28 @@ def actor_actions(actor: torch.nn.Module, observations: ArrayLike) -> NDArray[np
 
 
 class TorchRouter(torch.nn.Module):
-    """Nearest centre in the unit square; ties to the lower index (torch.argmin's first)."""
+    """Both routers of a bundle as one TorchScript module (``router.pt``).
 
-    def __init__(self, lows: FloatArray, ranges: FloatArray, centres: FloatArray, ids: IntArray):
+    ``router(designs)`` (designs: (n, 2) physical [GCR, spcf]) routes to the nearest centre in
+    the unit square, ties to the lower index (torch.argmin's first), as
+    `pec.maths.routing.route`. ``router(designs, True)`` is the score-informed router, the
+    deployable twin of `pec.maths.score_routing.route_by_scores`: the run's evidence (evaluated
+    designs, already in the unit square, and each bundled expert's scores, NaN where it was not
+    evaluated) is baked into the module, and the rule is repeated in torch with the same
+    float64 operations in the same order (distances, a stable sort, the nearest-first weighted
+    sums, the tie rule), so both pick exactly the same experts; tests/test_bundle.py checks it
+    on random, edge, tied and evidence-free designs. Both return expert ids.
+    """
+
+    def __init__(
+        self,
+        lows: FloatArray,
+        ranges: FloatArray,
+        centres: FloatArray,
+        ids: IntArray,
+        evidence: ScoreEvidence | None = None,
+        neighbours: int = DEFAULT_NEIGHBOURS,
+    ):
         super().__init__()
         # Plain tensor attributes (not buffers) so mypy sees Tensors; TorchScript saves them.
         self.lows = torch.as_tensor(lows, dtype=torch.float64)
@@ -133,11 +159,57 @@ class TorchRouter(torch.nn.Module):
         unit = (np.asarray(centres) - lows) / ranges
         self.centres = torch.as_tensor(unit, dtype=torch.float64)
         self.ids = torch.as_tensor(ids, dtype=torch.long)
+        K = len(ids)
+        if evidence is None:
+            evidence = ScoreEvidence(np.zeros((0, 2)), np.zeros((0, K)))
+        if evidence.scores.shape[1] != K:
+            raise InputError(f"evidence has {evidence.scores.shape[1]} experts for {K} bundled")
+        known = (np.asarray(evidence.designs, dtype=np.float64).reshape(-1, 2) - lows) / ranges
+        self.evidence_units = torch.as_tensor(known, dtype=torch.float64)
+        self.evidence_scores = torch.as_tensor(evidence.scores, dtype=torch.float64)
+        self.neighbours = int(neighbours)
+        self.distance_floor = float(DISTANCE_FLOOR)
+        self.tie_tolerance = float(TIE_TOLERANCE)
 
-    def forward(self, designs: torch.Tensor) -> torch.Tensor:
+    def forward(self, designs: torch.Tensor, score_informed: bool = False) -> torch.Tensor:
         unit = (designs.to(torch.float64) - self.lows) / self.ranges
         distances = ((unit[:, None, :] - self.centres[None, :, :]) ** 2).sum(dim=2)
-        return self.ids[torch.argmin(distances, dim=1)]
+        nearest = torch.argmin(distances, dim=1)
+        if score_informed:
+            return self.ids[self._score_informed(unit, nearest)]
+        return self.ids[nearest]
+
+    def _score_informed(self, unit: torch.Tensor, fallback: torch.Tensor) -> torch.Tensor:
+        """Index per design (route_by_scores on unit-square designs; fallback: nearest)."""
+        n = unit.shape[0]
+        K = self.evidence_scores.shape[1]
+        prediction = torch.full((n, K), float("nan"), dtype=torch.float64)
+        if self.evidence_units.shape[0] > 0:
+            diff = unit[:, None, :] - self.evidence_units[None, :, :]
+            distance = torch.sqrt(diff[:, :, 0] * diff[:, :, 0] + diff[:, :, 1] * diff[:, :, 1])
+            for k in range(K):
+                column = self.evidence_scores[:, k]
+                valid = torch.nonzero(~torch.isnan(column)).flatten()
+                if valid.numel() == 0:
+                    continue
+                d = distance.index_select(1, valid)
+                take = min(self.neighbours, int(valid.numel()))
+                order = torch.sort(d, dim=1, stable=True)[1][:, :take]
+                weights = 1.0 / (torch.gather(d, 1, order) + self.distance_floor)
+                values = column.index_select(0, valid)[order]
+                total = torch.zeros(n, dtype=torch.float64)
+                weight = torch.zeros(n, dtype=torch.float64)
+                for j in range(take):
+                    total = total + weights[:, j] * values[:, j]
+                    weight = weight + weights[:, j]
+                prediction[:, k] = total / weight
+        known = ~torch.isnan(prediction)
+        best = torch.where(known, prediction, torch.full_like(prediction, -float("inf")))
+        top = best.max(dim=1).values
+        tied = known & (prediction >= (top - self.tie_tolerance)[:, None])
+        fallback_tied = tied.gather(1, fallback[:, None]).squeeze(1)
+        first_tied = torch.argmax(tied.to(torch.int64), dim=1)
+        return torch.where(known.any(dim=1) & ~fallback_tied, first_tied, fallback)
 
 
 # ---------------------------------------------------------------- export
@@ -281,6 +353,8 @@ def export_bundle(
         ids = np.asarray([x["id"] for x in experts], dtype=np.int64)
         centres = np.asarray([x["mu"] for x in experts], dtype=np.float64)
         evidence = run_evidence(store, state.run_name, len(state.experts), state.iteration)
+        # Columns follow expert_ids: only the bundled experts can be chosen.
+        bundled = ScoreEvidence(evidence.designs, evidence.scores[:, ids])
         router = {
             "rule": "nearest centre after mapping the design box to [0, 1]^2; ties to the lower id",
             "design_space": {"GCR": list(space.gcr), "spcf": list(space.spcf)},
@@ -290,12 +364,13 @@ def export_bundle(
                 "rule": "highest inverse-distance weighted score of the nearest evaluated "
                 f"designs (k={DEFAULT_NEIGHBOURS}); ties and no evidence -> nearest centre",
                 "neighbours": DEFAULT_NEIGHBOURS,
-                # Columns follow expert_ids: only the bundled experts can be chosen.
-                "evidence": ScoreEvidence(evidence.designs, evidence.scores[:, ids]).to_json(),
+                "evidence": bundled.to_json(),
             },
         }
         (staging / ROUTER_JSON).write_text(json.dumps(router, indent=2))
-        scripted_router: Any = torch.jit.script(TorchRouter(space.lows, space.ranges, centres, ids))
+        scripted_router: Any = torch.jit.script(
+            TorchRouter(space.lows, space.ranges, centres, ids, bundled)
+        )
         scripted_router.save(str(staging / ROUTER_TS))
         gaussians = {
             "run": state.run_name,
@@ -318,6 +393,9 @@ def export_bundle(
             "(batch, action_dim): normaliser inside, deterministic mean action",
             "router": ROUTER_JSON,
             "router_torchscript": ROUTER_TS,
+            "router_torchscript_io": "designs (n, 2) float64 physical [GCR, spcf] -> expert ids "
+            "(n,) int64; router(designs) nearest centre, router(designs, True) score-informed "
+            "(the evidence of router.json is inside)",
             "gaussians": GAUSSIANS_JSON,
             "experts": experts,
             "tolerance": {

@@ -15,7 +15,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -23,7 +23,7 @@ from numpy.typing import ArrayLike
 from pec.errors import InputError, NotFoundError, StateError
 from pec.evaluation.designs_file import Design
 from pec.evaluation.evidence import router_evidence_size, run_evidence
-from pec.evaluation.protocols import describe
+from pec.evaluation.protocols import SCORE_NAMES, ScoreName, describe
 from pec.iteration.steps import checkpoint_exists, job_settings
 from pec.jobs.spec import EvalJobSpec
 from pec.maths.design_space import DesignSpace, FloatArray, IntArray, as_points
@@ -32,6 +32,7 @@ from pec.maths.routing import route
 from pec.maths.score_routing import DEFAULT_NEIGHBOURS, ScoreEvidence, route_by_scores
 from pec.maths.seeds import derive_seed
 from pec.runs import layout
+from pec.runs.config import MAX_LEVEL, PECConfig
 from pec.runs.run import Run
 from pec.runs.state import PECState
 from pec.runs.store import Store
@@ -275,6 +276,50 @@ def eval_seed(run: Run, stem: str) -> int:
     return derive_seed(run.config.seed, "final-eval", stem)
 
 
+@dataclass(frozen=True)
+class FinalProtocol:
+    """How a final evaluation scores: `score` with the final-level settings it records."""
+
+    score: ScoreName
+    num_episodes: int
+    start_difficulty: int
+
+
+def final_protocol(
+    config: PECConfig,
+    score: str | None = None,
+    num_episodes: int | None = None,
+    start_difficulty: int | None = None,
+    flag: str = "--",
+) -> FinalProtocol:
+    """The final evaluation's protocol: the run's configured `score` unless one is given.
+
+    `num_episodes` / `start_difficulty` set the final_level protocol only; passing either
+    under level_search is refused instead of silently ignored. `flag` prefixes the names in
+    messages (``--`` for CLI flags, ``""`` for flow parameters).
+    """
+    if score is not None and score not in SCORE_NAMES:
+        raise InputError(f"{flag}score {score!r}: choose one of {', '.join(SCORE_NAMES)}")
+    chosen: ScoreName = config.score if score is None else cast(ScoreName, score)
+    if chosen == "level_search":
+        for name, value in (("num_episodes", num_episodes), ("start_difficulty", start_difficulty)):
+            if value is not None:
+                raise InputError(
+                    f"{flag}{name}: the level_search protocol does not use it (it searches levels "
+                    f"0..{config.search_max_level}); drop {flag}{name}, or pass "
+                    f"{flag}score final_level to score the original's way"
+                )
+    episodes = config.num_episodes if num_episodes is None else num_episodes
+    start = config.start_difficulty if start_difficulty is None else start_difficulty
+    if isinstance(episodes, bool) or not 1 <= episodes <= 100_000:
+        raise InputError(f"{flag}num_episodes {episodes}: pass 1..100,000 episodes")
+    if isinstance(start, bool) or not 0 <= start <= MAX_LEVEL:
+        raise InputError(
+            f"{flag}start_difficulty {start}: the obstacle level must be in 0..{MAX_LEVEL}"
+        )
+    return FinalProtocol(score=chosen, num_episodes=episodes, start_difficulty=start)
+
+
 def final_eval_spec(
     run: Run,
     state: PECState,
@@ -285,8 +330,10 @@ def final_eval_spec(
     num_episodes: int,
     start_difficulty: int,
     threads: int,
+    score: ScoreName | None = None,
 ) -> EvalJobSpec:
-    """One policy's final-evaluation job: every design, the set's shared seed and protocol."""
+    """One policy's final-evaluation job: every design, the set's shared seed and protocol
+    (`score` None: the run's configured protocol)."""
     return EvalJobSpec(
         kind="eval",
         backend=run.config.backend,
@@ -298,7 +345,7 @@ def final_eval_spec(
         designs=[(float(d.GCR), float(d.spcf)) for d in designs],
         num_episodes=num_episodes,
         start_difficulty=start_difficulty,
-        score=run.config.score,
+        score=run.config.score if score is None else score,
         search_max_level=run.config.search_max_level,
         seed=eval_seed(run, stem),
         device=run.config.effective_device,
@@ -315,6 +362,7 @@ def final_eval_specs(
     stem: str,
     num_episodes: int,
     start_difficulty: int,
+    score: ScoreName | None = None,
 ) -> dict[int, EvalJobSpec | None]:
     """One evaluation job per expert; None for an expert without a checkpoint in the store."""
     specs: dict[int, EvalJobSpec | None] = {}
@@ -333,6 +381,7 @@ def final_eval_specs(
             num_episodes,
             start_difficulty,
             threads=run.config.job_threads(run.config.experts_in_flight),
+            score=score,
         )
     return specs
 
@@ -407,8 +456,11 @@ def write_summary(
     levels: dict[int, list[int] | None],
     num_episodes: int,
     start_difficulty: int,
+    score: ScoreName | None = None,
 ) -> dict[str, Any]:
-    """Summarise the experts' levels and write summary.json; returns the payload."""
+    """Summarise the experts' levels and write summary.json; returns the payload.
+
+    `score`: the protocol the levels were measured with (None: the run's configured one)."""
     K = len(state.experts)
     matrix = np.full((K, len(designs)), np.nan)
     for k in range(K):
@@ -430,7 +482,10 @@ def write_summary(
         designs=designs,
         protocol={
             **describe(
-                run.config.score, num_episodes, start_difficulty, run.config.search_max_level
+                run.config.score if score is None else score,
+                num_episodes,
+                start_difficulty,
+                run.config.search_max_level,
             ),
             "num_episodes": num_episodes,
             "start_difficulty": start_difficulty,

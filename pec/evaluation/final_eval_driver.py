@@ -21,6 +21,7 @@ from pec.evaluation.final_eval import (
     reusable_levels,
     write_summary,
 )
+from pec.evaluation.protocols import ScoreName
 from pec.jobs.runner import JobOutcome, JobRunner
 from pec.jobs.spec import EvalJobResult, EvalJobSpec, TrainJobSpec
 from pec.runs import layout
@@ -42,15 +43,19 @@ def run_final_eval(
     *,
     num_episodes: int,
     start_difficulty: int,
+    score: ScoreName | None = None,
     with_baseline: bool = False,
     on_expert: OnExpert | None = None,
 ) -> dict[str, Any]:
     """Evaluate every expert (reusing finished ones), write per-policy results and summary.json.
 
-    With `with_baseline`, the trained generalist (if any) is evaluated in the same batch, with
+    `score` is the protocol (None: the run's configured one; `final_protocol` resolves and
+    checks what a user asked for). A result is reused only under the same protocol. With
+    `with_baseline`, the trained generalist (if any) is evaluated in the same batch, with
     the same protocol and seed; its results go under ``<run>/baseline/``. Returns summary.json.
     """
-    specs = final_eval_specs(run, state, designs, stem, num_episodes, start_difficulty)
+    score = run.config.score if score is None else score
+    specs = final_eval_specs(run, state, designs, stem, num_episodes, start_difficulty, score)
     levels: dict[int, list[int] | None] = {}
     jobs: list[EvalJobSpec] = []
     keys: dict[int, tuple[str, str]] = {}  # id(spec) -> (result key, who)
@@ -62,7 +67,9 @@ def run_final_eval(
             continue
         jobs.append(spec)
         keys[id(spec)] = (layout.final_eval_expert_key(run.name, stem, k), f"expert {k}")
-    baseline = baseline_eval_spec(run, state, designs, stem, num_episodes, start_difficulty)
+    baseline = baseline_eval_spec(
+        run, state, designs, stem, num_episodes, start_difficulty, score=score
+    )
     if with_baseline and baseline is not None:
         jobs.append(baseline)
         keys[id(baseline)] = (baseline_eval_key(run.name, stem), "baseline")
@@ -91,5 +98,12 @@ def run_final_eval(
 
     runner.run_jobs(jobs, finished=finished, on_outcome=record)
     return write_summary(
-        run, state, designs, stem, dict(sorted(levels.items())), num_episodes, start_difficulty
+        run,
+        state,
+        designs,
+        stem,
+        dict(sorted(levels.items())),
+        num_episodes,
+        start_difficulty,
+        score,
     )

@@ -19,7 +19,7 @@ from matplotlib.colors import ListedColormap, TwoSlopeNorm
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from pec.errors import InputError, NotFoundError
+from pec.errors import InputError, NotFoundError, StateError
 from pec.evaluation.baseline import baseline_eval_key
 from pec.evaluation.final_eval import (
     ScoreSummary,
@@ -104,7 +104,25 @@ def load_report_data(store: Store, run_name: str, stem: str) -> ReportData:
         baseline_levels = [int(v) for v in data["levels"]]
     except NotFoundError:
         log.info("no baseline evaluation on %s; the report shows PEC only", stem)
+    else:
+        check_same_protocol(payload.get("protocol"), data.get("protocol"), stem)
     return report_data(payload, baseline_levels)
+
+
+def check_same_protocol(experts: Any, baseline: Any, stem: str) -> None:
+    """PEC and the generalist are compared only when scored by the same protocol."""
+    if not isinstance(experts, dict) or not isinstance(baseline, dict):
+        return  # results written before protocols were recorded
+    fields = ["score", "ceiling", "search_max_level"]
+    if experts.get("score") == "final_level":
+        fields += ["num_episodes", "start_difficulty"]
+    if any(experts.get(f) != baseline.get(f) for f in fields):
+        raise StateError(
+            f"the generalist on '{stem}' was scored with {baseline.get('score')} (ceiling "
+            f"{baseline.get('ceiling')}), the experts with {experts.get('score')} (ceiling "
+            f"{experts.get('ceiling')}); run `pec baseline eval --score {experts.get('score')}` "
+            "with the experts' settings, or `pec eval-final` again with the generalist's"
+        )
 
 
 # ---------------------------------------------------------------- numbers

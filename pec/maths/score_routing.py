@@ -11,7 +11,10 @@ unit square), and routes to the expert with the highest prediction:
 over the `neighbours` evaluated designs e_j nearest x among those expert k was scored on.
 Ties (within TIE_TOLERANCE) go to the nearest-centre choice when it is among the tied
 experts, else to the lowest id; a design with no evidence at all is routed to the nearest
-centre. Pure numpy, deterministic.
+centre. Pure numpy, deterministic. Each prediction is summed one neighbour at a time, nearest
+first, so that the deployable twin of this rule, the TorchScript router of a policy bundle
+(`pec.evaluation.bundle.TorchRouter`), repeats the same float64 operations and picks exactly
+the same experts (tests/test_bundle.py checks it).
 """
 
 from __future__ import annotations
@@ -102,7 +105,8 @@ def predict_scores(
     if evidence.size == 0:
         return prediction
     known = space.normalize(evidence.designs)
-    distance = np.sqrt(np.sum((points[:, None, :] - known[None, :, :]) ** 2, axis=2))
+    diff = points[:, None, :] - known[None, :, :]
+    distance = np.sqrt(diff[:, :, 0] * diff[:, :, 0] + diff[:, :, 1] * diff[:, :, 1])
     for k in range(K):
         valid = np.nonzero(~np.isnan(evidence.scores[:, k]))[0]
         if valid.size == 0:
@@ -113,7 +117,12 @@ def predict_scores(
         nearest = np.argsort(d, axis=1, kind="stable")[:, :take]
         weights = 1.0 / (np.take_along_axis(d, nearest, axis=1) + DISTANCE_FLOOR)
         values = evidence.scores[valid][nearest, k]
-        prediction[:, k] = np.sum(weights * values, axis=1) / np.sum(weights, axis=1)
+        total = np.zeros(points.shape[0])
+        weight = np.zeros(points.shape[0])
+        for j in range(take):  # nearest first, in this order (see the module docstring)
+            total = total + weights[:, j] * values[:, j]
+            weight = weight + weights[:, j]
+        prediction[:, k] = total / weight
     return prediction
 
 

@@ -108,8 +108,9 @@ class PECConfig(BaseModel):
     num_episodes: int = Field(20, ge=1, le=100_000)
     start_difficulty: int = Field(28, ge=0, le=MAX_LEVEL)
     score: Literal["final_level", "level_search"] = Field(
-        "final_level",
-        description="evaluation protocol (pec.evaluation.protocols); the original's default",
+        "level_search",
+        description="evaluation protocol (pec.evaluation.protocols): level_search (default), or "
+        "final_level, the original's protocol (num_episodes from start_difficulty)",
     )
     search_max_level: int = Field(
         MAX_LEVEL, ge=1, le=MAX_LEVEL, description="level_search: highest level probed (ceiling)"

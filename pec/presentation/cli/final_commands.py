@@ -19,31 +19,25 @@ from rich.table import Table
 
 from pec.errors import InputError
 from pec.evaluation.designs_file import Design, dump_designs, read_designs_file, uniform_designs
-from pec.evaluation.final_eval import designs_stem
+from pec.evaluation.final_eval import FinalProtocol, designs_stem, final_protocol
+from pec.evaluation.protocols import SCORE_NAMES
 from pec.jobs.plan import local_runner
 from pec.maths.design_space import DesignSpace
 from pec.presentation.cli.common import add_common, default_store, open_run_from_args, pair
 from pec.presentation.cli.history import compare_table, run_overview
 from pec.presentation.console import console, progress_bar
 from pec.runs import layout
-from pec.runs.config import MAX_ENVS, MAX_MUJOCO_ENVS, build_config
+from pec.runs.config import MAX_ENVS, MAX_MUJOCO_ENVS, PECConfig, build_config
 from pec.runs.run import load_run_state, load_state_or_fail, open_run_store, state_space
 from pec.runs.run_names import validate_run_name
 
 log = logging.getLogger(__name__)
 
 
-def _protocol(
-    args: argparse.Namespace, num_episodes: int, start_difficulty: int
-) -> tuple[int, int]:
-    """Final-evaluation protocol: flags win over the run's frontier protocol (not recorded)."""
-    episodes = args.num_episodes if args.num_episodes is not None else num_episodes
-    start = args.start_difficulty if args.start_difficulty is not None else start_difficulty
-    if not 1 <= episodes <= 100_000:
-        raise InputError(f"--num_episodes {episodes}: pass 1..100,000 episodes")
-    if not 0 <= start <= 74:
-        raise InputError(f"--start_difficulty {start}: the obstacle level must be in 0..74")
-    return episodes, start
+def _protocol(args: argparse.Namespace, config: PECConfig) -> FinalProtocol:
+    """Final-evaluation protocol: --score (default: the run's), --num_episodes and
+    --start_difficulty (final_level only) win over the run's config."""
+    return final_protocol(config, args.score, args.num_episodes, args.start_difficulty)
 
 
 def _designs(path: str, space: DesignSpace) -> tuple[list[Design], str]:
@@ -62,9 +56,9 @@ def cmd_eval_final(args: argparse.Namespace) -> int:
     from pec.evaluation.final_eval_driver import run_final_eval
 
     run = open_run_from_args(args)
+    protocol = _protocol(args, run.config)
     state, _ = load_run_state(run)
     designs, stem = _designs(args.designs_file, run.space)
-    episodes, start = _protocol(args, run.config.num_episodes, run.config.start_difficulty)
     runner = local_runner(run.config)
     with progress_bar() as progress:
         bar = progress.add_task(f"final eval {stem}", total=len(state.experts), info="")
@@ -84,8 +78,9 @@ def cmd_eval_final(args: argparse.Namespace) -> int:
             designs,
             stem,
             runner,
-            num_episodes=episodes,
-            start_difficulty=start,
+            num_episodes=protocol.num_episodes,
+            start_difficulty=protocol.start_difficulty,
+            score=protocol.score,
             on_expert=on_expert,
         )
     table = Table(title=f"{run.name} on {stem} ({len(designs)} designs)")
@@ -183,9 +178,9 @@ def cmd_baseline_eval(args: argparse.Namespace) -> int:
     from pec.evaluation.baseline import baseline_eval_key, evaluate_baseline
 
     run = open_run_from_args(args)
+    protocol = _protocol(args, run.config)
     state, _ = load_run_state(run)
     designs, stem = _designs(args.designs_file, run.space)
-    episodes, start = _protocol(args, run.config.num_episodes, run.config.start_difficulty)
     runner = local_runner(run.config)
     payload = evaluate_baseline(
         run,
@@ -193,9 +188,10 @@ def cmd_baseline_eval(args: argparse.Namespace) -> int:
         designs,
         stem,
         runner,
-        num_episodes=episodes,
-        start_difficulty=start,
+        num_episodes=protocol.num_episodes,
+        start_difficulty=protocol.start_difficulty,
         replica=args.replica,
+        score=protocol.score,
     )
     console.print(
         f"generalist on {stem}: mean level {payload['mean']:.3f} "
@@ -283,13 +279,29 @@ def cmd_compare(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------- parser
 
 
+def add_protocol_flags(p: argparse.ArgumentParser) -> None:
+    """--score and the final_level settings of a final evaluation (pec.evaluation.protocols)."""
+    p.add_argument(
+        "--score",
+        choices=SCORE_NAMES,
+        help="evaluation protocol (default: the run's score); final_level is the original's",
+    )
+    p.add_argument(
+        "--num_episodes", type=int, help="final_level only (default: the run's num_episodes)"
+    )
+    p.add_argument(
+        "--start_difficulty",
+        type=int,
+        help="final_level only (default: the run's start_difficulty)",
+    )
+
+
 def add_final_commands(subparsers: Any) -> None:
     """Register this module's sub-commands on the main parser's subparsers."""
     p = subparsers.add_parser("eval-final", help="evaluate every expert on a designs file")
     add_common(p)
     p.add_argument("--designs_file", required=True, help='JSON [{"id", "GCR", "spcf"}, ...]')
-    p.add_argument("--num_episodes", type=int, help="default: the run's num_episodes")
-    p.add_argument("--start_difficulty", type=int, help="default: the run's start_difficulty")
+    add_protocol_flags(p)
     p.set_defaults(func=cmd_eval_final)
 
     p = subparsers.add_parser("designs", help="write designs files")
@@ -318,8 +330,7 @@ def add_final_commands(subparsers: Any) -> None:
     e = baseline.add_parser("eval", help="evaluate the generalist on a designs file")
     add_common(e)
     e.add_argument("--designs_file", required=True)
-    e.add_argument("--num_episodes", type=int)
-    e.add_argument("--start_difficulty", type=int)
+    add_protocol_flags(e)
     e.add_argument("--replica", type=int, default=0)
     e.set_defaults(func=cmd_baseline_eval)
 
