@@ -216,18 +216,21 @@ class FakeExecutor:
         return EvalJobResult(levels=levels, expert_id=spec.expert_id)
 
 
-def trained_run(tmp_path: Path, K: int = 2) -> tuple[Run, PECState]:
+def trained_run(
+    tmp_path: Path, K: int = 2, score: str | None = "final_level"
+) -> tuple[Run, PECState]:
+    """score: the original's protocol by default (these tests check num_episodes and
+    start_difficulty); None leaves the model default."""
     store = LocalStore(tmp_path / "store")
     config = build_config(
         {
             "K": K,
             "centers": [[0.78, 0.005], [0.86, 0.005]][:K],
             "N_init": 5,
-            # The original's protocol: these tests check num_episodes/start_difficulty.
-            "score": "final_level",
             "num_episodes": 3,
             "start_difficulty": 1,
-        }
+        },
+        {"score": score},
     )
     run = make_run(store, StoreSpec(location=store.root_uri), RUN, config)
     state, version, _ = initialise_run(run)
@@ -480,3 +483,39 @@ def test_final_level_flags_under_level_search_are_refused(
     # An unknown protocol is one line too (argparse's choices).
     assert final_main([*argv, "--score", "best"]) == 2
     assert "--score: invalid choice: 'best'" in capsys.readouterr().err
+
+
+def test_a_run_without_score_is_finally_evaluated_by_level_search(tmp_path: Path) -> None:
+    run, state = trained_run(tmp_path, score=None)  # the model default
+    executor = FakeExecutor()
+    summary = run_final_eval(
+        run, state, DESIGNS, "held", LocalJobRunner(executor), num_episodes=3, start_difficulty=1
+    )
+    assert [s.score for s in executor.eval_specs] == ["level_search", "level_search"]
+    assert all(s.search_max_level == 74 for s in executor.eval_specs)
+    protocol = summary["protocol"]
+    assert (protocol["score"], protocol["ceiling"], protocol["search_max_level"]) == (
+        "level_search",
+        74,
+        74,
+    )
+
+
+def test_final_protocol_follows_the_run_unless_told_otherwise() -> None:
+    from pec.evaluation.final_eval import FinalProtocol, final_protocol
+
+    searched = build_config({"num_episodes": 9, "start_difficulty": 4})  # level_search
+    assert final_protocol(searched) == FinalProtocol("level_search", 9, 4)
+    assert final_protocol(searched, "final_level", 5) == FinalProtocol("final_level", 5, 4)
+    assert final_protocol(searched, "final_level", None, 0) == FinalProtocol("final_level", 9, 0)
+    original = build_config({"score": "final_level", "num_episodes": 9, "start_difficulty": 4})
+    assert final_protocol(original, None, 2, 3) == FinalProtocol("final_level", 2, 3)
+    assert final_protocol(original, "level_search") == FinalProtocol("level_search", 9, 4)
+    with pytest.raises(InputError, match=r"^--num_episodes 0: pass 1\.\.100,000 episodes$"):
+        final_protocol(original, None, 0)
+    with pytest.raises(InputError, match=r"^start_difficulty 75: the obstacle level"):
+        final_protocol(original, None, None, 75, flag="")
+    with pytest.raises(InputError, match=r"^score 'best': choose one of final_level, level_sea"):
+        final_protocol(original, "best", flag="")
+    with pytest.raises(InputError, match=r"^start_difficulty: the level_search protocol does no"):
+        final_protocol(original, "level_search", None, 2, flag="")
