@@ -1,7 +1,9 @@
 """A deployable PEC policy: every expert, the Gaussians and a tiny router in one folder.
 
 A robot knows its own (GCR, spcf), so deployment needs no learned gate: route to the
-nearest centre (both axes normalised to the design box) and run that expert. The bundle
+nearest centre (both axes normalised to the design box), or by the run's evaluations (the
+score-informed router), and run that expert. ``router.json`` holds both routers' data and
+``router.pt`` both routers as one TorchScript module (`TorchRouter`). The bundle
 holds each expert's actor twice, as TorchScript (``policy_<k>.pt``) and ONNX
 (``policy_<k>.onnx``), both with the observation normaliser folded in and returning the
 deterministic mean action, so a consumer needs neither rsl-rl nor the training code.
