@@ -13,7 +13,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from prefect import flow
+from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from flows.artifacts import artifact_key
@@ -23,6 +23,7 @@ from pec.errors import InputError
 from pec.evaluation.designs_file import Design, parse_designs, read_designs_file
 from pec.evaluation.final_eval import designs_stem, final_protocol
 from pec.evaluation.final_eval_driver import run_final_eval
+from pec.evaluation.protocols import unused_override_warnings
 from pec.evaluation.report import (
     comparison_numbers,
     comparison_rows,
@@ -74,12 +75,17 @@ def pec_final_eval(
     """Final evaluation of `run_name` on a designs set, plus the comparison report.
 
     `score`: the protocol (default: the run's); `num_episodes` / `start_difficulty` apply to
-    `score` final_level only (`pec.evaluation.final_eval.final_protocol`, as `pec eval-final`).
+    `score` final_level only (`pec.evaluation.final_eval.final_protocol`, as `pec eval-final`):
+    under level_search they are refused, and `overrides` of them are kept with a warning.
     `aws_credentials_block`: as for the `pec` flow, S3 keys for this run's worker process.
     """
     apply_aws_credentials(aws_credentials_block)
     run = open_run(run_name, store, config, overrides)
     protocol = final_protocol(run.config, score, num_episodes, start_difficulty, flag="")
+    for line in unused_override_warnings(
+        protocol.score, overrides or {}, run.config.search_max_level, "overrides "
+    ):
+        get_run_logger().warning("%s", line)
     state, _ = load_run_state(run)
     points, stem = _load_designs(run, designs_file, designs, designs_stem)
     summary = run_final_eval(

@@ -23,6 +23,7 @@ from flows.credentials import apply_aws_credentials
 from flows.pinning import lease_holder, pin_iteration
 from flows.tasks import PrefectJobRunner
 from pec.errors import PECError
+from pec.evaluation.protocols import unused_override_warnings
 from pec.iteration import steps
 from pec.iteration.driver import IterationReport, run_iteration, start_run
 from pec.iteration.lease import DuplicateRunError
@@ -118,6 +119,10 @@ def pec_flow(
     logger = get_run_logger()
     apply_aws_credentials(aws_credentials_block)
     run = open_run(run_name, store, config, overrides)
+    for line in unused_override_warnings(
+        run.config.score, overrides or {}, run.config.search_max_level, "overrides "
+    ):
+        logger.warning("%s", line)
     pinned = iteration is not None
     state, version, iteration = start_run(run, iteration)
     if not pinned:  # a Retry of this flow run only ever redoes this iteration

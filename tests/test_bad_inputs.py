@@ -226,6 +226,23 @@ CASES = [
         file_text='[{"id": 0, "GCR": 0.8, "spcf": 0.005}, {"id": 0, "GCR": 0.81, "spcf": 0.005}]',
     ),
     Case("route without a design", ["route", *RC], "--GCR"),
+    # final_level settings that level_search (the seeded run's protocol) would ignore
+    Case(
+        "frontier episodes under level search",
+        ["evaluate-frontier", *RC, "--num_episodes", "5"],
+        "--num_episodes: the level_search protocol does not use it (it searches levels 0..74); "
+        "drop --num_episodes, or pass --set score=final_level",
+    ),
+    Case(
+        "frontier start level under level search",
+        ["evaluate-frontier", *RC, "--set", "search_max_level=30", "--start_difficulty", "2"],
+        "--start_difficulty: the level_search protocol does not use it (it searches levels 0..30)",
+    ),
+    Case(
+        "frontier flag under a level search named by --set",
+        ["evaluate-frontier", *RC, "--set", "score=level_search", "--num_episodes", "5"],
+        "drop --num_episodes, or pass --set score=final_level to score the original's way",
+    ),
     # scores
     Case(
         "scores with NaN",

@@ -519,3 +519,137 @@ def test_final_protocol_follows_the_run_unless_told_otherwise() -> None:
         final_protocol(original, "best", flag="")
     with pytest.raises(InputError, match=r"^start_difficulty: the level_search protocol does no"):
         final_protocol(original, "level_search", None, 2, flag="")
+
+
+# ---------------------------------------------------------------- what defines a level search
+
+
+def _reconfigured(run: Run, **update: object) -> Run:
+    """The same run (store, state) under a config with `update` applied, as after an edit."""
+    return make_run(run.store, run.store_spec, RUN, build_config(run.config.model_dump(), update))
+
+
+def test_level_search_final_results_survive_unused_settings_only(tmp_path: Path) -> None:
+    from pec.evaluation.final_eval import eval_seed
+
+    run, state = trained_run(tmp_path, score="level_search")
+
+    def evaluate(at: Run) -> list[int]:
+        executor = FakeExecutor()
+        run_final_eval(
+            at,
+            state,
+            DESIGNS,
+            "held",
+            LocalJobRunner(executor),
+            num_episodes=at.config.num_episodes,
+            start_difficulty=at.config.start_difficulty,
+        )
+        return [s.expert_id for s in executor.eval_specs]
+
+    assert evaluate(run) == [0, 1]
+    record = {"score": "level_search", "search_max_level": 74, "ceiling": 74}
+    seed = eval_seed(run, "held")
+    summary = read_summary(run.store, RUN, "held")
+    assert summary["protocol"] == {**record, "seed": seed, "backend": "mujoco"}
+    key = layout.final_eval_expert_key(RUN, "held", 0)
+    assert json.loads(run.store.read_bytes(key))["protocol"] == {**record, "seed": seed}
+    # num_episodes / start_difficulty do not define a level search: nothing evaluated again.
+    assert evaluate(_reconfigured(run, num_episodes=9, start_difficulty=5)) == []
+    # A result an older version wrote with those unused keys is still this protocol's.
+    older = json.loads(run.store.read_bytes(key))
+    older["protocol"].update(num_episodes=3, start_difficulty=1)
+    run.store.write_bytes(key, json.dumps(older).encode())
+    assert evaluate(run) == []
+    # What does define it evaluates again (and the next call reuses the new results).
+    for update in ({"search_max_level": 40}, {"seed": run.config.seed + 1}):
+        changed = _reconfigured(run, **update)
+        assert evaluate(changed) == [0, 1]
+        assert evaluate(changed) == []
+        assert evaluate(run) == [0, 1]  # back to the first protocol: evaluated again
+
+
+def test_level_search_frontier_scores_survive_unused_settings_only(tmp_path: Path) -> None:
+    from pec.iteration.driver import evaluate_frontier
+
+    run, state = trained_run(tmp_path, score="level_search")
+
+    def evaluate(at: Run) -> tuple[list[int], dict[str, object]]:
+        executor = FakeExecutor()
+        scores = evaluate_frontier(at, state, LocalJobRunner(executor))
+        return [s.expert_id for s in executor.eval_specs], scores
+
+    evaluated, first = evaluate(run)
+    assert evaluated == [0, 1]
+    protocol = first["protocol"]
+    assert isinstance(protocol, dict)
+    assert "num_episodes" not in protocol and "start_difficulty" not in protocol
+    assert {
+        k: protocol[k] for k in ("score", "search_max_level", "ceiling", "seed", "backend")
+    } == {
+        "score": "level_search",
+        "search_max_level": 74,
+        "ceiling": 74,
+        "seed": run.config.seed,
+        "backend": "mujoco",
+    }
+    # Unused settings changed: the finished scores.json is this iteration's, as it was.
+    assert evaluate(_reconfigured(run, num_episodes=9, start_difficulty=5)) == ([], first)
+    # An older version's scores.json that also recorded them is reused too.
+    key = layout.scores_key(RUN, state.iteration)
+    older = {**first, "protocol": {**protocol, "num_episodes": 3, "start_difficulty": 1}}
+    run.store.write_bytes(key, json.dumps(older).encode())
+    assert evaluate(run) == ([], older)
+    # The ceiling or the seed changed: evaluated again, under the new protocol.
+    for name, value in (("search_max_level", 40), ("seed", run.config.seed + 1)):
+        evaluated, scores = evaluate(_reconfigured(run, **{name: value}))
+        assert evaluated == [0, 1]
+        assert isinstance(scores["protocol"], dict) and scores["protocol"][name] == value
+        assert evaluate(run)[0] == [0, 1]
+
+
+def test_final_level_frontier_scores_follow_its_episodes(tmp_path: Path) -> None:
+    from pec.iteration.driver import evaluate_frontier
+
+    run, state = trained_run(tmp_path)  # final_level: num_episodes defines the score
+    evaluate_frontier(run, state, LocalJobRunner(FakeExecutor()))
+    again = FakeExecutor()
+    scores = evaluate_frontier(_reconfigured(run, num_episodes=4), state, LocalJobRunner(again))
+    assert [s.num_episodes for s in again.eval_specs] == [4, 4]
+    assert scores["protocol"]["num_episodes"] == 4 and scores["protocol"]["ceiling"] == 5
+    assert "search_max_level" not in scores["protocol"]
+
+
+def test_final_level_flags_and_overrides_on_the_command_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The flags pass under final_level (and become the config); a `--set` of them under
+    level_search is kept with one warning line, since it applies to final_level scoring."""
+    from pec.presentation.cli.common import open_run_from_args
+    from pec.presentation.cli.main import build_parser
+
+    trained_run(tmp_path, score="level_search")
+    parser = build_parser()
+    common = ["--run_name", RUN, "--store", str(tmp_path / "store")]
+    keys = ["F", "sampling_mode", "num_episodes", "start_difficulty"]
+
+    def open_with(*argv: str) -> Run:
+        return open_run_from_args(parser.parse_args(["evaluate-frontier", *common, *argv]), keys)
+
+    run = open_with("--set", "score=final_level", "--num_episodes", "5", "--start_difficulty", "2")
+    assert (run.config.score, run.config.num_episodes, run.config.start_difficulty) == (
+        "final_level",
+        5,
+        2,
+    )
+    assert capsys.readouterr().err == ""
+    run = open_with("--set", "num_episodes=7")
+    assert run.config.num_episodes == 7 and run.config.score == "level_search"
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert err.startswith("pec: warning: --set num_episodes=7: the level_search protocol does")
+    # eval-final's own --score decides: under --score final_level the override is used.
+    flags = ["--designs_file", "x.json", "--score", "final_level", "--set", "start_difficulty=3"]
+    args = parser.parse_args(["eval-final", *common, *flags])
+    assert open_run_from_args(args).config.start_difficulty == 3
+    assert capsys.readouterr().err == ""

@@ -79,3 +79,18 @@ def test_final_eval_flow_writes_summary_report_and_artifacts(
     with pytest.raises(InputError, match=r"^num_episodes: the level_search protocol does not"):
         pec_final_eval(**common, score="level_search", num_episodes=3)
     assert store.read_bytes(layout.final_eval_summary_key("final", "heldout3")) == before
+
+    # A finished level_search result outlives an edit of final_level's settings (the flow's
+    # `overrides`): reused, as its tampered levels show; a new ceiling evaluates again.
+    key = layout.final_eval_expert_key("final", "heldout3", 0)
+    marked = {**again, "levels": [74, 74, 74]}
+    store.write_bytes(key, json.dumps(marked).encode())
+    summary_key = layout.final_eval_summary_key("final", "heldout3")
+    pec_final_eval(
+        **common, score="level_search", overrides={"num_episodes": 5, "start_difficulty": 2}
+    )
+    assert json.loads(store.read_bytes(summary_key))["scores"][0] == [74, 74, 74]
+    pec_final_eval(**common, score="level_search", overrides={"search_max_level": 40})
+    lowered = json.loads(store.read_bytes(summary_key))
+    assert lowered["protocol"]["ceiling"] == 40
+    assert all(level <= 40 for level in lowered["scores"][0])

@@ -5,8 +5,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pec.errors import ConfigError, JobError
-from pec.evaluation.protocols import ceiling, describe, level_search, search_rounds
+from pec.errors import ConfigError, InputError, JobError
+from pec.evaluation.protocols import (
+    ceiling,
+    describe,
+    level_search,
+    refuse_unused_settings,
+    same_protocol,
+    search_rounds,
+    unused_override_warnings,
+)
 from pec.jobs.spec import EvalJobSpec
 from pec.runs.config import build_config
 
@@ -72,6 +80,63 @@ def test_ceiling_and_record_per_protocol() -> None:
     }
     cfg = build_config({"score": "level_search"})
     assert cfg.protocol_record()["ceiling"] == 74
+
+
+def test_a_record_holds_what_changes_the_scores_and_reuse_compares_exactly_that() -> None:
+    searched = describe("level_search", 10, 0, 40, seed=7, backend="mujoco")
+    assert searched == {
+        "score": "level_search",
+        "search_max_level": 40,
+        "ceiling": 40,
+        "seed": 7,
+        "backend": "mujoco",
+    }
+    # final_level's settings do not define a level search: any values, the same protocol ...
+    assert describe("level_search", 3, 9, 40, seed=7, backend="mujoco") == searched
+    # ... also when an older version recorded them (or other keys, like scores.json's F).
+    older = {**searched, "num_episodes": 10, "start_difficulty": 0, "F": 32, "K": 2}
+    assert same_protocol(older, searched) and same_protocol(searched, older)
+    # What does define it differs: the ceiling, the seed, the backend, the protocol.
+    for changed in (
+        describe("level_search", 10, 0, 41, seed=7, backend="mujoco"),
+        describe("level_search", 10, 0, 40, seed=8, backend="mujoco"),
+        describe("level_search", 10, 0, 40, seed=7, backend="isaaclab"),
+        describe("final_level", 10, 0, 40, seed=7, backend="mujoco"),
+    ):
+        assert not same_protocol(changed, searched)
+    # A record that lacks a defining key (no seed) is not taken for one that has it.
+    assert not same_protocol({k: v for k, v in searched.items() if k != "seed"}, searched)
+    assert not same_protocol(None, searched) and not same_protocol([searched], searched)
+    # Under final_level the episodes and start level define the score; search_max_level not.
+    original = describe("final_level", 10, 3, 74, seed=7)
+    assert not same_protocol(describe("final_level", 11, 3, 74, seed=7), original)
+    assert not same_protocol(describe("final_level", 10, 4, 74, seed=7), original)
+    assert same_protocol({**original, "search_max_level": 12}, original)
+
+
+def test_a_final_level_setting_given_under_level_search_is_refused_or_warned() -> None:
+    given = {"num_episodes": None, "start_difficulty": 3}
+    with pytest.raises(InputError) as err:
+        refuse_unused_settings("level_search", given, 40, switch="--set score=final_level")
+    assert str(err.value) == (
+        "--start_difficulty: the level_search protocol does not use it (it searches levels "
+        "0..40); drop --start_difficulty, or pass --set score=final_level to score the "
+        "original's way"
+    )
+    refuse_unused_settings("final_level", given, 40)  # used there: nothing to refuse
+    refuse_unused_settings("level_search", {"num_episodes": None}, 40)  # nothing given
+    with pytest.raises(InputError, match=r"^num_episodes: .*; drop num_episodes, or pass score"):
+        refuse_unused_settings("level_search", {"num_episodes": 2}, 74, flag="")
+    # An override of the config is kept for final_level: a warning line per setting.
+    lines = unused_override_warnings("level_search", {"num_episodes": 5, "F": 8}, 74)
+    assert lines == [
+        (
+            "--set num_episodes=5: the level_search protocol does not use it (it searches "
+            "levels 0..74); it is kept in the run's config and applies only when the run is "
+            "scored with final_level"
+        )
+    ]
+    assert unused_override_warnings("final_level", {"num_episodes": 5}, 74) == []
 
 
 @pytest.mark.parametrize(

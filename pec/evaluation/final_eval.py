@@ -23,7 +23,13 @@ from numpy.typing import ArrayLike
 from pec.errors import InputError, NotFoundError, StateError
 from pec.evaluation.designs_file import Design
 from pec.evaluation.evidence import router_evidence_size, run_evidence
-from pec.evaluation.protocols import SCORE_NAMES, ScoreName, describe
+from pec.evaluation.protocols import (
+    SCORE_NAMES,
+    ScoreName,
+    describe,
+    refuse_unused_settings,
+    same_protocol,
+)
 from pec.iteration.steps import checkpoint_exists, job_settings
 from pec.jobs.spec import EvalJobSpec
 from pec.maths.design_space import DesignSpace, FloatArray, IntArray, as_points
@@ -301,14 +307,12 @@ def final_protocol(
     if score is not None and score not in SCORE_NAMES:
         raise InputError(f"{flag}score {score!r}: choose one of {', '.join(SCORE_NAMES)}")
     chosen: ScoreName = config.score if score is None else cast(ScoreName, score)
-    if chosen == "level_search":
-        for name, value in (("num_episodes", num_episodes), ("start_difficulty", start_difficulty)):
-            if value is not None:
-                raise InputError(
-                    f"{flag}{name}: the level_search protocol does not use it (it searches levels "
-                    f"0..{config.search_max_level}); drop {flag}{name}, or pass "
-                    f"{flag}score final_level to score the original's way"
-                )
+    refuse_unused_settings(
+        chosen,
+        {"num_episodes": num_episodes, "start_difficulty": start_difficulty},
+        config.search_max_level,
+        flag,
+    )
     episodes = config.num_episodes if num_episodes is None else num_episodes
     start = config.start_difficulty if start_difficulty is None else start_difficulty
     if isinstance(episodes, bool) or not 1 <= episodes <= 100_000:
@@ -387,13 +391,11 @@ def final_eval_specs(
 
 
 def spec_protocol(spec: EvalJobSpec) -> dict[str, Any]:
-    """What produced a result file's levels: the protocol (with its ceiling) and the seed."""
-    return {
-        **describe(spec.score, spec.num_episodes, spec.start_difficulty, spec.search_max_level),
-        "num_episodes": spec.num_episodes,
-        "start_difficulty": spec.start_difficulty,
-        "seed": spec.seed,
-    }
+    """What produced a result file's levels: the protocol (its own settings and ceiling) and
+    the seed (`pec.evaluation.protocols.describe`)."""
+    return describe(
+        spec.score, spec.num_episodes, spec.start_difficulty, spec.search_max_level, seed=spec.seed
+    )
 
 
 def results_payload(
@@ -421,7 +423,10 @@ def reusable_levels(
 ) -> list[int] | None:
     """Levels of an earlier identical evaluation (same checkpoint, designs, protocol), else None.
 
-    Lets an interrupted final evaluation resume without re-running finished experts.
+    Lets an interrupted final evaluation resume without re-running finished experts. The
+    protocols are compared on what defines them (`same_protocol`): under level_search a
+    result stays valid when only num_episodes / start_difficulty changed, and one written by
+    an older version that also recorded those unused keys is still reused.
     """
     from pec.runs.run_records import check_levels
     from pec.runs.safe_io import read_store_json
@@ -438,7 +443,7 @@ def reusable_levels(
         return None
     same = (
         data.get("checkpoint") == spec.checkpoint_uri
-        and data.get("protocol") == spec_protocol(spec)
+        and same_protocol(data.get("protocol"), spec_protocol(spec))
         and [
             (e.get("id"), e.get("GCR"), e.get("spcf")) if isinstance(e, dict) else None
             for e in data["designs"]
@@ -480,18 +485,14 @@ def write_summary(
         iteration=state.iteration,
         designs_stem=stem,
         designs=designs,
-        protocol={
-            **describe(
-                run.config.score if score is None else score,
-                num_episodes,
-                start_difficulty,
-                run.config.search_max_level,
-            ),
-            "num_episodes": num_episodes,
-            "start_difficulty": start_difficulty,
-            "seed": eval_seed(run, stem),
-            "backend": run.config.backend,
-        },
+        protocol=describe(
+            run.config.score if score is None else score,
+            num_episodes,
+            start_difficulty,
+            run.config.search_max_level,
+            seed=eval_seed(run, stem),
+            backend=run.config.backend,
+        ),
         mus=mus,
         checkpoints=[e.checkpoint for e in state.experts],
         summary=summary,

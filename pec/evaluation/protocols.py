@@ -16,19 +16,27 @@ Two protocols, named by the config key `score`:
   `search_max_level`, by default the top level 74, so it cannot saturate below the
   curriculum's cap.
 
+A recorded protocol (`describe`) holds only what changes a score: the protocol, its own
+settings, its ceiling, and the seed and backend where the record names them. Under
+level_search, `num_episodes` and `start_difficulty` are final_level's settings: a config file
+may hold them (they apply when the run is scored with final_level), but a command-line flag
+that sets them is refused (`refuse_unused_settings`), a ``--set`` of them draws a warning
+(`unused_override_warnings`), and two records are the same protocol when they agree on what
+defines it (`same_protocol`), whatever unused keys an older version also wrote.
+
 Everything here is pure: the search drives a `Probe` callback and never touches a
 simulator, so every backend gets the protocol by implementing the one primitive.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
 import numpy as np
 from numpy.typing import NDArray
 
-from pec.errors import ConfigError, JobError
+from pec.errors import ConfigError, InputError, JobError
 
 MAX_LEVEL = 74  # the curriculum's top level (pec.maths.curriculum.MAX_LEVEL; no torch import here)
 
@@ -48,17 +56,99 @@ def ceiling(score: str, num_episodes: int, start_difficulty: int, search_max_lev
     raise ConfigError(f"score={score!r} is unknown; choose one of {', '.join(SCORE_NAMES)}")
 
 
+# What each protocol's score depends on, besides the policy, the designs and the seed.
+SETTINGS: dict[str, tuple[str, ...]] = {
+    "final_level": ("num_episodes", "start_difficulty"),
+    "level_search": ("search_max_level",),
+}
+# Recorded next to the settings when the record names them: they change results too.
+RUN_KEYS: tuple[str, ...] = ("seed", "backend")
+
+
 def describe(
-    score: str, num_episodes: int, start_difficulty: int, search_max_level: int
+    score: str,
+    num_episodes: int,
+    start_difficulty: int,
+    search_max_level: int,
+    *,
+    seed: int | None = None,
+    backend: str | None = None,
 ) -> dict[str, Any]:
-    """The protocol record written into scores.json, summary.json and result files."""
+    """The protocol record written into scores.json, summary.json and result files: the
+    score, its own settings only (`SETTINGS`), its ceiling, and `seed`/`backend` when given."""
+    values = {
+        "num_episodes": num_episodes,
+        "start_difficulty": start_difficulty,
+        "search_max_level": search_max_level,
+    }
+    ceiling_level = ceiling(score, num_episodes, start_difficulty, search_max_level)
     record: dict[str, Any] = {"score": score}
-    if score == "final_level":
-        record.update(num_episodes=num_episodes, start_difficulty=start_difficulty)
-    else:
-        record.update(search_max_level=search_max_level)
-    record["ceiling"] = ceiling(score, num_episodes, start_difficulty, search_max_level)
+    record.update({name: values[name] for name in SETTINGS[score]})
+    record["ceiling"] = ceiling_level
+    for name, value in (("seed", seed), ("backend", backend)):
+        if value is not None:
+            record[name] = value
     return record
+
+
+def defining(record: Mapping[str, Any]) -> dict[str, Any]:
+    """The entries of a recorded protocol that change its scores (`describe`'s keys); keys a
+    protocol does not use (final_level's settings under level_search, written by older
+    versions) and keys about something else (F, K, sampling_mode) are left out."""
+    names = ("score", *SETTINGS.get(str(record.get("score")), ()), "ceiling", *RUN_KEYS)
+    return {name: record[name] for name in names if name in record}
+
+
+def same_protocol(recorded: Any, expected: Mapping[str, Any]) -> bool:
+    """Whether a stored result's protocol record is `expected`'s protocol: the same score,
+    settings, ceiling, seed and backend (a missing one differs; unused extra keys do not)."""
+    return isinstance(recorded, Mapping) and defining(recorded) == defining(expected)
+
+
+def unused_setting_message(name: str, search_max_level: int, flag: str, switch: str) -> str:
+    """The one line for a final_level setting given under level_search (`flag` + `name` is
+    how the user gave it, `switch` how they would choose final_level instead)."""
+    return (
+        f"{flag}{name}: the level_search protocol does not use it (it searches levels "
+        f"0..{search_max_level}); drop {flag}{name}, or pass {switch} to score the original's way"
+    )
+
+
+def refuse_unused_settings(
+    score: str,
+    given: Mapping[str, object | None],
+    search_max_level: int,
+    flag: str = "--",
+    switch: str | None = None,
+) -> None:
+    """Refuse, with one InputError line, an explicit final_level setting (`given`: name ->
+    value, None = not given) when the protocol is level_search, where it would be ignored."""
+    if score != "level_search":
+        return
+    for name in SETTINGS["final_level"]:
+        if given.get(name) is not None:
+            chosen = f"{flag}score final_level" if switch is None else switch
+            raise InputError(unused_setting_message(name, search_max_level, flag, chosen))
+
+
+def unused_override_warnings(
+    score: str, overrides: Mapping[str, Any], search_max_level: int, source: str = "--set "
+) -> list[str]:
+    """One warning line per config override of a final_level setting under level_search.
+
+    An override edits the run's config, like the config file's own `num_episodes`: it is
+    kept and applies when the run is scored with final_level, so it is not an error; but
+    nothing it could change runs now, which the user who typed it should hear.
+    """
+    if score != "level_search":
+        return []
+    return [
+        f"{source}{name}={overrides[name]}: the level_search protocol does not use it (it "
+        f"searches levels 0..{search_max_level}); it is kept in the run's config and applies "
+        "only when the run is scored with final_level"
+        for name in SETTINGS["final_level"]
+        if name in overrides
+    ]
 
 
 def check_search_max_level(value: int) -> int:

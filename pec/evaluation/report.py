@@ -29,6 +29,7 @@ from pec.evaluation.final_eval import (
     read_summary,
     summary_from_payload,
 )
+from pec.evaluation.protocols import SETTINGS
 from pec.maths.design_space import DesignSpace, FloatArray, IntArray
 from pec.maths.routing import route
 from pec.presentation.plots import NO_WINNER_COLOUR, _to_png, draw_design_box, expert_colour
@@ -113,9 +114,7 @@ def check_same_protocol(experts: Any, baseline: Any, stem: str) -> None:
     """PEC and the generalist are compared only when scored by the same protocol."""
     if not isinstance(experts, dict) or not isinstance(baseline, dict):
         return  # results written before protocols were recorded
-    fields = ["score", "ceiling", "search_max_level"]
-    if experts.get("score") == "final_level":
-        fields += ["num_episodes", "start_difficulty"]
+    fields = ["score", *SETTINGS.get(str(experts.get("score")), ()), "ceiling"]
     if any(experts.get(f) != baseline.get(f) for f in fields):
         raise StateError(
             f"the generalist on '{stem}' was scored with {baseline.get('score')} (ceiling "

@@ -210,11 +210,12 @@ def evaluate_frontier(
     reuse: bool = True,
     on_outcome: OnOutcome | None = None,
 ) -> dict[str, Any]:
-    """scores.json of this iteration: with `reuse` an existing one, else every expert evaluated.
+    """scores.json of this iteration: with `reuse` an existing one measured under the run's
+    frontier protocol (`steps.reusable_scores`), else every expert evaluated.
 
     An expert without a checkpoint, or whose evaluation fails, gets a null row.
     """
-    existing = steps.read_scores(run, state.iteration) if reuse else None
+    existing = steps.reusable_scores(run, state.iteration) if reuse else None
     if existing is not None:
         return existing
     selection = steps.frontier_candidates(run, state)

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from pec.errors import InputError, NotFoundError, StateError, StoreError
+from pec.evaluation.protocols import describe, same_protocol
 from pec.faults import fault_point
 from pec.jobs.spec import EvalJobSpec, TrainJobResult, TrainJobSpec
 from pec.maths.coverage import coverage as mc_coverage
@@ -381,11 +382,45 @@ def validate_levels(levels: list[int], expected: int, who: str) -> list[int]:
     return run_records.check_levels(levels, expected, who)
 
 
+def frontier_protocol(run: Run) -> dict[str, Any]:
+    """How this run's frontier is scored, as scores.json records it: the protocol with its
+    own settings and ceiling (`describe`), the run's seed (every expert's evaluation seed
+    derives from it) and the backend. A stored scores.json is reused only under it."""
+    cfg = run.config
+    return describe(
+        cfg.score,
+        cfg.num_episodes,
+        cfg.start_difficulty,
+        cfg.search_max_level,
+        seed=cfg.seed,
+        backend=cfg.backend,
+    )
+
+
+def reusable_scores(run: Run, iteration: int) -> dict[str, Any] | None:
+    """scores.json of `iteration` if it was measured under the run's frontier protocol.
+
+    Under level_search, changing num_episodes / start_difficulty keeps it (they are unused);
+    changing the protocol, search_max_level, the seed or the backend evaluates again.
+    """
+    existing = read_scores(run, iteration)
+    if existing is None:
+        return None
+    if not same_protocol(existing.get("protocol"), frontier_protocol(run)):
+        log.warning(
+            "iteration %d: scores.json was measured under another protocol (%s); evaluating "
+            "the frontier again",
+            iteration,
+            existing.get("protocol"),
+        )
+        return None
+    return existing
+
+
 def write_scores(
     run: Run, state: PECState, selection: CandidateSelection, levels: dict[int, list[int] | None]
 ) -> dict[str, Any]:
     """scores.json: per expert the F final levels (null when it could not be evaluated)."""
-    cfg = run.config
     F = len(selection.designs)
     rows: list[list[int] | None] = []
     for k in range(len(state.experts)):
@@ -397,11 +432,9 @@ def write_scores(
         "iteration": state.iteration,
         "scores": rows,
         "protocol": {
-            **cfg.protocol_record(),
+            **frontier_protocol(run),
             "F": F,
             "K": len(state.experts),
-            "num_episodes": cfg.num_episodes,
-            "start_difficulty": cfg.start_difficulty,
             "sampling_mode": selection.mode,
             "band_count": selection.band_count,
         },

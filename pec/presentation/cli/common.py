@@ -5,9 +5,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 from collections.abc import Sequence
 from typing import Any
 
+from pec.evaluation.protocols import (
+    SETTINGS,
+    refuse_unused_settings,
+    unused_override_warnings,
+)
 from pec.runs.config import parse_override
 from pec.runs.run import Run, open_run
 
@@ -28,7 +34,27 @@ def overrides_from_args(args: argparse.Namespace, names: Sequence[str]) -> dict[
 
 
 def open_run_from_args(args: argparse.Namespace, config_keys: Sequence[str] = ()) -> Run:
-    return open_run(args.run_name, args.store, args.config, overrides_from_args(args, config_keys))
+    """Open the run with `--set` items and the command's own config flags (`config_keys`).
+
+    A flag for a final_level setting (`--num_episodes`, `--start_difficulty`) under the
+    level_search protocol (the command's `--score`, else the run's) would be ignored, so it
+    is refused with one line before anything is written. A `--set` of one edits the run's
+    config like its file would (kept for final_level scoring), so it only draws a warning.
+    """
+    run = open_run(args.run_name, args.store, args.config, overrides_from_args(args, config_keys))
+    config = run.config
+    own_score = hasattr(args, "score")  # eval-final, baseline eval: --score wins over the run's
+    score = (args.score if own_score else None) or config.score
+    refuse_unused_settings(
+        score,
+        {name: getattr(args, name, None) for name in SETTINGS["final_level"]},
+        config.search_max_level,
+        switch="--score final_level" if own_score else "--set score=final_level",
+    )
+    sets = overrides_from_args(args, ())
+    for line in unused_override_warnings(score, sets, config.search_max_level):
+        print(f"pec: warning: {line}", file=sys.stderr)
+    return run
 
 
 def default_store() -> str:

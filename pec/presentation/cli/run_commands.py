@@ -363,8 +363,12 @@ def add_run_commands(sub: Any) -> None:
     add_common(p)
     p.add_argument("--F", type=int)
     p.add_argument("--sampling_mode", choices=["auto", "border", "frontier"])
-    p.add_argument("--num_episodes", type=int)
-    p.add_argument("--start_difficulty", type=int)
+    p.add_argument(
+        "--num_episodes", type=int, help="score final_level only (refused under level_search)"
+    )
+    p.add_argument(
+        "--start_difficulty", type=int, help="score final_level only (refused under level_search)"
+    )
     p.set_defaults(func=cmd_evaluate_frontier)
 
     p = sub.add_parser("refit", help="assign the frontier to winners and refit the Gaussians")
