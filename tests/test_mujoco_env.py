@@ -6,8 +6,10 @@ import numpy as np
 import pytest
 import torch
 
+from pec.backends.ballu import facts
 from pec.backends.mujoco.env import NUM_OBS, BalluVecEnv, resolve_design
 from pec.backends.mujoco.model import INIT_HIP, INIT_KNEE, OBSTACLE_GEOM_OFFSET
+from pec.backends.mujoco.rewards import RewardKernel
 from pec.backends.mujoco.settings import BalluTaskSettings, MujocoSettings
 from pec.errors import ConfigError
 
@@ -203,3 +205,112 @@ def test_replay_episodes_use_lower_obstacles_and_keep_levels() -> None:
     ev.end_episodes(np.arange(50), np.full(50, 0.7))
     assert not ev.replaying.any()
     np.testing.assert_allclose(_obstacle_heights(ev), 0.051)
+
+
+def _bits(a: np.ndarray) -> np.ndarray:
+    """The raw IEEE bits, so -0.0 vs 0.0 and NaN payloads count as differences."""
+    return np.ascontiguousarray(a, dtype=np.float64).view(np.int64)
+
+
+def _facts_rewards(
+    task: BalluTaskSettings,
+    feet_x: np.ndarray,
+    feet_z: np.ndarray,
+    vx: np.ndarray,
+    obstacle_height: np.ndarray,
+    factor: float,
+) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """The env's reward written plainly from the shared facts functions (no buffers)."""
+    mean_x = (feet_x[:, 0] + feet_x[:, 1]) / 2
+    r_goal = task.goal_weight * facts.goal_reward(mean_x, task.goal_x, factor)
+    z = facts.foot_clearance(
+        feet_x, feet_z, obstacle_height, task.obstacle_start_x, task.obstacle_length
+    )
+    r_height = task.height_weight * facts.height_reward(z)
+    r_vel = task.velocity_weight * facts.velocity_reward(vx)
+    return (r_goal + r_height + r_vel) * task.reward_scale, (r_goal, r_height, r_vel)
+
+
+def test_reward_kernel_equals_the_facts_formulas_bit_for_bit() -> None:
+    task = _task(reward_scale=0.37)
+    specials = np.array(
+        [0.0, -0.0, np.inf, -np.inf, np.nan, 0.5, 1.5, 1.8, 0.8, 2.0, -1e-300, 5e-324]
+    )
+    rng = np.random.default_rng(7)
+    for n in (1, 37, 64):
+        kernel = RewardKernel(n, task)
+        for trial in range(40):
+            legs = rng.normal(1.0, 1.5, size=(2, n, 2))  # [x | z] blocks like leg_points
+            state = rng.normal(0.0, 1.5, size=(n, 10))
+            heights = rng.uniform(1e-4, 0.8, size=n)
+            if trial % 2:  # sprinkle edge values over every operand
+                for arr in (legs.reshape(-1), state[:, 0], heights):
+                    hit = rng.random(arr.size) < 0.3
+                    arr[hit] = rng.choice(specials, size=int(hit.sum()))
+            feet = legs.transpose(1, 2, 0)
+            factor = float(rng.choice([0.0, 0.25, 1.0]))
+            with np.errstate(all="ignore"):
+                want, want_parts = _facts_rewards(
+                    task, feet[:, :, 0], feet[:, :, 1], state[:, 0], heights, factor
+                )
+                got, got_parts = kernel(feet[:, :, 0], feet[:, :, 1], state[:, 0], heights, factor)
+            for w, g in zip((want, *want_parts), (got, *got_parts), strict=True):
+                assert np.array_equal(_bits(w), _bits(g))
+
+
+class _PlainRewardEnv(BalluVecEnv):
+    """The env with rewards and terminations written plainly from the facts functions."""
+
+    def _compute_rewards(self, feet: np.ndarray | None = None) -> tuple[np.ndarray, tuple]:
+        s = self.sim
+        _, feet = s.leg_points()
+        total, parts = _facts_rewards(
+            self.task,
+            feet[:, :, 0],
+            feet[:, :, 1],
+            s.qvel[:, 0],
+            s.obstacle_height,
+            self.goal_factor,
+        )
+        return np.nan_to_num(total, nan=0.0, posinf=0.0, neginf=0.0), parts
+
+    def _terminated(self, feet: np.ndarray | None = None) -> np.ndarray:
+        s = self.sim
+        _, feet = s.leg_points()
+        finite = (np.isfinite(s.qpos) & np.isfinite(s.qvel)).all(1)
+        with np.errstate(invalid="ignore"):
+            bad = (
+                (np.hypot(s.qvel[:, 0], s.qvel[:, 1]) > facts.MAX_ROOT_SPEED)
+                | (s.qpos[:, 1] > facts.MAX_ROOT_HEIGHT)
+                | (feet[:, :, 1] > facts.MAX_FOOT_HEIGHT).any(1)
+            )
+        return bad | ~finite
+
+
+def test_env_outputs_equal_a_plain_facts_reference_over_resets() -> None:
+    # Short episodes, a live curriculum and the goal ramp: 300 control steps with many resets.
+    task = _task(
+        episode_steps=25,
+        curriculum_warmup_iterations=0,
+        goal_warmup_iterations=1,
+        goal_ramp_iterations=4,
+        replay_probability=0.3,
+    )
+    kw = {"gcr_range": (0.75, 0.89), "spcf_range": (0.001, 0.01), "seed": 3}
+    fast, plain = BalluVecEnv(16, task, **kw), _PlainRewardEnv(16, task, **kw)
+    gen = torch.Generator().manual_seed(5)
+    resets = 0
+    for step in range(300):
+        for env in (fast, plain):
+            env.set_training_iteration(step // 50)
+        actions = torch.rand(16, 2, generator=gen) * 1.4 - 0.2
+        f_obs, f_rew, f_done, f_ext = fast.step(actions)
+        p_obs, p_rew, p_done, p_ext = plain.step(actions)
+        assert torch.equal(f_obs["policy"], p_obs["policy"])
+        assert torch.equal(f_rew, p_rew) and torch.equal(f_done, p_done)
+        assert torch.equal(f_ext["time_outs"], p_ext["time_outs"])
+        assert f_ext["log"] == p_ext["log"]
+        assert torch.equal(fast.episode_length_buf, plain.episode_length_buf)
+        resets += int(f_done.sum())
+    assert np.array_equal(fast.levels, plain.levels)
+    assert resets > 16 * 300 // 25 // 2  # resets really happened (time-outs and falls)

@@ -22,12 +22,9 @@ from pec.backends.ballu.facts import (
     MAX_ROOT_HEIGHT,
     MAX_ROOT_SPEED,
     NUM_ACTIONS,
-    foot_clearance,
-    goal_reward,
-    height_reward,
-    velocity_reward,
 )
 from pec.backends.ballu.facts import NUM_OBS as NUM_OBS
+from pec.backends.mujoco.rewards import RewardKernel
 from pec.backends.mujoco.settings import BalluTaskSettings
 from pec.backends.mujoco.sim import BalluSim, FloatArray
 from pec.errors import ConfigError
@@ -134,6 +131,7 @@ class BalluVecEnv(VecEnv):  # type: ignore[misc]  # rsl_rl ships no type informa
         self._ended_x: list[float] = []
         # True while an env plays a replay episode at a lower obstacle (no level change).
         self.replaying: NDArray[np.bool_] = np.zeros(num_envs, dtype=bool)
+        self._rewards = RewardKernel(num_envs, t)
         self.reset_envs(all_ids)
         self._obs = self._compute_obs()
 
@@ -277,34 +275,32 @@ class BalluVecEnv(VecEnv):  # type: ignore[misc]  # rsl_rl ships no type informa
     def _compute_rewards(
         self, feet: FloatArray | None = None
     ) -> tuple[FloatArray, tuple[FloatArray, FloatArray, FloatArray]]:
-        t = self.task
+        """Scaled total and weighted parts; the parts are buffers, valid until the next call.
+
+        The facts formulas (goal on the mean foot x, clearance, height, velocity) in the
+        kernel's buffered form (`pec.backends.mujoco.rewards`, equal bit for bit); planar:
+        feet are centred on y = 0, so the goal distance is along x.
+        """
         s = self.sim
         if feet is None:
             _, feet = s.leg_points()
-        # planar: feet are centred on y = 0, so the goal distance is along x
-        feet_x = feet[:, :, 0]
-        mean_x = (feet_x[:, 0] + feet_x[:, 1]) / 2  # what .mean(1) computes, without its overhead
-        r_goal = t.goal_weight * goal_reward(mean_x, t.goal_x, self.goal_factor)
-        z = foot_clearance(
-            feet_x, feet[:, :, 1], s.obstacle_height, t.obstacle_start_x, t.obstacle_length
+        total, parts = self._rewards(
+            feet[:, :, 0], feet[:, :, 1], s.qvel[:, 0], s.obstacle_height, self.goal_factor
         )
-        r_height = t.height_weight * height_reward(z)
-        r_vel = t.velocity_weight * velocity_reward(s.qvel[:, 0])
-        total = (r_goal + r_height + r_vel) * t.reward_scale
-        total = finite_or(total, nan=0.0, posinf=0.0, neginf=0.0)
-        return total, (r_goal, r_height, r_vel)
+        return finite_or(total, nan=0.0, posinf=0.0, neginf=0.0), parts
 
     def _terminated(self, feet: FloatArray | None = None) -> NDArray[np.bool_]:
         s = self.sim
         if feet is None:
             _, feet = s.leg_points()
-        finite = (np.isfinite(s.qpos) & np.isfinite(s.qvel)).all(1)
+        # the reductions `.all(1)` / `.any(1)` run, without their wrappers
+        finite = np.logical_and.reduce(np.isfinite(s.qpos) & np.isfinite(s.qvel), 1)
         speed = np.hypot(s.qvel[:, 0], s.qvel[:, 1])
         with np.errstate(invalid="ignore"):
             bad = (
                 (speed > MAX_ROOT_SPEED)
                 | (s.qpos[:, 1] > MAX_ROOT_HEIGHT)
-                | (feet[:, :, 1] > MAX_FOOT_HEIGHT).any(1)
+                | np.logical_or.reduce(feet[:, :, 1] > MAX_FOOT_HEIGHT, 1)
             )
         result: NDArray[np.bool_] = bad | ~finite
         return result

@@ -95,6 +95,14 @@ class BalluSim:
         self._minus_c = -self.drag_coefficient
         self._balloon_height = self.geometry.balloon_height
         self._init_fast_paths()
+        self._bad_warnings = tuple(
+            int(k)
+            for k in (
+                mujoco.mjtWarning.mjWARN_BADQPOS,
+                mujoco.mjtWarning.mjWARN_BADQVEL,
+                mujoco.mjtWarning.mjWARN_BADQACC,
+            )
+        )
         self._init_q = np.array(
             [
                 0.0,
@@ -283,13 +291,9 @@ class BalluSim:
         return self._instability_count() == before
 
     def _instability_count(self) -> int:
-        w = self.data.warning
-        kinds = (
-            mujoco.mjtWarning.mjWARN_BADQPOS,
-            mujoco.mjtWarning.mjWARN_BADQVEL,
-            mujoco.mjtWarning.mjWARN_BADQACC,
-        )
-        return sum(int(w[int(k)].number) for k in kinds)
+        """How often MuJoCo has reset mjData for a bad qpos, qvel or qacc so far."""
+        number = self.data.warning.number  # all counters at once (read here, not kept)
+        return sum(int(number[k]) for k in self._bad_warnings)
 
     # ------------------------------------------------------------------ kinematics
     def leg_points(self) -> tuple[FloatArray, FloatArray]:
