@@ -61,7 +61,7 @@ def resolve_design(
 
 def finite_or(values: FloatArray, nan: float, posinf: float, neginf: float) -> FloatArray:
     """`np.nan_to_num` with a fast path: an all-finite array (the usual case) is returned as is."""
-    if np.isfinite(values).all():
+    if np.logical_and.reduce(np.isfinite(values), None):  # `.all()` without its wrapper
         return values
     cleaned: FloatArray = np.nan_to_num(values, nan=nan, posinf=posinf, neginf=neginf)
     return cleaned
@@ -198,7 +198,7 @@ class BalluVecEnv(VecEnv):  # type: ignore[misc]  # rsl_rl ships no type informa
             log_items["/episode/terminated"] = float(terminated[done_ids].mean())
             self.end_episodes(done_ids, end_x)
         log_items["/curriculum/mean_level"] = float(np.add.reduce(self.levels)) / n
-        log_items["/curriculum/max_level"] = float(self.levels.max())
+        log_items["/curriculum/max_level"] = float(np.maximum.reduce(self.levels))
         self._obs = self._compute_obs(None if done_ids.size else knees)  # resets moved knees
         self.episode_length_buf = self._tensor(self.episode_steps.copy(), np.int64)
         extras = {"time_outs": self._tensor(time_outs, np.bool_), "log": log_items}

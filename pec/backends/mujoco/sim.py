@@ -95,6 +95,8 @@ class BalluSim:
         self._minus_c = -self.drag_coefficient
         self._balloon_height = self.geometry.balloon_height
         self._init_fast_paths()
+        # A live view of mjData's warning counters (mjData's own resets write into it too).
+        self._warning_number: NDArray[np.int32] = self.data.warning.number
         self._bad_warnings = tuple(
             int(k)
             for k in (
@@ -292,7 +294,7 @@ class BalluSim:
 
     def _instability_count(self) -> int:
         """How often MuJoCo has reset mjData for a bad qpos, qvel or qacc so far."""
-        number = self.data.warning.number  # all counters at once (read here, not kept)
+        number = self._warning_number
         return sum(int(number[k]) for k in self._bad_warnings)
 
     # ------------------------------------------------------------------ kinematics
