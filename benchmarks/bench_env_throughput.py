@@ -5,7 +5,9 @@ column includes the per-step numpy forces, observations, rewards, resets and the
 conversion. Target (issue 12): env / raw >= 0.85 at 64 envs. Peak RSS is reported after
 the largest scene. Measured on a shared, loaded 2-core VM (one thread), median of 5 runs:
 0.86 at 64 envs (runs 0.83-0.89), 0.93 at 256, 1.01 at 1024; single runs vary by +-0.03
-and more there, so the target is met by the median but not robustly.
+and more there, so the target is met by the median but not robustly. On the same VM with
+nothing else running (lead, after the merge): 0.88, 0.88, 0.88, 0.89, 0.86 at 64 envs (median
+0.88); one full run 0.87 / 0.93 / 1.00.
 
     .venv/bin/python benchmarks/bench_env_throughput.py [--envs 64 256 1024] [--steps 40]
 """
