@@ -233,3 +233,20 @@ def test_bad_input_fails_clearly_before_any_write(
     first_line = message.splitlines()[0]
     assert len(first_line) < 600, first_line
     assert snapshot(root) == before
+
+
+def test_a_new_run_refused_before_its_first_write_leaves_nothing(tmp_path: Path) -> None:
+    """The driver's checks of a new run (here: an iteration it has not reached) come before
+    its state is written, so the store stays empty (the flow and `pec run` start this way)."""
+    from pec.errors import StateError
+    from pec.iteration.driver import start_run
+
+    run = make_run(
+        LocalStore(tmp_path), StoreSpec(location=str(tmp_path)), "fresh", load_config(TINY)
+    )
+    with pytest.raises(StateError, match="iteration 2: run 'fresh' is at iteration 0"):
+        start_run(run, iteration=2)
+    assert list(tmp_path.iterdir()) == []
+    state, _, iteration = start_run(run)  # the same run, asked for what it can do, starts
+    assert iteration == 0 and state.iteration == 0
+    assert (tmp_path / "fresh" / "pec_state.json").is_file()

@@ -64,16 +64,23 @@ def start_run(run: Run, iteration: int | None = None) -> tuple[PECState, str, in
     iteration that is already done is allowed (there is nothing left to do), a future one is
     not. Nothing is written before every check passed. Returns (state, version, iteration).
     """
-    state, version, created = steps.initialise_run(run)
+
+    def refuse_bad_inputs(state: PECState) -> None:  # before anything is written
+        wanted = state.iteration if iteration is None else iteration
+        if wanted < 0 or wanted > state.iteration:
+            raise StateError(
+                f"iteration {wanted}: run '{run.name}' is at iteration {state.iteration}; "
+                f"run iteration {state.iteration} first (or leave iteration empty)"
+            )
+        if wanted == state.iteration:
+            steps.preflight(run, state)
+
+    # A new run's state is checked before its first write, an existing one's after loading.
+    state, version, created = steps.initialise_run(run, check=refuse_bad_inputs)
+    if not created:
+        refuse_bad_inputs(state)
     if iteration is None:
         iteration = state.iteration
-    if iteration < 0 or iteration > state.iteration:
-        raise StateError(
-            f"iteration {iteration}: run '{run.name}' is at iteration {state.iteration}; "
-            f"run iteration {state.iteration} first (or leave iteration empty)"
-        )
-    if iteration == state.iteration:
-        steps.preflight(run, state)  # bad inputs fail before anything is written
     write_effective_config(run)
     if created:
         render_all_soft(run.store, state, None, run.config.coverage_target)

@@ -12,6 +12,7 @@ import io
 import json
 import logging
 import zipfile
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -46,8 +47,14 @@ log = logging.getLogger(__name__)
 # ---------------------------------------------------------------- state
 
 
-def initialise_run(run: Run) -> tuple[PECState, str, bool]:
-    """Load the run's state, or seed the K Gaussians and write it. Returns (state, version, created)."""
+def initialise_run(
+    run: Run, check: Callable[[PECState], None] | None = None
+) -> tuple[PECState, str, bool]:
+    """Load the run's state, or seed the K Gaussians and write it. Returns (state, version, created).
+
+    `check` sees a new state before it is written (a caller's preflight), so a run whose
+    inputs are refused leaves nothing behind.
+    """
     loaded = load_state(run.store, run.name)
     if loaded is not None:
         state, version = loaded
@@ -95,6 +102,8 @@ def initialise_run(run: Run) -> tuple[PECState, str, bool]:
         coverage=[],
         coverage_seed=coverage_seed(cfg),
     )
+    if check is not None:
+        check(state)
     version = save_state(run.store, state, expected_version=None, previous=None)
     return state, version, True
 
