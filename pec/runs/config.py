@@ -17,18 +17,16 @@ from typing import Any, Literal
 
 import yaml
 from pydantic import (
-    BaseModel,
     ConfigDict,
     Field,
     ValidationError,
-    ValidationInfo,
     field_validator,
     model_validator,
 )
 
 from pec.backends.base import AUTO_DEVICE
 from pec.errors import ConfigError
-from pec.runs.safe_io import parse_yaml, read_local_file, reject_booleans
+from pec.runs.safe_io import StrictModel, parse_yaml, read_local_file
 
 MAX_LEVEL = 74  # 75 obstacle levels, 0..74
 
@@ -50,7 +48,7 @@ MAX_STATE_DESIGNS = 1_000_000
 ExecutorKind = Literal["inprocess", "subprocess", "docker", "deployment"]
 
 
-class PECConfig(BaseModel):
+class PECConfig(StrictModel):
     """Every key of a PEC run. Field names are the reference sheet's own."""
 
     model_config = ConfigDict(
@@ -133,11 +131,6 @@ class PECConfig(BaseModel):
     threads_per_job: int | None = Field(
         None, ge=1, le=1024, description="torch/BLAS threads per job; default cores // in flight"
     )
-
-    @field_validator("*", mode="before")
-    @classmethod
-    def _no_booleans(cls, value: Any, info: ValidationInfo) -> Any:
-        return reject_booleans(cls, value, info)
 
     # A job that stopped early (training killed before its PPO iterations were done) or met
     # a store outage is retried once per entry, after that many seconds (Prefect task

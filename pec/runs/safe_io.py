@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, get_args
 
 import yaml
-from pydantic import BaseModel, ValidationInfo
+from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator
 
 from pec.errors import NotFoundError, PECError
 from pec.runs.store.base import Store
@@ -219,9 +219,22 @@ def reject_booleans(model: type[BaseModel], value: Any, info: ValidationInfo) ->
     return value
 
 
+class StrictModel(BaseModel):
+    """Base of pec's settings models: unknown keys, non-finite numbers and booleans where a
+    number or name is meant are refused (`reject_booleans`)."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_booleans(cls, value: Any, info: ValidationInfo) -> Any:
+        return reject_booleans(cls, value, info)
+
+
 __all__ = [
     "MAX_NESTING",
     "MAX_TEXT_BYTES",
+    "StrictModel",
     "decode_utf8",
     "expect_mapping",
     "nesting_depth",

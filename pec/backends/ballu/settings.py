@@ -7,23 +7,16 @@ fields only matter to one simulator (lanes: MuJoCo; the obstacle rows are Isaac 
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import Field, model_validator
 
 from pec.backends.ballu import facts
-from pec.runs.safe_io import reject_booleans
+from pec.runs.safe_io import StrictModel
 
 
-class BalluTaskSettings(BaseModel):
+class BalluTaskSettings(StrictModel):
     """Physics, control, episode, curriculum and reward settings of the obstacle task."""
-
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
-
-    @field_validator("*", mode="before")
-    @classmethod
-    def _no_booleans(cls, value: Any, info: ValidationInfo) -> Any:
-        return reject_booleans(cls, value, info)
 
     physics_hz: float = Field(200.0, gt=0, description="physics rate (original 200 Hz)")
     control_hz: float = Field(20.0, gt=0, description="policy rate (original 20 Hz)")
@@ -84,15 +77,8 @@ class BalluTaskSettings(BaseModel):
         return round(self.physics_hz / self.control_hz)
 
 
-class PPOSettings(BaseModel):
+class PPOSettings(StrictModel):
     """rsl-rl-lib PPO settings (5.x keys); defaults sized for a 2-core CPU."""
-
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
-
-    @field_validator("*", mode="before")
-    @classmethod
-    def _no_booleans(cls, value: Any, info: ValidationInfo) -> Any:
-        return reject_booleans(cls, value, info)
 
     num_steps_per_env: int = Field(20, ge=1, description="rollout length (original 20)")
     save_interval: int = Field(25, ge=1, description="iterations between model_last.pt writes")

@@ -9,24 +9,17 @@ obstacles out in rows.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic import Field, ValidationError
 
 from pec.backends.ballu.settings import BalluTaskSettings, PPOSettings
 from pec.errors import ConfigError
-from pec.runs.safe_io import reject_booleans
+from pec.runs.safe_io import StrictModel
 
 
-class NewtonSettings(BaseModel):
+class NewtonSettings(StrictModel):
     """MuJoCo-Warp solver sizes per env (world) and iteration counts."""
-
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
-
-    @field_validator("*", mode="before")
-    @classmethod
-    def _no_booleans(cls, value: Any, info: ValidationInfo) -> Any:
-        return reject_booleans(cls, value, info)
 
     njmax: int = Field(40, ge=1, description="constraint rows per env (limits + contacts)")
     nconmax: int = Field(16, ge=1, description="contacts per env (two feet, ground + box)")
@@ -34,15 +27,8 @@ class NewtonSettings(BaseModel):
     ls_iterations: int = Field(50, ge=1)
 
 
-class IsaacLabSettings(BaseModel):
+class IsaacLabSettings(StrictModel):
     """Everything `TrainRequest.settings` / `EvalRequest.settings` may set for Isaac Lab."""
-
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
-
-    @field_validator("*", mode="before")
-    @classmethod
-    def _no_booleans(cls, value: Any, info: ValidationInfo) -> Any:
-        return reject_booleans(cls, value, info)
 
     physics: Literal["newton", "physx"] = Field(
         "newton", description="newton: kit-less MuJoCo-Warp (CPU or CUDA); physx: needs Isaac Sim"
