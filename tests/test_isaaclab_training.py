@@ -19,7 +19,7 @@ from pec.backends.base import Backend, EvalRequest, ProbeRequest, TrainRequest
 from pec.backends.isaaclab import IsaacLabBackend
 from pec.backends.mujoco.backend import BEST_NAME, LAST_NAME, load_checkpoint
 from pec.backends.registry import get_backend
-from pec.errors import ConfigError
+from pec.errors import ConfigError, InputError
 from pec.presentation.cli import main
 
 pytestmark = pytest.mark.slow
@@ -108,6 +108,15 @@ def test_physx_without_isaac_sim_is_one_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"physx.*needs Isaac Sim.*physics: newton"):
         IsaacLabBackend().train(_request(tmp_path, 1, settings=settings))
     assert not (tmp_path / LAST_NAME).exists()
+
+
+def test_bad_designs_and_levels_are_refused_by_the_shared_loop(tmp_path: Path) -> None:
+    backend = IsaacLabBackend()
+    with pytest.raises(InputError, match="NaN/inf"):
+        backend.train(_request(tmp_path, 1, gcr=np.array([0.8, np.inf, 0.85, 0.88])))
+    with pytest.raises(InputError, match=r"start_level=-1 is outside \[0, 74\]"):
+        backend.train(_request(tmp_path, 1, start_level=-1))
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_cuda_device_on_a_cpu_machine_is_one_clear_error(tmp_path: Path) -> None:

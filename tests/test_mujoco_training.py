@@ -136,6 +136,11 @@ def test_bad_inputs_raise_pec_errors(tmp_path: Path) -> None:
         backend.train(_request(tmp_path, 2, 1, settings={"ppo": {"bogus": 1}}))
     with pytest.raises(InputError, match="gcr"):
         backend.train(_request(tmp_path, 2, 1, spcf=np.array([0.005])))
+    with pytest.raises(InputError, match="NaN/inf"):
+        backend.train(_request(tmp_path, 2, 1, gcr=np.array([0.8, np.nan])))
+    with pytest.raises(InputError, match=r"start_level=75 is outside \[0, 74\]"):
+        backend.train(_request(tmp_path, 2, 1, start_level=75))
+    assert list(tmp_path.iterdir()) == []  # refused before the work folder was made
     bad = tmp_path / "bad.pt"
     torch.save({"x": object()}, bad)
     with pytest.raises(InputError, match=r"weights_only|cannot be read"):

@@ -21,8 +21,7 @@ from pec.backends.isaaclab.settings import IsaacLabSettings, load_settings
 from pec.backends.mujoco.backend import (
     MujocoBackend,
 )
-from pec.errors import ConfigError, InputError
-from pec.maths.curriculum import MAX_LEVEL
+from pec.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -74,10 +73,6 @@ class IsaacLabBackend(MujocoBackend):
         device: str,
         eval_mode: bool,
     ) -> Any:
-        if not 0 <= start_level <= MAX_LEVEL:
-            raise InputError(f"start_level={start_level} is outside [0, {MAX_LEVEL}]")
-        if not (np.all(np.isfinite(gcr)) and np.all(np.isfinite(spcf))):
-            raise InputError("gcr/spcf contain NaN/inf; pass finite design values")
         require_isaaclab(settings, device)
         from pec.backends.isaaclab.assets import ensure_assets
         from pec.backends.isaaclab.task import make_vec_env

@@ -158,6 +158,8 @@ def design_arrays(gcr: np.ndarray, spcf: np.ndarray) -> tuple[np.ndarray, np.nda
         raise InputError(
             f"gcr ({g.size}) and spcf ({s.size}) must be equal, non-empty per-design arrays"
         )
+    if not (np.all(np.isfinite(g)) and np.all(np.isfinite(s))):
+        raise InputError("gcr/spcf contain NaN/inf; pass finite design values")
     return g, s
 
 
@@ -256,6 +258,8 @@ class MujocoBackend:
         design_arrays(request.gcr, request.spcf)
         if request.max_iterations < 1:
             raise InputError(f"max_iterations={request.max_iterations}; pass at least 1")
+        if not 0 <= request.start_level <= MAX_LEVEL:
+            raise InputError(f"start_level={request.start_level} is outside [0, {MAX_LEVEL}]")
         settings = self.load_settings(request.settings)
         with self.simulation(settings, request.device):
             trainer = self.build_trainer(request)
