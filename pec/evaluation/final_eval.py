@@ -32,13 +32,14 @@ from pec.evaluation.protocols import (
 )
 from pec.iteration.steps import checkpoint_exists, job_settings
 from pec.jobs.spec import EvalJobSpec
+from pec.maths.curriculum import MAX_LEVEL
 from pec.maths.design_space import DesignSpace, FloatArray, IntArray, as_points
 from pec.maths.refit import assign_winners
 from pec.maths.routing import route
 from pec.maths.score_routing import DEFAULT_NEIGHBOURS, ScoreEvidence, route_by_scores
 from pec.maths.seeds import derive_seed
 from pec.runs import layout
-from pec.runs.config import MAX_LEVEL, PECConfig
+from pec.runs.config import PECConfig
 from pec.runs.run import Run
 from pec.runs.state import PECState
 from pec.runs.store import Store

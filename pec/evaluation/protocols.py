@@ -37,8 +37,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from pec.errors import ConfigError, InputError, JobError
-
-MAX_LEVEL = 74  # the curriculum's top level (pec.maths.curriculum.MAX_LEVEL; no torch import here)
+from pec.maths.curriculum import MAX_LEVEL
 
 ScoreName = Literal["final_level", "level_search"]
 SCORE_NAMES: tuple[str, ...] = ("final_level", "level_search")

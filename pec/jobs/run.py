@@ -36,13 +36,13 @@ from pec.errors import (
 from pec.evaluation.protocols import level_search
 from pec.faults import fault_point
 from pec.jobs.spec import (
-    MAX_LEVEL,
     EvalJobResult,
     EvalJobSpec,
     TrainJobResult,
     TrainJobSpec,
 )
 from pec.jobs.threads import torch_threads
+from pec.maths.curriculum import MAX_LEVEL
 from pec.runs import layout
 from pec.runs.store import Store
 

@@ -14,11 +14,11 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
 from pec.errors import ConfigError
+from pec.maths.curriculum import MAX_LEVEL
 
 if TYPE_CHECKING:
     from pec.runs.store import Store
 
-MAX_LEVEL = 74  # highest obstacle curriculum level an evaluation can report
 
 # Exit codes of `python -m pec.jobs`, part of the contract every executor relies on.
 EXIT_OK = 0

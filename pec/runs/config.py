@@ -26,9 +26,8 @@ from pydantic import (
 
 from pec.backends.base import AUTO_DEVICE
 from pec.errors import ConfigError
+from pec.maths.curriculum import MAX_LEVEL
 from pec.runs.safe_io import StrictModel, parse_yaml, read_local_file
-
-MAX_LEVEL = 74  # 75 obstacle levels, 0..74
 
 # Upper bounds on sizes, so a typo (an extra zero or three) is one line, not an out-of-memory
 # crash minutes later. Each bound is far above the reference sheet's research settings.
