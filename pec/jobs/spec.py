@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError,
 
 from pec.errors import ConfigError
 from pec.maths.curriculum import MAX_LEVEL
+from pec.runs import layout
 
 if TYPE_CHECKING:
     from pec.runs.store import Store
@@ -62,6 +63,11 @@ class TrainJobSpec(_Strict):
     run_name: str = Field(min_length=1)
     expert_id: int = Field(ge=0)
     iteration: int = Field(ge=0)
+    # "trunk": the shared policy iteration 0 forks every expert from (`trunk_share`); it writes
+    # under checkpoints/trunk/ and carries expert_id K. Left out of an expert's spec.
+    role: Literal["expert", "trunk"] = Field(
+        default="expert", exclude_if=lambda value: value == "expert"
+    )
     samples_gcr_key: str = Field(min_length=1)
     samples_spcf_key: str = Field(min_length=1)
     start_level: int = Field(ge=0, le=MAX_LEVEL)
@@ -75,6 +81,16 @@ class TrainJobSpec(_Strict):
     threads: int | None = Field(
         default=None, ge=1
     )  # torch/BLAS threads (pec.jobs.threads); None: as is
+
+    @property
+    def checkpoint_dir(self) -> str:
+        """The store folder this job writes its checkpoints, logs and result to."""
+        return layout.job_checkpoint_dir(self.run_name, self.expert_id, self.iteration, self.role)
+
+    @property
+    def what(self) -> str:
+        """ "expert k" or "the trunk", for messages."""
+        return "the trunk" if self.role == "trunk" else f"expert {self.expert_id}"
 
 
 class TrainJobResult(_Strict):
