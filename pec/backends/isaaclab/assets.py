@@ -1,8 +1,8 @@
 """The Isaac Lab backend's USD assets, generated from pec's own MJCF (nothing downloaded).
 
 - `ballu.usdc`: one planar BALLU robot, converted with `mujoco-usd-converter` from the MJCF
-  that `pec.backends.mujoco.model.build_robot_xml` writes (the embedded backend's bodies,
-  joints and limits, plus the small links USD needs for the planar root).
+  that `pec.backends.ballu.body.single_robot_mjcf` writes: the very robot every env of the
+  MuJoCo backend's scene is (same bodies, masses, inertias, joints, limits, damping).
 - `world.usda`: a ground plane and the obstacle rows (obstacle i centred at x = 1.0,
   y = -2.0 i, 1.0 m long, 2.0 m wide, top at `level_height(i)`, reaching
   `OBSTACLE_BURIAL` below the ground), all static colliders with friction 0.5.
@@ -22,7 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pec.backends.ballu import facts
-from pec.backends.mujoco.model import OBSTACLE_BURIAL, build_robot_xml
+from pec.backends.ballu.body import BalluBody, single_robot_mjcf
+from pec.backends.mujoco.model import OBSTACLE_BURIAL
 from pec.maths.curriculum import NUM_LEVELS, level_height
 
 ROBOT_FILE = "ballu.usdc"
@@ -40,7 +41,7 @@ class AssetPaths:
 
 
 def robot_mjcf(friction: float) -> str:
-    return build_robot_xml(friction=friction)
+    return single_robot_mjcf(BalluBody(), friction)
 
 
 def _world_usda(friction: float, start_x: float, length: float) -> str:

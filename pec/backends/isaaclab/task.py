@@ -37,10 +37,10 @@ from rsl_rl.env import VecEnv
 from tensordict import TensorDict
 
 from pec.backends.ballu import facts, schedule
+from pec.backends.ballu.body import JOINT_NAMES, UNBUOYED_BODIES, BalluBody
 from pec.backends.ballu.settings import BalluTaskSettings
 from pec.backends.isaaclab.assets import ROW_SPACING, AssetPaths
 from pec.backends.isaaclab.settings import NewtonSettings
-from pec.backends.mujoco.model import JOINT_NAMES, BalluGeometry
 from pec.maths.curriculum import MAX_LEVEL, level_height
 
 log = logging.getLogger(__name__)
@@ -70,12 +70,15 @@ class BalluEnvCfg(DirectRLEnvCfg):  # type: ignore[misc,unused-ignore]
 
 
 def robot_cfg(assets: AssetPaths, task: BalluTaskSettings) -> ArticulationCfg:
-    """The articulation: joint order as in MuJoCo, damping/armature restored per joint group.
+    """The articulation: joint order as in MuJoCo, every joint driven by pec or passive.
 
-    The USD conversion drops MJCF joint damping, so passive joints get it back through
-    zero-stiffness implicit actuators; knees and servos are driven by explicit efforts.
+    The USD carries the MJCF's joint damping and armature (`BalluBody`), and MuJoCo-Warp
+    simulates them as the MuJoCo backend does; the actuator groups only tell Isaac Lab that
+    no drive acts on a joint (zero stiffness and zero drive damping: a drive damping would
+    add a second damper on top of the joint's own) and cap the knee and servo efforts that
+    pec computes (`facts.knee_torque`, `facts.servo_torque`).
     """
-    g = BalluGeometry()
+    g = BalluBody()
     return ArticulationCfg(
         prim_path="{ENV_REGEX_NS}/Robot",
         spawn=sim_utils.UsdFileCfg(usd_path=str(assets.robot)),
@@ -91,12 +94,8 @@ def robot_cfg(assets: AssetPaths, task: BalluTaskSettings) -> ArticulationCfg:
         ),
         joint_ordering=list(JOINT_NAMES),
         actuators={
-            "root": ImplicitActuatorCfg(joint_names_expr=["root_.*"], stiffness=0.0, damping=0.0),
-            "neck": ImplicitActuatorCfg(
-                joint_names_expr=["neck"], stiffness=0.0, damping=g.neck_damping
-            ),
-            "hips": ImplicitActuatorCfg(
-                joint_names_expr=["hip_.*"], stiffness=0.0, damping=g.hip_damping
+            "passive": ImplicitActuatorCfg(
+                joint_names_expr=["root_.*", "neck", "hip_.*"], stiffness=0.0, damping=0.0
             ),
             "knees": ImplicitActuatorCfg(
                 joint_names_expr=["knee_.*"],
@@ -123,14 +122,15 @@ def physics_cfg(physics: str, device: str, newton: NewtonSettings) -> Any:
         return PhysxCfg()
     from isaaclab_newton.physics import MJWarpSolverCfg, NewtonCfg
 
+    body = BalluBody()  # the cone and integrator the MuJoCo backend's MJCF names too
     return NewtonCfg(
         solver_cfg=MJWarpSolverCfg(
             njmax=newton.njmax,
             nconmax=newton.nconmax,
             iterations=newton.iterations,
             ls_iterations=newton.ls_iterations,
-            cone="elliptic",  # the pyramidal cone made float32 NaNs at box contacts
-            integrator="implicitfast",
+            cone=body.friction_cone,
+            integrator=body.integrator,
         ),
         num_substeps=1,
         use_cuda_graph=device.startswith("cuda"),
@@ -210,15 +210,15 @@ class BalluEnv(DirectRLEnv):  # type: ignore[misc,unused-ignore]  # isaaclab: no
         self.effort_ids = torch.tensor(KNEES + SERVOS, device=dev)
         masses = self.robot.data.body_mass.torch[0].to("cpu", torch.float64)
         # Every body that moves vertically (all but the x-slide link) is carried by buoyancy.
-        x_link = int(self.robot.find_bodies("root_x_link")[0][0])
-        self.robot_mass = float(masses.sum() - masses[x_link])
+        buoyed = [i for i, b in enumerate(self.robot.body_names) if b not in UNBUOYED_BODIES]
+        self.robot_mass = float(masses[buoyed].sum())
         self.set_design(torch.as_tensor(gcr), torch.as_tensor(spcf))
         self.obstacle_height = torch.zeros(n, device=dev)
         self.servo_tgt = torch.full((n, 2), facts.INIT_SERVO, device=dev)
         self.knee_tgt = facts.knee_target(self.servo_tgt)
         self.prev_actions = self.servo_tgt / math.pi
         self.zero_torque = torch.zeros((n, 1, 3), device=dev)
-        self.geometry = BalluGeometry()
+        self.body = BalluBody()
         self.goal_factor = schedule.goal_factor(task, 0, eval_mode)
         self.log_items: dict[str, float] = {}
 
@@ -230,7 +230,7 @@ class BalluEnv(DirectRLEnv):  # type: ignore[misc,unused-ignore]  # isaaclab: no
         return q, self.robot.data.joint_vel.torch
 
     def leg_points(self, q: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        g = self.geometry
+        g = self.body
         knees, feet = facts.planar_leg_points(q, g.femur_length, g.foot_offset, g.foot_radius)
         return knees, feet
 

@@ -13,6 +13,7 @@ import mujoco
 import numpy as np
 from numpy.typing import NDArray
 
+from pec.backends.ballu.body import BODY_NAMES, UNBUOYED_BODIES, BalluBody
 from pec.backends.ballu.facts import (
     CABLE_KD,
     CABLE_KP,
@@ -35,7 +36,6 @@ from pec.backends.mujoco.model import (
     MAX_OBSTACLE_HEIGHT,
     OBSTACLE_BURIAL,
     OBSTACLE_GEOM_OFFSET,
-    BalluGeometry,
     build_model,
 )
 
@@ -56,11 +56,11 @@ class BalluSim:
         obstacle_length: float = 1.0,
         obstacle_width: float = 0.6,
         friction: float = 0.5,
-        geometry: BalluGeometry | None = None,
+        body: BalluBody | None = None,
     ) -> None:
         if num_envs < 1:
             raise ValueError("num_envs must be >= 1; pass at least one design")
-        self.geometry = geometry or BalluGeometry()
+        self.body = body or BalluBody()
         self.num_envs = num_envs
         self.model = build_model(
             num_envs,
@@ -70,7 +70,7 @@ class BalluSim:
             obstacle_length,
             obstacle_width,
             friction,
-            self.geometry,
+            self.body,
         )
         self.data = mujoco.MjData(self.model)
         self.drag_coefficient = drag_coefficient
@@ -85,15 +85,15 @@ class BalluSim:
         self.balloon_frc: FloatArray = self.data.xfrc_applied[1:].reshape(n, BODIES_PER_ROBOT, 6)[
             :, BALLOON_BODY
         ]
-        self.robot_mass = float(
-            self.model.body_mass[1 : 1 + BODIES_PER_ROBOT].sum()
-        )  # all robots are identical
+        # The mass buoyancy carries: robot 0's bodies but the x-slide link (robots are equal).
+        buoyed = [i for i, name in enumerate(BODY_NAMES) if name not in UNBUOYED_BODIES]
+        self.robot_mass = float(self.model.body_mass[1:][buoyed].sum())
         self.gcr: FloatArray = np.full(n, 0.8)
         self.spcf: FloatArray = np.full(n, 0.005)
         self.buoyancy: FloatArray = self.gcr * self.robot_mass * GRAVITY
         self.obstacle_height: FloatArray = np.zeros(n)
         self._minus_c = -self.drag_coefficient
-        self._balloon_height = self.geometry.balloon_height
+        self._balloon_height = self.body.balloon_height
         self._init_fast_paths()
         # A live view of mjData's warning counters (mjData's own resets write into it too).
         self._warning_number: NDArray[np.int32] = self.data.warning.number
@@ -192,7 +192,7 @@ class BalluSim:
         self._leg_idx = np.concatenate(
             [legs(2, 2), legs(4, 7), knee, legs(0, 0), legs(1, 1)]  # see leg_points
         )
-        g = self.geometry
+        g = self.body
         self._leg_length: FloatArray = np.repeat([g.femur_length, g.foot_offset], 4 * n)
         self._leg_angle: FloatArray = np.zeros(4 * n)
         self._leg_trig: FloatArray = np.zeros(8 * n)  # sin, cos of the hip, then of the knee
@@ -316,6 +316,6 @@ class BalluSim:
         np.multiply(self._leg_length, trig, out=trig)
         knees = np.subtract(g[3 * n2 :], trig[: 2 * n2])  # [x | z]
         feet = np.subtract(knees, trig[2 * n2 :])
-        np.subtract(feet[n2:], self.geometry.foot_radius, out=feet[n2:])  # the sole
+        np.subtract(feet[n2:], self.body.foot_radius, out=feet[n2:])  # the sole
         shape = (2, self.num_envs, 2)
         return knees.reshape(shape).transpose(1, 2, 0), feet.reshape(shape).transpose(1, 2, 0)
