@@ -97,7 +97,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--iters", type=int, default=50, help="PPO iterations at later iterations")
     p.add_argument("--trunk_share", type=float, default=0.5, help="the fork arms' trunk share")
     p.add_argument("--F", type=int, default=16, help="frontier candidates per iteration")
-    p.add_argument("--n_designs", type=int, default=128, help="held-out uniform designs")
+    p.add_argument("--n_designs", type=int, default=100, help="held-out uniform designs")
     p.add_argument("--corner_designs", type=int, default=8, help="designs around each corner")
     p.add_argument("--designs_seed", type=int, default=4242)
     p.add_argument("--episode_steps", type=int, default=400, help="control steps per episode")
