@@ -609,6 +609,24 @@ def print_aggregate(agg: dict[str, Any], goal: dict[str, Any]) -> None:
     print("goals:", json.dumps(goal, indent=1))
 
 
+def portable(value: Any) -> Any:
+    """The figures without this machine's paths: an absolute path keeps its last three parts
+    (run, folder, file); in a command the store is STORE and a file path its name."""
+    if isinstance(value, dict):
+        return {k: portable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [portable(v) for v in value]
+    if isinstance(value, str) and value.startswith("benchmarks/"):
+        words = shlex.split(value)
+        for i, word in enumerate(words[:-1]):
+            if word == "--store":
+                words[i + 1] = "STORE"
+        return shlex.join(Path(w).name if w.startswith("/") else w for w in words)
+    if isinstance(value, str) and value.startswith("/"):
+        return ".../" + "/".join(Path(value).parts[-3:])
+    return value
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -632,7 +650,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "goals": goal,
                 "per_seed": per_seed,
             }
-            Path(args.out).write_text(json.dumps(document, indent=1))
+            Path(args.out).write_text(json.dumps(portable(document), indent=1) + "\n")
         return 0
     store_dir = Path(args.store or tempfile.mkdtemp(prefix="pec-bench-"))
     store_dir.mkdir(parents=True, exist_ok=True)
