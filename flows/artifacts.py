@@ -69,6 +69,8 @@ def experts_table(
         if budget is not None:
             rows[-1]["ppo_iterations"] = budget.ppo_iterations[expert.id]
             rows[-1]["budget_rule"] = budget.rule
+            if budget.ppo_iterations[expert.id] == 0 and not rows[-1]["status"]:
+                rows[-1]["status"] = "not trained: gave its budget to the winners"
     trunk = state.trunk
     if trunk is not None:
         rows.append(

@@ -45,6 +45,7 @@ from pec.jobs.run import run_job as real_run_job
 from pec.jobs.spec import EvalJobSpec, TrainJobSpec
 from pec.runs import layout
 from pec.runs.run import make_run, open_run_store, resolve_config
+from pec.runs.state import BudgetRecord
 from pec.runs.state_io import load_state
 
 REPO = Path(__file__).resolve().parents[1]
@@ -363,6 +364,11 @@ def test_experts_table_shows_scores_per_expert(tmp_path: Path) -> None:
     assert (rows[0]["score_mean"], rows[0]["score_min"], rows[0]["score_max"]) == (3.0, 1, 6)
     assert rows[0]["status"] == "cached" and rows[1]["score_mean"] is None
     assert rows[1]["designs"] == len(state.experts[1].designs)
+    assert "ppo_iterations" not in rows[0]  # no budget recorded: the original's equal split
+    wins = BudgetRecord(iteration=0, rule="wins", ppo_iterations=[4, 0], won_counts=[3, 0])
+    rows = experts_table(state.model_copy(update={"budgets": [wins]}), None, {0: "trained"})
+    assert [(r["ppo_iterations"], r["budget_rule"]) for r in rows] == [(4, "wins"), (0, "wins")]
+    assert rows[0]["status"] == "trained" and rows[1]["status"].startswith("not trained")
 
 
 class _Container:
