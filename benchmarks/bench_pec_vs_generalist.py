@@ -265,7 +265,17 @@ def distill_module() -> Any | None:
 # ---------------------------------------------------------------- one seed
 
 
-def run_seed(args: argparse.Namespace, store: Store, store_dir: Path, seed: int) -> dict[str, Any]:
+def run_seed(
+    args: argparse.Namespace,
+    store: Store,
+    store_dir: Path,
+    seed: int,
+    save: Callable[[dict[str, Any]], None],
+) -> dict[str, Any]:
+    """All arms of one seed, in stages that each end with a comparison `save`d (so a seed cut
+    short still reports what it finished): 1. original PEC and the generalist; 2. the fork
+    arms; 3. the second generalist; 4. the student and the generalist at its budget; 5. the
+    corners. Everything is reused from the store when a stage is run again."""
     spec = StoreSpec(location=store.root_uri)
     names = {arm: f"{args.run_name}-s{seed}-{arm}" for arm in PEC_ARMS}
     configs = {
@@ -276,46 +286,131 @@ def run_seed(args: argparse.Namespace, store: Store, store_dir: Path, seed: int)
     runs = {arm: make_run(store, spec, names[arm], configs[arm]) for arm in PEC_ARMS}
     runner = local_runner(configs["original"])
     timings: dict[str, float] = {}
-    print(f"seed {seed}: store {store.root_uri}", flush=True)
-
-    t0 = time.time()
-    run_until_done(runs["original"], runner, on_iteration=reporter("original"))
-    timings["original_s"] = time.time() - t0
-
-    t0 = time.time()  # fork: iteration 0 (trunk + forked experts), shared with fork_wins
-    state, version, _ = start_run(runs["fork"])
-    reporter("fork")(run_iteration(runs["fork"], runner, (state, version)))
-    clone_after(store_dir, names["fork"], names["fork_wins"])
-    run_until_done(runs["fork"], runner, on_iteration=reporter("fork"))
-    timings["fork_s"] = time.time() - t0
-    t0 = time.time()
-    run_until_done(runs["fork_wins"], runner, on_iteration=reporter("fork_wins"))
-    timings["fork_wins_iterations_after_0_s"] = time.time() - t0
-    states = {arm: load_run_state(runs[arm])[0] for arm in PEC_ARMS}
-
-    budgets = {arm: pec_budget(runs[arm], states[arm], args.episode_steps) for arm in PEC_ARMS}
-    base_run, base_state = runs["original"], states["original"]
-    rollout = step_budget(training_records(base_run, base_state)).rollout_steps
-    assert rollout, "the original run recorded no rollout length"
-    per_it = args.num_envs * rollout
-    pec_total = max(b["total"] for b in budgets.values())
-    g_iterations = math.ceil(pec_total / per_it)
-    chunks = args.pec_iterations
-    plan = [g_iterations // chunks + (1 if c < g_iterations % chunks else 0) for c in range(chunks)]
-
-    student: dict[str, Any] | None = None
-    distill = None if args.no_student else distill_module()
+    states: dict[str, PECState] = {}
+    budgets: dict[str, dict[str, float]] = {}
+    generalists: dict[str, tuple[str, float, list[int]]] = {}
+    figures: dict[str, Any] = {
+        "seed": seed,
+        "settings": settings_of(args),
+        "heldout": {},
+        "corners": {},
+        "stages_done": [],
+    }
+    base_run = runs["original"]
     held = uniform_designs(base_run.space, args.n_designs, args.designs_seed)
     held_stem = f"heldout_{args.n_designs}_uniform"
     corners = corner_designs(args.corner_designs, args.designs_seed + 1)
     corner_stem = f"corners_{len(corners)}"
-    extra_its = 0
+    print(f"seed {seed}: store {store.root_uri}", flush=True)
+
+    def finish_arm(arm: str) -> None:
+        states[arm] = load_run_state(runs[arm])[0]
+        budgets[arm] = pec_budget(runs[arm], states[arm], args.episode_steps)
+
+    def evaluate_arm(arm: str, stem: str, designs: Sequence[Design]) -> None:
+        summary = run_final_eval(
+            runs[arm], states[arm], designs, stem, runner, num_episodes=1, start_difficulty=0
+        )
+        figures["heldout" if stem == held_stem else "corners"][arm] = {
+            "oracle": summary["oracle"],
+            "routed": summary["routed"],
+            "score_routed": summary["score_routed"],
+            "expert_means": summary["expert_means"],
+        }
+
+    def evaluate_generalist(name: str, stem: str, designs: Sequence[Design]) -> None:
+        levels = evaluate_checkpoint(
+            base_run, states["original"], generalists[name][0], designs, stem, runner
+        )
+        figures["heldout" if stem == held_stem else "corners"][name] = {"levels": levels}
+
+    def chunk_checkpoint(replica: int, chunk: int) -> str:
+        key = baseline_chunk_dir(base_run.name, chunk, replica) + "result.json"
+        return str(json.loads(store.read_bytes(key))["checkpoint_uri"])
+
+    def train_generalist(name: str, replica: int, plan: list[int]) -> None:
+        record = train_baseline(
+            base_run, states["original"], runner, num_envs=args.num_envs, replica=replica, plan=plan
+        )
+        steps = sum(float((c.get("metrics") or {}).get("env_steps", 0.0)) for c in record["chunks"])
+        generalists[name] = (chunk_checkpoint(replica, len(plan) - 1), steps, plan)
+
+    def stage_done(stage: str) -> None:
+        figures["stages_done"].append(stage)
+        if "generalist_2" in figures["heldout"] and "generalist" in figures["heldout"]:
+            both = np.asarray(
+                [figures["heldout"][g]["levels"] for g in ("generalist", "generalist_2")],
+                dtype=float,
+            )
+            figures["heldout"]["generalist_best_of_2"] = {"levels": both.max(axis=0).tolist()}
+        table: dict[str, Any] = {arm: dict(b) for arm, b in budgets.items()}
+        for name, (_, steps, plan) in generalists.items():
+            table[name] = {"total": steps, "ppo_iterations": plan}
+        figures["budget_env_steps"] = table
+        figures["means"] = means_of(figures)
+        figures["states"] = {
+            arm: {
+                "budgets": [b.model_dump(mode="json") for b in state.budgets],
+                "trunk": None if state.trunk is None else state.trunk.model_dump(mode="json"),
+            }
+            for arm, state in states.items()
+        }
+        figures["timings_s"] = {k: round(v, 1) for k, v in timings.items()}
+        save(figures)
+        print(f"  stage done: {stage}", flush=True)
+
+    # 1. original PEC; the generalist gets its total (frontier probes included)
+    t0 = time.time()
+    run_until_done(runs["original"], runner, on_iteration=reporter("original"))
+    finish_arm("original")
+    timings["original_s"] = time.time() - t0
+    rollout = step_budget(training_records(base_run, states["original"])).rollout_steps
+    assert rollout, "the original run recorded no rollout length"
+    per_it = args.num_envs * rollout
+    g_iterations = math.ceil(budgets["original"]["total"] / per_it)
+    chunks = args.pec_iterations
+    plan = [g_iterations // chunks + (1 if c < g_iterations % chunks else 0) for c in range(chunks)]
+    t0 = time.time()
+    train_generalist("generalist", 0, plan)
+    timings["generalist_s"] = time.time() - t0
+    t0 = time.time()
+    evaluate_arm("original", held_stem, held)
+    evaluate_generalist("generalist", held_stem, held)
+    timings["evaluations_1_s"] = time.time() - t0
+    stage_done("original+generalist")
+
+    # 2. fork: iteration 0 (trunk + forked experts) is shared with fork_wins (a copy)
+    t0 = time.time()
+    state, version, _ = start_run(runs["fork"])
+    if state.iteration == 0:
+        reporter("fork")(run_iteration(runs["fork"], runner, (state, version)))
+    if not (store_dir / names["fork_wins"] / "pec_state.json").exists():
+        clone_after(store_dir, names["fork"], names["fork_wins"])
+    run_until_done(runs["fork"], runner, on_iteration=reporter("fork"))
+    finish_arm("fork")
+    timings["fork_s"] = time.time() - t0
+    t0 = time.time()
+    run_until_done(runs["fork_wins"], runner, on_iteration=reporter("fork_wins"))
+    finish_arm("fork_wins")
+    timings["fork_wins_iterations_after_0_s"] = time.time() - t0
+    for arm in ("fork", "fork_wins"):
+        evaluate_arm(arm, held_stem, held)
+    stage_done("fork arms")
+
+    # 3. the second generalist (other seeds): the best-of-two control
+    t0 = time.time()
+    train_generalist("generalist_2", 1, plan)
+    evaluate_generalist("generalist_2", held_stem, held)
+    timings["generalist_2_s"] = time.time() - t0
+    stage_done("generalist_2")
+
+    # 4. the student (distilled from fork_wins) and the generalist trained on for its steps
+    distill = None if args.no_student else distill_module()
     if distill is not None:
         t0 = time.time()
-        wins_run, wins_state = runs["fork_wins"], states["fork_wins"]
         record = distill.distill_student(
-            wins_run,
-            wins_state,
+            runs["fork_wins"],
+            states["fork_wins"],
             runner,
             iterations=args.distill_iterations,
             finetune_iterations=args.distill_finetune,
@@ -323,107 +418,51 @@ def run_seed(args: argparse.Namespace, store: Store, store_dir: Path, seed: int)
             exclude_stem=held_stem,
         )
         timings["distill_s"] = time.time() - t0
-        student = {"record": {k: record.get(k) for k in ("env_steps", "plan", "label_share")}}
+        figures["student_record"] = {k: record.get(k) for k in ("env_steps", "plan", "label_share")}
         student_total = budgets["fork_wins"]["total"] + float(record["env_steps"])
         budgets["student"] = {
             **budgets["fork_wins"],
             "distillation": float(record["env_steps"]),
             "total": student_total,
         }
-        extra_its = max(1, math.ceil(student_total / per_it) - g_iterations)
+        extra = max(1, math.ceil(student_total / per_it) - g_iterations)
+        t0 = time.time()
+        train_generalist("generalist_at_student_budget", 0, [*plan, extra])
+        payload = distill.evaluate_student(
+            runs["fork_wins"],
+            states["fork_wins"],
+            held,
+            held_stem,
+            runner,
+            num_episodes=1,
+            start_difficulty=0,
+        )
+        figures["heldout"]["student"] = {"levels": list(payload["levels"])}
+        evaluate_generalist("generalist_at_student_budget", held_stem, held)
+        timings["student_eval_s"] = time.time() - t0
+        stage_done("student")
     elif not args.no_student:
         print("  student: pec.evaluation.distill is not in this checkout; arm left out")
 
+    # 5. the transfer matrix's corners, for every policy
     t0 = time.time()
-    g_records = [
-        train_baseline(
-            base_run,
-            base_state,
+    for arm in PEC_ARMS:
+        evaluate_arm(arm, corner_stem, corners)
+    for name in generalists:
+        evaluate_generalist(name, corner_stem, corners)
+    if distill is not None:
+        payload = distill.evaluate_student(
+            runs["fork_wins"],
+            states["fork_wins"],
+            corners,
+            corner_stem,
             runner,
-            num_envs=args.num_envs,
-            replica=r,
-            plan=plan + ([extra_its] if r == 0 and extra_its else []),
+            num_episodes=1,
+            start_difficulty=0,
         )
-        for r in (0, 1)
-    ]
-    timings["generalists_s"] = time.time() - t0
-
-    def chunk_checkpoint(replica: int, chunk: int) -> str:
-        key = baseline_chunk_dir(base_run.name, chunk, replica) + "result.json"
-        return str(json.loads(store.read_bytes(key))["checkpoint_uri"])
-
-    def chunk_steps(replica: int, upto: int) -> float:
-        chunks_done = g_records[replica]["chunks"][:upto]
-        return float(sum((c.get("metrics") or {}).get("env_steps", 0.0) for c in chunks_done))
-
-    generalists = {
-        "generalist": (chunk_checkpoint(0, chunks - 1), chunk_steps(0, chunks)),
-        "generalist_2": (chunk_checkpoint(1, chunks - 1), chunk_steps(1, chunks)),
-    }
-    if extra_its:
-        generalists["generalist_at_student_budget"] = (
-            chunk_checkpoint(0, chunks),
-            chunk_steps(0, chunks + 1),
-        )
-
-    t0 = time.time()
-    figures: dict[str, Any] = {"seed": seed, "settings": settings_of(args)}
-    for stem, designs in ((held_stem, held), (corner_stem, corners)):  # held-out first
-        part: dict[str, Any] = {}
-        for arm in PEC_ARMS:
-            summary = run_final_eval(
-                runs[arm], states[arm], designs, stem, runner, num_episodes=1, start_difficulty=0
-            )
-            part[arm] = {
-                "oracle": summary["oracle"],
-                "routed": summary["routed"],
-                "score_routed": summary["score_routed"],
-                "expert_means": summary["expert_means"],
-            }
-        for name, (checkpoint, _) in generalists.items():
-            levels = evaluate_checkpoint(base_run, base_state, checkpoint, designs, stem, runner)
-            part[name] = {"levels": levels}
-        if distill is not None and student is not None:
-            payload = distill.evaluate_student(
-                runs["fork_wins"],
-                states["fork_wins"],
-                designs,
-                stem,
-                runner,
-                num_episodes=1,
-                start_difficulty=0,
-            )
-            part["student"] = {"levels": list(payload["levels"])}
-        figures["heldout" if stem == held_stem else "corners"] = part
-    timings["evaluations_s"] = time.time() - t0
-
-    g_levels = np.asarray(
-        [figures["heldout"][g]["levels"] for g in ("generalist", "generalist_2")], dtype=float
-    )
-    figures["heldout"]["generalist_best_of_2"] = {"levels": g_levels.max(axis=0).tolist()}
-    budget_table: dict[str, Any] = {
-        **budgets,
-        **{
-            name: {"total": steps, "ppo_iterations": None}
-            for name, (_, steps) in generalists.items()
-        },
-    }
-    budget_table["generalist"]["ppo_iterations"] = plan
-    budget_table["generalist_2"]["ppo_iterations"] = plan
-    if extra_its:
-        budget_table["generalist_at_student_budget"]["ppo_iterations"] = [*plan, extra_its]
-    figures["budget_env_steps"] = budget_table
-    figures["means"] = means_of(figures)
-    figures["states"] = {
-        arm: {
-            "budgets": [b.model_dump(mode="json") for b in states[arm].budgets],
-            "trunk": None if trunk is None else trunk.model_dump(mode="json"),
-        }
-        for arm, trunk in ((a, states[a].trunk) for a in PEC_ARMS)
-    }
-    if student is not None:
-        figures["student_record"] = student["record"]
-    figures["timings_s"] = {k: round(v, 1) for k, v in timings.items()}
+        figures["corners"]["student"] = {"levels": list(payload["levels"])}
+    timings["corners_s"] = time.time() - t0
+    stage_done("corners")
     print_seed(figures)
     return figures
 
@@ -509,32 +548,29 @@ def ci95(values: Sequence[float]) -> float:
 
 def goals(per_seed: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """The issue's goals per seed: score-routed >= 1.1 x generalist and oracle >= best of two
-    generalists (per PEC arm, in at least 2 of 3 seeds); student >= generalist (at its budget)."""
+    generalists (per PEC arm, in at least 2 of 3 seeds); student >= generalist (at its budget).
+    A seed that did not reach an arm counts as not meeting its goal (None in the lists)."""
+
+    def ratio_of(s: dict[str, Any], key: str, ref: str) -> float | None:
+        m = s["means"]
+        return m[key] / m[ref] if key in m and m.get(ref) else None
+
     out: dict[str, Any] = {}
     for arm in PEC_ARMS:
-        routed = [
-            s["means"][f"{arm}/score_routed"] / s["means"]["generalist"]
-            if s["means"]["generalist"]
-            else None
-            for s in per_seed
-        ]
-        oracle = [
-            s["means"][f"{arm}/oracle"] >= s["means"]["generalist_best_of_2"] for s in per_seed
-        ]
+        routed = [ratio_of(s, f"{arm}/score_routed", "generalist") for s in per_seed]
+        oracle = [ratio_of(s, f"{arm}/oracle", "generalist_best_of_2") for s in per_seed]
         out[arm] = {
             "score_routed_over_generalist": routed,
             "score_routed_goal_seeds": sum(1 for r in routed if r is not None and r >= 1.1),
-            "oracle_ge_best_of_two_seeds": sum(oracle),
+            "oracle_over_best_of_two": oracle,
+            "oracle_ge_best_of_two_seeds": sum(1 for r in oracle if r is not None and r >= 1.0),
         }
-    if all("student" in s["means"] for s in per_seed):
-        ref = "generalist_at_student_budget"
-        out["student"] = {
-            "over_generalist": [s["means"]["student"] / s["means"]["generalist"] for s in per_seed],
-            "over_generalist_at_its_budget": [
-                s["means"]["student"] / s["means"].get(ref, s["means"]["generalist"])
-                for s in per_seed
-            ],
-        }
+    out["student"] = {
+        "over_generalist": [ratio_of(s, "student", "generalist") for s in per_seed],
+        "over_generalist_at_its_budget": [
+            ratio_of(s, "student", "generalist_at_student_budget") for s in per_seed
+        ],
+    }
     return out
 
 
@@ -548,9 +584,10 @@ def aggregate(per_seed: Sequence[dict[str, Any]]) -> dict[str, Any]:
         }
         for key in keys
     }
+    arms = set.intersection(*(set(s.get("budget_env_steps", {})) for s in per_seed))
     budgets = {
         arm: float(np.mean([s["budget_env_steps"][arm]["total"] for s in per_seed]))
-        for arm in per_seed[0]["budget_env_steps"]
+        for arm in sorted(arms)
     }
     return {"seeds": [s["seed"] for s in per_seed], "means": table, "budget_env_steps": budgets}
 
@@ -655,12 +692,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     store_dir = Path(args.store or tempfile.mkdtemp(prefix="pec-bench-"))
     store_dir.mkdir(parents=True, exist_ok=True)
     store = open_store(str(store_dir))
-    figures = run_seed(args, store, store_dir.resolve(), args.seed)
-    figures["command"] = shlex.join(
-        ["benchmarks/bench_pec_vs_generalist.py", *(argv or sys.argv[1:])]
-    )
-    if args.json:
-        Path(args.json).write_text(json.dumps(figures, indent=1))
+    command = shlex.join(["benchmarks/bench_pec_vs_generalist.py", *(argv or sys.argv[1:])])
+
+    def save(figures: dict[str, Any]) -> None:
+        if args.json:
+            Path(args.json).write_text(json.dumps({**figures, "command": command}, indent=1))
+
+    run_seed(args, store, store_dir.resolve(), args.seed, save)
     return 0
 
 
