@@ -6,8 +6,10 @@ One seed trains, in this process, every arm of issue "PEC that pays":
 - `fork`: PEC whose iteration 0 first trains one trunk on the whole box (`trunk_share`) and
   forks every expert from it;
 - `fork_wins`: the same with `budget_rule: wins` (an expert that won no frontier candidate
-  gives its PPO iterations to the winners). It shares the `fork` run's trunk and iteration
-  0 (a copy of that run after iteration 0: the same computation, not a second one);
+  gives its PPO iterations to the winners), and `fork_share` with `budget_rule:
+  proportional` (PPO iterations in proportion to the candidates won). Both share the `fork`
+  run's trunk and iteration 0 (copies of that run after iteration 0: the same computation,
+  not a second one);
 - `student`: one policy distilled from the `fork_wins` experts (`pec distill`'s driver,
   `pec.evaluation.distill`), where this checkout has it;
 - `generalist`: one policy on uniform designs over the whole box, trained in as many
@@ -83,7 +85,7 @@ CORNERS = {  # as benchmarks/bench_transfer_matrix.py: [GCR, spcf] and the half-
     "high GCR, stiff": (0.87, 0.009),
 }
 HALF_WIDTH = (0.01, 0.0005)
-PEC_ARMS = ("original", "fork", "fork_wins")
+PEC_ARMS = ("original", "fork", "fork_wins", "fork_share")
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -282,6 +284,9 @@ def run_seed(
         "original": pec_config(args, seed),
         "fork": pec_config(args, seed, trunk_share=args.trunk_share),
         "fork_wins": pec_config(args, seed, trunk_share=args.trunk_share, budget_rule="wins"),
+        "fork_share": pec_config(
+            args, seed, trunk_share=args.trunk_share, budget_rule="proportional"
+        ),
     }
     runs = {arm: make_run(store, spec, names[arm], configs[arm]) for arm in PEC_ARMS}
     runner = local_runner(configs["original"])
@@ -384,8 +389,9 @@ def run_seed(
     state, version, _ = start_run(runs["fork"])
     if state.iteration == 0:
         reporter("fork")(run_iteration(runs["fork"], runner, (state, version)))
-    if not (store_dir / names["fork_wins"] / "pec_state.json").exists():
-        clone_after(store_dir, names["fork"], names["fork_wins"])
+    for arm in ("fork_wins", "fork_share"):
+        if not (store_dir / names[arm] / "pec_state.json").exists():
+            clone_after(store_dir, names["fork"], names[arm])
     run_until_done(runs["fork"], runner, on_iteration=reporter("fork"))
     finish_arm("fork")
     timings["fork_s"] = time.time() - t0
@@ -393,7 +399,11 @@ def run_seed(
     run_until_done(runs["fork_wins"], runner, on_iteration=reporter("fork_wins"))
     finish_arm("fork_wins")
     timings["fork_wins_iterations_after_0_s"] = time.time() - t0
-    for arm in ("fork", "fork_wins"):
+    t0 = time.time()
+    run_until_done(runs["fork_share"], runner, on_iteration=reporter("fork_share"))
+    finish_arm("fork_share")
+    timings["fork_share_iterations_after_0_s"] = time.time() - t0
+    for arm in ("fork", "fork_wins", "fork_share"):
         evaluate_arm(arm, held_stem, held)
     stage_done("fork arms")
 
@@ -516,6 +526,8 @@ HEADLINE = (
     ("PEC fork, score-routed", "fork/score_routed"),
     ("PEC fork+wins, oracle", "fork_wins/oracle"),
     ("PEC fork+wins, score-routed", "fork_wins/score_routed"),
+    ("PEC fork+proportional, oracle", "fork_share/oracle"),
+    ("PEC fork+proportional, score-routed", "fork_share/score_routed"),
     ("student (distilled fork+wins)", "student"),
     ("generalist", "generalist"),
     ("generalist at the student's budget", "generalist_at_student_budget"),

@@ -21,7 +21,7 @@ from pec.errors import JobError
 from pec.evaluation.baseline import step_budget, training_records
 from pec.jobs.run import run_job as real_run_job
 from pec.jobs.spec import EvalJobSpec, TrainJobSpec
-from pec.maths.budget import budget_by_wins, trunk_split, won_counts
+from pec.maths.budget import budget_by_share, budget_by_wins, trunk_split, won_counts
 from pec.presentation.cli import main
 from pec.runs import layout
 from pec.runs.run import load_run_state, open_run
@@ -63,6 +63,17 @@ def test_budget_follows_wins() -> None:
     assert budget_by_wins([0, 0], 5) == [5, 5]  # no evidence: equal split
     for won in ([0, 1, 0, 0, 2], [5, 0, 0], [0, 0, 0, 1]):
         assert sum(budget_by_wins(won, 7)) == 7 * len(won)
+    assert budget_by_share([1, 14], 50) == [7, 93]  # 100 x 1/15 = 6.67 -> 7 by remainder
+    assert budget_by_share([0, 3], 50) == [0, 100]
+    assert budget_by_share([1, 1, 1], 5) == [5, 5, 5]
+    assert budget_by_share([0, 0], 5) == [5, 5]  # no evidence: the equal split
+    for won in ([0, 1, 0, 0, 2], [5, 3, 1], [7, 0, 0, 1], [2, 2, 3]):
+        split = budget_by_share(won, 11)
+        assert sum(split) == 11 * len(won)
+        assert all((b == 0) == (w == 0) or sum(won) == 0 for b, w in zip(split, won, strict=True))
+        for i, j in ((i, j) for i in range(len(won)) for j in range(len(won))):
+            if won[i] > won[j]:
+                assert split[i] >= split[j]  # more wins, never less budget
     nan = float("nan")
     # outright wins only: a tie (0/0 included) is nobody's, an unevaluated expert is skipped
     assert won_counts([[3, 0, 2, 1, nan], [1, 0, 2, 4, 7]]) == [1, 2]
@@ -300,6 +311,34 @@ def test_an_expert_that_won_nothing_gives_its_budget_to_the_winner(
     assert main(["status", *common]) == 0
     out = capsys.readouterr().out
     assert "gave its budget" in out and "wins" in out
+
+
+def test_proportional_budget_follows_the_share_of_wins(
+    tmp_path: Path, job_calls: list[tuple[str, str, int, int]]
+) -> None:
+    store = tmp_path / "s"
+    common = ["--run_name", "pr", "--store", str(store)]
+    argv = ["--config", TINY, "--set", "budget_rule=proportional", "--set", "max_iterations=4"]
+    assert main(["init", *common, *argv]) == 0
+    for k in (0, 1):
+        assert main(["train-expert", *common, "--expert_id", str(k)]) == 0
+    assert main(["frontier", *common]) == 0
+    scores = tmp_path / "scores.json"
+    scores.write_text(json.dumps([[3, 5, 1, 2], [1, 0, 4, 1]]))  # wins 3 : 1
+    assert main(["refit", *common, "--scores", str(scores)]) == 0
+    job_calls.clear()
+    assert main(["run", *common]) == 0
+    trained = {c[2]: c for c in job_calls if c[0] == "train"}
+    assert sorted(trained) == [0, 1]
+    for k, its in ((0, 6), (1, 2)):  # 8 PPO iterations split 3 : 1
+        result = read_json(store / layout.train_result_key("pr", k, 1))
+        assert result["metrics"]["env_steps"] == its * ROLLOUT * ENVS
+    budget = state_of(store, "pr").budgets[-1]
+    assert (budget.rule, budget.ppo_iterations, budget.won_counts) == (
+        "proportional",
+        [6, 2],
+        [3, 1],
+    )
 
 
 def test_equal_split_runs_write_the_state_as_before(tmp_path: Path) -> None:

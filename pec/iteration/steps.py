@@ -21,7 +21,7 @@ from pec.errors import InputError, NotFoundError, StateError, StoreError
 from pec.evaluation.protocols import describe, same_protocol
 from pec.faults import fault_point
 from pec.jobs.spec import EvalJobSpec, TrainJobResult, TrainJobSpec
-from pec.maths.budget import budget_by_wins, trunk_split, won_counts
+from pec.maths.budget import budget_by_share, budget_by_wins, trunk_split, won_counts
 from pec.maths.coverage import coverage as mc_coverage
 from pec.maths.curriculum import starting_level
 from pec.maths.frontier import CandidateSelection, effective_mode, select_candidates
@@ -319,8 +319,9 @@ def trainable(
     if iterations < 1:
         raise StateError(
             f"expert {expert_id} has no training budget at iteration {iteration}: it won no "
-            f"frontier candidate at iteration {iteration - 1} and budget_rule 'wins' gave its "
-            "PPO iterations to the others; train another expert (or --set budget_rule=equal)"
+            f"frontier candidate at iteration {iteration - 1} and budget_rule "
+            f"'{run.config.budget_rule}' gave its PPO iterations to the others; train another "
+            "expert (or --set budget_rule=equal)"
         )
     if iteration > 0:
         resume = state.experts[expert_id].checkpoint
@@ -352,8 +353,9 @@ def training_budget(run: Run, state: PECState) -> BudgetRecord:
     """PPO iterations per expert at the state's iteration, and the rule that set them.
 
     Iteration 0: `max_iterations_iter0` each, or what the trunk leaves them (rule "trunk").
-    Later: `max_iterations` each (rule "equal"), or with `budget_rule: wins` the split of
-    `pec.maths.budget.budget_by_wins` on the wins of the previous iteration's frontier.
+    Later: `max_iterations` each (rule "equal"), or with `budget_rule: wins` / `proportional`
+    the split of `pec.maths.budget.budget_by_wins` / `budget_by_share` on the outright wins of
+    the previous iteration's frontier.
     """
     cfg = run.config
     K = len(state.experts)
@@ -367,8 +369,11 @@ def training_budget(run: Run, state: PECState) -> BudgetRecord:
             iteration=iteration, rule="equal", ppo_iterations=[cfg.max_iterations] * K
         )
     won = wins_of(run, state, iteration - 1)
-    split = [cfg.max_iterations] * K if won is None else budget_by_wins(won, cfg.max_iterations)
-    return BudgetRecord(iteration=iteration, rule="wins", ppo_iterations=split, won_counts=won)
+    split_by = budget_by_wins if cfg.budget_rule == "wins" else budget_by_share
+    split = [cfg.max_iterations] * K if won is None else split_by(won, cfg.max_iterations)
+    return BudgetRecord(
+        iteration=iteration, rule=cfg.budget_rule, ppo_iterations=split, won_counts=won
+    )
 
 
 def records_budget(run: Run, budget: BudgetRecord) -> bool:

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 from numpy.typing import ArrayLike
 
-BUDGET_RULES = ("equal", "wins")
+BUDGET_RULES = ("equal", "wins", "proportional")
 
 
 def trunk_split(K: int, iterations_iter0: int, share: float) -> tuple[int, int]:
@@ -74,4 +74,25 @@ def budget_by_wins(won: Sequence[int], per_expert: int) -> list[int]:
     budget = [0] * K
     for i, k in enumerate(winners):
         budget[k] = base + (1 if i < extra else 0)
+    return budget
+
+
+def budget_by_share(won: Sequence[int], per_expert: int) -> list[int]:
+    """PPO iterations per expert in proportion to its outright wins (`budget_rule:
+    proportional`): the total ``K x per_expert`` split by largest remainders (ties of the
+    remainder to the lower id), so an expert that won nothing gets 0. No wins at all (no
+    evidence): the equal split."""
+    K = len(won)
+    if per_expert < 1 or K < 1:
+        raise ValueError(f"per_expert={per_expert} and K={K} must be >= 1")
+    if any(count < 0 for count in won):
+        raise ValueError(f"won counts {list(won)} must be >= 0")
+    wins = sum(won)
+    if wins == 0:
+        return [per_expert] * K
+    total = per_expert * K
+    budget = [total * count // wins for count in won]
+    remainders = sorted(range(K), key=lambda k: (-(total * won[k] % wins), k))
+    for k in remainders[: total - sum(budget)]:
+        budget[k] += 1
     return budget

@@ -97,10 +97,11 @@ class PECConfig(StrictModel):
         "spent on one trunk policy over the whole box that every expert then forks from; "
         "0: every expert starts from scratch (the original)",
     )
-    budget_rule: Literal["equal", "wins"] = Field(
+    budget_rule: Literal["equal", "wins", "proportional"] = Field(
         "equal",
-        description="PPO budget per expert after iteration 0: equal (the original), or wins "
-        "(an expert that won no frontier candidate gives its budget to those that won)",
+        description="PPO budget per expert after iteration 0: equal (the original), wins (an "
+        "expert that won no frontier candidate gives its budget to those that won), or "
+        "proportional (the budget split in proportion to the frontier candidates won)",
     )
     train_timeout_h: float = Field(8.0, gt=0.0, le=24 * 366)
     eval_timeout_h: float = Field(4.0, gt=0.0, le=24 * 366)

@@ -480,5 +480,5 @@ def add_run_commands(sub: Any) -> None:
     p.add_argument(
         "--trunk_share", type=float, help="fork the experts from a trunk given this share"
     )
-    p.add_argument("--budget_rule", choices=["equal", "wins"])
+    p.add_argument("--budget_rule", choices=["equal", "wins", "proportional"])
     p.set_defaults(func=cmd_run)
