@@ -389,8 +389,11 @@ def run_seed(
     state, version, _ = start_run(runs["fork"])
     if state.iteration == 0:
         reporter("fork")(run_iteration(runs["fork"], runner, (state, version)))
+        state, _ = load_run_state(runs["fork"])
     for arm in ("fork_wins", "fork_share"):
-        if not (store_dir / names[arm] / "pec_state.json").exists():
+        # a copy only of iteration 0's result; an arm added later trains on its own (the same
+        # seeds and config up to the budget rule, so the same iteration 0, computed again)
+        if state.iteration == 1 and not (store_dir / names[arm] / "pec_state.json").exists():
             clone_after(store_dir, names["fork"], names[arm])
     run_until_done(runs["fork"], runner, on_iteration=reporter("fork"))
     finish_arm("fork")
