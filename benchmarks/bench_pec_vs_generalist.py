@@ -621,7 +621,7 @@ def plot(agg: dict[str, Any], path: str) -> None:
         else "#8c564b"
         if "PEC" in label
         else "#1f77b4"
-        if "student" in label
+        if label.startswith("student")
         else "#7f7f7f"
         for label, _ in shown
     ]
