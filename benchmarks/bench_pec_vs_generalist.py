@@ -30,11 +30,13 @@ does so), so the schedules are equivalent. The budget table is written into the 
 Everything is scored with level search on the same held-out uniform designs and on designs
 around the transfer matrix's three corners (`bench_transfer_matrix.CORNERS`), so "specialists
 win at home" is measured against the generalist there too. Three seeds, each as its own
-one-thread process, then combined (mean of the per-seed means ± t 95% interval):
+one-thread process, then combined (mean of the per-seed means ± t 95% interval); the
+README's main figures (the defaults, 64 envs, give the smaller run beside them):
 
     for s in 0 1 2; do OMP_NUM_THREADS=1 nice -n 10 .venv/bin/python \\
         benchmarks/bench_pec_vs_generalist.py --seed $s --store /tmp/pec-bench \\
-        --json /tmp/pvg-s$s.json > /tmp/pvg-s$s.log 2>&1 & done; wait
+        --num_envs 128 --n_designs 80 --corner_designs 8 --distill_iterations 40 \\
+        --distill_finetune 20 --json /tmp/pvg-s$s.json > /tmp/pvg-s$s.log 2>&1 & done; wait
     .venv/bin/python benchmarks/bench_pec_vs_generalist.py --aggregate /tmp/pvg-s?.json \\
         --out benchmarks/results/pec_vs_generalist.json --plot docs/figures/pec_vs_generalist.png
 """
