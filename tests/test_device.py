@@ -136,3 +136,18 @@ def test_cuda_on_a_machine_without_it_is_one_line_and_writes_nothing(tmp_path: P
     assert len(lines) == 1 and "'cuda' needs CUDA" in lines[0] and "device=cpu" in lines[0]
     assert "Traceback" not in done.stdout + done.stderr
     assert not store.exists(layout.best_checkpoint_key("dev", 0, 0))
+
+
+def test_bench_gpu_refuses_in_one_line_without_cuda() -> None:
+    if CUDA:  # pragma: no cover - on a GPU host the benchmark runs (minutes)
+        return
+    done = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "bench_gpu.py"), "--envs", "64"],
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 2 and done.stdout == ""
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("bench_gpu: CUDA is not available here")
