@@ -41,8 +41,12 @@ DECIMATION = BalluTaskSettings().decimation  # type: ignore[call-arg]
 
 def measure(
     num_envs: int, threads: list[int], control_steps: int, block: int
-) -> tuple[dict[int, float], dict[int, float], float]:
-    """({T: env rate}, {T: cores used}, raw rate), robot-physics-steps per second."""
+) -> tuple[dict[int, float], dict[int, float], float, float, float]:
+    """({T: env rate}, {T: cores used}, raw rate, env per CPU-s at T[0], raw per CPU-s).
+
+    Rates are robot-physics-steps per wall second; the last two per CPU second of this
+    process, which a loaded machine disturbs far less than wall time.
+    """
     task = BalluTaskSettings(physics_block_envs=block)  # type: ignore[call-arg]
     envs = {
         t: BalluVecEnv(
@@ -62,24 +66,25 @@ def measure(
         env.step(actions[0])  # warm up (threads started, caches filled)
     wall = dict.fromkeys(threads, 0.0)
     cpu = dict.fromkeys(threads, 0.0)
-    raw_time = 0.0
+    raw_time = raw_cpu = 0.0
     for a in actions:
         for t, env in envs.items():
             c0, t0 = time.process_time(), time.perf_counter()
             env.step(a)
             wall[t] += time.perf_counter() - t0
             cpu[t] += time.process_time() - c0
-        t0 = time.perf_counter()
+        c0, t0 = time.process_time(), time.perf_counter()
         for m, d in raw_scenes:
             for _ in range(DECIMATION):
                 mujoco.mj_step(m, d)
         raw_time += time.perf_counter() - t0
+        raw_cpu += time.process_time() - c0
     for env in envs.values():
         env.close()
     work = num_envs * control_steps * DECIMATION
     rates = {t: work / wall[t] for t in threads}
     cores = {t: cpu[t] / wall[t] for t in threads}
-    return rates, cores, work / raw_time
+    return rates, cores, work / raw_time, work / cpu[threads[0]], work / raw_cpu
 
 
 def main() -> None:
@@ -99,10 +104,12 @@ def main() -> None:
     head += f" {'cores used':>10}"
     print(f"{head} {'raw T=1':>10} {'env/raw':>8}")
     per_thread_t1: list[float] = []
+    per_cpu_t1: list[float] = []
+    serial: list[float] = []
     speedups: dict[int, float] = {}
     ratio_first = None
     for n in sorted(args.envs):
-        rates, cores, raw_rate = measure(n, threads, args.steps, args.block)
+        rates, cores, raw_rate, env_cpu, raw_cpu = measure(n, threads, args.steps, args.block)
         for t in threads:
             blocks = -(-n // args.block)
             line = f"{n:>6} {blocks:>6} {t:>3} {rates[t]:>12,.0f} {rates[t] / t:>11,.0f}"
@@ -114,6 +121,8 @@ def main() -> None:
             print(line, flush=True)
         if 1 in rates:
             per_thread_t1.append(rates[1])
+            per_cpu_t1.append(env_cpu)
+            serial.append(max(0.0, 1.0 - env_cpu / raw_cpu))
         speedups = {t: rates[t] / rates[threads[0]] for t in threads}
     largest = max(args.envs)
     for t in threads:
@@ -123,8 +132,18 @@ def main() -> None:
             )
     if len(per_thread_t1) > 1:
         spread = max(per_thread_t1) / min(per_thread_t1) - 1
+        cpu_spread = max(per_cpu_t1) / min(per_cpu_t1) - 1
         span = f"{min(args.envs)}..{largest} envs"
         print(f"per-thread rate spread at T=1 over {span}: {spread:.0%} (goal <= 15%)")
+        print(f"robot-steps per CPU-second at T=1 over {span}: spread {cpu_spread:.0%}")
+    if serial:
+        # Amdahl: the env step outside mj_step holds the GIL (numpy forces, obs, rewards).
+        s = serial[-1]
+        bound = 1 / (s + (1 - s) / 2) / 2
+        print(
+            f"serial share at {largest} envs (CPU time outside mj_step): {s:.2f};"
+            f" Amdahl bound on efficiency at T=2: {bound:.2f}"
+        )
     if ratio_first is not None:
         print(f"ratio env/raw at {min(args.envs)} envs: {ratio_first:.2f} (target >= 0.85 at 64)")
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
