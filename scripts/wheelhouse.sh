@@ -52,7 +52,11 @@ dir=$(cd "$dir" && pwd)
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 echo "building the pec wheel" >&2
-"$PYTHON" -m pip wheel -q --no-deps -w "$work" . >&2
+# from a copy of the package sources, so that no build/ folder is left in (or reused from) here
+mkdir "$work/src"
+cp -r pyproject.toml README.md pec flows "$work/src/"
+find "$work/src" -name __pycache__ -prune -exec rm -rf {} +
+"$PYTHON" -m pip wheel -q --no-deps -w "$work" "$work/src" >&2
 wheel=$(ls "$work"/pec-*.whl)
 echo "resolving the job's dependencies${pyver:+ for Python $pyver} (requirements.lock pins)" >&2
 "$PYTHON" -m pip install -q --dry-run --ignore-installed --only-binary=:all: "${target[@]}" \
