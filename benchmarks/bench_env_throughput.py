@@ -10,9 +10,12 @@ on the same designs and actions, so every column sees the same machine load.
 
 Printed: per env count, the env rate at each T, the rate per thread, the cores the process
 actually got while stepping at that T (CPU time / wall time: on a loaded machine T threads
-may get fewer than T cores), env/raw at T = 1; then `efficiency at T=2: X` (speed-up / T,
+may get fewer than T cores), env/raw at T = 1 and the env's robot-steps per CPU-second of
+this process at the first T (far less disturbed by other processes than wall time); then `efficiency at T=2: X` (speed-up / T,
 at the largest env count) and the spread of the per-thread rate at T = 1 over env counts
-(goal: within 15 % from 64 to 4096 envs). Load averages are printed before and after.
+(goal: within 15 % from 64 to 4096 envs), the same spread per CPU-second, and an Amdahl
+bound on the T = 2 efficiency from the CPU share of the env step outside `mj_step` (the
+part that holds the GIL). Load averages are printed before and after.
 
 Earlier figures (one scene for all robots, one thread, issue 12): env/raw 0.86 at 64 envs,
 0.93 at 256, 1.01 at 1024 on the shared 2-core VM; raw mj_step fell from 167k robot-steps/s
@@ -102,7 +105,7 @@ def main() -> None:
     print(f"block {args.block} robots per scene, {args.steps} control steps per measurement")
     head = f"{'envs':>6} {'blocks':>6} {'T':>3} {'env steps/s':>12} {'per thread':>11}"
     head += f" {'cores used':>10}"
-    print(f"{head} {'raw T=1':>10} {'env/raw':>8}")
+    print(f"{head} {'raw T=1':>10} {'env/raw':>8} {'per CPU-s':>10}")
     per_thread_t1: list[float] = []
     per_cpu_t1: list[float] = []
     serial: list[float] = []
@@ -117,7 +120,7 @@ def main() -> None:
             if t == threads[0]:
                 ratio = rates[t] / raw_rate
                 ratio_first = ratio if ratio_first is None else ratio_first
-                line += f" {raw_rate:>10,.0f} {ratio:>8.2f}"
+                line += f" {raw_rate:>10,.0f} {ratio:>8.2f} {env_cpu:>10,.0f}"
             print(line, flush=True)
         if 1 in rates:
             per_thread_t1.append(rates[1])
