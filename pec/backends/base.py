@@ -13,6 +13,8 @@ from typing import Protocol
 
 import numpy as np
 
+from pec.errors import ConfigError
+
 
 @dataclass(frozen=True)
 class TrainRequest:
@@ -86,6 +88,25 @@ def resolve_device(device: str) -> str:
     import torch
 
     return "cuda:0" if torch.cuda.is_available() else "cpu"
+
+
+def check_device(device: str) -> None:
+    """One clear error for a device this machine cannot run: not a torch device, or CUDA
+    asked for where torch sees none (a CPU build, no driver, no GPU)."""
+    import torch
+
+    try:
+        kind = torch.device(device).type
+    except (RuntimeError, ValueError):
+        raise ConfigError(
+            f"device {device!r} is not a torch device; pass cpu, cuda, cuda:0 or auto"
+        ) from None
+    if kind == "cuda" and not torch.cuda.is_available():
+        build = f"torch {torch.__version__}" + ("" if torch.version.cuda else ", a CPU build")
+        raise ConfigError(
+            f"device {device!r} needs CUDA, which this machine lacks ({build}); "
+            "pass --set device=cpu (or device: auto)"
+        )
 
 
 # Called with (iteration, max_iterations, metrics) after every PPO iteration.

@@ -22,6 +22,7 @@ from pec.backends.base import (
     ProbeRequest,
     ProgressCallback,
     TrainRequest,
+    check_device,
     resolve_device,
 )
 from pec.backends.registry import get_backend
@@ -107,6 +108,7 @@ def run_job(
 def _job_device(device: str) -> str:
     """The spec's device as this machine runs it (`auto`: cuda:0 with CUDA here, else cpu)."""
     resolved = resolve_device(device)
+    check_device(resolved)  # `cuda` where torch has none: one line, before any work
     if resolved != device:
         logger.info("device %s resolves to %s on this machine", device, resolved)
     return resolved

@@ -34,7 +34,7 @@ from pec.runs.safe_io import StrictModel, parse_yaml, read_local_file
 MAX_ENVS = 65_536
 """Environments of one job (training num_envs, or F designs evaluated side by side)."""
 MAX_MUJOCO_ENVS = 8_192
-"""MuJoCo holds every robot in one scene, about 0.5 MiB each (benchmarks/bench_env_throughput)."""
+"""MuJoCo holds every robot in memory, about 0.5 MiB each (benchmarks/bench_env_throughput)."""
 MEMORY_BUDGET_BYTES = 2 * 1024**3
 """Largest temporary array the PEC maths may allocate (pool x K x 2 float64, a few copies)."""
 BYTES_PER_POOL_ENTRY = 48
