@@ -7,6 +7,8 @@
   index; start one docker worker per queue and host with `--limit 1`, and each expert
   container gets its own GPU (flows/children.py routes expert k to `gpu-<k mod G>` with
   that device id);
+- with --k8s-pool NAME, a Kubernetes work pool (template k8s-gpu-pool.json: one
+  `nvidia.com/gpu` per expert pod) for a prefect-kubernetes worker in the cluster;
 - a concurrency limit on `pec-gpu` only when asked: --gpu-pool-limit N, or --config FILE
   (its max_parallel_experts). Without one, the experts in flight are bounded by the run's
   max_parallel_experts and the workers' --limit.
@@ -54,6 +56,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--template", type=Path, default=HERE / "docker-gpu-pool.json", help="docker template"
     )
+    parser.add_argument(
+        "--k8s-pool", default=None, help="also create this Kubernetes pool (k8s-gpu-pool.json)"
+    )
+    parser.add_argument(
+        "--k8s-template", type=Path, default=HERE / "k8s-gpu-pool.json", help="its template"
+    )
     parser.add_argument("--skip-results", action="store_true", help="do not create blocks")
     return parser.parse_args(argv)
 
@@ -96,6 +104,14 @@ def save_results_block(bucket: str, folder: str) -> None:
     print(f"block s3-bucket/{RESULTS_BLOCK} -> s3://{bucket}/{folder} (endpoint {endpoint})")
 
 
+def read_template(path: Path) -> dict[str, object]:
+    try:
+        data: dict[str, object] = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        sys.exit(f"error: cannot read job template {path}: {exc}")
+    return data
+
+
 def pool_limit(args: argparse.Namespace) -> int | None:
     """--gpu-pool-limit, else the config's max_parallel_experts, else None (no limit)."""
     if args.gpu_pool_limit is not None:
@@ -118,10 +134,8 @@ def main(argv: list[str] | None = None) -> int:
     limit = pool_limit(args)
     if not 0 <= args.gpus_per_host <= 64:
         sys.exit("error: --gpus-per-host must be 0..64 (GPUs on each GPU host)")
-    try:
-        template = json.loads(args.template.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        sys.exit(f"error: cannot read job template {args.template}: {exc}")
+    template = read_template(args.template)
+    k8s_template = read_template(args.k8s_template) if args.k8s_pool else None
     client = connect()
     try:
         client.create_work_pool(WorkPoolCreate(name=args.local_pool, type="process"), True)
@@ -138,6 +152,14 @@ def main(argv: list[str] | None = None) -> int:
             if name not in existing:
                 client.create_work_queue(name=name, work_pool_name=args.gpu_pool)
             print(f"work queue {args.gpu_pool}/{name} (GPU {index} of each host)")
+        if k8s_template is not None:
+            client.create_work_pool(
+                WorkPoolCreate(
+                    name=args.k8s_pool, type="kubernetes", base_job_template=k8s_template
+                ),
+                True,
+            )
+            print(f"work pool {args.k8s_pool} (kubernetes, one nvidia.com/gpu per expert pod)")
     finally:
         client.__exit__(None, None, None)
     location = None if args.skip_results else results_location(args.results)

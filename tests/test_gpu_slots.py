@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 import sys
 import tarfile
 import uuid
@@ -65,6 +66,8 @@ def gpu_pool(tmp_path_factory: pytest.TempPathFactory, prefect_harness: None) ->
             str(GPUS_PER_HOST),
             "--config",
             str(config),
+            "--k8s-pool",
+            f"pec-k8s-{suffix}",
             "--skip-results",
         ]
     )
@@ -78,7 +81,7 @@ def gpu_pool(tmp_path_factory: pytest.TempPathFactory, prefect_harness: None) ->
             work_pool_name=pool,
             job_variables=prefect_yaml_gpu_variables(),
         )
-    return {"pool": pool, "deployment": f"pec-expert/{name}"}
+    return {"pool": pool, "deployment": f"pec-expert/{name}", "k8s": f"pec-k8s-{suffix}"}
 
 
 def launch(deployment: str, experts: range) -> list[FlowRun]:
@@ -98,6 +101,10 @@ def test_setup_lays_out_one_queue_per_gpu_and_the_limit_of_the_config(
     assert {"gpu-0", "gpu-1"} <= queues and "gpu-2" not in queues
     assert pool.type == "docker"
     assert pool.concurrency_limit == 3  # the config's max_parallel_experts, not a fixed 4
+    with get_client(sync_client=True) as client:
+        k8s = client.read_work_pool(gpu_pool["k8s"])
+    template = json.loads((REPO / "deployments" / "k8s-gpu-pool.json").read_text())
+    assert k8s.type == "kubernetes" and k8s.base_job_template == template
 
 
 def test_experts_go_round_the_gpu_queues_each_with_its_own_device(

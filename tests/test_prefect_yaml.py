@@ -31,15 +31,17 @@ def deployments(project: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def test_deployment_names_and_entrypoints(deployments: dict[str, dict[str, Any]]) -> None:
-    assert set(deployments) == {"main", "main-gpu", "gpu", "local"}
+    assert set(deployments) == {"main", "main-gpu", "gpu", "local", "k8s"}
     assert deployments["main"]["entrypoint"] == "flows/pec_flow.py:pec_flow"
     assert deployments["main-gpu"]["entrypoint"] == "flows/pec_flow.py:pec_flow"
     assert deployments["gpu"]["entrypoint"] == "flows/expert_flow.py:pec_expert"
     assert deployments["local"]["entrypoint"] == "flows/expert_flow.py:pec_expert"
     assert deployments["local"]["work_pool"]["name"] == "pec-local"
+    assert deployments["k8s"]["entrypoint"] == "flows/expert_flow.py:pec_expert"
+    assert deployments["k8s"]["work_pool"]["name"] == "pec-k8s"
 
 
-@pytest.mark.parametrize("name", ["main", "main-gpu", "gpu", "local"])
+@pytest.mark.parametrize("name", ["main", "main-gpu", "gpu", "local", "k8s"])
 def test_entrypoint_files_exist(deployments: dict[str, dict[str, Any]], name: str) -> None:
     path, function = deployments[name]["entrypoint"].split(":")
     assert re.fullmatch(r"flows/\w+\.py", path) and function.isidentifier()
@@ -94,7 +96,7 @@ def test_gpu_deployments_request_nvidia_devices(
         assert env[var] == "{{ $" + var + " }}", f"{var} must come from the environment"
 
 
-@pytest.mark.parametrize("name", ["main-gpu", "gpu"])
+@pytest.mark.parametrize("name", ["main-gpu", "gpu", "k8s"])
 def test_gpu_build_push_pull(deployments: dict[str, dict[str, Any]], name: str) -> None:
     dep = deployments[name]
     (build,) = dep["build"]
