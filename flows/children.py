@@ -27,11 +27,12 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 from uuid import UUID
 
+from prefect import get_run_logger
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 from prefect.client.schemas.objects import FlowRun
 from prefect.deployments import run_deployment
-from prefect.exceptions import ObjectNotFound
+from prefect.exceptions import MissingContextError, ObjectNotFound
 
 from pec.errors import JobError
 from pec.jobs.spec import EvalJobSpec, TrainJobSpec
@@ -166,11 +167,11 @@ def start_or_adopt_child(
         )
         state = child.state
         if state is None or not state.is_final() or state.is_completed():
-            if attempt > 0 or (state is not None and state.type.value != "SCHEDULED"):
-                logger.info("adopted or restarted child %s (%s)", child.name, child.id)
+            if state is not None and state.type.value != "SCHEDULED":
+                _run_log("adopted child flow run %s (%s, %s)", child.name, child.id, state.name)
             return child
-        logger.info(
-            "child %s (%s) ended %s; starting attempt %d",
+        _run_log(
+            "child flow run %s (%s) ended %s; starting attempt %d",
             child.name,
             child.id,
             state.name,
@@ -180,6 +181,14 @@ def start_or_adopt_child(
         f"job {key}: {MAX_ATTEMPTS} child flow runs ended without success; "
         "fix the cause (see the last one in the UI) before retrying"
     )
+
+
+def _run_log(message: str, *args: object) -> None:
+    """To the task run's log (shown in the UI) when there is one, else this module's."""
+    try:
+        get_run_logger().info(message, *args)
+    except MissingContextError:
+        logger.info(message, *args)
 
 
 def poll_interval_s() -> float:
