@@ -55,7 +55,7 @@ class PECConfig(StrictModel):
     )
 
     # Design space and experts
-    K: int = Field(3, ge=1, le=64, description="number of experts")
+    K: int = Field(3, ge=1, le=1024, description="number of experts")
     GCR_range: tuple[float, float] = (0.75, 0.89)
     spcf_range: tuple[float, float] = (0.001, 0.010)
     N_init: int = Field(50, ge=1, le=10_000, description="designs drawn per expert at init")
