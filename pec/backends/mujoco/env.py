@@ -28,7 +28,7 @@ from pec.backends.mujoco.rewards import RewardKernel
 from pec.backends.mujoco.settings import BalluTaskSettings
 from pec.backends.mujoco.sim import BalluSim, FloatArray
 from pec.errors import ConfigError
-from pec.maths.curriculum import MAX_LEVEL, level_height
+from pec.maths.curriculum import MAX_LEVEL
 
 log = logging.getLogger(__name__)
 
@@ -110,13 +110,15 @@ class BalluVecEnv(VecEnv):  # type: ignore[misc]  # rsl_rl ships no type informa
             obstacle_length=t.obstacle_length,
             obstacle_width=t.obstacle_width,
             friction=t.ground_friction,
+            terrain=t.terrain,
         )
+        self.terrain = t.terrain_shape
         all_ids = np.arange(num_envs)
         self.gcr = resolve_design(num_envs, "gcr", gcr_values, gcr_range, gcr, self.rng)
         self.spcf = resolve_design(num_envs, "spcf", spcf_values, spcf_range, spcf, self.rng)
         self.sim.set_design(all_ids, self.gcr, self.spcf)
         self.levels: NDArray[np.int64] = np.full(num_envs, start_level, dtype=np.int64)
-        self.sim.set_obstacle_heights(all_ids, level_height(self.levels))
+        self.sim.set_obstacle_heights(all_ids, self.terrain.level_height(self.levels))
         self.prev_actions: FloatArray = np.zeros((num_envs, NUM_ACTIONS))
         self.episode_steps: NDArray[np.int64] = np.zeros(num_envs, dtype=np.int64)
         self.episode_length_buf = torch.zeros(num_envs, dtype=torch.long, device=device)
@@ -230,7 +232,7 @@ class BalluVecEnv(VecEnv):  # type: ignore[misc]  # rsl_rl ships no type informa
             rng=self.rng,
         )
         self.episodes_done[ids] += 1
-        self.sim.set_obstacle_heights(ids, level_height(obstacle_levels))
+        self.sim.set_obstacle_heights(ids, self.terrain.level_height(obstacle_levels))
         self.reset_envs(ids)
 
     def set_levels(self, levels: NDArray[np.int64]) -> None:
@@ -240,7 +242,7 @@ class BalluVecEnv(VecEnv):  # type: ignore[misc]  # rsl_rl ships no type informa
             raise ConfigError(f"{new.size} levels for {self.num_envs} envs; pass one per env")
         all_ids = np.arange(self.num_envs)
         self.levels = new.copy()
-        self.sim.set_obstacle_heights(all_ids, level_height(self.levels))
+        self.sim.set_obstacle_heights(all_ids, self.terrain.level_height(self.levels))
         self.reset_envs(all_ids)
         self._obs = self._compute_obs()
 

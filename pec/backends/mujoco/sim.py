@@ -33,10 +33,12 @@ from pec.backends.mujoco.model import (
     INIT_KNEE,
     INIT_SERVO,
     MAX_OBSTACLE_HEIGHT,
+    MAX_RAMP_HEIGHT,
     OBSTACLE_BURIAL,
     OBSTACLE_GEOM_OFFSET,
     BalluGeometry,
     build_model,
+    ramp_pose,
 )
 
 FloatArray = NDArray[np.float64]
@@ -57,6 +59,7 @@ class BalluSim:
         obstacle_width: float = 0.6,
         friction: float = 0.5,
         geometry: BalluGeometry | None = None,
+        terrain: str = "obstacle",
     ) -> None:
         if num_envs < 1:
             raise ValueError("num_envs must be >= 1; pass at least one design")
@@ -71,7 +74,9 @@ class BalluSim:
             obstacle_width,
             friction,
             self.geometry,
+            terrain,
         )
+        self.terrain = terrain
         self.data = mujoco.MjData(self.model)
         self.drag_coefficient = drag_coefficient
         self.init_root_height = init_root_height
@@ -131,12 +136,25 @@ class BalluSim:
         self._lift[self.num_envs :][env_ids] = self.buoyancy[env_ids]
 
     def set_obstacle_heights(self, env_ids: NDArray[np.int64], heights: FloatArray) -> None:
-        """Resize each env's obstacle box in place (compiled at the largest size).
+        """Resize each env's terrain piece in place (compiled at the largest size).
 
-        The box spans z from -OBSTACLE_BURIAL to the height: its top is the obstacle.
+        Obstacle: the box spans z from -OBSTACLE_BURIAL to the height, its top is the
+        obstacle. Ramp: `heights` are peak heights, the slope box is turned and moved.
         """
-        h = np.clip(np.asarray(heights, dtype=np.float64), 1e-4, MAX_OBSTACLE_HEIGHT)
         geom_ids = env_ids + OBSTACLE_GEOM_OFFSET
+        if self.terrain == "ramp":  # the slope box of each peak height (ramp_pose)
+            h = np.clip(np.asarray(heights, dtype=np.float64), 1e-4, MAX_RAMP_HEIGHT)
+            half_len, half_depth, centre, quat = ramp_pose(
+                self.obstacle_start_x, self.obstacle_length, h
+            )
+            self.model.geom_size[geom_ids, 0] = half_len
+            self.model.geom_size[geom_ids, 2] = half_depth
+            self.model.geom_pos[geom_ids, 0] = centre[:, 0]
+            self.model.geom_pos[geom_ids, 2] = centre[:, 1]
+            self.model.geom_quat[geom_ids] = quat
+            self.obstacle_height[env_ids] = h
+            return
+        h = np.clip(np.asarray(heights, dtype=np.float64), 1e-4, MAX_OBSTACLE_HEIGHT)
         self.model.geom_size[geom_ids, 2] = (h + OBSTACLE_BURIAL) / 2
         self.model.geom_pos[geom_ids, 2] = (h - OBSTACLE_BURIAL) / 2
         self.obstacle_height[env_ids] = h
