@@ -69,6 +69,9 @@ class BalluTaskSettings(StrictModel):
     )
     gcr_norm_range: tuple[float, float] = (0.75, 0.89)
     spcf_norm_range: tuple[float, float] = (0.001, 0.010)
+    leg_norm_range: tuple[float, float] = Field(
+        (0.20, 0.48), description="leg lengths observed as [-1, 1] over this range (3-D runs)"
+    )
 
     @model_validator(mode="after")
     def _check_rates(self) -> BalluTaskSettings:

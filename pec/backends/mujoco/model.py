@@ -12,6 +12,8 @@ state is a strided *view* of mjData (no gathers in the hot loop):
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import mujoco
@@ -96,6 +98,25 @@ class BalluGeometry:
         return self.balloon_mass + self.pelvis_mass + legs
 
 
+LIMB_DENSITY = 198.85  # kg/m^3 of the original's generator (femur, tibia, pelvis cylinders)
+
+
+def with_leg(geometry: BalluGeometry, leg: float) -> BalluGeometry:
+    """The robot with femur = tibia = `leg` m, masses by the original's morphology rule.
+
+    The original's generator makes every link a cylinder of its material's density, so a
+    femur or tibia of length L weighs rho pi r^2 L (inertias follow from the cylinder, as
+    MuJoCo computes them from the geom); everything else (balloon, pelvis, electronics,
+    servo arms) is unchanged.
+    """
+    from dataclasses import replace
+
+    mass = LIMB_DENSITY * math.pi * geometry.link_radius**2 * float(leg)
+    return replace(
+        geometry, femur_length=float(leg), tibia_length=float(leg), femur_mass=mass, tibia_mass=mass
+    )
+
+
 # The biggest obstacle any level needs (level 74): compiled at this size so that the
 # bounding volumes MuJoCo precomputes stay conservative when a reset shrinks the box.
 MAX_OBSTACLE_HEIGHT = 0.001 + 0.010 * 74
@@ -171,6 +192,7 @@ def build_scene_xml(
     friction: float,
     geometry: BalluGeometry | None = None,
     terrain: str = "obstacle",
+    legs: Sequence[float] | None = None,
 ) -> str:
     """MJCF text of the whole scene; robot i lives at y = i x lane_spacing.
 
@@ -194,7 +216,8 @@ def build_scene_xml(
           contype="0" conaffinity="1" rgba="0.6 0.4 0.2 1"/>"""
             for i in range(num_envs)
         )
-    robots = "".join(_robot_xml(i, i * lane_spacing, g) for i in range(num_envs))
+    bodies = [g] * num_envs if legs is None else [with_leg(g, leg) for leg in legs]
+    robots = "".join(_robot_xml(i, i * lane_spacing, bodies[i]) for i in range(num_envs))
     extent = max(10.0, num_envs * lane_spacing)
     # Body/joint names carry the env index, but the leg helper reuses names: rename below.
     xml = f"""<mujoco model="ballu_{num_envs}">
@@ -266,6 +289,7 @@ def build_model(
     friction: float,
     geometry: BalluGeometry | None = None,
     terrain: str = "obstacle",
+    legs: Sequence[float] | None = None,
 ) -> mujoco.MjModel:
     """Compile the scene and check the strided layout the simulator relies on."""
     xml = build_scene_xml(
@@ -278,6 +302,7 @@ def build_model(
         friction,
         geometry,
         terrain,
+        legs,
     )
     model = mujoco.MjModel.from_xml_string(xml)
     if model.nq != num_envs * DOF_PER_ROBOT or model.nv != num_envs * DOF_PER_ROBOT:

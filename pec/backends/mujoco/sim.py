@@ -60,6 +60,7 @@ class BalluSim:
         friction: float = 0.5,
         geometry: BalluGeometry | None = None,
         terrain: str = "obstacle",
+        legs: FloatArray | None = None,
     ) -> None:
         if num_envs < 1:
             raise ValueError("num_envs must be >= 1; pass at least one design")
@@ -75,8 +76,11 @@ class BalluSim:
             friction,
             self.geometry,
             terrain,
+            None if legs is None else [float(v) for v in legs],
         )
         self.terrain = terrain
+        # Per-env leg lengths (femur = tibia, m); None: every robot is `geometry`.
+        self.legs: FloatArray | None = None if legs is None else np.array(legs, dtype=np.float64)
         self.data = mujoco.MjData(self.model)
         self.drag_coefficient = drag_coefficient
         self.init_root_height = init_root_height
@@ -90,9 +94,13 @@ class BalluSim:
         self.balloon_frc: FloatArray = self.data.xfrc_applied[1:].reshape(n, BODIES_PER_ROBOT, 6)[
             :, BALLOON_BODY
         ]
-        self.robot_mass = float(
+        # The mass buoyancy carries: one number when all robots are equal, else one per env.
+        self.robot_mass: float | FloatArray = float(
             self.model.body_mass[1 : 1 + BODIES_PER_ROBOT].sum()
-        )  # all robots are identical
+        )
+        if self.legs is not None:
+            masses = self.model.body_mass[1:].reshape(n, BODIES_PER_ROBOT)
+            self.robot_mass = np.array([float(masses[i].sum()) for i in range(n)])
         self.gcr: FloatArray = np.full(n, 0.8)
         self.spcf: FloatArray = np.full(n, 0.005)
         self.buoyancy: FloatArray = self.gcr * self.robot_mass * GRAVITY
@@ -131,7 +139,9 @@ class BalluSim:
         """Per-env buoyancy ratio and knee spring coefficient."""
         self.gcr[env_ids] = gcr
         self.spcf[env_ids] = spcf
-        self.buoyancy[env_ids] = self.gcr[env_ids] * self.robot_mass * GRAVITY
+        mass = self.robot_mass
+        mass = mass if isinstance(mass, float) else mass[env_ids]
+        self.buoyancy[env_ids] = self.gcr[env_ids] * mass * GRAVITY
         self._minus_two_spcf.reshape(self.num_envs, 2)[env_ids] = -2.0 * self.spcf[env_ids, None]
         self._lift[self.num_envs :][env_ids] = self.buoyancy[env_ids]
 
@@ -212,6 +222,10 @@ class BalluSim:
         )
         g = self.geometry
         self._leg_length: FloatArray = np.repeat([g.femur_length, g.foot_offset], 4 * n)
+        if self.legs is not None:  # [femur | femur | foot offset | foot offset], 2n each
+            femur = np.repeat(self.legs, 2)
+            foot = femur + g.electronics_length
+            self._leg_length = np.concatenate([femur, femur, foot, foot])
         self._leg_angle: FloatArray = np.zeros(4 * n)
         self._leg_trig: FloatArray = np.zeros(8 * n)  # sin, cos of the hip, then of the knee
         # Targets [knee | servo]; knee_target and servo_target are (n, 2) views of it.
