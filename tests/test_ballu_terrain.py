@@ -102,3 +102,16 @@ def test_feet_stand_on_the_slope() -> None:
     assert np.all(surface[0] > 0.1)  # on the slope, well above the ground
     assert np.allclose(feet[:, :, 1], surface, atol=3e-3)  # resting on it, not in it
     assert np.allclose(feet[1, :, 1], 0.0, atol=3e-3)
+
+
+def test_the_config_task_reaches_the_jobs_as_the_terrain() -> None:
+    from pec.runs.config import PECConfig
+
+    assert PECConfig().job_backend_settings == {}  # unset: the obstacle task, settings as given
+    ramp = PECConfig(task="ramp", backend_settings={"task": {"episode_steps": 40}})
+    assert ramp.job_backend_settings == {"task": {"episode_steps": 40, "terrain": "ramp"}}
+    assert ramp.backend_settings == {"task": {"episode_steps": 40}}  # the record is untouched
+    with pytest.raises(ValueError, match=r"task: ramp contradicts backend_settings\.task\.terrain"):
+        PECConfig(task="ramp", backend_settings={"task": {"terrain": "obstacle"}})
+    with pytest.raises(ConfigError, match="not built by the isaaclab backend yet"):
+        PECConfig(task="ramp", backend="isaaclab")
