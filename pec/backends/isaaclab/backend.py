@@ -85,7 +85,7 @@ class IsaacLabBackend(MujocoBackend):
         from pec.backends.isaaclab.task import make_vec_env
 
         t = settings.task
-        assets = ensure_assets(t.ground_friction, t.obstacle_start_x, t.obstacle_length)
+        assets = ensure_assets(t.ground_friction, t.obstacle_start_x, t.obstacle_length, t.terrain)
         return make_vec_env(
             task=t,
             gcr=gcr,

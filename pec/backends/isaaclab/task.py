@@ -36,12 +36,12 @@ from numpy.typing import NDArray
 from rsl_rl.env import VecEnv
 from tensordict import TensorDict
 
-from pec.backends.ballu import facts, schedule
+from pec.backends.ballu import facts, schedule, terrain
 from pec.backends.ballu.settings import BalluTaskSettings
 from pec.backends.isaaclab.assets import ROW_SPACING, AssetPaths
 from pec.backends.isaaclab.settings import NewtonSettings
 from pec.backends.mujoco.model import JOINT_NAMES, BalluGeometry
-from pec.maths.curriculum import MAX_LEVEL, level_height
+from pec.maths.curriculum import MAX_LEVEL
 
 log = logging.getLogger(__name__)
 
@@ -306,12 +306,8 @@ class BalluEnv(DirectRLEnv):  # type: ignore[misc,unused-ignore]  # isaaclab: no
         r_goal = t.goal_weight * facts.goal_reward(
             feet[:, :, 0].mean(1), t.goal_x, self.goal_factor
         )
-        z = facts.foot_clearance(
-            feet[:, :, 0],
-            feet[:, :, 1],
-            self.obstacle_height,
-            t.obstacle_start_x,
-            t.obstacle_length,
+        z = terrain.foot_clearance(
+            t.terrain_shape, feet[:, :, 0], feet[:, :, 1], self.obstacle_height
         )
         r_height = t.height_weight * facts.height_reward(z)
         r_vel = t.velocity_weight * facts.velocity_reward(qd[:, 0])
@@ -360,7 +356,7 @@ class BalluEnv(DirectRLEnv):  # type: ignore[misc,unused-ignore]  # isaaclab: no
         super()._reset_idx(ids_t.int())
         self.obstacle_levels[ids] = obstacle
         self.obstacle_height[ids_t] = torch.as_tensor(
-            level_height(obstacle), dtype=torch.float32, device=self.device
+            self.task.terrain_shape.level_height(obstacle), dtype=torch.float32, device=self.device
         )
         moved = obstacle != self._rows[ids]
         if moved.any():  # re-anchoring a fixed-base root updates the model: only when needed
