@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from pxr import Usd, UsdGeom, UsdPhysics
 
+from pec.backends.ballu.body import JOINT_NAMES, BalluBody
 from pec.backends.isaaclab.assets import (
     ROW_SPACING,
     asset_key,
@@ -17,7 +18,6 @@ from pec.backends.isaaclab.assets import (
     robot_mjcf,
     write_assets,
 )
-from pec.backends.mujoco.model import JOINT_NAMES, BalluGeometry
 from pec.maths.curriculum import NUM_LEVELS, level_height
 
 
@@ -60,10 +60,11 @@ def test_regenerated_assets_match_the_cache_and_the_mjcf(tmp_path: Path) -> None
         if model.jnt_limited[j]:
             lo, hi = limits[model.joint(j).name]  # type: ignore[index]
             assert (lo, hi) == pytest.approx(tuple(model.jnt_range[j]), abs=1e-5)
-    assert limits["knee_l"] == pytest.approx((0.0, BalluGeometry().knee_range[1]), abs=1e-5)  # type: ignore[index]
+    assert limits["knee_l"] == pytest.approx((0.0, BalluBody().knee_range[1]), abs=1e-5)  # type: ignore[index]
     assert facts["colliders"] == ["foot_l", "foot_r"]  # only the feet touch anything
     robot_mass = float(model.body_mass[3:].sum())  # pelvis subtree
-    assert robot_mass == pytest.approx(0.198 + 2 * (1e-3 - 1e-5), abs=1e-3)
+    body = BalluBody()
+    assert robot_mass == pytest.approx(body.buoyant_mass - body.root_link_mass, rel=1e-9)
 
 
 def test_world_has_a_ground_and_one_row_per_level(tmp_path: Path) -> None:

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from pec.backends.ballu.body import BalluBody
 from pec.backends.isaaclab.assets import CACHE_ENV, ensure_leg_robots, leg_key
-from pec.backends.mujoco.model import LIMB_DENSITY, BalluGeometry
 
 
 def _masses_and_knee(path: Path) -> tuple[dict[str, float], float]:
@@ -37,11 +37,11 @@ def test_one_usd_per_rounded_leg_converted_once(
     stamps = {key: path.stat().st_mtime_ns for key, path in paths.items()}
     again = ensure_leg_robots(0.5, [0.45, 0.3])  # cached: nothing converted again
     assert again == paths and {k: p.stat().st_mtime_ns for k, p in again.items()} == stamps
-    g = BalluGeometry()
+    g = BalluBody()
     for key, path in paths.items():
         leg = float(key)
         masses, knee = _masses_and_knee(path)
-        limb = LIMB_DENSITY * math.pi * g.link_radius**2 * leg
+        limb = g.limb_density * math.pi * g.link_radius**2 * leg
         assert masses["femur_l"] == pytest.approx(limb, rel=1e-6)
         assert masses["tibia_l"] == pytest.approx(limb + g.electronics_mass, rel=1e-6)
         assert knee == pytest.approx(leg, abs=1e-6)
@@ -80,7 +80,7 @@ def test_heterogeneous_robots_spawn_with_their_own_legs() -> None:
         assert venv.get_observations()["policy"].shape == (2, 30)
         masses = env.robot.data.body_mass.torch.numpy()
         femur = env.robot.find_bodies("femur_l")[0][0]
-        limb = LIMB_DENSITY * math.pi * BalluGeometry().link_radius ** 2 * legs
+        limb = BalluBody().limb_density * math.pi * BalluBody().link_radius ** 2 * legs
         np.testing.assert_allclose(masses[:, femur], limb, rtol=1e-5)
         assert float(env.robot_mass[1] - env.robot_mass[0]) == pytest.approx(
             4 * (limb[1] - limb[0]), rel=1e-4

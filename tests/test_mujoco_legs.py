@@ -11,10 +11,11 @@ import pytest
 import torch
 
 from pec.backends.ballu import facts
+from pec.backends.ballu.body import BalluBody
 from pec.backends.base import EvalRequest, ProbeRequest, TrainRequest, design_columns
 from pec.backends.mujoco import MujocoBackend
 from pec.backends.mujoco.env import NUM_OBS, BalluVecEnv
-from pec.backends.mujoco.model import LIMB_DENSITY, BalluGeometry, build_scene_xml
+from pec.backends.mujoco.model import build_scene_xml
 from pec.backends.mujoco.settings import BalluTaskSettings
 from pec.backends.mujoco.sim import BalluSim
 from pec.errors import ConfigError, InputError
@@ -37,8 +38,8 @@ def _one_thread() -> None:
 
 def test_each_env_builds_its_own_leg_length_masses_and_inertias() -> None:
     sim = BalluSim(len(LEGS), legs=LEGS)
-    model, g = sim.model, BalluGeometry()
-    limb_mass = LIMB_DENSITY * math.pi * g.link_radius**2 * LEGS
+    model, g = sim.model, BalluBody()
+    limb_mass = g.limb_density * math.pi * g.link_radius**2 * LEGS
     for i, leg in enumerate(LEGS):
         for side in ("l", "r"):
             femur, tibia = _body(model, f"femur_{side}_{i}"), _body(model, f"tibia_{side}_{i}")
@@ -50,9 +51,11 @@ def test_each_env_builds_its_own_leg_length_masses_and_inertias() -> None:
                 if m is not None:
                     assert m == pytest.approx(limb_mass[i], rel=1e-12)
                     axial = m * (3 * g.link_radius**2 + leg**2) / 12
-                    assert sorted(model.body_inertia[body]) == pytest.approx(
-                        sorted([axial, axial, m * g.link_radius**2 / 2]), rel=1e-9
-                    )
+                    # (inertias are bounded below by the body's bound_inertia, 1e-6)
+                    want = [
+                        max(v, g.bound_inertia) for v in (axial, axial, m * g.link_radius**2 / 2)
+                    ]
+                    assert sorted(model.body_inertia[body]) == pytest.approx(sorted(want), rel=1e-9)
             # the tibia carries the electronics too: its mass is tibia + electronics
             assert model.body_mass[tibia] == pytest.approx(limb_mass[i] + g.electronics_mass)
     # buoyancy carries each robot's own mass; the rest of the robot is the default one
@@ -70,7 +73,7 @@ def test_leg_points_follow_each_envs_legs_and_mujocos_feet() -> None:
     sim.step(37)
     mujoco.mj_forward(sim.model, sim.data)
     knees, feet = sim.leg_points()
-    g = BalluGeometry()
+    g = BalluBody()
     plain_knees, plain_feet = facts.planar_leg_points(
         sim.qpos, LEGS[:, None], LEGS[:, None] + g.electronics_length, g.foot_radius
     )
@@ -102,7 +105,7 @@ def test_forces_and_trajectory_with_legs_equal_the_plain_force_laws() -> None:
         q, qd = ref.qpos, ref.qvel
         knee = facts.knee_torque(q[:, 5::3], qd[:, 5::3], ref.knee_target, ref.spcf[:, None])
         servo = facts.servo_torque(q[:, 6::3], qd[:, 6::3], ref.servo_target)
-        phi, omega, h = q[:, 2] + q[:, 3], qd[:, 2] + qd[:, 3], ref.geometry.balloon_height
+        phi, omega, h = q[:, 2] + q[:, 3], qd[:, 2] + qd[:, 3], ref.body.balloon_height
         vx = qd[:, 0] + omega * (h * np.cos(phi))
         vz = qd[:, 1] - omega * (h * np.sin(phi))
         fz = facts.buoyancy_force(ref.gcr, ref.robot_mass) + facts.drag_force(vz, 0.4)
@@ -189,7 +192,7 @@ def test_design_columns_split_designs_by_axis_and_refuse_bad_axes() -> None:
 def test_2d_scene_is_untouched_by_the_leg_axis() -> None:
     args = (3, 0.005, 1.0, 0.5, 1.0, 0.6, 0.5)
     assert build_scene_xml(*args) == build_scene_xml(*args, legs=None)
-    default = BalluGeometry()
+    default = BalluBody()
     same = build_scene_xml(*args, legs=[default.femur_length] * 3)
     assert same != build_scene_xml(*args)  # the leg family has femur = tibia: not the default
 

@@ -9,7 +9,13 @@ import numpy as np
 import pytest
 
 from pec.backends.ballu import facts
-from pec.backends.mujoco.model import BALLOON_BODY, BODIES_PER_ROBOT, INIT_KNEE, INIT_SERVO
+from pec.backends.mujoco.model import (
+    BALLOON_BODY,
+    BODIES_PER_ROBOT,
+    BODY_NAMES,
+    INIT_KNEE,
+    INIT_SERVO,
+)
 from pec.backends.mujoco.sim import BalluSim
 
 
@@ -25,7 +31,12 @@ def _sim(gcr: list[float], spcf: list[float], drag: float = 0.4) -> BalluSim:
 
 def test_robot_mass_matches_the_facts() -> None:
     sim = _sim([0.8], [0.005])
-    assert sim.robot_mass == pytest.approx(0.198, abs=0.001)
+    body = sim.body
+    assert sim.robot_mass == pytest.approx(body.buoyant_mass, rel=1e-12)
+    # the facts' 0.198 kg, plus the float32-safe parts both backends share (2 servo arms of
+    # 1e-3 kg instead of "tiny", the 1e-3 kg z-slide link of the planar root)
+    extra = 2 * body.servo_arm_mass + body.root_link_mass
+    assert sim.robot_mass - extra == pytest.approx(0.198, abs=0.001)
 
 
 def test_buoyancy_force_is_gcr_times_weight() -> None:
@@ -33,7 +44,7 @@ def test_buoyancy_force_is_gcr_times_weight() -> None:
     sim.apply_forces()  # at rest: drag is zero, so z force is pure buoyancy
     expected = np.array([0.75, 0.89]) * sim.robot_mass * 9.81
     np.testing.assert_allclose(sim.balloon_frc[:, 2], expected, rtol=1e-12)
-    assert sim.balloon_frc[1, 2] == pytest.approx(1.7287, abs=0.002)  # 0.89 x 0.198 x 9.81
+    assert sim.balloon_frc[1, 2] == pytest.approx(1.7554, abs=0.002)  # 0.89 x 0.2011 x 9.81
 
 
 def test_higher_gcr_falls_more_slowly() -> None:
@@ -49,7 +60,8 @@ def test_free_fall_of_centre_of_mass_follows_net_weight() -> None:
     # No drag and no contact: the robot's centre of mass accelerates at -(1 - GCR) g.
     gcr = np.array([0.75, 0.89])
     sim = _sim(gcr.tolist(), [0.005, 0.005], drag=0.0)
-    pelvis = 1 + np.arange(2) * BODIES_PER_ROBOT
+    # the z-slide link's subtree: every body buoyancy carries (the x-slide link stays level)
+    pelvis = 1 + np.arange(2) * BODIES_PER_ROBOT + BODY_NAMES.index("root_z_link")
     mujoco.mj_forward(sim.model, sim.data)
     com0 = sim.data.subtree_com[pelvis, 2].copy()
     sim.step(30)
@@ -139,7 +151,7 @@ def _reference_forces(sim: BalluSim) -> tuple[np.ndarray, np.ndarray, np.ndarray
     q, qd = sim.qpos, sim.qvel
     knee = facts.knee_torque(q[:, 5::3], qd[:, 5::3], sim.knee_target, sim.spcf[:, None])
     servo = facts.servo_torque(q[:, 6::3], qd[:, 6::3], sim.servo_target)
-    phi, omega, h = q[:, 2] + q[:, 3], qd[:, 2] + qd[:, 3], sim.geometry.balloon_height
+    phi, omega, h = q[:, 2] + q[:, 3], qd[:, 2] + qd[:, 3], sim.body.balloon_height
     vx = qd[:, 0] + omega * (h * np.cos(phi))  # balloon centre = neck + h (sin phi, cos phi)
     vz = qd[:, 1] - omega * (h * np.sin(phi))
     c = sim.drag_coefficient
@@ -163,7 +175,7 @@ def test_applied_forces_and_trajectory_equal_the_plain_force_laws() -> None:
     for step in range(400):
         if step % 10 == 0:
             actions = rng.uniform(-0.3, 1.3, size=(n, 2))
-            g = fused.geometry
+            g = fused.body
             plain = facts.planar_leg_points(
                 fused.qpos, g.femur_length, g.foot_offset, g.foot_radius
             )

@@ -76,6 +76,9 @@ class TrainRequest:
     resume_checkpoint: Path | None = None  # warm start (model, optimiser, normaliser)
     settings: dict[str, object] = field(default_factory=dict)  # backend-specific overrides
     leg: np.ndarray | None = None  # (num_envs,) leg length in m; None = the default robot
+    # True when resume_checkpoint is this job's own model_last.pt left by an interrupted
+    # attempt (not a warm start): the job goes on, its first iteration stays where it was
+    continues_job: bool = False
 
 
 @dataclass(frozen=True)

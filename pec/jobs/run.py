@@ -172,6 +172,7 @@ def run_train_job(
             work_dir=work_dir,
             resume_checkpoint=resume,
             settings=dict(spec.settings),
+            continues_job=interrupted is not None,
         )
         logger.info("training %s on backend %s (%d envs)", what, spec.backend, spec.num_envs)
         warning: str | None = None

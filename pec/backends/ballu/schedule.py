@@ -13,6 +13,21 @@ from pec.backends.ballu.settings import BalluTaskSettings
 from pec.maths.curriculum import next_levels
 
 
+def warmup_iteration(task: BalluTaskSettings, age: int, job_start: int) -> int:
+    """The iteration the warm-ups read while the policy trains its PPO iteration `age`.
+
+    `age` counts every PPO iteration the policy has trained, in every job (a checkpoint's
+    `iter` is its age); `job_start` is the age at which the current training job began (the
+    same for every attempt of one job). With `warmup_clock: policy_age` (the default) the
+    warm-ups read the age, so a warm start continues them where its checkpoint left them and
+    a policy past them fine-tunes with the level rule on and the full goal reward; with
+    `warmup_clock: job` they count from the job's start, as the original scripts did.
+    """
+    if age < job_start:
+        raise ValueError(f"age {age} precedes the job's start {job_start}")
+    return age if task.warmup_clock == "policy_age" else age - job_start
+
+
 def curriculum_active(task: BalluTaskSettings, iteration: int, eval_mode: bool) -> bool:
     """The level rule runs in evaluation, or after the curriculum warm-up."""
     return eval_mode or iteration >= task.curriculum_warmup_iterations

@@ -52,6 +52,15 @@ class BalluTaskSettings(StrictModel):
     goal_ramp_iterations: int = Field(
         100, ge=0, description="iterations over which the goal reward ramps 0 -> 1 (orig. 100)"
     )
+    warmup_clock: Literal["policy_age", "job"] = Field(
+        "policy_age",
+        description=(
+            "what the three warm-ups count: 'policy_age' = every PPO iteration the policy has"
+            " trained, so a warm start goes on where its checkpoint left them; 'job' = the"
+            " iterations of the current training job, as the original scripts did (every warm"
+            " start repeats them)"
+        ),
+    )
     replay_probability: float = Field(
         0.25,
         ge=0,

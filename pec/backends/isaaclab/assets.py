@@ -1,8 +1,8 @@
 """The Isaac Lab backend's USD assets, generated from pec's own MJCF (nothing downloaded).
 
 - `ballu.usdc`: one planar BALLU robot, converted with `mujoco-usd-converter` from the MJCF
-  that `pec.backends.mujoco.model.build_robot_xml` writes (the embedded backend's bodies,
-  joints and limits, plus the small links USD needs for the planar root).
+  that `pec.backends.ballu.body.single_robot_mjcf` writes: the very robot every env of the
+  MuJoCo backend's scene is (same bodies, masses, inertias, joints, limits, damping).
 - `world.usda`: a ground plane and the obstacle rows (obstacle i centred at x = 1.0,
   y = -2.0 i, 1.0 m long, 2.0 m wide, top at `level_height(i)`, reaching
   `OBSTACLE_BURIAL` below the ground), all static colliders with friction 0.5. For the
@@ -28,14 +28,9 @@ from pathlib import Path
 import numpy as np
 
 from pec.backends.ballu import facts
+from pec.backends.ballu.body import BalluBody, single_robot_mjcf
 from pec.backends.ballu.terrain import RAMP
-from pec.backends.mujoco.model import (
-    OBSTACLE_BURIAL,
-    BalluGeometry,
-    build_robot_xml,
-    ramp_pose,
-    with_leg,
-)
+from pec.backends.mujoco.model import OBSTACLE_BURIAL, ramp_pose, with_leg
 from pec.maths.curriculum import NUM_LEVELS, level_height
 
 ROBOT_FILE = "ballu.usdc"
@@ -54,9 +49,8 @@ class AssetPaths:
 
 def robot_mjcf(friction: float, leg: float | None = None) -> str:
     """The robot's MJCF: the default robot, or femur = tibia = `leg` m (`model.with_leg`)."""
-    if leg is None:
-        return build_robot_xml(friction=friction)
-    return build_robot_xml(with_leg(BalluGeometry(), leg), friction=friction)
+    body = BalluBody() if leg is None else with_leg(BalluBody(), leg)
+    return single_robot_mjcf(body, friction)
 
 
 LEG_DECIMALS = 4  # one robot asset per leg length rounded to this many decimals (the original's)

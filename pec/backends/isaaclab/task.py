@@ -39,10 +39,10 @@ from rsl_rl.env import VecEnv
 from tensordict import TensorDict
 
 from pec.backends.ballu import facts, schedule, terrain
+from pec.backends.ballu.body import JOINT_NAMES, UNBUOYED_BODIES, BalluBody
 from pec.backends.ballu.settings import BalluTaskSettings
 from pec.backends.isaaclab.assets import ROW_SPACING, AssetPaths, ensure_leg_robots, leg_key
 from pec.backends.isaaclab.settings import NewtonSettings
-from pec.backends.mujoco.model import JOINT_NAMES, BalluGeometry
 from pec.maths.curriculum import MAX_LEVEL
 
 log = logging.getLogger(__name__)
@@ -74,14 +74,18 @@ class BalluEnvCfg(DirectRLEnvCfg):  # type: ignore[misc,unused-ignore]
 def robot_cfg(
     assets: AssetPaths, task: BalluTaskSettings, leg_usds: Sequence[str] | None = None
 ) -> ArticulationCfg:
-    """The articulation: joint order as in MuJoCo, damping/armature restored per joint group.
+    """The articulation: joint order as in MuJoCo, every joint driven by pec or passive.
 
-    The USD conversion drops MJCF joint damping, so passive joints get it back through
-    zero-stiffness implicit actuators; knees and servos are driven by explicit efforts.
     With `leg_usds` (one robot USD per distinct leg length) the robot is a multi-USD spawn:
     one prototype per file, each env cloned from the one its design asks for.
+
+    The USD carries the MJCF's joint damping and armature (`BalluBody`), and MuJoCo-Warp
+    simulates them as the MuJoCo backend does; the actuator groups only tell Isaac Lab that
+    no drive acts on a joint (zero stiffness and zero drive damping: a drive damping would
+    add a second damper on top of the joint's own) and cap the knee and servo efforts that
+    pec computes (`facts.knee_torque`, `facts.servo_torque`).
     """
-    g = BalluGeometry()
+    g = BalluBody()
     spawn: Any = sim_utils.UsdFileCfg(usd_path=str(assets.robot))
     if leg_usds is not None:
         spawn = sim_utils.MultiUsdFileCfg(usd_path=list(leg_usds), random_choice=False)
@@ -100,12 +104,8 @@ def robot_cfg(
         ),
         joint_ordering=list(JOINT_NAMES),
         actuators={
-            "root": ImplicitActuatorCfg(joint_names_expr=["root_.*"], stiffness=0.0, damping=0.0),
-            "neck": ImplicitActuatorCfg(
-                joint_names_expr=["neck"], stiffness=0.0, damping=g.neck_damping
-            ),
-            "hips": ImplicitActuatorCfg(
-                joint_names_expr=["hip_.*"], stiffness=0.0, damping=g.hip_damping
+            "passive": ImplicitActuatorCfg(
+                joint_names_expr=["root_.*", "neck", "hip_.*"], stiffness=0.0, damping=0.0
             ),
             "knees": ImplicitActuatorCfg(
                 joint_names_expr=["knee_.*"],
@@ -132,14 +132,15 @@ def physics_cfg(physics: str, device: str, newton: NewtonSettings) -> Any:
         return PhysxCfg()
     from isaaclab_newton.physics import MJWarpSolverCfg, NewtonCfg
 
+    body = BalluBody()  # the cone and integrator the MuJoCo backend's MJCF names too
     return NewtonCfg(
         solver_cfg=MJWarpSolverCfg(
             njmax=newton.njmax,
             nconmax=newton.nconmax,
             iterations=newton.iterations,
             ls_iterations=newton.ls_iterations,
-            cone="elliptic",  # the pyramidal cone made float32 NaNs at box contacts
-            integrator="implicitfast",
+            cone=body.friction_cone,
+            integrator=body.integrator,
         ),
         num_substeps=1,
         use_cuda_graph=device.startswith("cuda"),
@@ -235,15 +236,15 @@ class BalluEnv(DirectRLEnv):  # type: ignore[misc,unused-ignore]  # isaaclab: no
         self.effort_ids = torch.tensor(KNEES + SERVOS, device=dev)
         masses = self.robot.data.body_mass.torch[0].to("cpu", torch.float64)
         # Every body that moves vertically (all but the x-slide link) is carried by buoyancy.
-        x_link = int(self.robot.find_bodies("root_x_link")[0][0])
-        self.robot_mass: Any = float(masses.sum() - masses[x_link])
-        self.geometry = BalluGeometry()
-        g = self.geometry
+        buoyed = [i for i, b in enumerate(self.robot.body_names) if b not in UNBUOYED_BODIES]
+        self.robot_mass: Any = float(masses[buoyed].sum())
+        self.body = BalluBody()
+        g = self.body
         self.femur: Any = g.femur_length
         self.foot_offset: Any = g.foot_offset
         if leg is not None:  # each env's robot was built from its rounded leg length
             all_masses = self.robot.data.body_mass.torch.to(dev, torch.float32)
-            self.robot_mass = all_masses.sum(1) - all_masses[:, x_link]
+            self.robot_mass = all_masses[:, buoyed].sum(1)
             built = torch.as_tensor(
                 [float(leg_key(v)) for v in leg], dtype=torch.float32, device=dev
             )[:, None]
@@ -265,7 +266,7 @@ class BalluEnv(DirectRLEnv):  # type: ignore[misc,unused-ignore]  # isaaclab: no
         return q, self.robot.data.joint_vel.torch
 
     def leg_points(self, q: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        g = self.geometry
+        g = self.body
         knees, feet = facts.planar_leg_points(q, self.femur, self.foot_offset, g.foot_radius)
         return knees, feet
 

@@ -27,6 +27,7 @@ from rsl_rl.models import MLPModel
 from rsl_rl.runners import OnPolicyRunner
 from tensordict import TensorDict
 
+from pec.backends.ballu import schedule
 from pec.backends.base import (
     DESIGN_AXES,
     CheckpointCallback,
@@ -207,7 +208,8 @@ class Trainer:
     runner: OnPolicyRunner
     env: BalluVecEnv
     settings: MujocoSettings
-    start_iteration: int
+    start_iteration: int  # the policy's age (PPO iterations) when this attempt starts
+    job_start_iteration: int  # its age when the job began (the warm-ups' origin per job)
 
 
 class MujocoBackend:
@@ -313,7 +315,19 @@ class MujocoBackend:
                 ) from exc
             start_it = int(resume.get("iter", 0))
             runner.current_learning_iteration = start_it
-        return Trainer(runner=runner, env=env, settings=settings, start_iteration=start_it)
+        job_start = start_it
+        if request.continues_job and resume is not None:
+            infos = resume.get("infos")
+            stored = infos.get("job_start_iteration") if isinstance(infos, dict) else None
+            if isinstance(stored, int) and 0 <= stored <= start_it:
+                job_start = stored
+        return Trainer(
+            runner=runner,
+            env=env,
+            settings=settings,
+            start_iteration=start_it,
+            job_start_iteration=job_start,
+        )
 
     def _learn(
         self,
@@ -337,7 +351,11 @@ class MujocoBackend:
         def save(path: Path, done_it: int, mean_level: float) -> None:
             state = alg.save()
             state["iter"] = done_it
-            state["infos"] = {"settings": settings_json, "mean_level": mean_level}
+            state["infos"] = {
+                "settings": settings_json,
+                "mean_level": mean_level,
+                "job_start_iteration": trainer.job_start_iteration,
+            }
             _atomic_save(state, path)
             if on_checkpoint is not None:
                 on_checkpoint(path)
@@ -350,7 +368,10 @@ class MujocoBackend:
             logger.init_logging_writer()
         try:
             for it in range(start_it, total_it):
-                env.set_training_iteration(it - start_it)
+                # the policy's age `it` (or the job's count, warmup_clock: job)
+                env.set_training_iteration(
+                    schedule.warmup_iteration(settings.task, it, trainer.job_start_iteration)
+                )
                 t0 = time.time()
                 with torch.inference_mode():
                     for _ in range(steps):

@@ -13,6 +13,7 @@ import mujoco
 import numpy as np
 from numpy.typing import NDArray
 
+from pec.backends.ballu.body import BODY_NAMES, UNBUOYED_BODIES, BalluBody
 from pec.backends.ballu.facts import (
     CABLE_KD,
     CABLE_KP,
@@ -36,7 +37,6 @@ from pec.backends.mujoco.model import (
     MAX_RAMP_HEIGHT,
     OBSTACLE_BURIAL,
     OBSTACLE_GEOM_OFFSET,
-    BalluGeometry,
     build_model,
     ramp_pose,
 )
@@ -58,13 +58,13 @@ class BalluSim:
         obstacle_length: float = 1.0,
         obstacle_width: float = 0.6,
         friction: float = 0.5,
-        geometry: BalluGeometry | None = None,
+        body: BalluBody | None = None,
         terrain: str = "obstacle",
         legs: FloatArray | None = None,
     ) -> None:
         if num_envs < 1:
             raise ValueError("num_envs must be >= 1; pass at least one design")
-        self.geometry = geometry or BalluGeometry()
+        self.body = body or BalluBody()
         self.num_envs = num_envs
         self.model = build_model(
             num_envs,
@@ -74,12 +74,12 @@ class BalluSim:
             obstacle_length,
             obstacle_width,
             friction,
-            self.geometry,
+            self.body,
             terrain,
             None if legs is None else [float(v) for v in legs],
         )
         self.terrain = terrain
-        # Per-env leg lengths (femur = tibia, m); None: every robot is `geometry`.
+        # Per-env leg lengths (femur = tibia, m); None: every robot is `body`.
         self.legs: FloatArray | None = None if legs is None else np.array(legs, dtype=np.float64)
         self.data = mujoco.MjData(self.model)
         self.drag_coefficient = drag_coefficient
@@ -94,19 +94,19 @@ class BalluSim:
         self.balloon_frc: FloatArray = self.data.xfrc_applied[1:].reshape(n, BODIES_PER_ROBOT, 6)[
             :, BALLOON_BODY
         ]
-        # The mass buoyancy carries: one number when all robots are equal, else one per env.
-        self.robot_mass: float | FloatArray = float(
-            self.model.body_mass[1 : 1 + BODIES_PER_ROBOT].sum()
-        )
+        # The mass buoyancy carries: every body but the x-slide link; one number when all
+        # robots are equal (robot 0's), else one per env (each robot's own legs).
+        buoyed = [i for i, name in enumerate(BODY_NAMES) if name not in UNBUOYED_BODIES]
+        self.robot_mass: float | FloatArray = float(self.model.body_mass[1:][buoyed].sum())
         if self.legs is not None:
             masses = self.model.body_mass[1:].reshape(n, BODIES_PER_ROBOT)
-            self.robot_mass = np.array([float(masses[i].sum()) for i in range(n)])
+            self.robot_mass = np.array([float(masses[i][buoyed].sum()) for i in range(n)])
         self.gcr: FloatArray = np.full(n, 0.8)
         self.spcf: FloatArray = np.full(n, 0.005)
         self.buoyancy: FloatArray = self.gcr * self.robot_mass * GRAVITY
         self.obstacle_height: FloatArray = np.zeros(n)
         self._minus_c = -self.drag_coefficient
-        self._balloon_height = self.geometry.balloon_height
+        self._balloon_height = self.body.balloon_height
         self._init_fast_paths()
         # A live view of mjData's warning counters (mjData's own resets write into it too).
         self._warning_number: NDArray[np.int32] = self.data.warning.number
@@ -220,7 +220,7 @@ class BalluSim:
         self._leg_idx = np.concatenate(
             [legs(2, 2), legs(4, 7), knee, legs(0, 0), legs(1, 1)]  # see leg_points
         )
-        g = self.geometry
+        g = self.body
         self._leg_length: FloatArray = np.repeat([g.femur_length, g.foot_offset], 4 * n)
         if self.legs is not None:  # [femur | femur | foot offset | foot offset], 2n each
             femur = np.repeat(self.legs, 2)
@@ -348,6 +348,6 @@ class BalluSim:
         np.multiply(self._leg_length, trig, out=trig)
         knees = np.subtract(g[3 * n2 :], trig[: 2 * n2])  # [x | z]
         feet = np.subtract(knees, trig[2 * n2 :])
-        np.subtract(feet[n2:], self.geometry.foot_radius, out=feet[n2:])  # the sole
+        np.subtract(feet[n2:], self.body.foot_radius, out=feet[n2:])  # the sole
         shape = (2, self.num_envs, 2)
         return knees.reshape(shape).transpose(1, 2, 0), feet.reshape(shape).transpose(1, 2, 0)
