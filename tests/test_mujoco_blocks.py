@@ -131,3 +131,34 @@ def test_physics_threads_follow_the_jobs_torch_threads() -> None:
 def test_bad_block_size_is_one_clear_error() -> None:
     with pytest.raises(ValueError, match="physics_block_envs"):
         _task(0)
+
+
+def test_blocks_give_each_block_its_own_legs_and_step_like_separate_scenes() -> None:
+    """A 3-D design (per-env leg length) reaches the right block: masses, buoyancy and the
+    trajectory equal separate scenes built with each block's slice of the legs."""
+    n, block = 5, 2
+    rng = np.random.default_rng(7)
+    legs = rng.uniform(0.20, 0.48, n)
+    gcr, spcf = rng.uniform(0.75, 0.89, n), rng.uniform(0.001, 0.01, n)
+    blocks = BalluBlocks(n, block_envs=block, threads=2, legs=legs)
+    alone = [BalluSim(hi - lo, legs=legs[lo:hi]) for lo, hi in ((0, 2), (2, 4), (4, 5))]
+    want_mass = np.concatenate([np.broadcast_to(s.robot_mass, (s.num_envs,)) for s in alone])
+    np.testing.assert_array_equal(np.asarray(blocks.robot_mass), want_mass)
+    assert len(set(want_mass.tolist())) == n  # every leg length its own mass
+    ids = np.arange(n)
+    blocks.set_design(ids, gcr, spcf)
+    for sim, lo in zip(alone, (0, 2, 4), strict=True):
+        sim.set_design(
+            np.arange(sim.num_envs), gcr[lo : lo + sim.num_envs], spcf[lo : lo + sim.num_envs]
+        )
+    np.testing.assert_array_equal(blocks.buoyancy, np.concatenate([s.buoyancy for s in alone]))
+    for _ in range(20):
+        actions = rng.uniform(0.0, 1.0, (n, 2))
+        blocks.set_actions(actions)
+        assert blocks.step(10).all()
+        for sim, lo in zip(alone, (0, 2, 4), strict=True):
+            sim.set_actions(actions[lo : lo + sim.num_envs])
+            assert sim.step(10)
+    np.testing.assert_array_equal(
+        _bits(blocks.qpos), _bits(np.concatenate([s.qpos for s in alone]))
+    )

@@ -6,14 +6,60 @@ backend never sees store URIs, credentials or Prefect: it reads and writes plain
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 
-from pec.errors import ConfigError
+from pec.errors import ConfigError, InputError
+
+# The design axes a backend may be handed, in a run's column order: GCR and spcf always,
+# then optionally the leg length in metres (femur = tibia = leg; the original's 3-D space).
+DESIGN_AXES: tuple[str, ...] = ("gcr", "spcf", "leg")
+REQUIRED_AXES: tuple[str, ...] = ("gcr", "spcf")
+LEG_RANGE: tuple[float, float] = (0.20, 0.48)  # the original's leg_range, metres
+
+
+@dataclass(frozen=True)
+class DesignColumns:
+    """A run's designs split by axis: what the requests below carry."""
+
+    gcr: np.ndarray
+    spcf: np.ndarray
+    leg: np.ndarray | None  # None: the default robot (a 2-D run)
+
+
+def design_columns(
+    axes: Sequence[str], designs: np.ndarray, supported: Sequence[str] = DESIGN_AXES
+) -> DesignColumns:
+    """Split (n, d) designs whose columns follow `axes` into the requests' per-axis arrays.
+
+    `supported` is what the backend simulates; an axis outside it, a missing GCR or spcf
+    column, a repeated axis or a shape that does not match `axes` is refused with one line.
+    """
+    names = [str(a) for a in axes]
+    for name in names:
+        if name not in DESIGN_AXES:
+            raise InputError(f"design axis {name!r} is unknown; axes are {', '.join(DESIGN_AXES)}")
+        if name not in supported:
+            raise InputError(
+                f"design axis {name!r} is not supported by this backend (it simulates "
+                f"{', '.join(supported)}); drop the axis or choose another backend"
+            )
+    if len(set(names)) != len(names) or any(a not in names for a in REQUIRED_AXES):
+        raise InputError(
+            f"design axes {names} must name gcr and spcf once each (and optionally leg)"
+        )
+    array = np.asarray(designs, dtype=np.float64)
+    if array.ndim != 2 or array.shape[1] != len(names):
+        raise InputError(
+            f"designs of shape {array.shape} do not match the {len(names)} axes {names}; "
+            "pass one column per axis"
+        )
+    column = {name: array[:, i].copy() for i, name in enumerate(names)}
+    return DesignColumns(gcr=column["gcr"], spcf=column["spcf"], leg=column.get("leg"))
 
 
 @dataclass(frozen=True)
@@ -29,6 +75,7 @@ class TrainRequest:
     work_dir: Path  # checkpoints and TensorBoard logs are written below here
     resume_checkpoint: Path | None = None  # warm start (model, optimiser, normaliser)
     settings: dict[str, object] = field(default_factory=dict)  # backend-specific overrides
+    leg: np.ndarray | None = None  # (num_envs,) leg length in m; None = the default robot
     # True when resume_checkpoint is this job's own model_last.pt left by an interrupted
     # attempt (not a warm start): the job goes on, its first iteration stays where it was
     continues_job: bool = False
@@ -53,6 +100,7 @@ class EvalRequest:
     seed: int
     device: str
     settings: dict[str, object] = field(default_factory=dict)
+    leg: np.ndarray | None = None  # (n_designs,) leg length in m; None = the default robot
 
 
 @dataclass(frozen=True)
@@ -72,6 +120,7 @@ class ProbeRequest:
     seed: int
     device: str
     settings: dict[str, object] = field(default_factory=dict)
+    leg: np.ndarray | None = None  # (n,) leg length in m; None = the default robot
 
 
 AUTO_DEVICE = "auto"

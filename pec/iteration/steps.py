@@ -248,11 +248,12 @@ def training_samples(run: Run, state: PECState, expert_id: int) -> tuple[np.ndar
 
 
 def job_settings(run: Run, state: PECState) -> dict[str, Any]:
-    """Backend settings of a job: the config's `backend_settings`, validated by the backend.
+    """Backend settings of a job: the config's `backend_settings`, validated by the backend,
+    with the config's `task` as `task.terrain` when set.
 
     Both backends build the robot from pec's own model, so nothing else is added here.
     """
-    return dict(run.config.backend_settings)
+    return run.config.job_backend_settings
 
 
 def prepare_training(run: Run, state: PECState, expert_id: int) -> TrainJobSpec:

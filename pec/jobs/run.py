@@ -281,6 +281,7 @@ def _search_levels(backend: Backend, request: EvalRequest, search_max_level: int
             seed=request.seed,
             device=request.device,
             settings=request.settings,
+            leg=None if request.leg is None else request.leg[indices],
         )
         return list(probe_levels(probe_request))
 

@@ -43,6 +43,7 @@ class BalluBlocks:
         *,
         block_envs: int = BLOCK_ENVS,
         threads: int = 1,
+        legs: FloatArray | None = None,
         **sim_kwargs: Any,
     ) -> None:
         if num_envs < 1:
@@ -55,11 +56,25 @@ class BalluBlocks:
         self.block_envs = block_envs
         starts = list(range(0, num_envs, block_envs))
         self.bounds: list[tuple[int, int]] = [(s, min(s + block_envs, num_envs)) for s in starts]
-        self.blocks = [BalluSim(hi - lo, **sim_kwargs) for lo, hi in self.bounds]
+        # Per-env leg lengths (the 3-D design axis) go to each block as its own slice.
+        self.legs: FloatArray | None = None if legs is None else np.asarray(legs, np.float64)
+        self.blocks = [
+            BalluSim(hi - lo, legs=None if self.legs is None else self.legs[lo:hi], **sim_kwargs)
+            for lo, hi in self.bounds
+        ]
         self.threads = min(threads, len(self.blocks))
         first = self.blocks[0]
-        self.geometry = first.geometry
-        self.robot_mass = first.robot_mass
+        self.body = first.body
+        self.terrain = first.terrain
+        # One number when every robot is the default body, else one mass per env.
+        self.robot_mass: float | FloatArray = first.robot_mass
+        if self.legs is not None and len(self.blocks) > 1:
+            self.robot_mass = np.concatenate(
+                [
+                    np.broadcast_to(b.robot_mass, (hi - lo,))
+                    for b, (lo, hi) in zip(self.blocks, self.bounds, strict=True)
+                ]
+            )
         self.init_root_height = first.init_root_height
         self.obstacle_start_x = first.obstacle_start_x
         self.obstacle_length = first.obstacle_length
