@@ -13,6 +13,9 @@ from typing import Protocol
 
 import numpy as np
 
+from pec.errors import ConfigError
+from pec.maths.design_space import DEFAULT_AXES
+
 
 @dataclass(frozen=True)
 class TrainRequest:
@@ -27,6 +30,8 @@ class TrainRequest:
     work_dir: Path  # checkpoints and TensorBoard logs are written below here
     resume_checkpoint: Path | None = None  # warm start (model, optimiser, normaliser)
     settings: dict[str, object] = field(default_factory=dict)  # backend-specific overrides
+    axes: tuple[str, ...] = DEFAULT_AXES  # the run's design axes (pec.maths.design_space)
+    leg: np.ndarray | None = None  # (num_envs,) leg length in metres, set iff "leg" in axes
 
 
 @dataclass(frozen=True)
@@ -48,6 +53,8 @@ class EvalRequest:
     seed: int
     device: str
     settings: dict[str, object] = field(default_factory=dict)
+    axes: tuple[str, ...] = DEFAULT_AXES
+    leg: np.ndarray | None = None  # (n_designs,) metres, set iff "leg" in axes
 
 
 @dataclass(frozen=True)
@@ -67,9 +74,30 @@ class ProbeRequest:
     seed: int
     device: str
     settings: dict[str, object] = field(default_factory=dict)
+    axes: tuple[str, ...] = DEFAULT_AXES
+    leg: np.ndarray | None = None  # (n,) metres, set iff "leg" in axes
 
 
 AUTO_DEVICE = "auto"
+
+
+def backend_axes(backend: object) -> tuple[str, ...]:
+    """The design axes a backend varies per environment: its ``design_axes``, else 2-D."""
+    axes = getattr(backend, "design_axes", DEFAULT_AXES)
+    return tuple(str(a) for a in axes)
+
+
+def check_axes(backend: object, axes: tuple[str, ...]) -> None:
+    """Refuse, in one line, a run whose design axes the backend does not vary."""
+    supported = backend_axes(backend)
+    missing = [a for a in axes if a not in supported]
+    if missing:
+        name = getattr(backend, "name", type(backend).__name__)
+        raise ConfigError(
+            f"backend {name!r} does not vary design axis {missing[0]!r} (it varies "
+            f"{', '.join(supported)}); drop leg_range from the config, or use a backend that "
+            "supports it"
+        )
 
 
 def resolve_device(device: str) -> str:
@@ -92,6 +120,8 @@ CheckpointCallback = Callable[[Path], None]
 
 
 class Backend(Protocol):
+    """``design_axes`` (optional class attribute): the axes it varies, default gcr, spcf."""
+
     name: str
 
     def train(

@@ -29,6 +29,7 @@ class ZeroCostBackend:
     """
 
     name = "test-zero-cost"
+    design_axes = ("gcr", "spcf", "leg")  # it simulates nothing, so every axis is fine
 
     def __init__(self, constant_level: int | None = None) -> None:
         self.constant_level = constant_level

@@ -22,6 +22,7 @@ from pec.backends.base import (
     ProbeRequest,
     ProgressCallback,
     TrainRequest,
+    check_axes,
     resolve_device,
 )
 from pec.backends.registry import get_backend
@@ -40,6 +41,7 @@ from pec.jobs.spec import (
     EvalJobSpec,
     TrainJobResult,
     TrainJobSpec,
+    job_axes,
 )
 from pec.jobs.threads import torch_threads
 from pec.maths.curriculum import MAX_LEVEL
@@ -118,6 +120,7 @@ def run_train_job(
     """Train one expert; see the module docstring for the crash rule."""
     store = spec.store.open()
     backend = get_backend(spec.backend)
+    check_axes(backend, job_axes(spec.axes))  # before any download: one line, nothing written
     log_prefix = layout.train_log_prefix(spec.run_name, spec.expert_id, spec.iteration)
     uploader = _CheckpointUploader(store, spec)
     latest_metrics: dict[str, float] = {}
@@ -146,6 +149,9 @@ def run_train_job(
         work_dir.mkdir()
         gcr = _load_samples(store, spec.samples_gcr_key, inputs / "gcr.npy", spec.num_envs)
         spcf = _load_samples(store, spec.samples_spcf_key, inputs / "spcf.npy", spec.num_envs)
+        leg = None
+        if spec.samples_leg_key is not None:
+            leg = _load_samples(store, spec.samples_leg_key, inputs / "leg.npy", spec.num_envs)
         resume_uri, max_iterations = spec.resume_checkpoint_uri, spec.max_iterations
         interrupted = _interrupted_attempt(store, uploader)
         if interrupted is not None:
@@ -172,6 +178,8 @@ def run_train_job(
             work_dir=work_dir,
             resume_checkpoint=resume,
             settings=dict(spec.settings),
+            axes=job_axes(spec.axes),
+            leg=leg,
         )
         logger.info("training %s on backend %s (%d envs)", what, spec.backend, spec.num_envs)
         warning: str | None = None
@@ -222,7 +230,9 @@ def run_eval_job(spec: EvalJobSpec) -> EvalJobResult:
     """Evaluate one checkpoint on every design; optionally persist the result at result_key."""
     store = spec.store.open()
     backend = get_backend(spec.backend)
-    designs = np.asarray(spec.designs, dtype=np.float64).reshape(-1, 2)
+    axes = job_axes(spec.axes)
+    check_axes(backend, axes)
+    designs = np.asarray(spec.designs, dtype=np.float64).reshape(-1, len(axes))
     with tempfile.TemporaryDirectory(prefix="pec-eval-") as tmp:
         checkpoint = Path(tmp) / "checkpoint.pt"
         _download_uri(store, spec.checkpoint_uri, checkpoint, "checkpoint_uri")
@@ -235,6 +245,8 @@ def run_eval_job(spec: EvalJobSpec) -> EvalJobResult:
             seed=spec.seed,
             device=_job_device(spec.device),
             settings=dict(spec.settings),
+            axes=axes,
+            leg=designs[:, 2].copy() if "leg" in axes else None,
         )
         logger.info(
             "evaluating expert %d on %d designs (backend %s)",
@@ -278,6 +290,8 @@ def _search_levels(backend: Backend, request: EvalRequest, search_max_level: int
             seed=request.seed,
             device=request.device,
             settings=request.settings,
+            axes=request.axes,
+            leg=None if request.leg is None else request.leg[indices],
         )
         return list(probe_levels(probe_request))
 
