@@ -87,12 +87,10 @@ def backend_axes(backend: object) -> tuple[str, ...]:
     return tuple(str(a) for a in axes)
 
 
-def check_axes(backend: object, axes: tuple[str, ...]) -> None:
-    """Refuse, in one line, a run whose design axes the backend does not vary."""
-    supported = backend_axes(backend)
+def check_axes(name: str, supported: tuple[str, ...], axes: tuple[str, ...]) -> None:
+    """Refuse, in one line, a run whose design axes backend `name` does not vary."""
     missing = [a for a in axes if a not in supported]
     if missing:
-        name = getattr(backend, "name", type(backend).__name__)
         raise ConfigError(
             f"backend {name!r} does not vary design axis {missing[0]!r} (it varies "
             f"{', '.join(supported)}); drop leg_range from the config, or use a backend that "

@@ -45,6 +45,22 @@ def get_backend(name: str) -> Backend:
     raise ConfigError(f"backend {name!r} is unknown; choose one of {', '.join(BACKEND_NAMES)}")
 
 
+def backend_design_axes(name: str) -> tuple[str, ...]:
+    """The design axes backend `name` varies per environment (its class's ``design_axes``),
+    known without building the backend or importing its simulator."""
+    from pec.backends.base import backend_axes
+
+    if name == "mujoco":
+        from pec.backends.mujoco import MujocoBackend
+
+        return backend_axes(MujocoBackend)
+    if name == "isaaclab":
+        from pec.backends.isaaclab import IsaacLabBackend
+
+        return backend_axes(IsaacLabBackend)
+    return backend_axes(get_backend(name))
+
+
 def validate_backend_settings(name: str, settings: dict[str, object]) -> None:
     """Check a config's `backend_settings` against the backend's own model, at load time."""
     from pydantic import ValidationError

@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from pec.backends.base import check_axes
+from pec.backends.registry import backend_design_axes
 from pec.errors import InputError, NotFoundError, StateError, StoreError
 from pec.evaluation.protocols import describe, same_protocol
 from pec.faults import fault_point
@@ -141,6 +143,7 @@ def preflight(run: Run, state: PECState) -> None:
     """
     if stop_reason(run.config, state) is not None:
         return
+    check_axes(run.config.backend, backend_design_axes(run.config.backend), run.space.axes)
     if run.config.backend == "isaaclab" and run.config.executor in ("inprocess", "subprocess"):
         # the jobs run on this machine: a missing extra or CUDA is known now, not per job
         from pec.backends.isaaclab.backend import require_local_isaaclab

@@ -22,6 +22,7 @@ from pec.backends.base import (
     ProbeRequest,
     ProgressCallback,
     TrainRequest,
+    backend_axes,
     check_axes,
     resolve_device,
 )
@@ -120,7 +121,8 @@ def run_train_job(
     """Train one expert; see the module docstring for the crash rule."""
     store = spec.store.open()
     backend = get_backend(spec.backend)
-    check_axes(backend, job_axes(spec.axes))  # before any download: one line, nothing written
+    # before any download: one line, nothing written
+    check_axes(spec.backend, backend_axes(backend), job_axes(spec.axes))
     log_prefix = layout.train_log_prefix(spec.run_name, spec.expert_id, spec.iteration)
     uploader = _CheckpointUploader(store, spec)
     latest_metrics: dict[str, float] = {}
@@ -231,7 +233,7 @@ def run_eval_job(spec: EvalJobSpec) -> EvalJobResult:
     store = spec.store.open()
     backend = get_backend(spec.backend)
     axes = job_axes(spec.axes)
-    check_axes(backend, axes)
+    check_axes(spec.backend, backend_axes(backend), axes)
     designs = np.asarray(spec.designs, dtype=np.float64).reshape(-1, len(axes))
     with tempfile.TemporaryDirectory(prefix="pec-eval-") as tmp:
         checkpoint = Path(tmp) / "checkpoint.pt"

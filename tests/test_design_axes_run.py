@@ -1,0 +1,163 @@
+"""A 3-D run (GCR x spcf x leg, configs/obstacle_3d.yaml) end to end: `pec run`, the step
+commands and the `pec` flow on the zero-cost backend, and a backend without a leg axis
+refusing the run before anything is written.
+
+The zero-cost backend stands in for the simulator through the job layer's registry lookup
+(it varies every axis because it simulates nothing); the physics of leg length is the MuJoCo
+and Isaac Lab backends' business and is tested there.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import cast
+
+import numpy as np
+import pytest
+from prefect.artifacts import Artifact
+from support.job_doubles import RecordingBackend
+
+import pec.iteration.steps as steps_module
+import pec.jobs.run as jobs_run
+from flows.artifacts import artifact_key
+from flows.pec_flow import pec_flow
+from pec.backends.base import Backend
+from pec.backends.registry import backend_design_axes
+from pec.presentation.cli import main
+from pec.runs import layout
+from pec.runs.state_io import load_state
+from pec.runs.store import LocalStore
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIG = str(REPO / "configs" / "obstacle_3d.yaml")
+SMALL = [
+    "K=2",
+    "N_init=5",
+    "init_pool_size=300",
+    "num_envs=6",
+    "F=4",
+    "pool_factor=5",
+    "max_iterations_iter0=2",
+    "max_iterations=2",
+    "score=final_level",
+    "num_episodes=1",
+    "start_difficulty=3",
+    # one iteration: a second would warm-start from the zero-cost backend's checkpoints, which
+    # the preflight rightly refuses as not torch archives
+    "max_pec_iterations=1",
+]
+LEG = (0.20, 0.48)
+
+
+@pytest.fixture
+def zero_cost(monkeypatch: pytest.MonkeyPatch) -> RecordingBackend:
+    """Every job of this test runs on one recording zero-cost backend (all axes)."""
+    backend = RecordingBackend()
+    monkeypatch.setattr(jobs_run, "get_backend", lambda name: cast(Backend, backend))
+    monkeypatch.setattr(steps_module, "backend_design_axes", lambda name: backend.design_axes)
+    return backend
+
+
+def sets(items: list[str]) -> list[str]:
+    return [arg for item in items for arg in ("--set", item)]
+
+
+def check_3d_run(root: Path, run: str, backend: RecordingBackend, iterations: int) -> None:
+    store = LocalStore(root)
+    loaded = load_state(store, run)
+    assert loaded is not None
+    state = loaded[0]
+    assert state.iteration == iterations
+    assert state.design_space == {"GCR": [0.75, 0.89], "spcf": [0.001, 0.01], "leg": list(LEG)}
+    for expert in state.experts:
+        assert len(expert.mu) == 3 and len(expert.sigma) == 3
+        assert all(len(d) == 3 for d in expert.designs)
+        assert LEG[0] <= expert.mu[2] <= LEG[1]
+    # every training got its own leg lengths, the ones written to leg.npy, inside the range
+    assert len(backend.train_requests) == 2 * iterations
+    for request in backend.train_requests:
+        assert request.axes == ("gcr", "spcf", "leg")
+        assert request.leg is not None and request.leg.shape == (6,)
+        assert np.all((request.leg >= LEG[0]) & (request.leg <= LEG[1]))
+    leg = np.load(root / layout.leg_samples_key(run, 1, 0))
+    assert leg.dtype == np.float32 and leg.shape == (6,)
+    assert any(np.array_equal(r.leg, leg) for r in backend.train_requests)
+    # frontier candidates and the evaluations carry the leg axis too
+    candidates = json.loads((root / layout.candidates_key(run, 0)).read_text())["candidates"]
+    assert [sorted(c) for c in candidates] == [["GCR", "id", "leg", "max_log_density", "spcf"]] * 4
+    request = backend.eval_requests[0]
+    assert request.leg is not None
+    np.testing.assert_array_equal(request.leg, [c["leg"] for c in candidates])
+    assignments = json.loads((root / layout.assignments_key(run, 0)).read_text())
+    assert all("leg" in c for c in assignments["candidates"])
+    for key in (layout.initial_plot_key(run), layout.frontier_plot_key(run, 0)):
+        assert (root / key).read_bytes().startswith(b"\x89PNG")
+
+
+def test_pec_run_and_the_step_commands_on_a_3d_config(
+    tmp_path: Path, zero_cost: RecordingBackend, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = tmp_path / "store"
+    argv = ["--run_name", "three", "--store", str(root), "--config", CONFIG, *sets(SMALL)]
+    assert main(["run", *argv]) == 0
+    check_3d_run(root, "three", zero_cost, iterations=1)
+    capsys.readouterr()
+
+    # final evaluation on a 3-D designs file drawn from the run's own box
+    designs = tmp_path / "uniform8.json"
+    store_args = ["--run_name", "three", "--store", str(root)]
+    assert main(["designs", "uniform", "--n", "8", "--out", str(designs), *store_args]) == 0
+    rows = json.loads(designs.read_text())
+    assert all(sorted(r) == ["GCR", "id", "leg", "spcf"] for r in rows)
+    assert main(["eval-final", *argv, "--designs_file", str(designs)]) == 0
+    summary = json.loads((root / layout.final_eval_summary_key("three", "uniform8")).read_text())
+    assert summary["design_space"]["leg"] == list(LEG)
+    assert [d["leg"] for d in summary["designs"]] == [r["leg"] for r in rows]
+    assert len(summary["routed_expert"]) == 8 and len(summary["score_routed_expert"]) == 8
+
+    # routing a single 3-D design by its three coordinates; a 2-D question is refused
+    capsys.readouterr()
+    flags = ["--GCR", "0.8", "--spcf", "0.005"]
+    assert main(["route", *store_args, *flags, "--leg", "0.3", "--json"]) == 0
+    route = json.loads(capsys.readouterr().out)["routes"][0]
+    assert route["leg"] == 0.3 and route["expert"] in (0, 1)
+    assert main(["route", *store_args, *flags]) == 2
+    assert "--leg: run 'three' is 3-D" in capsys.readouterr().err
+
+    # the run's shape is fixed: dropping leg_range from its config is refused in one line
+    assert main(["status", *store_args]) == 0
+    assert "leg" in capsys.readouterr().out  # the mu and std columns of the leg axis
+    two_d = ["--config", str(REPO / "configs" / "tiny.yaml"), *sets(SMALL)]
+    code = main(["run", *store_args, *two_d])
+    err = capsys.readouterr().err
+    assert code == 2 and "leg_range" in err and "is 3-D" in err and "Traceback" not in err
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_the_pec_flow_runs_a_3d_config(tmp_path: Path, zero_cost: RecordingBackend) -> None:
+    root = tmp_path / "store"
+    overrides = dict(item.split("=", 1) for item in SMALL)
+    typed = {k: (v if not v.replace(".", "").isdigit() else int(v)) for k, v in overrides.items()}
+    summary = pec_flow(
+        run_name="flow3d", store=str(root), config=CONFIG, overrides=typed, chain=False
+    )
+    assert summary["iteration"] == 0 and summary["stop_reason"] == "reached max_pec_iterations=1"
+    check_3d_run(root, "flow3d", zero_cost, iterations=1)
+    artifact = Artifact.get(artifact_key("flow3d", "summary"))
+    assert artifact is not None and isinstance(artifact.data, str)
+    assert "iter_0_frontier" in artifact.data and "data:image/png;base64," in artifact.data
+
+
+def test_a_backend_without_the_leg_axis_refuses_a_3d_run_before_writing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    if "leg" in backend_design_axes("mujoco"):
+        pytest.fail("MuJoCo varies leg length now: run configs/obstacle_3d.yaml on it here")
+    root = tmp_path / "store"
+    argv = ["run", "--run_name", "r3", "--store", str(root), "--config", CONFIG]
+    assert main([*argv, *sets(SMALL)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "Traceback" not in err
+    assert "does not vary design axis 'leg'" in err and "'mujoco'" in err
+    assert not any(p.is_file() for p in root.rglob("*")) if root.exists() else True
