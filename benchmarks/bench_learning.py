@@ -6,6 +6,7 @@ the same held-out designs drawn around that point: final levels after `--episode
 deterministic episodes from level 0. Target: trained - untrained >= +5 levels.
 
     .venv/bin/python benchmarks/bench_learning.py [--iterations 1000] [--envs 128]
+        [--terrain obstacle|ramp]
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ def learning_check(
     seed: int,
     work: Path,
     progress_every: int = 25,
+    terrain: str = "obstacle",
 ) -> tuple[list[int], list[int], list[int]]:
     """Train one expert around (gcr, spcf); final levels of untrained, last and best policy.
 
@@ -55,6 +57,7 @@ def learning_check(
     eval_gcr, eval_spcf = around(designs)
     settings: dict[str, object] = {
         "task": {
+            "terrain": terrain,
             "curriculum_warmup_iterations": warmup,
             "goal_warmup_iterations": warmup,
             "goal_ramp_iterations": warmup,
@@ -122,6 +125,9 @@ def main() -> None:
     parser.add_argument("--episodes", type=int, default=20, help="evaluation episodes")
     parser.add_argument("--warmup", type=int, default=20, help="curriculum/goal warm-up its")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--terrain", choices=["obstacle", "ramp"], default="obstacle", help="the task"
+    )
     parser.add_argument("--work-dir", type=Path, default=None)
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -138,7 +144,9 @@ def main() -> None:
         warmup=args.warmup,
         seed=args.seed,
         work=work,
+        terrain=args.terrain,
     )
+    print(f"task: {args.terrain}")
     diff = np.mean(trained_best) - np.mean(untrained)
     print(f"difference (best - untrained): {diff:+.2f} levels (target >= +5)")
     print(f"total wall time {time.time() - t0:.0f} s; files in {work}")

@@ -18,12 +18,11 @@ import pytest
 from prefect.artifacts import Artifact
 from support.job_doubles import RecordingBackend
 
-import pec.iteration.steps as steps_module
 import pec.jobs.run as jobs_run
 from flows.artifacts import artifact_key
 from flows.pec_flow import pec_flow
 from pec.backends.base import Backend
-from pec.backends.registry import backend_design_axes
+from pec.backends.registry import BACKEND_DESIGN_AXES
 from pec.presentation.cli import main
 from pec.runs import layout
 from pec.runs.state_io import load_state
@@ -55,7 +54,6 @@ def zero_cost(monkeypatch: pytest.MonkeyPatch) -> RecordingBackend:
     """Every job of this test runs on one recording zero-cost backend (all axes)."""
     backend = RecordingBackend()
     monkeypatch.setattr(jobs_run, "get_backend", lambda name: cast(Backend, backend))
-    monkeypatch.setattr(steps_module, "backend_design_axes", lambda name: backend.design_axes)
     return backend
 
 
@@ -77,7 +75,6 @@ def check_3d_run(root: Path, run: str, backend: RecordingBackend, iterations: in
     # every training got its own leg lengths, the ones written to leg.npy, inside the range
     assert len(backend.train_requests) == 2 * iterations
     for request in backend.train_requests:
-        assert request.axes == ("gcr", "spcf", "leg")
         assert request.leg is not None and request.leg.shape == (6,)
         assert np.all((request.leg >= LEG[0]) & (request.leg <= LEG[1]))
     leg = np.load(root / layout.leg_samples_key(run, 1, 0))
@@ -152,12 +149,11 @@ def test_the_pec_flow_runs_a_3d_config(tmp_path: Path, zero_cost: RecordingBacke
 def test_a_backend_without_the_leg_axis_refuses_a_3d_run_before_writing(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    if "leg" in backend_design_axes("mujoco"):
-        pytest.fail("MuJoCo varies leg length now: run configs/obstacle_3d.yaml on it here")
+    assert "leg" not in BACKEND_DESIGN_AXES["isaaclab"]  # Isaac Lab: one leg length for now
     root = tmp_path / "store"
     argv = ["run", "--run_name", "r3", "--store", str(root), "--config", CONFIG]
-    assert main([*argv, *sets(SMALL)]) == 2
+    assert main([*argv, *sets(SMALL), "--set", "backend=isaaclab"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "Traceback" not in err
-    assert "does not vary design axis 'leg'" in err and "'mujoco'" in err
+    assert "does not simulate the design axis 'leg'" in err and "'isaaclab'" in err
     assert not any(p.is_file() for p in root.rglob("*")) if root.exists() else True

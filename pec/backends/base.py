@@ -6,15 +6,60 @@ backend never sees store URIs, credentials or Prefect: it reads and writes plain
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 
-from pec.errors import ConfigError
-from pec.maths.design_space import DEFAULT_AXES
+from pec.errors import InputError
+
+# The design axes a backend may be handed, in a run's column order: GCR and spcf always,
+# then optionally the leg length in metres (femur = tibia = leg; the original's 3-D space).
+DESIGN_AXES: tuple[str, ...] = ("gcr", "spcf", "leg")
+REQUIRED_AXES: tuple[str, ...] = ("gcr", "spcf")
+LEG_RANGE: tuple[float, float] = (0.20, 0.48)  # the original's leg_range, metres
+
+
+@dataclass(frozen=True)
+class DesignColumns:
+    """A run's designs split by axis: what the requests below carry."""
+
+    gcr: np.ndarray
+    spcf: np.ndarray
+    leg: np.ndarray | None  # None: the default robot (a 2-D run)
+
+
+def design_columns(
+    axes: Sequence[str], designs: np.ndarray, supported: Sequence[str] = DESIGN_AXES
+) -> DesignColumns:
+    """Split (n, d) designs whose columns follow `axes` into the requests' per-axis arrays.
+
+    `supported` is what the backend simulates; an axis outside it, a missing GCR or spcf
+    column, a repeated axis or a shape that does not match `axes` is refused with one line.
+    """
+    names = [str(a) for a in axes]
+    for name in names:
+        if name not in DESIGN_AXES:
+            raise InputError(f"design axis {name!r} is unknown; axes are {', '.join(DESIGN_AXES)}")
+        if name not in supported:
+            raise InputError(
+                f"design axis {name!r} is not supported by this backend (it simulates "
+                f"{', '.join(supported)}); drop the axis or choose another backend"
+            )
+    if len(set(names)) != len(names) or any(a not in names for a in REQUIRED_AXES):
+        raise InputError(
+            f"design axes {names} must name gcr and spcf once each (and optionally leg)"
+        )
+    array = np.asarray(designs, dtype=np.float64)
+    if array.ndim != 2 or array.shape[1] != len(names):
+        raise InputError(
+            f"designs of shape {array.shape} do not match the {len(names)} axes {names}; "
+            "pass one column per axis"
+        )
+    column = {name: array[:, i].copy() for i, name in enumerate(names)}
+    return DesignColumns(gcr=column["gcr"], spcf=column["spcf"], leg=column.get("leg"))
 
 
 @dataclass(frozen=True)
@@ -30,8 +75,7 @@ class TrainRequest:
     work_dir: Path  # checkpoints and TensorBoard logs are written below here
     resume_checkpoint: Path | None = None  # warm start (model, optimiser, normaliser)
     settings: dict[str, object] = field(default_factory=dict)  # backend-specific overrides
-    axes: tuple[str, ...] = DEFAULT_AXES  # the run's design axes (pec.maths.design_space)
-    leg: np.ndarray | None = None  # (num_envs,) leg length in metres, set iff "leg" in axes
+    leg: np.ndarray | None = None  # (num_envs,) leg length in m; None = the default robot
 
 
 @dataclass(frozen=True)
@@ -53,8 +97,7 @@ class EvalRequest:
     seed: int
     device: str
     settings: dict[str, object] = field(default_factory=dict)
-    axes: tuple[str, ...] = DEFAULT_AXES
-    leg: np.ndarray | None = None  # (n_designs,) metres, set iff "leg" in axes
+    leg: np.ndarray | None = None  # (n_designs,) leg length in m; None = the default robot
 
 
 @dataclass(frozen=True)
@@ -74,28 +117,10 @@ class ProbeRequest:
     seed: int
     device: str
     settings: dict[str, object] = field(default_factory=dict)
-    axes: tuple[str, ...] = DEFAULT_AXES
-    leg: np.ndarray | None = None  # (n,) metres, set iff "leg" in axes
+    leg: np.ndarray | None = None  # (n,) leg length in m; None = the default robot
 
 
 AUTO_DEVICE = "auto"
-
-
-def backend_axes(backend: object) -> tuple[str, ...]:
-    """The design axes a backend varies per environment: its ``design_axes``, else 2-D."""
-    axes = getattr(backend, "design_axes", DEFAULT_AXES)
-    return tuple(str(a) for a in axes)
-
-
-def check_axes(name: str, supported: tuple[str, ...], axes: tuple[str, ...]) -> None:
-    """Refuse, in one line, a run whose design axes backend `name` does not vary."""
-    missing = [a for a in axes if a not in supported]
-    if missing:
-        raise ConfigError(
-            f"backend {name!r} does not vary design axis {missing[0]!r} (it varies "
-            f"{', '.join(supported)}); drop leg_range from the config, or use a backend that "
-            "supports it"
-        )
 
 
 def resolve_device(device: str) -> str:
@@ -118,8 +143,6 @@ CheckpointCallback = Callable[[Path], None]
 
 
 class Backend(Protocol):
-    """``design_axes`` (optional class attribute): the axes it varies, default gcr, spcf."""
-
     name: str
 
     def train(

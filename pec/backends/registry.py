@@ -13,12 +13,19 @@ from __future__ import annotations
 
 import importlib
 import os
+from collections.abc import Sequence
 from typing import cast
 
-from pec.backends.base import Backend
+from pec.backends.base import DESIGN_AXES, Backend
 from pec.errors import ConfigError
 
 BACKEND_NAMES = ("mujoco", "isaaclab")
+# The design axes each backend simulates (pec.backends.base.DESIGN_AXES), known without
+# importing a simulator; each backend class states the same as `design_axes`.
+BACKEND_DESIGN_AXES: dict[str, tuple[str, ...]] = {
+    "mujoco": ("gcr", "spcf", "leg"),
+    "isaaclab": ("gcr", "spcf"),
+}
 TEST_BACKEND_PREFIX = "test-"
 TEST_BACKEND_MODULE_ENV = "PEC_TEST_BACKEND_MODULE"
 
@@ -45,20 +52,17 @@ def get_backend(name: str) -> Backend:
     raise ConfigError(f"backend {name!r} is unknown; choose one of {', '.join(BACKEND_NAMES)}")
 
 
-def backend_design_axes(name: str) -> tuple[str, ...]:
-    """The design axes backend `name` varies per environment (its class's ``design_axes``),
-    known without building the backend or importing its simulator."""
-    from pec.backends.base import backend_axes
-
-    if name == "mujoco":
-        from pec.backends.mujoco import MujocoBackend
-
-        return backend_axes(MujocoBackend)
-    if name == "isaaclab":
-        from pec.backends.isaaclab import IsaacLabBackend
-
-        return backend_axes(IsaacLabBackend)
-    return backend_axes(get_backend(name))
+def check_design_axes(name: str, axes: Sequence[str]) -> None:
+    """Refuse, in one line, a design axis the backend `name` does not simulate."""
+    supported = BACKEND_DESIGN_AXES.get(name, DESIGN_AXES)  # test doubles take any axis
+    for axis in axes:
+        if axis not in DESIGN_AXES:
+            raise ConfigError(f"design axis {axis!r} is unknown; axes are {', '.join(DESIGN_AXES)}")
+        if axis not in supported:
+            raise ConfigError(
+                f"backend {name!r} does not simulate the design axis {axis!r} (it takes "
+                f"{', '.join(supported)}); drop that axis or use backend: mujoco"
+            )
 
 
 def validate_backend_settings(name: str, settings: dict[str, object]) -> None:

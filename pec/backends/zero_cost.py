@@ -11,6 +11,7 @@ starting with ``test-``), never from a configuration alone.
 from __future__ import annotations
 
 from pec.backends.base import (
+    DESIGN_AXES,
     CheckpointCallback,
     EvalRequest,
     ProgressCallback,
@@ -29,7 +30,7 @@ class ZeroCostBackend:
     """
 
     name = "test-zero-cost"
-    design_axes = ("gcr", "spcf", "leg")  # it simulates nothing, so every axis is fine
+    design_axes: tuple[str, ...] = DESIGN_AXES  # no physics: any axis is fine
 
     def __init__(self, constant_level: int | None = None) -> None:
         self.constant_level = constant_level

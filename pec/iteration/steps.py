@@ -17,8 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from pec.backends.base import check_axes
-from pec.backends.registry import backend_design_axes
+from pec.backends.registry import check_design_axes
 from pec.errors import InputError, NotFoundError, StateError, StoreError
 from pec.evaluation.protocols import describe, same_protocol
 from pec.faults import fault_point
@@ -143,7 +142,7 @@ def preflight(run: Run, state: PECState) -> None:
     """
     if stop_reason(run.config, state) is not None:
         return
-    check_axes(run.config.backend, backend_design_axes(run.config.backend), run.space.axes)
+    check_design_axes(run.config.backend, run.space.axes)
     if run.config.backend == "isaaclab" and run.config.executor in ("inprocess", "subprocess"):
         # the jobs run on this machine: a missing extra or CUDA is known now, not per job
         from pec.backends.isaaclab.backend import require_local_isaaclab
@@ -257,11 +256,12 @@ def training_samples(run: Run, state: PECState, expert_id: int) -> tuple[np.ndar
 
 
 def job_settings(run: Run, state: PECState) -> dict[str, Any]:
-    """Backend settings of a job: the config's `backend_settings`, validated by the backend.
+    """Backend settings of a job: the config's `backend_settings`, validated by the backend,
+    with the config's `task` as `task.terrain` when set.
 
     Both backends build the robot from pec's own model, so nothing else is added here.
     """
-    return dict(run.config.backend_settings)
+    return run.config.job_backend_settings
 
 
 def prepare_training(run: Run, state: PECState, expert_id: int) -> TrainJobSpec:

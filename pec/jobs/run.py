@@ -17,13 +17,13 @@ from pathlib import Path
 import numpy as np
 
 from pec.backends.base import (
+    REQUIRED_AXES,
     Backend,
     EvalRequest,
     ProbeRequest,
     ProgressCallback,
     TrainRequest,
-    backend_axes,
-    check_axes,
+    design_columns,
     resolve_device,
 )
 from pec.backends.registry import get_backend
@@ -122,7 +122,8 @@ def run_train_job(
     store = spec.store.open()
     backend = get_backend(spec.backend)
     # before any download: one line, nothing written
-    check_axes(spec.backend, backend_axes(backend), job_axes(spec.axes))
+    supported = _backend_axes(backend)
+    design_columns(job_axes(spec.axes), np.zeros((0, len(job_axes(spec.axes)))), supported)
     log_prefix = layout.train_log_prefix(spec.run_name, spec.expert_id, spec.iteration)
     uploader = _CheckpointUploader(store, spec)
     latest_metrics: dict[str, float] = {}
@@ -180,7 +181,6 @@ def run_train_job(
             work_dir=work_dir,
             resume_checkpoint=resume,
             settings=dict(spec.settings),
-            axes=job_axes(spec.axes),
             leg=leg,
         )
         logger.info("training %s on backend %s (%d envs)", what, spec.backend, spec.num_envs)
@@ -233,22 +233,21 @@ def run_eval_job(spec: EvalJobSpec) -> EvalJobResult:
     store = spec.store.open()
     backend = get_backend(spec.backend)
     axes = job_axes(spec.axes)
-    check_axes(spec.backend, backend_axes(backend), axes)
     designs = np.asarray(spec.designs, dtype=np.float64).reshape(-1, len(axes))
+    columns = design_columns(axes, designs, _backend_axes(backend))
     with tempfile.TemporaryDirectory(prefix="pec-eval-") as tmp:
         checkpoint = Path(tmp) / "checkpoint.pt"
         _download_uri(store, spec.checkpoint_uri, checkpoint, "checkpoint_uri")
         request = EvalRequest(
             checkpoint=checkpoint,
-            gcr=designs[:, 0].copy(),
-            spcf=designs[:, 1].copy(),
+            gcr=columns.gcr,
+            spcf=columns.spcf,
             num_episodes=spec.num_episodes,
             start_difficulty=spec.start_difficulty,
             seed=spec.seed,
             device=_job_device(spec.device),
             settings=dict(spec.settings),
-            axes=axes,
-            leg=designs[:, 2].copy() if "leg" in axes else None,
+            leg=columns.leg,
         )
         logger.info(
             "evaluating expert %d on %d designs (backend %s)",
@@ -275,6 +274,11 @@ def run_eval_job(spec: EvalJobSpec) -> EvalJobResult:
     return result
 
 
+def _backend_axes(backend: Backend) -> tuple[str, ...]:
+    """The design axes a backend simulates (its ``design_axes``; gcr and spcf if it names none)."""
+    return tuple(getattr(backend, "design_axes", REQUIRED_AXES))
+
+
 def _search_levels(backend: Backend, request: EvalRequest, search_max_level: int) -> list[int]:
     """The level-search protocol (pec.evaluation.protocols) on the backend's probe_levels primitive."""
     probe_levels = getattr(backend, "probe_levels", None)
@@ -292,7 +296,6 @@ def _search_levels(backend: Backend, request: EvalRequest, search_max_level: int
             seed=request.seed,
             device=request.device,
             settings=request.settings,
-            axes=request.axes,
             leg=None if request.leg is None else request.leg[indices],
         )
         return list(probe_levels(probe_request))

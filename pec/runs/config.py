@@ -86,7 +86,11 @@ class PECConfig(StrictModel):
 
     # Training
     backend: Literal["mujoco", "isaaclab"] = "mujoco"
-    task: str | None = None
+    task: Literal["obstacle", "ramp"] | None = Field(
+        None,
+        description="the BALLU task: obstacle (the default when unset) or ramp; sets "
+        "backend_settings.task.terrain",
+    )
     num_envs: int | None = Field(None, ge=1, le=MAX_ENVS, description="mujoco: 64, isaaclab: 4096")
     device: str | None = Field(
         None,
@@ -208,10 +212,26 @@ class PECConfig(StrictModel):
         self._check_memory()
         from pec.backends.registry import validate_backend_settings
 
-        validate_backend_settings(self.backend, self.backend_settings)
+        task_settings = self.backend_settings.get("task")
+        terrain = task_settings.get("terrain") if isinstance(task_settings, dict) else None
+        if self.task is not None and terrain is not None and terrain != self.task:
+            raise ValueError(
+                f"task: {self.task} contradicts backend_settings.task.terrain: {terrain}; "
+                "set one of them"
+            )
+        validate_backend_settings(self.backend, self.job_backend_settings)
         if self.executor == "docker" and not self.docker_image:
             raise ValueError("executor 'docker' needs docker_image (the image that runs pec.jobs)")
         return self
+
+    @property
+    def job_backend_settings(self) -> dict[str, Any]:
+        """`backend_settings` as jobs get them: `task` (when set) becomes `task.terrain`."""
+        settings = dict(self.backend_settings)
+        if self.task is not None:
+            task = settings.get("task")
+            settings["task"] = {**(task if isinstance(task, dict) else {}), "terrain": self.task}
+        return settings
 
     def _check_memory(self) -> None:
         """Refuse sizes whose arrays would not fit, before anything allocates them."""

@@ -12,12 +12,20 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from pec.backends.ballu import facts
+from pec.backends.ballu.terrain import RAMP, Terrain, terrain_for
 from pec.runs.safe_io import StrictModel
 
 
 class BalluTaskSettings(StrictModel):
-    """Physics, control, episode, curriculum and reward settings of the obstacle task."""
+    """Physics, control, episode, curriculum and reward settings of the BALLU tasks."""
 
+    terrain: Literal["obstacle", "ramp"] = Field(
+        "obstacle",
+        description=(
+            "the task: step over a box (obstacle) or climb a wedge (ramp, the original's ramp"
+            " task); pec.backends.ballu.terrain"
+        ),
+    )
     physics_hz: float = Field(200.0, gt=0, description="physics rate (original 200 Hz)")
     control_hz: float = Field(20.0, gt=0, description="policy rate (original 20 Hz)")
     episode_steps: int = Field(400, ge=1, description="control steps per episode (20 s)")
@@ -27,7 +35,9 @@ class BalluTaskSettings(StrictModel):
     )
     lane_spacing: float = Field(1.0, gt=0.2, description="y distance between robot lanes (m)")
     obstacle_start_x: float = facts.OBSTACLE_START_X
-    obstacle_length: float = Field(facts.OBSTACLE_LENGTH, gt=0)
+    obstacle_length: float = Field(
+        facts.OBSTACLE_LENGTH, gt=0, description="x extent of the box; a ramp's default is 1.5"
+    )
     obstacle_width: float = Field(0.6, gt=0, description="obstacle extent in y (< lane_spacing)")
     goal_x: float = 2.0
     promote_x: float = 1.0
@@ -59,9 +69,14 @@ class BalluTaskSettings(StrictModel):
     )
     gcr_norm_range: tuple[float, float] = (0.75, 0.89)
     spcf_norm_range: tuple[float, float] = (0.001, 0.010)
+    leg_norm_range: tuple[float, float] = Field(
+        (0.20, 0.48), description="leg lengths observed as [-1, 1] over this range (3-D runs)"
+    )
 
     @model_validator(mode="after")
     def _check_rates(self) -> BalluTaskSettings:
+        if self.terrain == "ramp" and "obstacle_length" not in self.model_fields_set:
+            self.obstacle_length = RAMP.length  # the wedge's own length unless set
         ratio = self.physics_hz / self.control_hz
         if abs(ratio - round(ratio)) > 1e-9 or round(ratio) < 1:
             raise ValueError(
@@ -70,6 +85,11 @@ class BalluTaskSettings(StrictModel):
         if self.obstacle_width >= self.lane_spacing:
             raise ValueError("obstacle_width must be smaller than lane_spacing; widen the lanes")
         return self
+
+    @property
+    def terrain_shape(self) -> Terrain:
+        """The terrain piece of this task, placed where these settings put it."""
+        return terrain_for(self.terrain, self.obstacle_start_x, self.obstacle_length)
 
     @property
     def decimation(self) -> int:

@@ -59,6 +59,7 @@ class IsaacLabBackend(MujocoBackend):
     """
 
     name = "isaaclab"
+    design_axes: tuple[str, ...] = ("gcr", "spcf")  # one robot asset: no per-env leg length yet
 
     def load_settings(self, raw: dict[str, object]) -> IsaacLabSettings:  # type: ignore[override]
         return load_settings(raw)
@@ -72,7 +73,13 @@ class IsaacLabBackend(MujocoBackend):
         seed: int,
         device: str,
         eval_mode: bool,
+        leg: np.ndarray | None = None,
     ) -> Any:
+        if leg is not None:
+            raise ConfigError(
+                "the isaaclab backend does not build per-env leg lengths yet; "
+                "use backend: mujoco for a design space with a leg axis"
+            )
         require_isaaclab(settings, device)
         from pec.backends.isaaclab.assets import ensure_assets
         from pec.backends.isaaclab.task import make_vec_env

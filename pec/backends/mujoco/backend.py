@@ -28,6 +28,7 @@ from rsl_rl.runners import OnPolicyRunner
 from tensordict import TensorDict
 
 from pec.backends.base import (
+    DESIGN_AXES,
     CheckpointCallback,
     EvalRequest,
     ProbeRequest,
@@ -163,6 +164,18 @@ def design_arrays(gcr: np.ndarray, spcf: np.ndarray) -> tuple[np.ndarray, np.nda
     return g, s
 
 
+def leg_array(leg: np.ndarray | None, designs: int) -> np.ndarray | None:
+    """A request's leg lengths: None (the default robot) or one finite number per design."""
+    if leg is None:
+        return None
+    array = np.asarray(leg, dtype=np.float64).reshape(-1)
+    if array.shape != (designs,):
+        raise InputError(f"leg has {array.size} entries for {designs} designs; pass one each")
+    if not np.all(np.isfinite(array)):
+        raise InputError("leg contains NaN/inf; pass finite leg lengths in metres")
+    return array
+
+
 def probe_level_array(levels: np.ndarray, designs: int) -> np.ndarray:
     """A probe request's levels: one whole number in [0, 74] per design."""
     array = np.asarray(levels).reshape(-1)
@@ -206,6 +219,7 @@ class MujocoBackend:
     """
 
     name = "mujoco"
+    design_axes: tuple[str, ...] = DESIGN_AXES  # gcr, spcf and leg length
 
     # -- hooks a simulator of the same task overrides ------------------------------------
     def load_settings(self, raw: dict[str, object]) -> MujocoSettings:
@@ -221,13 +235,15 @@ class MujocoBackend:
         seed: int,
         device: str,
         eval_mode: bool,
+        leg: np.ndarray | None = None,
     ) -> Any:
-        """One env per design, all starting at start_level."""
+        """One env per design, all starting at start_level (leg: per-env leg lengths)."""
         return BalluVecEnv(
             gcr.size,
             settings.task,
             gcr_values=gcr,
             spcf_values=spcf,
+            leg_values=leg,
             start_level=start_level,
             seed=seed,
             device=device,
@@ -255,7 +271,8 @@ class MujocoBackend:
         on_checkpoint: CheckpointCallback | None = None,
     ) -> TrainOutcome:
         """PPO on one env per design; writes model_best.pt / model_last.pt under work_dir."""
-        design_arrays(request.gcr, request.spcf)
+        gcr, _ = design_arrays(request.gcr, request.spcf)
+        leg_array(request.leg, gcr.size)
         if request.max_iterations < 1:
             raise InputError(f"max_iterations={request.max_iterations}; pass at least 1")
         if not 0 <= request.start_level <= MAX_LEVEL:
@@ -272,12 +289,13 @@ class MujocoBackend:
         """Env + runner for a request, warm-started from resume_checkpoint if given."""
         settings = self.load_settings(request.settings)
         gcr, spcf = design_arrays(request.gcr, request.spcf)
+        leg = leg_array(request.leg, gcr.size)
         resume = load_checkpoint(request.resume_checkpoint) if request.resume_checkpoint else None
         work_dir = Path(request.work_dir)
         work_dir.mkdir(parents=True, exist_ok=True)
         _seed_everything(request.seed)
         env = self.make_env(
-            settings, gcr, spcf, request.start_level, request.seed, request.device, False
+            settings, gcr, spcf, request.start_level, request.seed, request.device, False, leg
         )
         with contextlib.redirect_stdout(io.StringIO()):
             runner = OnPolicyRunner(
@@ -415,12 +433,13 @@ class MujocoBackend:
         start_level: int,
         seed: int,
         device: str,
+        leg: np.ndarray | None = None,
     ) -> tuple[Any, torch.nn.Module]:
         """An evaluation-mode env (one per design) and the checkpoint's deterministic actor."""
         ckpt = load_checkpoint(checkpoint, device)
         settings = self.load_settings(merged_settings(ckpt, raw_settings))
         _seed_everything(seed)
-        env = self.make_env(settings, gcr, spcf, start_level, seed, device, True)
+        env = self.make_env(settings, gcr, spcf, start_level, seed, device, True, leg)
         actor = build_actor(env, settings.ppo, device)
         try:
             actor.load_state_dict(ckpt["actor_state_dict"])
@@ -436,6 +455,7 @@ class MujocoBackend:
     def evaluate(self, request: EvalRequest) -> list[int]:
         """Final level per design after num_episodes deterministic episodes from the start."""
         gcr, spcf = design_arrays(request.gcr, request.spcf)
+        leg = leg_array(request.leg, gcr.size)
         if request.num_episodes < 1:
             raise InputError(f"num_episodes={request.num_episodes}; pass at least 1")
         if not 0 <= request.start_difficulty <= MAX_LEVEL:
@@ -452,6 +472,7 @@ class MujocoBackend:
                 request.start_difficulty,
                 request.seed,
                 request.device,
+                leg,
             )
             try:
                 return run_episodes(env, actor, request.num_episodes)
@@ -466,11 +487,19 @@ class MujocoBackend:
         decides (a blown-up episode, NaN x, fails).
         """
         gcr, spcf = design_arrays(request.gcr, request.spcf)
+        leg = leg_array(request.leg, gcr.size)
         levels = probe_level_array(request.levels, gcr.size)
         settings = self.load_settings(request.settings)
         with self.simulation(settings, request.device):
             env, actor = self.policy_env(
-                request.checkpoint, request.settings, gcr, spcf, 0, request.seed, request.device
+                request.checkpoint,
+                request.settings,
+                gcr,
+                spcf,
+                0,
+                request.seed,
+                request.device,
+                leg,
             )
             try:
                 return self.play_probes(env, actor, levels)

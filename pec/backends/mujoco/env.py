@@ -28,9 +28,13 @@ from pec.backends.mujoco.rewards import RewardKernel
 from pec.backends.mujoco.settings import BalluTaskSettings
 from pec.backends.mujoco.sim import BalluSim, FloatArray
 from pec.errors import ConfigError
-from pec.maths.curriculum import MAX_LEVEL, level_height
+from pec.maths.curriculum import MAX_LEVEL
 
 log = logging.getLogger(__name__)
+
+# Longest leg (femur = tibia) whose foot starts above the ground from the reset pose at the
+# default root height 1.2 m (hip 1 deg, knee 27.35 deg): L + 0.88 (L + 0.06) + 0.004 < 1.2.
+MAX_LEG = 0.6
 
 
 def resolve_design(
@@ -59,6 +63,16 @@ def resolve_design(
     return np.full(num_envs, float(scalar))
 
 
+def check_legs(leg: FloatArray) -> None:
+    """Leg lengths a robot can be built with: finite and within (0, MAX_LEG] m."""
+    if not np.all(np.isfinite(leg)) or np.any(leg <= 0.0) or np.any(leg > MAX_LEG):
+        bad = leg[~(np.isfinite(leg) & (leg > 0.0) & (leg <= MAX_LEG))][0]
+        raise ConfigError(
+            f"leg length {bad} m is outside (0, {MAX_LEG}]; pass leg lengths in metres"
+            " (the original's range is 0.20-0.48)"
+        )
+
+
 def finite_or(values: FloatArray, nan: float, posinf: float, neginf: float) -> FloatArray:
     """`np.nan_to_num` with a fast path: an all-finite array (the usual case) is returned as is."""
     if np.logical_and.reduce(np.isfinite(values), None):  # `.all()` without its wrapper
@@ -77,6 +91,7 @@ class BalluVecEnv(VecEnv):  # type: ignore[misc]  # rsl_rl ships no type informa
         *,
         gcr_values: NDArray[np.float64] | None = None,
         spcf_values: NDArray[np.float64] | None = None,
+        leg_values: NDArray[np.float64] | None = None,
         gcr_range: tuple[float, float] | None = None,
         spcf_range: tuple[float, float] | None = None,
         gcr: float = 0.82,
@@ -100,6 +115,13 @@ class BalluVecEnv(VecEnv):  # type: ignore[misc]  # rsl_rl ships no type informa
         self.iteration = 0
         self.start_level = start_level
         self.rng = np.random.default_rng(seed)
+        # Leg lengths (femur = tibia = leg, m) per env: the design space's third axis. None
+        # keeps the default robot and the 2-D observation (bit for bit as before).
+        self.leg: FloatArray | None = None
+        if leg_values is not None:
+            self.leg = resolve_design(num_envs, "leg", leg_values, None, 0.0, self.rng)
+            check_legs(self.leg)
+        self.num_obs = NUM_OBS + (0 if self.leg is None else 1)
         self.sim = BalluSim(
             num_envs,
             physics_hz=t.physics_hz,
@@ -110,21 +132,26 @@ class BalluVecEnv(VecEnv):  # type: ignore[misc]  # rsl_rl ships no type informa
             obstacle_length=t.obstacle_length,
             obstacle_width=t.obstacle_width,
             friction=t.ground_friction,
+            terrain=t.terrain,
+            legs=self.leg,
         )
+        self.terrain = t.terrain_shape
         all_ids = np.arange(num_envs)
         self.gcr = resolve_design(num_envs, "gcr", gcr_values, gcr_range, gcr, self.rng)
         self.spcf = resolve_design(num_envs, "spcf", spcf_values, spcf_range, spcf, self.rng)
         self.sim.set_design(all_ids, self.gcr, self.spcf)
         self.levels: NDArray[np.int64] = np.full(num_envs, start_level, dtype=np.int64)
-        self.sim.set_obstacle_heights(all_ids, level_height(self.levels))
+        self.sim.set_obstacle_heights(all_ids, self.terrain.level_height(self.levels))
         self.prev_actions: FloatArray = np.zeros((num_envs, NUM_ACTIONS))
         self.episode_steps: NDArray[np.int64] = np.zeros(num_envs, dtype=np.int64)
         self.episode_length_buf = torch.zeros(num_envs, dtype=torch.long, device=device)
         glo, ghi = t.gcr_norm_range
         slo, shi = t.spcf_norm_range
-        self._morph = np.stack(
-            [(self.gcr - glo) / (ghi - glo) * 2 - 1, (self.spcf - slo) / (shi - slo) * 2 - 1], 1
-        )
+        morph = [(self.gcr - glo) / (ghi - glo) * 2 - 1, (self.spcf - slo) / (shi - slo) * 2 - 1]
+        if self.leg is not None:  # the policy sees its leg length too (the original's vector)
+            llo, lhi = t.leg_norm_range
+            morph.append((self.leg - llo) / (lhi - llo) * 2 - 1)
+        self._morph = np.stack(morph, 1)
         self.episodes_done: NDArray[np.int64] = np.zeros(num_envs, dtype=np.int64)
         # Root x at the end of each env's latest episode (NaN before the first; a blow-up stays NaN).
         self.last_root_x: FloatArray = np.full(num_envs, np.nan)
@@ -230,7 +257,7 @@ class BalluVecEnv(VecEnv):  # type: ignore[misc]  # rsl_rl ships no type informa
             rng=self.rng,
         )
         self.episodes_done[ids] += 1
-        self.sim.set_obstacle_heights(ids, level_height(obstacle_levels))
+        self.sim.set_obstacle_heights(ids, self.terrain.level_height(obstacle_levels))
         self.reset_envs(ids)
 
     def set_levels(self, levels: NDArray[np.int64]) -> None:
@@ -240,7 +267,7 @@ class BalluVecEnv(VecEnv):  # type: ignore[misc]  # rsl_rl ships no type informa
             raise ConfigError(f"{new.size} levels for {self.num_envs} envs; pass one per env")
         all_ids = np.arange(self.num_envs)
         self.levels = new.copy()
-        self.sim.set_obstacle_heights(all_ids, level_height(self.levels))
+        self.sim.set_obstacle_heights(all_ids, self.terrain.level_height(self.levels))
         self.reset_envs(all_ids)
         self._obs = self._compute_obs()
 
@@ -259,7 +286,7 @@ class BalluVecEnv(VecEnv):  # type: ignore[misc]  # rsl_rl ships no type informa
         t = self.task
         face = t.obstacle_start_x
         # Filled column block by column block (one allocation, no concatenate of temporaries).
-        obs = np.empty((self.num_envs, NUM_OBS))
+        obs = np.empty((self.num_envs, self.num_obs))
         obs[:, 0:8] = q[:, 2:]  # pitch, neck, hips, knees, servos (8)
         obs[:, 8:18] = qd  # root vx, vz, pitch rate and joint velocities (10)
         np.subtract(face, q[:, 0], out=obs[:, 18])  # root to obstacle face
@@ -269,7 +296,7 @@ class BalluVecEnv(VecEnv):  # type: ignore[misc]  # rsl_rl ships no type informa
         np.subtract(t.goal_x, q[:, 0], out=obs[:, 22])  # goal relative to the root
         np.subtract(face, knees[:, :, 0], out=obs[:, 23:25])  # each knee's distance to the face
         obs[:, 25:27] = self.prev_actions
-        obs[:, 27:29] = self._morph
+        obs[:, 27:] = self._morph  # GCR, spcf (and leg), normalised
         return finite_or(obs, nan=0.0, posinf=100.0, neginf=-100.0)
 
     def _compute_rewards(

@@ -12,13 +12,18 @@ state is a strided *view* of mjData (no gathers in the hot loop):
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import mujoco
+import numpy as np
+from numpy.typing import NDArray
 
 from pec.backends.ballu.facts import INIT_HIP as INIT_HIP
 from pec.backends.ballu.facts import INIT_KNEE as INIT_KNEE
 from pec.backends.ballu.facts import INIT_SERVO as INIT_SERVO
+from pec.backends.ballu.terrain import RAMP, ramp_box
 
 JOINT_NAMES: tuple[str, ...] = (
     "root_x",
@@ -93,6 +98,25 @@ class BalluGeometry:
         return self.balloon_mass + self.pelvis_mass + legs
 
 
+LIMB_DENSITY = 198.85  # kg/m^3 of the original's generator (femur, tibia, pelvis cylinders)
+
+
+def with_leg(geometry: BalluGeometry, leg: float) -> BalluGeometry:
+    """The robot with femur = tibia = `leg` m, masses by the original's morphology rule.
+
+    The original's generator makes every link a cylinder of its material's density, so a
+    femur or tibia of length L weighs rho pi r^2 L (inertias follow from the cylinder, as
+    MuJoCo computes them from the geom); everything else (balloon, pelvis, electronics,
+    servo arms) is unchanged.
+    """
+    from dataclasses import replace
+
+    mass = LIMB_DENSITY * math.pi * geometry.link_radius**2 * float(leg)
+    return replace(
+        geometry, femur_length=float(leg), tibia_length=float(leg), femur_mass=mass, tibia_mass=mass
+    )
+
+
 # The biggest obstacle any level needs (level 74): compiled at this size so that the
 # bounding volumes MuJoCo precomputes stay conservative when a reset shrinks the box.
 MAX_OBSTACLE_HEIGHT = 0.001 + 0.010 * 74
@@ -101,6 +125,10 @@ MAX_OBSTACLE_HEIGHT = 0.001 + 0.010 * 74
 # sphere-box contact then pushes the foot out through the nearest face -- the bottom --
 # trapping it inside the box. Buried boxes only expose their side and top faces.
 OBSTACLE_BURIAL = 0.05
+# The tallest ramp (level 74), compiled like the tallest obstacle, and the ramp plank's
+# thickness (perpendicular to the slope; its near end is buried by this much).
+MAX_RAMP_HEIGHT = RAMP.max_height
+RAMP_THICKNESS = 0.05
 
 
 def _leg_xml(side: str, y: float, g: BalluGeometry) -> str:
@@ -163,20 +191,33 @@ def build_scene_xml(
     obstacle_width: float,
     friction: float,
     geometry: BalluGeometry | None = None,
+    terrain: str = "obstacle",
+    legs: Sequence[float] | None = None,
 ) -> str:
-    """MJCF text of the whole scene; robot i lives at y = i x lane_spacing."""
+    """MJCF text of the whole scene; robot i lives at y = i x lane_spacing.
+
+    Each env's terrain piece is geom `obstacle_i`: the obstacle box, or for `terrain="ramp"`
+    a box turned about y whose top face is the ramp's slope (`terrain.ramp_box`), compiled
+    at the top level's size and resized per env at reset.
+    """
     g = geometry or BalluGeometry()
-    half_h = (MAX_OBSTACLE_HEIGHT + OBSTACLE_BURIAL) / 2
-    centre_z = (MAX_OBSTACLE_HEIGHT - OBSTACLE_BURIAL) / 2
-    obstacles = "".join(
-        f"""
+    if terrain == "ramp":
+        obstacles = _ramp_geoms(
+            num_envs, lane_spacing, obstacle_start_x, obstacle_length, obstacle_width
+        )
+    else:
+        half_h = (MAX_OBSTACLE_HEIGHT + OBSTACLE_BURIAL) / 2
+        centre_z = (MAX_OBSTACLE_HEIGHT - OBSTACLE_BURIAL) / 2
+        obstacles = "".join(
+            f"""
     <geom name="obstacle_{i}" type="box"
           pos="{obstacle_start_x + obstacle_length / 2} {i * lane_spacing:.4f} {centre_z}"
           size="{obstacle_length / 2} {obstacle_width / 2} {half_h}"
           contype="0" conaffinity="1" rgba="0.6 0.4 0.2 1"/>"""
-        for i in range(num_envs)
-    )
-    robots = "".join(_robot_xml(i, i * lane_spacing, g) for i in range(num_envs))
+            for i in range(num_envs)
+        )
+    bodies = [g] * num_envs if legs is None else [with_leg(g, leg) for leg in legs]
+    robots = "".join(_robot_xml(i, i * lane_spacing, bodies[i]) for i in range(num_envs))
     extent = max(10.0, num_envs * lane_spacing)
     # Body/joint names carry the env index, but the leg helper reuses names: rename below.
     xml = f"""<mujoco model="ballu_{num_envs}">
@@ -193,6 +234,33 @@ def build_scene_xml(
   </worldbody>
 </mujoco>"""
     return _uniquify_names(xml, num_envs)
+
+
+def ramp_pose(
+    start_x: float, length: float, heights: NDArray[np.float64]
+) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
+    """Ramp boxes for peak heights: half length, half depth, centre (x, z), quaternion."""
+    half_len, half_depth, centre, theta = ramp_box(start_x, length, heights, RAMP_THICKNESS)
+    # MuJoCo turns x towards -z for a positive angle about y: the slope needs -theta.
+    quat = np.stack(
+        [np.cos(-theta / 2), np.zeros_like(theta), np.sin(-theta / 2), np.zeros_like(theta)], -1
+    )
+    return half_len, half_depth, centre, quat
+
+
+def _ramp_geoms(
+    num_envs: int, lane_spacing: float, start_x: float, length: float, width: float
+) -> str:
+    half_len, half_depth, centre, quat = ramp_pose(start_x, length, np.array([MAX_RAMP_HEIGHT]))
+    q = " ".join(f"{v:.17g}" for v in quat[0])
+    return "".join(
+        f"""
+    <geom name="obstacle_{i}" type="box"
+          pos="{centre[0, 0]:.17g} {i * lane_spacing:.4f} {centre[0, 1]:.17g}" quat="{q}"
+          size="{half_len[0]:.17g} {width / 2} {half_depth[0]:.17g}"
+          contype="0" conaffinity="1" rgba="0.5 0.5 0.5 1"/>"""
+        for i in range(num_envs)
+    )
 
 
 def _uniquify_names(xml: str, num_envs: int) -> str:
@@ -220,6 +288,8 @@ def build_model(
     obstacle_width: float,
     friction: float,
     geometry: BalluGeometry | None = None,
+    terrain: str = "obstacle",
+    legs: Sequence[float] | None = None,
 ) -> mujoco.MjModel:
     """Compile the scene and check the strided layout the simulator relies on."""
     xml = build_scene_xml(
@@ -231,6 +301,8 @@ def build_model(
         obstacle_width,
         friction,
         geometry,
+        terrain,
+        legs,
     )
     model = mujoco.MjModel.from_xml_string(xml)
     if model.nq != num_envs * DOF_PER_ROBOT or model.nv != num_envs * DOF_PER_ROBOT:
