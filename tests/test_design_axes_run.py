@@ -23,6 +23,7 @@ from flows.artifacts import artifact_key
 from flows.pec_flow import pec_flow
 from pec.backends.base import Backend
 from pec.backends.registry import BACKEND_DESIGN_AXES
+from pec.errors import InputError
 from pec.presentation.cli import main
 from pec.runs import layout
 from pec.runs.state_io import load_state
@@ -134,8 +135,9 @@ def test_pec_run_and_the_step_commands_on_a_3d_config(
 @pytest.mark.usefixtures("prefect_harness")
 def test_the_pec_flow_runs_a_3d_config(tmp_path: Path, zero_cost: RecordingBackend) -> None:
     root = tmp_path / "store"
-    overrides = dict(item.split("=", 1) for item in SMALL)
-    typed = {k: (v if not v.replace(".", "").isdigit() else int(v)) for k, v in overrides.items()}
+    import yaml
+
+    typed = {k: yaml.safe_load(v) for k, v in (item.split("=", 1) for item in SMALL)}
     summary = pec_flow(
         run_name="flow3d", store=str(root), config=CONFIG, overrides=typed, chain=False
     )
@@ -157,3 +159,87 @@ def test_a_backend_without_the_leg_axis_refuses_a_3d_run_before_writing(
     assert err.count("\n") == 0 and "Traceback" not in err
     assert "does not simulate the design axis 'leg'" in err and "'isaaclab'" in err
     assert not any(p.is_file() for p in root.rglob("*")) if root.exists() else True
+
+
+# ---------------------------------------------------------------- real physics: MuJoCo
+
+RAMP = str(REPO / "configs" / "ramp_3d.yaml")
+TINY_RAMP = [
+    "K=2",
+    "N_init=5",
+    "init_pool_size=300",
+    "num_envs=4",
+    "F=4",
+    "pool_factor=5",
+    "max_iterations_iter0=2",
+    "max_iterations=2",
+    "score=final_level",
+    "num_episodes=1",
+    "start_difficulty=0",
+    "max_pec_iterations=2",
+    (
+        "backend_settings={task: {episode_steps: 40, leg_norm_range: [0.20, 0.48], "
+        "gcr_norm_range: [0.725, 0.89], spcf_norm_range: [0.005, 0.100]}, ppo: "
+        "{num_steps_per_env: 8, num_mini_batches: 1, num_learning_epochs: 1, "
+        "actor_hidden_dims: [16, 16], critic_hidden_dims: [16, 16]}}"
+    ),
+]
+
+
+def test_pec_run_3d_ramp_on_mujoco_then_final_eval_and_bundle(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from pec.evaluation.bundle import load_bundle
+
+    root = tmp_path / "store"
+    store_args = ["--run_name", "ramp3", "--store", str(root)]
+    assert main(["run", *store_args, "--config", RAMP, *sets(TINY_RAMP)]) == 0
+    loaded = load_state(LocalStore(root), "ramp3")
+    assert loaded is not None and loaded[0].iteration == 2
+    state = loaded[0]
+    assert state.design_space["leg"] == [0.2, 0.48] and state.design_space["spcf"] == [0.005, 0.1]
+    assert all(e.trained and len(e.mu) == 3 for e in state.experts)
+    config = (root / "ramp3" / "pec_config.yaml").read_text()
+    assert "task: ramp" in config and "leg_range" in config
+    for key in (layout.frontier_plot_key("ramp3", 1), layout.coverage_plot_key("ramp3")):
+        assert (root / key).read_bytes().startswith(b"\x89PNG")
+
+    designs = tmp_path / "uniform6.json"
+    assert main(["designs", "uniform", "--n", "6", "--out", str(designs), *store_args]) == 0
+    assert main(["eval-final", *store_args, "--designs_file", str(designs)]) == 0
+    summary = json.loads((root / layout.final_eval_summary_key("ramp3", "uniform6")).read_text())
+    assert len(summary["oracle"]) == 6 and all("leg" in d for d in summary["designs"])
+
+    bundle_dir = tmp_path / "bundle"
+    assert main(["export", *store_args, "--out", str(bundle_dir)]) == 0
+    bundle = load_bundle(bundle_dir)
+    assert bundle.space.axes == ("gcr", "spcf", "leg")
+    legs = np.array([0.21, 0.3, 0.47])
+    routed = bundle.route([0.8, 0.8, 0.8], [0.05, 0.05, 0.05], leg=legs)
+    centres = np.asarray([e.mu for e in state.experts])
+    from pec.maths.routing import route as maths_route
+
+    points = np.column_stack([[0.8] * 3, [0.05] * 3, legs])
+    assert routed.tolist() == maths_route(points, centres, bundle.space).tolist()
+    actions = bundle.act(0.8, 0.05, np.zeros(bundle.obs_dim), leg=0.3)
+    assert actions.shape == (bundle.action_dim,) and bool(np.all(np.isfinite(actions)))
+    with pytest.raises(InputError, match="pass leg="):
+        bundle.route(0.8, 0.05)
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_the_pec_flow_runs_the_3d_ramp_config_on_mujoco(tmp_path: Path) -> None:
+    import yaml
+
+    root = tmp_path / "store"
+    overrides = {k: yaml.safe_load(v) for k, v in (item.split("=", 1) for item in TINY_RAMP)}
+    overrides["max_pec_iterations"] = 1
+    summary = pec_flow(
+        run_name="flowramp", store=str(root), config=RAMP, overrides=overrides, chain=False
+    )
+    assert summary["stop_reason"] == "reached max_pec_iterations=1"
+    loaded = load_state(LocalStore(root), "flowramp")
+    assert loaded is not None and loaded[0].iteration == 1 and loaded[0].dim == 3
+    artifact = Artifact.get(artifact_key("flowramp", "summary"))
+    assert artifact is not None and isinstance(artifact.data, str)
+    assert "iter_0_frontier" in artifact.data and "data:image/png;base64," in artifact.data
