@@ -209,6 +209,9 @@ def test_pec_run_3d_ramp_on_mujoco_then_final_eval_and_bundle(
     assert main(["eval-final", *store_args, "--designs_file", str(designs)]) == 0
     summary = json.loads((root / layout.final_eval_summary_key("ramp3", "uniform6")).read_text())
     assert len(summary["oracle"]) == 6 and all("leg" in d for d in summary["designs"])
+    assert main(["report", *store_args, "--designs_file", str(designs)]) == 0
+    report = next(root.rglob("report.md")).read_text()
+    assert "ramp3" in report and "at leg 0.340 m" not in report  # regions are in the PNG only
 
     bundle_dir = tmp_path / "bundle"
     assert main(["export", *store_args, "--out", str(bundle_dir)]) == 0
