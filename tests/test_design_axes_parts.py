@@ -246,3 +246,21 @@ def test_the_3d_figure_has_three_projections_and_a_wireframe_view(tmp_path: Path
         _build_figure_3d(
             SPACE, [PlotExpert(id=0, mu=[0.8, 0.005], variance=[1e-4, 1e-6], designs=[])], title="t"
         )
+
+
+def test_pec_init_with_leg_range_seeds_3d_gaussians(tmp_path: Path) -> None:
+    from pec.presentation.cli import main
+    from pec.runs.state_io import load_state
+    from pec.runs.store import LocalStore
+
+    root = tmp_path / "store"
+    argv = ["init", "--run_name", "i3", "--store", str(root), "--K", "3"]
+    assert main([*argv, "--leg_range", "0.2,0.48", "--set", "init_pool_size=300"]) == 0
+    loaded = load_state(LocalStore(root), "i3")
+    assert loaded is not None
+    state = loaded[0]
+    assert state.design_space["leg"] == [0.2, 0.48] and state.init_strategy == "stochastic_fps"
+    std = np.sqrt(state.expert_variances())
+    ranges = np.array([0.14, 0.009, 0.28])
+    np.testing.assert_allclose(std, np.tile(state.init_sigma_scale * ranges / 3 ** (1 / 3), (3, 1)))
+    assert (root / "i3" / "plots" / "initial_state.png").read_bytes().startswith(b"\x89PNG")

@@ -114,6 +114,17 @@ def test_pec_run_and_the_step_commands_on_a_3d_config(
     assert [d["leg"] for d in summary["designs"]] == [r["leg"] for r in rows]
     assert len(summary["routed_expert"]) == 8 and len(summary["score_routed_expert"]) == 8
 
+    # the generalist trains on uniform designs of the whole 3-D box and is scored on the same
+    before = len(zero_cost.train_requests)
+    assert main(["baseline", "train", *store_args, "--max_iterations", "2"]) == 0
+    (generalist,) = zero_cost.train_requests[before:]
+    assert generalist.leg is not None and generalist.leg.shape == (6,)
+    assert np.all((generalist.leg >= LEG[0]) & (generalist.leg <= LEG[1]))
+    assert len(np.unique(generalist.leg)) == 6
+    assert main(["baseline", "eval", *store_args, "--designs_file", str(designs)]) == 0
+    assert zero_cost.eval_requests[-1].leg is not None
+    np.testing.assert_array_equal(zero_cost.eval_requests[-1].leg, [r["leg"] for r in rows])
+
     # routing a single 3-D design by its three coordinates; a 2-D question is refused
     capsys.readouterr()
     flags = ["--GCR", "0.8", "--spcf", "0.005"]
