@@ -157,6 +157,12 @@ def test_the_pec_flow_runs_a_3d_config(tmp_path: Path, zero_cost: RecordingBacke
     artifact = Artifact.get(artifact_key("flow3d", "summary"))
     assert artifact is not None and isinstance(artifact.data, str)
     assert "iter_0_frontier" in artifact.data and "data:image/png;base64," in artifact.data
+    table = Artifact.get(artifact_key("flow3d", "experts"))
+    assert table is not None
+    rows = json.loads(table.data) if isinstance(table.data, str) else table.data
+    assert len(rows) == 2
+    assert all("mu (GCR, spcf, leg)" in r and "std (GCR, spcf, leg)" in r for r in rows)
+    assert all(r["mu (GCR, spcf, leg)"].count(",") == 2 for r in rows)
 
 
 def test_a_backend_without_the_leg_axis_refuses_a_3d_run_before_writing(

@@ -339,7 +339,7 @@ def export_bundle(
                     {
                         "id": k,
                         "mu": list(e.mu),
-                        "variance": [e.sigma[0][0], e.sigma[1][1]],
+                        "variance": [e.sigma[i][i] for i in range(len(e.mu))],
                         "checkpoint": uri,
                         "torchscript": ts_path.name,
                         "onnx": onnx_path.name,
