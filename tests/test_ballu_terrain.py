@@ -55,8 +55,7 @@ def test_settings_pick_the_terrain_and_its_length() -> None:
     with pytest.raises(ConfigError, match=r"backend_settings\.task\.terrain"):
         validate_backend_settings("mujoco", {"task": {"terrain": "stairs"}})
     assert MujocoSettings.model_validate({"task": {"terrain": "ramp"}}).task.terrain == "ramp"
-    with pytest.raises(ConfigError, match="not built by the isaaclab backend yet"):
-        validate_backend_settings("isaaclab", {"task": {"terrain": "ramp"}})
+    validate_backend_settings("isaaclab", {"task": {"terrain": "ramp"}})  # both build ramps
 
 
 @pytest.mark.parametrize("kind", ["obstacle", "ramp"])
@@ -113,5 +112,6 @@ def test_the_config_task_reaches_the_jobs_as_the_terrain() -> None:
     assert ramp.backend_settings == {"task": {"episode_steps": 40}}  # the record is untouched
     with pytest.raises(ValueError, match=r"task: ramp contradicts backend_settings\.task\.terrain"):
         PECConfig(task="ramp", backend_settings={"task": {"terrain": "obstacle"}})
-    with pytest.raises(ConfigError, match="not built by the isaaclab backend yet"):
-        PECConfig(task="ramp", backend="isaaclab")
+    assert PECConfig(task="ramp", backend="isaaclab").job_backend_settings == {
+        "task": {"terrain": "ramp"}
+    }

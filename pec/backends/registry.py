@@ -24,7 +24,7 @@ BACKEND_NAMES = ("mujoco", "isaaclab")
 # importing a simulator; each backend class states the same as `design_axes`.
 BACKEND_DESIGN_AXES: dict[str, tuple[str, ...]] = {
     "mujoco": ("gcr", "spcf", "leg"),
-    "isaaclab": ("gcr", "spcf"),
+    "isaaclab": ("gcr", "spcf", "leg"),
 }
 TEST_BACKEND_PREFIX = "test-"
 TEST_BACKEND_MODULE_ENV = "PEC_TEST_BACKEND_MODULE"

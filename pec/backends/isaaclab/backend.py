@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from pec.backends.base import DESIGN_AXES
 from pec.backends.isaaclab.settings import IsaacLabSettings, load_settings
 from pec.backends.mujoco.backend import (
     MujocoBackend,
@@ -59,7 +60,7 @@ class IsaacLabBackend(MujocoBackend):
     """
 
     name = "isaaclab"
-    design_axes: tuple[str, ...] = ("gcr", "spcf")  # one robot asset: no per-env leg length yet
+    design_axes: tuple[str, ...] = DESIGN_AXES  # gcr, spcf and leg (one USD per leg length)
 
     def load_settings(self, raw: dict[str, object]) -> IsaacLabSettings:  # type: ignore[override]
         return load_settings(raw)
@@ -75,17 +76,12 @@ class IsaacLabBackend(MujocoBackend):
         eval_mode: bool,
         leg: np.ndarray | None = None,
     ) -> Any:
-        if leg is not None:
-            raise ConfigError(
-                "the isaaclab backend does not build per-env leg lengths yet; "
-                "use backend: mujoco for a design space with a leg axis"
-            )
         require_isaaclab(settings, device)
         from pec.backends.isaaclab.assets import ensure_assets
         from pec.backends.isaaclab.task import make_vec_env
 
         t = settings.task
-        assets = ensure_assets(t.ground_friction, t.obstacle_start_x, t.obstacle_length)
+        assets = ensure_assets(t.ground_friction, t.obstacle_start_x, t.obstacle_length, t.terrain)
         return make_vec_env(
             task=t,
             gcr=gcr,
@@ -97,6 +93,7 @@ class IsaacLabBackend(MujocoBackend):
             newton=settings.newton,
             assets=assets,
             eval_mode=eval_mode,
+            leg=leg,
         )
 
     @contextlib.contextmanager

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Literal
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, ValidationError
 
 from pec.backends.ballu.settings import BalluTaskSettings, PPOSettings
 from pec.errors import ConfigError
@@ -36,15 +36,6 @@ class IsaacLabSettings(StrictModel):
     task: BalluTaskSettings = Field(default_factory=BalluTaskSettings)  # type: ignore[arg-type]
     ppo: PPOSettings = Field(default_factory=PPOSettings)  # type: ignore[arg-type]
     newton: NewtonSettings = Field(default_factory=NewtonSettings)  # type: ignore[arg-type]
-
-    @model_validator(mode="after")
-    def _supported_terrain(self) -> IsaacLabSettings:
-        if self.task.terrain != "obstacle":
-            raise ValueError(
-                f"task.terrain {self.task.terrain!r} is not built by the isaaclab backend yet;"
-                " use backend: mujoco for it"
-            )
-        return self
 
 
 def load_settings(raw: Mapping[str, object] | None = None) -> IsaacLabSettings:
