@@ -166,16 +166,51 @@ def test_the_pec_flow_runs_a_3d_config(tmp_path: Path, zero_cost: RecordingBacke
 
 
 def test_a_backend_without_the_leg_axis_refuses_a_3d_run_before_writing(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    assert "leg" not in BACKEND_DESIGN_AXES["isaaclab"]  # Isaac Lab: one leg length for now
+    # Both simulators vary leg length now; a backend that does not (as Isaac Lab did) is
+    # stood for by its registry entry, which is what the check reads.
+    monkeypatch.setitem(BACKEND_DESIGN_AXES, "isaaclab", ("gcr", "spcf"))
     root = tmp_path / "store"
     argv = ["run", "--run_name", "r3", "--store", str(root), "--config", CONFIG]
     assert main([*argv, *sets(SMALL), "--set", "backend=isaaclab"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "Traceback" not in err
     assert "does not simulate the design axis 'leg'" in err and "'isaaclab'" in err
-    assert not any(p.is_file() for p in root.rglob("*")) if root.exists() else True
+    assert not root.exists() or not any(p.is_file() for p in root.rglob("*"))
+
+
+def test_a_job_refuses_an_axis_its_backend_does_not_vary(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pec.jobs.run import run_eval_job
+    from pec.jobs.spec import parse_job_spec
+
+    class FlatBackend(RecordingBackend):
+        design_axes = ("gcr", "spcf")
+
+    backend = FlatBackend()
+    monkeypatch.setattr(jobs_run, "get_backend", lambda name: cast(Backend, backend))
+    spec = parse_job_spec(
+        {
+            "kind": "eval",
+            "backend": "test-flat",
+            "store": {"location": str(tmp_path)},
+            "run_name": "r",
+            "expert_id": 0,
+            "iteration": 0,
+            "checkpoint_uri": str(tmp_path / "missing.pt"),
+            "designs": [[0.8, 0.005, 0.3]],
+            "axes": ["gcr", "spcf", "leg"],
+            "num_episodes": 1,
+            "start_difficulty": 0,
+            "seed": 0,
+            "timeout_s": 10.0,
+        }
+    )
+    with pytest.raises(InputError, match="design axis 'leg' is not supported by this backend"):
+        run_eval_job(spec)  # before the (missing) checkpoint is fetched
+    assert backend.eval_requests == []
 
 
 # ---------------------------------------------------------------- real physics: MuJoCo
