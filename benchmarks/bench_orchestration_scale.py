@@ -276,19 +276,26 @@ def one_iteration(stack: Stack, contender: str, K: int) -> Measured:
         "POST", "/deployments/filter", {"deployments": {"name": {"any_": ["main"]}}}
     )
     log_start = len(stack.server_log())
-    parent = stack.api(
-        "POST",
-        f"/deployments/{deployment['id']}/create_flow_run",
-        {
-            "parameters": {
-                "run_name": run_name,
-                "store": str(store),
-                "config": "configs/tiny.yaml",
-                "overrides": overrides,
-                "chain": False,
-            }
-        },
-    )
+    for attempt in range(5):  # a busy SQLite server answers 503 ('database is locked')
+        try:
+            parent = stack.api(
+                "POST",
+                f"/deployments/{deployment['id']}/create_flow_run",
+                {
+                    "parameters": {
+                        "run_name": run_name,
+                        "store": str(store),
+                        "config": "configs/tiny.yaml",
+                        "overrides": overrides,
+                        "chain": False,
+                    }
+                },
+            )
+            break
+        except httpx.HTTPStatusError as exc:
+            if exc.response.status_code < 500 or attempt == 4:
+                raise
+            time.sleep(2.0)
     deadline = time.monotonic() + RUN_TIMEOUT_S
     own_requests = 1  # the bench's own: creating the run, then polling it (not counted)
     while True:
