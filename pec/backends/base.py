@@ -27,6 +27,11 @@ class TrainRequest:
     work_dir: Path  # checkpoints and TensorBoard logs are written below here
     resume_checkpoint: Path | None = None  # warm start (model, optimiser, normaliser)
     settings: dict[str, object] = field(default_factory=dict)  # backend-specific overrides
+    # Distillation instead of PPO (pec.backends.mujoco.imitation): the experts to imitate and,
+    # per environment, the position in `teachers` of the expert its design is routed to.
+    teachers: tuple[Path, ...] = ()
+    teacher_index: np.ndarray | None = None
+    imitation_learning_rate: float = 3e-3
 
 
 @dataclass(frozen=True)
