@@ -22,6 +22,7 @@ from pec.errors import ConfigError, InputError, StateError
 from pec.evaluation.distill import (
     distill_record_key,
     distill_student,
+    evaluate_student,
     stage_dir,
     stage_samples_keys,
 )
@@ -177,7 +178,7 @@ def test_the_student_imitates_its_teachers(
     assert progress[-1] < 0.3 * progress[1], progress
 
 
-def test_distill_driver_records_steps_and_reuses_stages(
+def test_distill_driver_records_steps_reuses_stages_and_exports(
     experts: tuple[Run, PECState, list[Path]], tmp_path: Path
 ) -> None:
     run, state, _ = experts
@@ -199,6 +200,47 @@ def test_distill_driver_records_steps_and_reuses_stages(
         run, state, local_runner(run.config), iterations=3, finetune_iterations=2, num_envs=8
     )
     assert again["stages"] == record["stages"]
+    # the bundle exports the student like an expert, and it loads with the same actions
+    from pec.evaluation.bundle import actor_actions, export_bundle, load_actor, load_bundle
+
+    manifest = export_bundle(run.store, state, tmp_path / "bundle")
+    data = json.loads(manifest.read_text())
+    assert data["student"]["env_steps"] == record["env_steps"]
+    local = tmp_path / "student.pt"
+    run.store.download_file(run.store.key_for_uri(record["checkpoint"]), local)
+    obs = np.random.default_rng(0).normal(size=(5, data["obs_dim"])).astype(np.float32)
+    expected = actor_actions(load_actor(local), obs)
+    for runtime in ("torchscript", "onnx"):
+        bundle = load_bundle(tmp_path / "bundle", runtime=runtime)
+        assert bundle.student is not None
+        np.testing.assert_allclose(bundle.student.actions(obs), expected, atol=1e-4)
+
+
+def test_report_scores_the_student_beside_the_experts(
+    experts: tuple[Run, PECState, list[Path]],
+) -> None:
+    from pec.evaluation.designs_file import uniform_designs
+    from pec.evaluation.final_eval_driver import run_final_eval
+    from pec.evaluation.report import comparison_numbers, comparison_rows, load_report_data
+
+    run, state, _ = experts
+    runner = local_runner(run.config)
+    distill_student(run, state, runner, iterations=3, finetune_iterations=2, num_envs=8)
+    designs = uniform_designs(run.space, 4, 7)
+    run_final_eval(run, state, designs, "four", runner, num_episodes=1, start_difficulty=0)
+    payload = evaluate_student(
+        run, state, designs, "four", runner, num_episodes=1, start_difficulty=0
+    )
+    assert payload["protocol"]["score"] == run.config.score
+    numbers = comparison_numbers(load_report_data(run.store, RUN, "four"))
+    assert numbers["student_mean"] == float(np.mean(payload["levels"]))
+    policies = [row["policy"] for row in comparison_rows(numbers)]
+    assert "distilled student" in policies and "PEC oracle" in policies
+    # a second call reuses the stored result (same protocol, checkpoint and designs)
+    again = evaluate_student(
+        run, state, designs, "four", runner, num_episodes=1, start_difficulty=0
+    )
+    assert again == payload
 
 
 def test_bad_inputs_are_refused_in_one_line(
@@ -210,6 +252,9 @@ def test_bad_inputs_are_refused_in_one_line(
         distill_student(run, state, runner, iterations=0)
     with pytest.raises(InputError, match="router 'best'"):
         distill_student(run, state, runner, iterations=1, router="best")
+    distill_student(run, state, runner, iterations=3, finetune_iterations=2, num_envs=8)
+    with pytest.raises(StateError, match="already has distillation stage 0 with 3 iterations"):
+        distill_student(run, state, runner, iterations=4, num_envs=8)
     untrained_run, untrained, _ = tiny_run(tmp_path / "untrained", trained=False)
     with pytest.raises(StateError, match="expert 0 has no checkpoint"):
         distill_student(untrained_run, untrained, local_runner(untrained_run.config), iterations=1)

@@ -200,6 +200,15 @@ def distill_student(
     evidence_size = 0
     for stage, stage_iterations in enumerate(plan):
         finished = _finished_stage(run, stage)
+        if finished is not None and (
+            finished.get("iterations") != stage_iterations or finished.get("num_envs") != envs
+        ):
+            raise StateError(
+                f"run '{run.name}' already has distillation stage {stage} with "
+                f"{finished.get('iterations')} iterations x {finished.get('num_envs')} envs, not "
+                f"{stage_iterations} x {envs}; pass those, or delete "
+                f"{run.store.uri(distill_prefix(run.name).rstrip('/'))}/ to distil again"
+            )
         gcr, spcf = stage_designs(run, stage, envs)
         if stage == IMITATION_STAGE:
             labels, evidence_size = label_designs(run, state, gcr, spcf, router, exclude_stem)
