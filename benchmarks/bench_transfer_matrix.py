@@ -9,13 +9,15 @@ expert trained, column = where it is scored. Trainings run as parallel processes
 
 `--hold_design_inputs` scores every expert a second time with its design inputs (the
 observation's morphology columns, one per design axis) held at the expert's own training
-mean: the actor's running normaliser gets a huge std on those columns, so whatever the
-design, the network sees them at 0, where the training data was centred. Comparing the two
+mean: the actor's normaliser gets the training designs' mean and a huge std on those
+columns, so whatever the design, the network sees them as it saw its training designs. Comparing the two
 matrices tells whether the off-corner collapse comes from the design inputs (inputs many
 training standard deviations out) or from the physics.
 
     nice -n 10 .venv/bin/python benchmarks/bench_transfer_matrix.py --iterations 400
     nice -n 10 .venv/bin/python benchmarks/bench_transfer_matrix.py --hold_design_inputs
+    nice -n 10 .venv/bin/python benchmarks/bench_transfer_matrix.py --hold_design_inputs \
+        --design_inputs fixed        # design columns normalised over the box
 """
 
 from __future__ import annotations
@@ -49,34 +51,40 @@ def around(corner: tuple[float, float], n: int, seed: int) -> tuple[np.ndarray, 
 HELD_STD = 1e6  # a normaliser std this large maps any design to the training mean (0)
 
 
-def design_columns() -> list[int]:
-    """Observation columns of the design inputs (the morphology block, one per design axis)."""
-    from pec.backends.ballu.facts import OBSERVATION_LAYOUT
+def training_design_inputs(gcr: np.ndarray, spcf: np.ndarray, settings: dict[str, Any]) -> Any:
+    """The design columns of the observation over the training designs (one row per env)."""
+    from pec.backends.ballu.design_inputs import design_columns
+    from pec.backends.mujoco.backend import parse_settings
+    from pec.backends.mujoco.env import BalluVecEnv
 
-    start = 0
-    for name, size in OBSERVATION_LAYOUT:
-        if name == "morphology":
-            return list(range(start, start + size))
-        start += size
-    raise AssertionError("the observation layout has no morphology block")
+    env = BalluVecEnv(
+        gcr.size, parse_settings(settings).task, gcr_values=gcr, spcf_values=spcf, eval_mode=True
+    )
+    return env.get_observations()["policy"][:, design_columns()]
 
 
-def hold_design_inputs(checkpoint: Path, out: Path) -> dict[str, list[float]]:
-    """A copy of `checkpoint` whose actor sees the design columns at its training mean.
+def hold_design_inputs(checkpoint: Path, out: Path, inputs: Any) -> dict[str, list[float]]:
+    """A copy of `checkpoint` whose actor sees the design columns at their training mean.
 
-    Returns what the normaliser held: the training mean and std of each design column, in
-    the network's units (the env's [-1, 1] box normalisation).
+    `inputs`: the design columns over the training designs. The normaliser's mean becomes
+    their mean and its std HELD_STD, so any design reaches the network as the training mean
+    did (for a running normaliser its own mean is that already). Returns the training mean
+    and the std the normaliser had (the env's [-1, 1] box units).
     """
     import torch
+
+    from pec.backends.ballu.design_inputs import design_columns
 
     state = torch.load(checkpoint, map_location="cpu", weights_only=True)
     actor = state["actor_state_dict"]
     columns = design_columns()
+    mean = inputs.mean(0)
     held = {
-        "mean": [float(actor["obs_normalizer._mean"][0, c]) for c in columns],
+        "mean": [float(v) for v in mean],
         "std": [float(actor["obs_normalizer._std"][0, c]) for c in columns],
     }
-    for c in columns:
+    for i, c in enumerate(columns):
+        actor["obs_normalizer._mean"][0, c] = mean[i]
         actor["obs_normalizer._std"][0, c] = HELD_STD
     torch.save(state, out)
     return held
@@ -132,7 +140,8 @@ def train_and_score(job: dict[str, Any]) -> dict[str, Any]:
     }
     if job["hold"]:
         held = Path(job["work_dir"]) / "held_design_inputs.pt"
-        result["held_normaliser"] = hold_design_inputs(outcome.best_checkpoint, held)
+        inputs = training_design_inputs(gcr, spcf, job["settings"])
+        result["held_normaliser"] = hold_design_inputs(outcome.best_checkpoint, held, inputs)
         result["scores_held"] = score(held)
     return result
 
@@ -165,6 +174,12 @@ def main() -> None:
         action="store_true",
         help="also score each expert with its design inputs held at its training mean",
     )
+    parser.add_argument(
+        "--design_inputs",
+        choices=["fixed", "running"],
+        default="running",
+        help="ppo.design_inputs: box normalisation (fixed) or each policy's own (running)",
+    )
     parser.add_argument("--json", help="write the matrix here")
     parser.add_argument("--plot", help="write a heatmap here")
     args = parser.parse_args()
@@ -173,7 +188,8 @@ def main() -> None:
             "curriculum_warmup_iterations": args.warmup,
             "goal_warmup_iterations": args.warmup,
             "goal_ramp_iterations": args.warmup,
-        }
+        },
+        "ppo": {"design_inputs": args.design_inputs},
     }
     with tempfile.TemporaryDirectory(prefix="pec-transfer-") as tmp:
         jobs = [

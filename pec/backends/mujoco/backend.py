@@ -27,6 +27,7 @@ from rsl_rl.models import MLPModel
 from rsl_rl.runners import OnPolicyRunner
 from tensordict import TensorDict
 
+from pec.backends.ballu.design_inputs import design_inputs_pinned, pin_design_inputs
 from pec.backends.base import (
     CheckpointCallback,
     EvalRequest,
@@ -310,6 +311,7 @@ class MujocoBackend:
             epochs=ppo.num_learning_epochs,
             mini_batches=ppo.num_mini_batches,
             device=request.device,
+            pin_design=ppo.design_inputs == "fixed",
         )
 
     def build_trainer(self, request: TrainRequest) -> Trainer:
@@ -339,6 +341,19 @@ class MujocoBackend:
                 ) from exc
             start_it = int(resume.get("iter", 0))
             runner.current_learning_iteration = start_it
+        if settings.ppo.design_inputs == "fixed":
+            if resume is not None and not design_inputs_pinned(resume["actor_state_dict"]):
+                # written with running design normalisation (before the setting existed):
+                # continue it the way it was trained instead of shifting its inputs
+                log.warning(
+                    "resume_checkpoint %s normalises its design inputs by its own data; "
+                    "continuing it with ppo.design_inputs: running",
+                    request.resume_checkpoint,
+                )
+                ppo = settings.ppo.model_copy(update={"design_inputs": "running"})
+                settings = settings.model_copy(update={"ppo": ppo})
+            else:
+                pin_design_inputs(runner.alg.actor, runner.alg.critic)
         return Trainer(runner=runner, env=env, settings=settings, start_iteration=start_it)
 
     def _learn(
@@ -394,6 +409,8 @@ class MujocoBackend:
                     t1 = time.time()
                     alg.compute_returns(obs)
                 loss = alg.update() if distiller is None else distiller.update()
+                if settings.ppo.design_inputs == "fixed":
+                    pin_design_inputs(alg.actor, alg.critic)
                 t2 = time.time()
                 runner.current_learning_iteration = it
                 with contextlib.redirect_stdout(io.StringIO()):

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from tensordict import TensorDict
 
+from pec.backends.ballu.design_inputs import pin_design_inputs
 from pec.errors import InputError
 
 # The student's rollouts run past every warm-up (the level rule on, the goal reward whole):
@@ -66,8 +67,10 @@ class Distiller:
         epochs: int,
         mini_batches: int,
         device: str,
+        pin_design: bool = False,
     ) -> None:
         self.alg = alg
+        self.pin_design = pin_design  # ppo.design_inputs: fixed (pec.backends.ballu.design_inputs)
         self.teachers = list(teachers)
         self.index = torch.as_tensor(index, dtype=torch.long, device=device)
         self.epochs = epochs
@@ -116,6 +119,8 @@ class Distiller:
         returns = alg.storage.returns.flatten(0, 1).clone()
         alg.actor.update_normalization(obs)
         alg.critic.update_normalization(obs)
+        if self.pin_design:
+            pin_design_inputs(alg.actor, alg.critic)
         with torch.no_grad():
             before = float(torch.mean((alg.actor(obs) - labels) ** 2))
         total = labels.shape[0]
