@@ -79,6 +79,11 @@ class TrainRequest:
     # True when resume_checkpoint is this job's own model_last.pt left by an interrupted
     # attempt (not a warm start): the job goes on, its first iteration stays where it was
     continues_job: bool = False
+    # Distillation instead of PPO (pec.backends.mujoco.imitation): the experts to imitate and,
+    # per environment, the position in `teachers` of the expert its design is routed to.
+    teachers: tuple[Path, ...] = ()
+    teacher_index: np.ndarray | None = None
+    imitation_learning_rate: float = 3e-3
 
 
 @dataclass(frozen=True)

@@ -215,7 +215,7 @@ def uniform_samples(
     return tuple(points[:, a].copy() for a in range(points.shape[1]))
 
 
-def _move_prefix(run: Run, source: str, target: str) -> None:
+def move_prefix(run: Run, source: str, target: str) -> None:
     """Copy every object under ``source`` to ``target`` (same relative keys), then delete it."""
     for key in run.store.list(source):
         run.store.write_bytes(target + key[len(source) :], run.store.read_bytes(key))
@@ -319,7 +319,7 @@ def train_baseline(
                 raise JobError(f"generalist chunk {chunk}: {outcome.error}")
             scratch = layout.checkpoint_dir(run.name, job_id, chunk)
             target = baseline_chunk_dir(run.name, chunk, replica)
-            _move_prefix(run, scratch, target)
+            move_prefix(run, scratch, target)
             best = run.store.uri(target + layout.BEST_CHECKPOINT_FILE)
             last_key = target + layout.LAST_CHECKPOINT_FILE
             finished = {

@@ -7,7 +7,8 @@ score-informed router), and run that expert. ``router.json`` holds both routers'
 holds each expert's actor twice, as TorchScript (``policy_<k>.pt``) and ONNX
 (``policy_<k>.onnx``), both with the observation normaliser folded in and returning the
 deterministic mean action, so a consumer needs neither rsl-rl nor the training code.
-``export_bundle`` checks both formats against the training checkpoint's actor before it
+A run distilled by `pec distill` also ships its student (``student.pt`` / ``student.onnx``,
+one policy for every design, no router; ``PolicyBundle.student``). ``export_bundle`` checks both formats against the training checkpoint's actor before it
 writes the manifest; ``load_bundle`` is the reference loader.
 
 How close is close enough: TorchScript, ONNX Runtime and eager PyTorch evaluate the same
@@ -37,7 +38,8 @@ import numpy as np
 import torch
 from numpy.typing import ArrayLike, NDArray
 
-from pec.errors import InputError, StateError
+from pec.errors import InputError, NotFoundError, StateError
+from pec.evaluation.distill import distill_record_key
 from pec.evaluation.evidence import run_evidence
 from pec.maths.design_space import DesignSpace, FloatArray, IntArray
 from pec.maths.routing import route
@@ -350,10 +352,11 @@ def export_bundle(
                         "verification": checks,
                     }
                 )
+            student = _export_student(store, state, which, staging, Path(tmp), dims)
         if len(dims) != 1:
             raise StateError(
                 f"experts disagree on observation/action sizes {sorted(dims)}; "
-                "all experts of a bundle must share one robot interface"
+                "all experts (and the student) of a bundle must share one robot interface"
             )
         obs_dim, action_dim = dims.pop()
         ids = np.asarray([x["id"] for x in experts], dtype=np.int64)
@@ -405,6 +408,7 @@ def export_bundle(
             "(the evidence of router.json is inside)",
             "gaussians": GAUSSIANS_JSON,
             "experts": experts,
+            **({"student": student} if student is not None else {}),
             "tolerance": {
                 "rule": f"max |exported - checkpoint| <= {EXPORT_ULPS_PER_LAYER} * layers * "
                 "eps32 * max(1, max|action|) on the verification observations",
@@ -420,6 +424,42 @@ def export_bundle(
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
     return out_dir / MANIFEST
+
+
+def _export_student(
+    store: Store,
+    state: PECState,
+    which: Literal["best", "last"],
+    staging: Path,
+    tmp: Path,
+    dims: set[tuple[int, int]],
+) -> dict[str, Any] | None:
+    """The distilled student (`pec distill`) exported like an expert, if the run has one."""
+    try:
+        record = json.loads(store.read_bytes(distill_record_key(state.run_name)))
+    except NotFoundError:
+        return None
+    stages = record.get("stages") or [{}]
+    uri = record.get("checkpoint") if which == "best" else stages[-1].get("last_checkpoint_uri")
+    if not isinstance(uri, str):
+        log.warning("the student has no %s checkpoint; left out of the bundle", which)
+        return None
+    local = tmp / "student.pt"
+    store.download_file(store.key_for_uri(uri), local)
+    actor = load_actor(local)
+    obs_dim = int(actor.obs_dim)  # type: ignore[arg-type]
+    dims.add((obs_dim, int(actor_actions(actor, np.zeros((1, obs_dim))).shape[1])))
+    ts_path, onnx_path = staging / "student.pt", staging / "student.onnx"
+    checks = _export_one(actor, obs_dim, ts_path, onnx_path)
+    return {
+        "checkpoint": uri,
+        "env_steps": record.get("env_steps"),
+        "router": record.get("router"),
+        "torchscript": ts_path.name,
+        "onnx": onnx_path.name,
+        "sha256": {ts_path.name: _sha256(ts_path), onnx_path.name: _sha256(onnx_path)},
+        "verification": checks,
+    }
 
 
 # ---------------------------------------------------------------- loader
@@ -477,6 +517,7 @@ class PolicyBundle:
     centres: FloatArray
     policies: dict[int, _Policy]
     evidence: ScoreEvidence | None = None  # columns follow expert_ids (score-informed router)
+    student: _Policy | None = None  # the distilled student (`pec distill`), if exported
 
     @property
     def obs_dim(self) -> int:
@@ -578,18 +619,18 @@ def load_bundle(path: str | Path, runtime: Runtime = "torchscript") -> PolicyBun
     space = DesignSpace.from_bounds(router["design_space"])
     if runtime not in ("torchscript", "onnx"):
         raise InputError(f"runtime {runtime!r} is unknown; choose torchscript or onnx")
-    policies: dict[int, _Policy] = {}
-    for expert in manifest["experts"]:
-        name = expert["torchscript"] if runtime == "torchscript" else expert["onnx"]
+
+    def open_policy(entry: dict[str, Any]) -> _Policy:
+        name = entry["torchscript"] if runtime == "torchscript" else entry["onnx"]
         file = root / name
         if not file.is_file():
             raise InputError(f"bundle {root} lacks {name}; re-export the bundle")
-        if _sha256(file) != expert["sha256"][name]:
+        if _sha256(file) != entry["sha256"][name]:
             raise InputError(f"bundle {root}: {name} does not match its checksum; re-export it")
-        policy: _Policy = (
-            _TorchScriptPolicy(file) if runtime == "torchscript" else _OnnxPolicy(file)
-        )
-        policies[int(expert["id"])] = policy
+        return _TorchScriptPolicy(file) if runtime == "torchscript" else _OnnxPolicy(file)
+
+    policies = {int(expert["id"]): open_policy(expert) for expert in manifest["experts"]}
+    student = open_policy(manifest["student"]) if "student" in manifest else None
     return PolicyBundle(
         root=root,
         manifest=manifest,
@@ -597,6 +638,7 @@ def load_bundle(path: str | Path, runtime: Runtime = "torchscript") -> PolicyBun
         expert_ids=[int(i) for i in router["expert_ids"]],
         centres=np.asarray(router["centres"], dtype=np.float64).reshape(-1, space.dim),
         policies=policies,
+        student=student,
         evidence=None
         if "score_informed" not in router
         else ScoreEvidence.from_json(

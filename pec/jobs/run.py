@@ -172,6 +172,20 @@ def run_train_job(
         if resume_uri is not None:
             resume = inputs / "resume.pt"
             _download_uri(store, resume_uri, resume, "resume_checkpoint_uri")
+        teachers: list[Path] = []
+        teacher_index = None
+        if spec.teacher_checkpoint_uris is not None and spec.samples_teacher_key is not None:
+            for position, uri in enumerate(spec.teacher_checkpoint_uris):
+                teachers.append(inputs / f"teacher_{position}.pt")
+                _download_uri(store, uri, teachers[-1], "teacher_checkpoint_uris")
+            index = _load_samples(
+                store, spec.samples_teacher_key, inputs / "teacher.npy", spec.num_envs
+            )
+            teacher_index = index.astype(np.int64)
+            if not np.array_equal(teacher_index, index):
+                raise InputError(
+                    f"samples {store.uri(spec.samples_teacher_key)} must hold whole teacher positions"
+                )
         device = _job_device(spec.device)
         request = TrainRequest(
             gcr=gcr,
@@ -185,6 +199,8 @@ def run_train_job(
             settings=dict(spec.settings),
             continues_job=interrupted is not None,
             leg=leg,
+            teachers=tuple(teachers),
+            teacher_index=teacher_index,
         )
         logger.info("training %s on backend %s (%d envs)", what, spec.backend, spec.num_envs)
         warning: str | None = None

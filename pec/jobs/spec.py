@@ -90,6 +90,23 @@ class TrainJobSpec(_Strict):
     threads: int | None = Field(
         default=None, ge=1
     )  # torch/BLAS threads (pec.jobs.threads); None: as is
+    # Distillation (`pec distill`): imitate these expert checkpoints instead of running PPO;
+    # `samples_teacher_key` holds, per environment, the position in the list of its teacher.
+    # Left out of the JSON when unset, so the specs (and cache keys) of PPO jobs are unchanged.
+    teacher_checkpoint_uris: list[str] | None = Field(
+        default=None, min_length=1, exclude_if=lambda value: value is None
+    )
+    samples_teacher_key: str | None = Field(
+        default=None, min_length=1, exclude_if=lambda value: value is None
+    )
+
+    @model_validator(mode="after")
+    def _teachers_with_index(self) -> TrainJobSpec:
+        if (self.teacher_checkpoint_uris is None) != (self.samples_teacher_key is None):
+            raise ValueError(
+                "teacher_checkpoint_uris and samples_teacher_key go together; set both or neither"
+            )
+        return self
 
     @model_validator(mode="after")
     def _leg_samples_match_axes(self) -> TrainJobSpec:

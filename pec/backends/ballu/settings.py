@@ -137,3 +137,8 @@ class PPOSettings(StrictModel):
     value_loss_coef: float = Field(1.0, ge=0)
     use_clipped_value_loss: bool = True
     max_grad_norm: float = Field(0.5, gt=0)
+    design_inputs: Literal["fixed", "running"] = Field(
+        "running",
+        description="design columns normalised over the design box (fixed) or by each "
+        "policy's own data (running, rsl-rl's); see pec.backends.ballu.design_inputs",
+    )

@@ -28,6 +28,7 @@ from rsl_rl.runners import OnPolicyRunner
 from tensordict import TensorDict
 
 from pec.backends.ballu import schedule
+from pec.backends.ballu.design_inputs import design_inputs_pinned, pin_design_inputs
 from pec.backends.base import (
     DESIGN_AXES,
     CheckpointCallback,
@@ -39,6 +40,13 @@ from pec.backends.base import (
     check_device,
 )
 from pec.backends.mujoco.env import BalluVecEnv
+from pec.backends.mujoco.imitation import (
+    WARMED_UP_ITERATION,
+    Distiller,
+    copy_teacher_std,
+    teacher_index_array,
+    teacher_paths,
+)
 from pec.backends.mujoco.settings import MujocoSettings, PPOSettings
 from pec.errors import ConfigError, InputError, JobError
 from pec.maths.curriculum import MAX_LEVEL
@@ -282,6 +290,11 @@ class MujocoBackend:
             raise InputError(f"max_iterations={request.max_iterations}; pass at least 1")
         if not 0 <= request.start_level <= MAX_LEVEL:
             raise InputError(f"start_level={request.start_level} is outside [0, {MAX_LEVEL}]")
+        if request.teachers:
+            teacher_paths(request.teachers)
+            teacher_index_array(request.teacher_index, request.gcr.size, len(request.teachers))
+            if not request.imitation_learning_rate > 0:
+                raise InputError("imitation_learning_rate must be > 0")
         settings = self.load_settings(request.settings)
         with self.simulation(settings, request.device):
             trainer = self.build_trainer(request)
@@ -289,6 +302,39 @@ class MujocoBackend:
                 return self._learn(trainer, request, on_progress, on_checkpoint)
             finally:
                 close_env(trainer.env)
+
+    def build_distiller(self, trainer: Trainer, request: TrainRequest) -> Distiller:
+        """The teachers' actors (each with its own settings) and the student's imitation."""
+        states: list[dict[str, Any]] = []
+        actors: list[torch.nn.Module] = []
+        for path in teacher_paths(request.teachers):
+            ckpt = load_checkpoint(path, request.device)
+            settings = self.load_settings(merged_settings(ckpt, {}))
+            actor = build_actor(trainer.env, settings.ppo, request.device)
+            try:
+                actor.load_state_dict(ckpt["actor_state_dict"])
+            except RuntimeError as exc:
+                raise InputError(
+                    f"teacher checkpoint {path} does not match its own settings ({exc})"
+                ) from exc
+            actor.eval()
+            actors.append(actor)
+            states.append(ckpt["actor_state_dict"])
+        if trainer.start_iteration == 0:
+            copy_teacher_std(trainer.runner.alg.actor, states)
+        index = teacher_index_array(request.teacher_index, trainer.env.num_envs, len(actors))
+        ppo = trainer.settings.ppo
+        return Distiller(
+            trainer.runner.alg,
+            actors,
+            index,
+            seed=request.seed,
+            learning_rate=request.imitation_learning_rate,
+            epochs=ppo.num_learning_epochs,
+            mini_batches=ppo.num_mini_batches,
+            device=request.device,
+            pin_design=ppo.design_inputs == "fixed",
+        )
 
     def build_trainer(self, request: TrainRequest) -> Trainer:
         """Env + runner for a request, warm-started from resume_checkpoint if given."""
@@ -318,6 +364,19 @@ class MujocoBackend:
                 ) from exc
             start_it = int(resume.get("iter", 0))
             runner.current_learning_iteration = start_it
+        if settings.ppo.design_inputs == "fixed":
+            if resume is not None and not design_inputs_pinned(resume["actor_state_dict"]):
+                # written with running design normalisation (before the setting existed):
+                # continue it the way it was trained instead of shifting its inputs
+                log.warning(
+                    "resume_checkpoint %s normalises its design inputs by its own data; "
+                    "continuing it with ppo.design_inputs: running",
+                    request.resume_checkpoint,
+                )
+                ppo = settings.ppo.model_copy(update={"design_inputs": "running"})
+                settings = settings.model_copy(update={"ppo": ppo})
+            else:
+                pin_design_inputs(runner.alg.actor, runner.alg.critic)
         job_start = start_it
         if request.continues_job and resume is not None:
             infos = resume.get("infos")
@@ -363,6 +422,7 @@ class MujocoBackend:
             if on_checkpoint is not None:
                 on_checkpoint(path)
 
+        distiller = self.build_distiller(trainer, request) if request.teachers else None
         obs = env.get_observations().to(request.device)
         alg.train_mode()
         # rsl-rl would run `git status/diff` on the repo holding rsl_rl (may touch .git/index)
@@ -371,14 +431,18 @@ class MujocoBackend:
             logger.init_logging_writer()
         try:
             for it in range(start_it, total_it):
-                # the policy's age `it` (or the job's count, warmup_clock: job)
-                env.set_training_iteration(
-                    schedule.warmup_iteration(settings.task, it, trainer.job_start_iteration)
-                )
+                if distiller is None:
+                    # the policy's age `it` (or the job's count, warmup_clock: job)
+                    env.set_training_iteration(
+                        schedule.warmup_iteration(settings.task, it, trainer.job_start_iteration)
+                    )
+                else:  # imitation: rollouts past the warm-ups, DAgger's mixture for this round
+                    env.set_training_iteration(WARMED_UP_ITERATION)
+                    distiller.start_iteration(it - trainer.job_start_iteration)
                 t0 = time.time()
                 with torch.inference_mode():
                     for _ in range(steps):
-                        actions = alg.act(obs)
+                        actions = alg.act(obs) if distiller is None else distiller.act(obs)
                         obs, rewards, dones, extras = env.step(actions.to(env.device))
                         obs = obs.to(request.device)
                         rewards, dones = rewards.to(request.device), dones.to(request.device)
@@ -386,7 +450,9 @@ class MujocoBackend:
                         logger.process_env_step(rewards, dones, extras, None)
                     t1 = time.time()
                     alg.compute_returns(obs)
-                loss = alg.update()
+                loss = alg.update() if distiller is None else distiller.update()
+                if settings.ppo.design_inputs == "fixed":
+                    pin_design_inputs(alg.actor, alg.critic)
                 t2 = time.time()
                 runner.current_learning_iteration = it
                 with contextlib.redirect_stdout(io.StringIO()):
@@ -412,12 +478,18 @@ class MujocoBackend:
                     "value_loss": float(loss.get("value", 0.0)),
                     "action_std": float(alg.get_policy().output_std.detach().mean()),
                 }
+                if distiller is not None:
+                    metrics["imitation_loss"] = float(loss["imitation"])
+                    metrics["teacher_share"] = float(loss["teacher_share"])
                 end_x = env.pop_episode_root_x()
                 if np.isfinite(end_x):
                     metrics["episode_root_x"] = end_x
                 if not all(np.isfinite(v) for v in metrics.values()):
                     raise JobError(f"training diverged at iteration {it} (non-finite metrics)")
-                improved = mean_level > best_level
+                # a student improves as it imitates: on a tie the later policy is the better one
+                improved = mean_level > best_level or (
+                    distiller is not None and mean_level >= best_level
+                )
                 if improved or (
                     mean_level == best_level and done_it % settings.ppo.save_interval == 0
                 ):
