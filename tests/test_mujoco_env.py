@@ -20,10 +20,13 @@ def _task(**kw: object) -> BalluTaskSettings:
 
 
 def _obstacle_heights(env: BalluVecEnv) -> np.ndarray:
-    """Top of each env's box above the ground (the box is buried below z = 0)."""
-    ids = np.arange(env.num_envs) + OBSTACLE_GEOM_OFFSET
-    model = env.sim.model
-    return np.asarray(model.geom_pos[ids, 2] + model.geom_size[ids, 2])
+    """Top of each env's box above the ground (the box is buried below z = 0), read from
+    the compiled model of every physics block."""
+    tops = []
+    for block in env.sim.blocks:
+        ids = np.arange(block.num_envs) + OBSTACLE_GEOM_OFFSET
+        tops.append(block.model.geom_pos[ids, 2] + block.model.geom_size[ids, 2])
+    return np.concatenate(tops)
 
 
 def test_level_rule_at_episode_end_after_warmup() -> None:

@@ -13,7 +13,7 @@ from typing import Protocol
 
 import numpy as np
 
-from pec.errors import InputError
+from pec.errors import ConfigError, InputError
 
 # The design axes a backend may be handed, in a run's column order: GCR and spcf always,
 # then optionally the leg length in metres (femur = tibia = leg; the original's 3-D space).
@@ -137,6 +137,25 @@ def resolve_device(device: str) -> str:
     import torch
 
     return "cuda:0" if torch.cuda.is_available() else "cpu"
+
+
+def check_device(device: str) -> None:
+    """One clear error for a device this machine cannot run: not a torch device, or CUDA
+    asked for where torch sees none (a CPU build, no driver, no GPU)."""
+    import torch
+
+    try:
+        kind = torch.device(device).type
+    except (RuntimeError, ValueError):
+        raise ConfigError(
+            f"device {device!r} is not a torch device; pass cpu, cuda, cuda:0 or auto"
+        ) from None
+    if kind == "cuda" and not torch.cuda.is_available():
+        build = f"torch {torch.__version__}" + ("" if torch.version.cuda else ", a CPU build")
+        raise ConfigError(
+            f"device {device!r} needs CUDA, which this machine lacks ({build}); "
+            "pass --set device=cpu (or device: auto)"
+        )
 
 
 # Called with (iteration, max_iterations, metrics) after every PPO iteration.

@@ -52,8 +52,8 @@ class ReportData:
     run_name: str
     stem: str
     space: DesignSpace
-    designs: FloatArray  # (N, 2) [GCR, spcf]
-    mus: FloatArray  # (K, 2)
+    designs: FloatArray  # (N, d) [GCR, spcf(, leg)]; maps show the spcf-GCR projection
+    mus: FloatArray  # (K, d)
     summary: ScoreSummary
     baseline: FloatArray | None  # (N,) generalist levels, None when not evaluated
     protocol: dict[str, Any]
@@ -68,8 +68,9 @@ class ReportData:
 def report_data(
     summary_payload: dict[str, Any], baseline_levels: list[int] | None = None
 ) -> ReportData:
+    keys = payload_space(summary_payload).keys
     designs = np.asarray(
-        [[d["GCR"], d["spcf"]] for d in summary_payload["designs"]], dtype=np.float64
+        [[d[k] for k in keys] for d in summary_payload["designs"]], dtype=np.float64
     )
     baseline = None
     if baseline_levels is not None:
@@ -482,7 +483,13 @@ def plot_routing_ownership(data: ReportData) -> bytes:
     gcr = np.linspace(data.space.gcr[0], data.space.gcr[1], n)
     spcf = np.linspace(data.space.spcf[0], data.space.spcf[1], n)
     grid_g, grid_s = np.meshgrid(gcr, spcf, indexing="ij")
-    grid = np.stack([grid_g.ravel(), grid_s.ravel()], axis=1)
+    columns = [grid_g.ravel(), grid_s.ravel()]
+    where = ""
+    if data.space.dim == 3:  # a 3-D run: the routing regions of the slice at the middle leg
+        middle = 0.5 * (data.space.bounds[2][0] + data.space.bounds[2][1])
+        columns.append(np.full(n * n, middle))
+        where = f" at leg {middle:.3f} m"
+    grid = np.stack(columns, axis=1)
     owner = ids[route(grid, data.mus[ids], data.space)].reshape(n, n)
     K = data.K
     cmap = ListedColormap([expert_colour(k) for k in range(K)])
@@ -509,7 +516,7 @@ def plot_routing_ownership(data: ReportData) -> bytes:
         edgecolors="none",
     )
     _centres(ax_route, data)
-    _space_axes(ax_route, data.space, "routed expert (nearest centre)")
+    _space_axes(ax_route, data.space, f"routed expert (nearest centre; regions{where})")
     agree = s.routed == s.oracle
     ax_best.scatter(
         data.designs[agree, 1],

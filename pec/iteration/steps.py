@@ -17,12 +17,14 @@ from typing import Any
 
 import numpy as np
 
+from pec.backends.registry import check_design_axes
 from pec.errors import InputError, NotFoundError, StateError, StoreError
 from pec.evaluation.protocols import describe, same_protocol
 from pec.faults import fault_point
-from pec.jobs.spec import EvalJobSpec, TrainJobResult, TrainJobSpec
+from pec.jobs.spec import EvalJobSpec, TrainJobResult, TrainJobSpec, design_row
 from pec.maths.coverage import coverage as mc_coverage
 from pec.maths.curriculum import starting_level
+from pec.maths.design_space import DEFAULT_AXES
 from pec.maths.frontier import CandidateSelection, effective_mode, select_candidates
 from pec.maths.init import initialise_gaussians, sample_designs
 from pec.maths.refit import assign_winners, refit_experts
@@ -81,7 +83,7 @@ def initialise_run(
             id=k,
             mu=[float(v) for v in init.centers[k]],
             sigma=_diag(init.variances[k]),
-            designs=[[float(a), float(b)] for a, b in init.designs[k]],
+            designs=[[float(v) for v in row] for row in init.designs[k]],
         )
         for k in range(cfg.K)
     ]
@@ -90,7 +92,7 @@ def initialise_run(
         run_name=run.name,
         iteration=0,
         usd_rel_path=cfg.usd_rel_path,
-        design_space={"GCR": list(cfg.GCR_range), "spcf": list(cfg.spcf_range)},
+        design_space=run.space.as_mapping(),
         experts=experts,
         history=[],
         init_strategy=init.strategy,
@@ -120,7 +122,9 @@ def state_coverage(run: Run, state: PECState) -> float:
 
 
 def _diag(variance: np.ndarray) -> list[list[float]]:
-    return [[float(variance[0]), 0.0], [0.0, float(variance[1])]]
+    """The d x d diagonal covariance the state stores, from d variances."""
+    d = len(variance)
+    return [[float(variance[i]) if i == j else 0.0 for j in range(d)] for i in range(d)]
 
 
 # ---------------------------------------------------------------- preflight
@@ -138,6 +142,7 @@ def preflight(run: Run, state: PECState) -> None:
     """
     if stop_reason(run.config, state) is not None:
         return
+    check_design_axes(run.config.backend, run.space.axes)
     if run.config.backend == "isaaclab" and run.config.executor in ("inprocess", "subprocess"):
         # the jobs run on this machine: a missing extra or CUDA is known now, not per job
         from pec.backends.isaaclab.backend import require_local_isaaclab
@@ -231,20 +236,23 @@ def starting_level_for(run: Run, iteration: int, expert_id: int) -> int:
     )
 
 
-def training_samples(run: Run, state: PECState, expert_id: int) -> tuple[np.ndarray, np.ndarray]:
-    """Fresh per-environment designs from the expert's current Gaussian, seeded per (expert, iteration)."""
+def training_samples(run: Run, state: PECState, expert_id: int) -> tuple[np.ndarray, ...]:
+    """Fresh per-environment designs from the expert's current Gaussian, seeded per (expert, iteration).
+
+    One float32 array per design axis, in the space's order (gcr, spcf(, leg)).
+    """
     expert = state.experts[expert_id]
     rng = np.random.default_rng(
         derive_seed(run.config.seed, "train-samples", expert_id, state.iteration)
     )
     samples = sample_designs(
         np.asarray(expert.mu, dtype=float),
-        np.asarray([expert.sigma[0][0], expert.sigma[1][1]], dtype=float),
+        np.asarray([expert.sigma[i][i] for i in range(state.dim)], dtype=float),
         run.config.effective_num_envs,
         run.space,
         rng,
     ).astype(np.float32)
-    return samples[:, 0].copy(), samples[:, 1].copy()
+    return tuple(samples[:, a].copy() for a in range(samples.shape[1]))
 
 
 def job_settings(run: Run, state: PECState) -> dict[str, Any]:
@@ -260,10 +268,14 @@ def prepare_training(run: Run, state: PECState, expert_id: int) -> TrainJobSpec:
     """Write the expert's samples for this iteration and describe its training job."""
     cfg = run.config
     iteration = state.iteration
-    gcr, spcf = training_samples(run, state, expert_id)
+    columns = training_samples(run, state, expert_id)
     gcr_key, spcf_key = layout.samples_keys(run.name, expert_id, iteration)
-    run.store.write_bytes(gcr_key, npy_bytes(gcr))
-    run.store.write_bytes(spcf_key, npy_bytes(spcf))
+    run.store.write_bytes(gcr_key, npy_bytes(columns[0]))
+    run.store.write_bytes(spcf_key, npy_bytes(columns[1]))
+    leg_key = None
+    if len(columns) == 3:
+        leg_key = layout.leg_samples_key(run.name, expert_id, iteration)
+        run.store.write_bytes(leg_key, npy_bytes(columns[2]))
     expert = state.experts[expert_id]
     resume = expert.checkpoint if iteration > 0 else None
     return TrainJobSpec(
@@ -275,6 +287,8 @@ def prepare_training(run: Run, state: PECState, expert_id: int) -> TrainJobSpec:
         iteration=iteration,
         samples_gcr_key=gcr_key,
         samples_spcf_key=spcf_key,
+        samples_leg_key=leg_key,
+        axes=spec_axes(run),
         start_level=starting_level_for(run, iteration, expert_id),
         max_iterations=cfg.max_iterations_iter0 if resume is None else cfg.max_iterations,
         num_envs=cfg.effective_num_envs,
@@ -285,6 +299,17 @@ def prepare_training(run: Run, state: PECState, expert_id: int) -> TrainJobSpec:
         timeout_s=cfg.train_timeout_h * 3600.0,
         threads=cfg.job_threads(cfg.experts_in_flight),
     )
+
+
+def spec_axes(run: Run) -> list[str] | None:
+    """The design axes a job spec names: None for 2-D (the spec as it always was)."""
+    axes = run.space.axes
+    return None if axes == DEFAULT_AXES else list(axes)
+
+
+def design_fields(keys: tuple[str, ...], values: Any) -> dict[str, float]:
+    """{"GCR": g, "spcf": s(, "leg": l)} of one design, in column order."""
+    return {key: float(v) for key, v in zip(keys, values, strict=True)}
 
 
 def _trained_dl(run: Run, expert_id: int, iteration: int) -> int | None:
@@ -346,7 +371,7 @@ def frontier_candidates(run: Run, state: PECState) -> CandidateSelection:
         "band_count": selection.band_count,
         "pool_size": selection.pool_size,
         "candidates": [
-            {"id": i, "GCR": float(d[0]), "spcf": float(d[1]), "max_log_density": float(ld)}
+            {"id": i, **design_fields(run.space.keys, d), "max_log_density": float(ld)}
             for i, (d, ld) in enumerate(
                 zip(selection.designs, selection.max_log_density, strict=True)
             )
@@ -373,7 +398,8 @@ def prepare_evaluation(
         expert_id=expert_id,
         iteration=state.iteration,
         checkpoint_uri=expert.checkpoint,
-        designs=[(float(g), float(s)) for g, s in candidates],
+        designs=[design_row(row) for row in candidates],
+        axes=spec_axes(run),
         num_episodes=cfg.num_episodes,
         start_difficulty=cfg.start_difficulty,
         score=cfg.score,
@@ -461,7 +487,7 @@ def read_scores(run: Run, iteration: int) -> dict[str, Any] | None:
 
 
 def read_candidates(run: Run, iteration: int) -> np.ndarray:
-    candidates = run_records.read_candidates(run.store, run.name, iteration)
+    candidates = run_records.read_candidates(run.store, run.name, iteration, run.space.keys)
     if candidates is None:
         key = layout.candidates_key(run.name, iteration)
         raise StateError(
@@ -539,7 +565,7 @@ def refit_iteration(
             update={
                 "mu": [float(v) for v in fit.mu],
                 "sigma": _diag(fit.variance),
-                "designs": [[float(a), float(b)] for a, b in fit.designs],
+                "designs": [[float(v) for v in row] for row in fit.designs],
             }
         )
         for e, fit in zip(state.experts, result.experts, strict=True)
@@ -563,8 +589,7 @@ def refit_iteration(
         "candidates": [
             {
                 "id": i,
-                "GCR": float(candidates[i, 0]),
-                "spcf": float(candidates[i, 1]),
+                **design_fields(run.space.keys, candidates[i]),
                 "winner": int(winners[i]),
                 "scores": [None if np.isnan(v) else int(v) for v in matrix[:, i]],
                 "all_zero": all_zero[i],

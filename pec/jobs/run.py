@@ -17,11 +17,14 @@ from pathlib import Path
 import numpy as np
 
 from pec.backends.base import (
+    REQUIRED_AXES,
     Backend,
     EvalRequest,
     ProbeRequest,
     ProgressCallback,
     TrainRequest,
+    check_device,
+    design_columns,
     resolve_device,
 )
 from pec.backends.registry import get_backend
@@ -40,6 +43,7 @@ from pec.jobs.spec import (
     EvalJobSpec,
     TrainJobResult,
     TrainJobSpec,
+    job_axes,
 )
 from pec.jobs.threads import torch_threads
 from pec.maths.curriculum import MAX_LEVEL
@@ -107,6 +111,7 @@ def run_job(
 def _job_device(device: str) -> str:
     """The spec's device as this machine runs it (`auto`: cuda:0 with CUDA here, else cpu)."""
     resolved = resolve_device(device)
+    check_device(resolved)  # `cuda` where torch has none: one line, before any work
     if resolved != device:
         logger.info("device %s resolves to %s on this machine", device, resolved)
     return resolved
@@ -118,6 +123,9 @@ def run_train_job(
     """Train one expert; see the module docstring for the crash rule."""
     store = spec.store.open()
     backend = get_backend(spec.backend)
+    # before any download: one line, nothing written
+    supported = _backend_axes(backend)
+    design_columns(job_axes(spec.axes), np.zeros((0, len(job_axes(spec.axes)))), supported)
     log_prefix = layout.train_log_prefix(spec.run_name, spec.expert_id, spec.iteration)
     uploader = _CheckpointUploader(store, spec)
     latest_metrics: dict[str, float] = {}
@@ -146,6 +154,9 @@ def run_train_job(
         work_dir.mkdir()
         gcr = _load_samples(store, spec.samples_gcr_key, inputs / "gcr.npy", spec.num_envs)
         spcf = _load_samples(store, spec.samples_spcf_key, inputs / "spcf.npy", spec.num_envs)
+        leg = None
+        if spec.samples_leg_key is not None:
+            leg = _load_samples(store, spec.samples_leg_key, inputs / "leg.npy", spec.num_envs)
         resume_uri, max_iterations = spec.resume_checkpoint_uri, spec.max_iterations
         interrupted = _interrupted_attempt(store, uploader)
         if interrupted is not None:
@@ -173,6 +184,7 @@ def run_train_job(
             resume_checkpoint=resume,
             settings=dict(spec.settings),
             continues_job=interrupted is not None,
+            leg=leg,
         )
         logger.info("training %s on backend %s (%d envs)", what, spec.backend, spec.num_envs)
         warning: str | None = None
@@ -223,19 +235,22 @@ def run_eval_job(spec: EvalJobSpec) -> EvalJobResult:
     """Evaluate one checkpoint on every design; optionally persist the result at result_key."""
     store = spec.store.open()
     backend = get_backend(spec.backend)
-    designs = np.asarray(spec.designs, dtype=np.float64).reshape(-1, 2)
+    axes = job_axes(spec.axes)
+    designs = np.asarray(spec.designs, dtype=np.float64).reshape(-1, len(axes))
+    columns = design_columns(axes, designs, _backend_axes(backend))
     with tempfile.TemporaryDirectory(prefix="pec-eval-") as tmp:
         checkpoint = Path(tmp) / "checkpoint.pt"
         _download_uri(store, spec.checkpoint_uri, checkpoint, "checkpoint_uri")
         request = EvalRequest(
             checkpoint=checkpoint,
-            gcr=designs[:, 0].copy(),
-            spcf=designs[:, 1].copy(),
+            gcr=columns.gcr,
+            spcf=columns.spcf,
             num_episodes=spec.num_episodes,
             start_difficulty=spec.start_difficulty,
             seed=spec.seed,
             device=_job_device(spec.device),
             settings=dict(spec.settings),
+            leg=columns.leg,
         )
         logger.info(
             "evaluating expert %d on %d designs (backend %s)",
@@ -260,6 +275,11 @@ def run_eval_job(spec: EvalJobSpec) -> EvalJobResult:
         store.write_bytes(spec.result_key, payload)
         fault_point("eval-result-written")
     return result
+
+
+def _backend_axes(backend: Backend) -> tuple[str, ...]:
+    """The design axes a backend simulates (its ``design_axes``; gcr and spcf if it names none)."""
+    return tuple(getattr(backend, "design_axes", REQUIRED_AXES))
 
 
 def _search_levels(backend: Backend, request: EvalRequest, search_max_level: int) -> list[int]:

@@ -11,10 +11,19 @@ import json
 import math
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from pec.errors import ConfigError
 from pec.maths.curriculum import MAX_LEVEL
+from pec.maths.design_space import AXES, DEFAULT_AXES
 
 if TYPE_CHECKING:
     from pec.runs.store import Store
@@ -64,6 +73,12 @@ class TrainJobSpec(_Strict):
     iteration: int = Field(ge=0)
     samples_gcr_key: str = Field(min_length=1)
     samples_spcf_key: str = Field(min_length=1)
+    # 3-D runs only: leg.npy and the design axes the job varies (pec.maths.design_space.AXES);
+    # absent (None) from a 2-D spec, which therefore serialises as it always did.
+    samples_leg_key: str | None = Field(
+        default=None, min_length=1, exclude_if=lambda value: value is None
+    )
+    axes: list[str] | None = Field(default=None, exclude_if=lambda value: value is None)
     start_level: int = Field(ge=0, le=MAX_LEVEL)
     max_iterations: int = Field(ge=1)
     num_envs: int = Field(ge=1)
@@ -75,6 +90,41 @@ class TrainJobSpec(_Strict):
     threads: int | None = Field(
         default=None, ge=1
     )  # torch/BLAS threads (pec.jobs.threads); None: as is
+
+    @model_validator(mode="after")
+    def _leg_samples_match_axes(self) -> TrainJobSpec:
+        has_leg = "leg" in job_axes(self.axes)
+        if has_leg != (self.samples_leg_key is not None):
+            raise ValueError(
+                "samples_leg_key must be set exactly when axes name 'leg' (a 3-D run's leg.npy)"
+            )
+        return self
+
+
+DesignRow = tuple[float, float] | tuple[float, float, float]
+"""One design as a job spec holds it: [GCR, spcf] or [GCR, spcf, leg]."""
+
+
+def design_row(values: Any) -> DesignRow:
+    """A job spec's design from 2 or 3 numbers (a row of a (n, d) array)."""
+    floats = [float(v) for v in values]
+    if len(floats) == 2:
+        return (floats[0], floats[1])
+    if len(floats) == 3:
+        return (floats[0], floats[1], floats[2])
+    raise ValueError(f"a design has 2 or 3 values, got {len(floats)}")
+
+
+def job_axes(axes: list[str] | None) -> tuple[str, ...]:
+    """A spec's design axes: ("gcr", "spcf") when it names none; unknown names refused."""
+    if axes is None:
+        return DEFAULT_AXES
+    if tuple(axes) not in (DEFAULT_AXES, AXES):
+        raise ValueError(
+            f"axes {axes} are not a design space pec knows; use {list(DEFAULT_AXES)} or "
+            f"{list(AXES)}"
+        )
+    return tuple(axes)
 
 
 class TrainJobResult(_Strict):
@@ -100,7 +150,8 @@ class EvalJobSpec(_Strict):
     expert_id: int = Field(ge=0)
     iteration: int = Field(ge=0)
     checkpoint_uri: str = Field(min_length=1)
-    designs: list[tuple[float, float]] = Field(min_length=1)  # [GCR, spcf] pairs
+    # [GCR, spcf] pairs, or [GCR, spcf, leg] triples when axes names the leg axis
+    designs: list[DesignRow] = Field(min_length=1)
     num_episodes: int = Field(ge=1)
     start_difficulty: int = Field(ge=0, le=MAX_LEVEL)
     score: Literal["final_level", "level_search"] = "final_level"  # see pec.evaluation.protocols
@@ -113,14 +164,27 @@ class EvalJobSpec(_Strict):
         default=None, ge=1
     )  # torch/BLAS threads (pec.jobs.threads); None: as is
     result_key: str | None = None  # also write the result JSON here when set
+    axes: list[str] | None = Field(default=None, exclude_if=lambda value: value is None)
 
     @field_validator("designs")
     @classmethod
-    def _finite_designs(cls, designs: list[tuple[float, float]]) -> list[tuple[float, float]]:
-        for index, (gcr, spcf) in enumerate(designs):
-            if not (math.isfinite(gcr) and math.isfinite(spcf)):
-                raise ValueError(f"design {index} is {[gcr, spcf]}: GCR and spcf must be finite")
+    def _finite_designs(cls, designs: list[tuple[float, ...]]) -> list[tuple[float, ...]]:
+        for index, design in enumerate(designs):
+            if not all(math.isfinite(v) for v in design):
+                names = "GCR and spcf" if len(design) == 2 else "GCR, spcf and leg"
+                raise ValueError(f"design {index} is {list(design)}: {names} must be finite")
         return designs
+
+    @model_validator(mode="after")
+    def _designs_match_axes(self) -> EvalJobSpec:
+        axes = job_axes(self.axes)
+        wrong = [i for i, d in enumerate(self.designs) if len(d) != len(axes)]
+        if wrong:
+            raise ValueError(
+                f"designs[{wrong[0]}] has {len(self.designs[wrong[0]])} values but the job's axes "
+                f"are {list(axes)}; give one value per axis"
+            )
+        return self
 
 
 class EvalJobResult(_Strict):

@@ -34,6 +34,15 @@ class BalluTaskSettings(StrictModel):
         facts.INIT_ROOT_HEIGHT, gt=0, description="pelvis height at reset (m)"
     )
     lane_spacing: float = Field(1.0, gt=0.2, description="y distance between robot lanes (m)")
+    physics_block_envs: int = Field(
+        64,
+        ge=1,
+        le=8192,
+        description=(
+            "MuJoCo only: robots per physics scene; a job's scenes step on its threads"
+            " (results depend on this size, not on the thread count)"
+        ),
+    )
     obstacle_start_x: float = facts.OBSTACLE_START_X
     obstacle_length: float = Field(
         facts.OBSTACLE_LENGTH, gt=0, description="x extent of the box; a ramp's default is 1.5"

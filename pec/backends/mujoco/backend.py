@@ -36,6 +36,7 @@ from pec.backends.base import (
     ProgressCallback,
     TrainOutcome,
     TrainRequest,
+    check_device,
 )
 from pec.backends.mujoco.env import BalluVecEnv
 from pec.backends.mujoco.settings import MujocoSettings, PPOSettings
@@ -254,7 +255,9 @@ class MujocoBackend:
 
     @contextlib.contextmanager
     def simulation(self, settings: Any, device: str) -> Iterator[None]:
-        """What must run around a job (an app, a check that it is installed); none here."""
+        """What must run around a job (an app, a check that it is installed): here only the
+        check that this machine can run the device."""
+        check_device(device)
         yield
 
     def play_probes(self, env: Any, actor: torch.nn.Module, levels: np.ndarray) -> list[bool]:

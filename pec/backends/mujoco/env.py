@@ -24,9 +24,10 @@ from pec.backends.ballu.facts import (
     NUM_ACTIONS,
 )
 from pec.backends.ballu.facts import NUM_OBS as NUM_OBS
+from pec.backends.mujoco.blocks import BalluBlocks
 from pec.backends.mujoco.rewards import RewardKernel
 from pec.backends.mujoco.settings import BalluTaskSettings
-from pec.backends.mujoco.sim import BalluSim, FloatArray
+from pec.backends.mujoco.sim import FloatArray
 from pec.errors import ConfigError
 from pec.maths.curriculum import MAX_LEVEL
 
@@ -100,7 +101,10 @@ class BalluVecEnv(VecEnv):  # type: ignore[misc]  # rsl_rl ships no type informa
         seed: int = 0,
         device: str = "cpu",
         eval_mode: bool = False,
+        threads: int | None = None,
     ) -> None:
+        """`threads`: physics threads (None: torch's thread count, which a job sets to its
+        spec's `threads`); results do not depend on it (see `pec.backends.mujoco.blocks`)."""
         if not 0 <= start_level <= MAX_LEVEL:
             raise ConfigError(f"start_level={start_level} is outside [0, {MAX_LEVEL}]; clip it")
         self.task = task or BalluTaskSettings()  # type: ignore[call-arg]
@@ -122,8 +126,10 @@ class BalluVecEnv(VecEnv):  # type: ignore[misc]  # rsl_rl ships no type informa
             self.leg = resolve_design(num_envs, "leg", leg_values, None, 0.0, self.rng)
             check_legs(self.leg)
         self.num_obs = NUM_OBS + (0 if self.leg is None else 1)
-        self.sim = BalluSim(
+        self.sim = BalluBlocks(
             num_envs,
+            block_envs=t.physics_block_envs,
+            threads=torch.get_num_threads() if threads is None else threads,
             physics_hz=t.physics_hz,
             drag_coefficient=t.drag_coefficient,
             init_root_height=t.init_root_height,
@@ -200,15 +206,20 @@ class BalluVecEnv(VecEnv):  # type: ignore[misc]  # rsl_rl ships no type informa
         act = finite_or(act, nan=0.0, posinf=1.0, neginf=0.0)
         self.sim.set_actions(act)
         self.prev_actions = np.clip(act, -1.0, 2.0)
-        stable = self.sim.step(self.task.decimation)
+        stable = self.sim.step(self.task.decimation)  # per env: False where MuJoCo reset it
         self.episode_steps += 1
         knees, feet = self.sim.leg_points()  # once for rewards, terminations, observations
         rewards, parts = self._compute_rewards(feet)
         terminated = self._terminated(feet)
-        if not stable:  # mjData was reset under us: every env failed, no level change
-            log.warning("MuJoCo reset the scene (unstable accelerations); resetting all envs")
-            terminated[:] = True
-            self.sim.qpos[:, 0] = np.nan
+        if not np.logical_and.reduce(stable, None):  # a block's mjData was reset under us:
+            # every env of that block failed, no level change
+            lost = ~stable
+            log.warning(
+                "MuJoCo reset %d envs' scene (unstable accelerations); resetting them",
+                int(lost.sum()),
+            )
+            terminated[lost] = True
+            self.sim.qpos[lost, 0] = np.nan
         time_outs = (self.episode_steps >= self.max_episode_length) & ~terminated
         dones = terminated | time_outs
         done_ids = np.nonzero(dones)[0]
@@ -232,6 +243,10 @@ class BalluVecEnv(VecEnv):  # type: ignore[misc]  # rsl_rl ships no type informa
         rew = self._tensor(rewards, np.float32)
         done_t = self._tensor(dones, np.int64)
         return self.get_observations(), rew, done_t, extras
+
+    def close(self) -> None:
+        """Stop the physics threads."""
+        self.sim.close()
 
     def pop_episode_root_x(self) -> float:
         """Mean final root x of the episodes ended since the last call (NaN if none)."""

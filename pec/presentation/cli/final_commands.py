@@ -101,10 +101,12 @@ def cmd_eval_final(args: argparse.Namespace) -> int:
 
 
 def cmd_designs_uniform(args: argparse.Namespace) -> int:
-    if args.GCR_range is not None or args.spcf_range is not None:
+    if args.GCR_range is not None or args.spcf_range is not None or args.leg_range is not None:
         defaults = build_config()
         space = DesignSpace(
-            gcr=args.GCR_range or defaults.GCR_range, spcf=args.spcf_range or defaults.spcf_range
+            gcr=args.GCR_range or defaults.GCR_range,
+            spcf=args.spcf_range or defaults.spcf_range,
+            leg=args.leg_range,
         )
     elif args.run_name is not None:
         store, _ = open_run_store(args.store)
@@ -112,7 +114,7 @@ def cmd_designs_uniform(args: argparse.Namespace) -> int:
     else:
         raise InputError(
             "designs uniform: pass --run_name (use the run's design space) or "
-            "--GCR_range/--spcf_range"
+            "--GCR_range/--spcf_range(/--leg_range)"
         )
     designs = uniform_designs(space, args.n, args.seed)
     out = Path(args.out)
@@ -120,10 +122,8 @@ def cmd_designs_uniform(args: argparse.Namespace) -> int:
         raise InputError(f"--out {out}: use a .json file name (its stem names final_eval/<stem>/)")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_bytes(dump_designs(designs))
-    console.print(
-        f"{len(designs)} uniform designs (seed {args.seed}) in GCR {list(space.gcr)}, "
-        f"spcf {list(space.spcf)}: {out}"
-    )
+    box = ", ".join(f"{k} {list(b)}" for k, b in zip(space.keys, space.bounds, strict=True))
+    console.print(f"{len(designs)} uniform designs (seed {args.seed}) in {box}: {out}")
     return 0
 
 
@@ -300,7 +300,9 @@ def add_final_commands(subparsers: Any) -> None:
     """Register this module's sub-commands on the main parser's subparsers."""
     p = subparsers.add_parser("eval-final", help="evaluate every expert on a designs file")
     add_common(p)
-    p.add_argument("--designs_file", required=True, help='JSON [{"id", "GCR", "spcf"}, ...]')
+    p.add_argument(
+        "--designs_file", required=True, help='JSON [{"id", "GCR", "spcf"(, "leg")}, ...]'
+    )
     add_protocol_flags(p)
     p.set_defaults(func=cmd_eval_final)
 
@@ -314,6 +316,7 @@ def add_final_commands(subparsers: Any) -> None:
     u.add_argument("--store", default=default_store())
     u.add_argument("--GCR_range", type=pair)
     u.add_argument("--spcf_range", type=pair)
+    u.add_argument("--leg_range", type=pair, help="leg length [lo, hi] (m): 3-D designs")
     u.set_defaults(func=cmd_designs_uniform)
 
     p = subparsers.add_parser("baseline", help="the generalist with PEC's env-step budget")

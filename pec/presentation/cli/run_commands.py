@@ -48,7 +48,8 @@ def cmd_init(args: argparse.Namespace) -> int:
     from pec.presentation.visualize import render_all_soft
 
     run = open_run_from_args(
-        args, ["K", "GCR_range", "spcf_range", "sigma_scale", "centers", "usd_rel_path"]
+        args,
+        ["K", "GCR_range", "spcf_range", "leg_range", "sigma_scale", "centers", "usd_rel_path"],
     )
     state, _, created = steps.initialise_run(run)
     write_effective_config(run)
@@ -221,31 +222,42 @@ def cmd_route(args: argparse.Namespace) -> int:
     state = load_state_or_fail(store, args.run_name)
     space = state_space(state)
     if args.designs_file:
-        designs = read_designs_file(Path(args.designs_file))
-        points = np.asarray([[d.GCR, d.spcf] for d in designs], dtype=float)
+        designs = read_designs_file(Path(args.designs_file), space)
+        points = np.asarray([d.values() for d in designs], dtype=float)
         ids = [d.id for d in designs]
     elif args.GCR is not None and args.spcf is not None:
-        points = np.asarray([[args.GCR, args.spcf]], dtype=float)
+        if (args.leg is not None) != (space.dim == 3):
+            raise InputError(
+                f"--leg: run '{state.run_name}' is 3-D (GCR x spcf x leg); pass --leg too"
+                if args.leg is None
+                else f"--leg: run '{state.run_name}' is 2-D (GCR x spcf); drop --leg"
+            )
+        extra = [args.leg] if args.leg is not None else []
+        points = np.asarray([[args.GCR, args.spcf, *extra]], dtype=float)
         ids = [0]
     else:
-        raise InputError("route: pass --GCR and --spcf, or --designs_file")
+        raise InputError("route: pass --GCR and --spcf (and --leg in a 3-D run), or --designs_file")
     evidence = None
     if args.router == "score_informed":
         evidence = run_evidence(store, state.run_name, len(state.experts), state.iteration)
     experts = route_designs(points, state, space, args.router, evidence)
     if args.json:
         rows = [
-            {"design": ids[i], "GCR": float(p[0]), "spcf": float(p[1]), "expert": int(k)}
+            {
+                "design": ids[i],
+                **{key: float(v) for key, v in zip(space.keys, p, strict=True)},
+                "expert": int(k),
+            }
             for i, (p, k) in enumerate(zip(points, experts, strict=True))
         ]
         print(json.dumps({"router": args.router, "routes": rows}))
         return 0
-    table = Table("design", "GCR", "spcf", "expert", "checkpoint")
+    table = Table("design", *space.keys, "expert", "checkpoint")
+    formats = ("{:.4f}", "{:.5f}", "{:.3f}")
     for i, (p, k) in enumerate(zip(points, experts, strict=True)):
         table.add_row(
             str(ids[i]),
-            f"{p[0]:.4f}",
-            f"{p[1]:.5f}",
+            *(formats[a].format(p[a]) for a in range(space.dim)),
             str(int(k)),
             str(state.experts[int(k)].checkpoint),
         )
@@ -255,12 +267,12 @@ def cmd_route(args: argparse.Namespace) -> int:
 
 def _experts_table(state: PECState) -> None:
     table = Table(title=f"{state.run_name}: {state.iteration} completed iteration(s)")
+    keys = list(state.design_space)  # GCR, spcf (, leg)
+    formats = ("{:.4f}", "{:.5f}", "{:.3f}")
     for col in (
         "expert",
-        "mu GCR",
-        "mu spcf",
-        "std GCR",
-        "std spcf",
+        *(f"mu {k}" for k in keys),
+        *(f"std {k}" for k in keys),
         "designs",
         "last trained",
         "checkpoint",
@@ -269,10 +281,8 @@ def _experts_table(state: PECState) -> None:
     for e in state.experts:
         table.add_row(
             str(e.id),
-            f"{e.mu[0]:.4f}",
-            f"{e.mu[1]:.5f}",
-            f"{e.sigma[0][0] ** 0.5:.4f}",
-            f"{e.sigma[1][1] ** 0.5:.5f}",
+            *(formats[a].format(e.mu[a]) for a in range(len(keys))),
+            *(formats[a].format(e.sigma[a][a] ** 0.5) for a in range(len(keys))),
             str(len(e.designs)),
             "-" if e.last_trained_pec_iter is None else str(e.last_trained_pec_iter),
             e.checkpoint or "-",
@@ -340,6 +350,7 @@ def add_run_commands(sub: Any) -> None:
     p.add_argument("--K", type=int)
     p.add_argument("--GCR_range", type=pair)
     p.add_argument("--spcf_range", type=pair)
+    p.add_argument("--leg_range", type=pair, help="leg length [lo, hi] in metres: a 3-D run")
     p.add_argument("--sigma_scale", type=float)
     p.add_argument("--centers", type=centers)
     p.add_argument("--usd_rel_path")
@@ -391,6 +402,7 @@ def add_run_commands(sub: Any) -> None:
     add_common(p, config=False)
     p.add_argument("--GCR", type=float)
     p.add_argument("--spcf", type=float)
+    p.add_argument("--leg", type=float, help="leg length in metres (3-D runs)")
     p.add_argument("--designs_file")
     p.add_argument(
         "--router",
