@@ -23,12 +23,15 @@ from prefect.tasks import Task
 
 from flows.storage import result_storage_for
 from pec.errors import (
+    MESSAGE_LIMIT,
     ConflictError,
     IncompleteTrainingError,
     JobError,
     NotFoundError,
     StoreError,
     incomplete_training,
+    one_line,
+    quoted,
 )
 from pec.jobs.plan import ExecutorPlan, executor_plan, plan_executor
 from pec.jobs.runner import FinishedLookup, JobOutcome, JobSpecs, OnOutcome
@@ -218,8 +221,8 @@ def failure_message(future: PrefectFuture[Any]) -> str:
     try:
         future.result(raise_on_failure=True)
     except Exception as exc:
-        return f"{type(exc).__name__}: {exc}"
-    return state.message or state.name or "failed"
+        return quoted(exc, MESSAGE_LIMIT)
+    return one_line(state.message or state.name or "failed", MESSAGE_LIMIT)
 
 
 def job_outcome(spec: TrainJobSpec | EvalJobSpec, future: PrefectFuture[Any]) -> JobOutcome:

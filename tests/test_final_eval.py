@@ -6,10 +6,12 @@ executor whose level for a design is a known function of (expert, design).
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from pec.errors import InputError, JobError
 from pec.evaluation.designs_file import Design, read_designs_file, uniform_designs
@@ -216,6 +218,15 @@ class FakeExecutor:
         return EvalJobResult(levels=levels, expert_id=spec.expert_id)
 
 
+def _safe_checkpoint() -> bytes:
+    buffer = io.BytesIO()
+    torch.save({"actor_state_dict": {}, "iter": 0}, buffer)
+    return buffer.getvalue()
+
+
+_SAFE_CHECKPOINT = _safe_checkpoint()
+
+
 def trained_run(
     tmp_path: Path, K: int = 2, score: str | None = "final_level"
 ) -> tuple[Run, PECState]:
@@ -238,7 +249,7 @@ def trained_run(
     experts = []
     for e in state.experts:
         key = layout.best_checkpoint_key(RUN, e.id, 0)
-        store.write_bytes(key, b"checkpoint")
+        store.write_bytes(key, _SAFE_CHECKPOINT)  # the executor is fake; the preflight reads it
         experts.append(
             e.model_copy(
                 update={"checkpoint": store.uri(key), "trained": True, "last_trained_pec_iter": 0}

@@ -32,6 +32,8 @@ from pec.errors import (
     NotFoundError,
     PECError,
     StoreError,
+    one_line,
+    quoted,
 )
 from pec.evaluation.protocols import level_search
 from pec.faults import fault_point
@@ -184,14 +186,14 @@ def run_train_job(
             if not uploader.uploaded(uploader.best_key):
                 raise JobError(
                     f"training of {what} failed before writing {BEST_CHECKPOINT_NAME}: "
-                    f"{type(exc).__name__}: {exc}; fix the cause and re-run the job"
+                    f"{quoted(exc)}; fix the cause and re-run the job"
                 ) from exc
             # Not finished: fail, so a retry continues from model_last.pt; the crash rule
             # (keep model_best.pt) is the driver's last resort once retries are exhausted.
             done = _relative_progress(spec, uploader.progress, total[0])
             raise IncompleteTrainingError(
                 f"training of {what} stopped after {done} of {spec.max_iterations} PPO "
-                f"iterations ({type(exc).__name__}: {exc}); a retry continues from "
+                f"iterations ({quoted(exc)}); a retry continues from "
                 f"{LAST_CHECKPOINT_NAME} where one was saved",
                 completed=done,
                 total=spec.max_iterations,
@@ -251,7 +253,7 @@ def run_eval_job(spec: EvalJobSpec) -> EvalJobResult:
         except Exception as exc:
             raise JobError(
                 f"evaluation of expert {spec.expert_id} ({spec.checkpoint_uri}) failed: "
-                f"{type(exc).__name__}: {exc}; fix the cause and re-run the job"
+                f"{quoted(exc)}; fix the cause and re-run the job"
             ) from exc
     _check_levels(levels, len(spec.designs), spec.backend)
     result = EvalJobResult(levels=[int(level) for level in levels], expert_id=spec.expert_id)
@@ -367,7 +369,7 @@ def _load_samples(store: Store, key: str, path: Path, num_envs: int) -> np.ndarr
         values = np.load(path, allow_pickle=False)
     except (ValueError, OSError, EOFError) as exc:
         raise InputError(
-            f"samples {store.uri(key)} are not a plain .npy array ({exc}); save them with np.save"
+            f"samples {store.uri(key)} are not a plain .npy array ({one_line(exc)}); save them with np.save"
         ) from exc
     if not isinstance(values, np.ndarray) or values.shape != (num_envs,):
         shape = getattr(values, "shape", None)
@@ -389,7 +391,7 @@ def _download_uri(store: Store, uri: str, path: Path, field: str) -> None:
     except NotFoundError as exc:
         raise JobError(f"{field} {uri} does not exist in the store; pass an existing one") from exc
     except StoreError as exc:
-        raise JobError(f"{field} {uri} could not be read: {exc}") from exc
+        raise JobError(f"{field} {uri} could not be read: {one_line(exc)}") from exc
 
 
 def _tensorboard_files(work_dir: Path) -> list[Path]:

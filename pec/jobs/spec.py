@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
-from pec.errors import ConfigError
+from pec.errors import ConfigError, one_line
 from pec.maths.curriculum import MAX_LEVEL
 
 if TYPE_CHECKING:
@@ -141,7 +141,7 @@ def parse_job_spec(data: bytes | str | dict[str, Any]) -> TrainJobSpec | EvalJob
         return _JOB_SPEC_ADAPTER.validate_python(raw)
     except json.JSONDecodeError as exc:
         raise ConfigError(
-            f"job spec is not valid JSON ({exc}); write it with model_dump_json()"
+            f"job spec is not valid JSON ({one_line(exc)}); write it with model_dump_json()"
         ) from exc
     except ValidationError as exc:
         raise ConfigError(f"job spec is invalid: {_one_line(exc)}; fix the named field") from exc

@@ -38,7 +38,7 @@ from pec.backends.base import (
 )
 from pec.backends.mujoco.env import BalluVecEnv
 from pec.backends.mujoco.settings import MujocoSettings, PPOSettings
-from pec.errors import ConfigError, InputError, JobError
+from pec.errors import ConfigError, InputError, JobError, one_line
 from pec.maths.curriculum import MAX_LEVEL
 
 log = logging.getLogger(__name__)
@@ -107,7 +107,9 @@ def load_checkpoint(path: Path, device: str = "cpu") -> dict[str, Any]:
     try:
         loaded = torch.load(path, map_location=device, weights_only=True)
     except Exception as exc:  # any unpickling failure means a bad file
-        raise InputError(f"checkpoint {path} cannot be read safely ({exc}); re-export it") from exc
+        raise InputError(
+            f"checkpoint {path} cannot be read safely ({one_line(exc)}); re-export it"
+        ) from exc
     if not isinstance(loaded, dict) or "actor_state_dict" not in loaded:
         raise InputError(f"checkpoint {path} has no actor_state_dict; pass an rsl-rl checkpoint")
     return loaded
@@ -293,7 +295,7 @@ class MujocoBackend:
                 close_env(env)
                 raise InputError(
                     f"resume_checkpoint {request.resume_checkpoint} does not fit these settings "
-                    f"({exc}); use the ppo hidden dims it was trained with"
+                    f"({one_line(exc)}); use the ppo hidden dims it was trained with"
                 ) from exc
             start_it = int(resume.get("iter", 0))
             runner.current_learning_iteration = start_it
@@ -448,7 +450,7 @@ class MujocoBackend:
         except RuntimeError as exc:
             close_env(env)
             raise InputError(
-                f"checkpoint {checkpoint} does not match the actor settings ({exc}); "
+                f"checkpoint {checkpoint} does not match the actor settings ({one_line(exc)}); "
                 "evaluate with the settings it was trained with"
             ) from exc
         actor.eval()

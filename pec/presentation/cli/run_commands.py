@@ -32,6 +32,7 @@ from pec.presentation.cli.common import add_common, centers, open_run_from_args,
 from pec.presentation.cli.history import status_history_table
 from pec.presentation.console import PROGRESS_LINE, console, progress_bar
 from pec.runs import layout
+from pec.runs.checkpoints import check_expert_checkpoints
 from pec.runs.run import (
     load_run_state,
     load_state_or_fail,
@@ -133,6 +134,7 @@ def cmd_evaluate_frontier(args: argparse.Namespace) -> int:
 
     run = open_run_from_args(args, ["F", "sampling_mode", "num_episodes", "start_difficulty"])
     state, _ = load_run_state(run)
+    check_expert_checkpoints(run.store, state, present_only=True)
     runner = local_runner(run.config)
     write_effective_config(run)
     with progress_bar() as progress:
@@ -219,6 +221,7 @@ def cmd_visualize(args: argparse.Namespace) -> int:
 def cmd_route(args: argparse.Namespace) -> int:
     store, _ = open_run_store(args.store)
     state = load_state_or_fail(store, args.run_name)
+    check_expert_checkpoints(store, state)  # a route names the checkpoint to deploy
     space = state_space(state)
     if args.designs_file:
         designs = read_designs_file(Path(args.designs_file))
