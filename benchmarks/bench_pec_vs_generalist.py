@@ -74,7 +74,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--score",
         choices=["level_search", "final_level"],
         default="level_search",
-        help="evaluation protocol of the frontier and the final evaluation (pec.evaluation.protocols)",
+        help="evaluation protocol of the frontier and the final evaluation (pec.maths.protocols)",
     )
     p.add_argument("--plot", help="write a bar chart (mean ± 95%% interval over seeds) here")
     p.add_argument("--seed", type=int, default=0, help="first run seed")

@@ -228,7 +228,7 @@ def test_report_shows_both_routers_with_intervals() -> None:
 def test_report_refuses_a_generalist_scored_by_another_protocol(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from pec.evaluation.protocols import describe
+    from pec.maths.protocols import describe
 
     store = LocalStore(tmp_path / "store")
     summary = payload()

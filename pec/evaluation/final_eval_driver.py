@@ -21,9 +21,9 @@ from pec.evaluation.final_eval import (
     reusable_levels,
     write_summary,
 )
-from pec.evaluation.protocols import ScoreName
 from pec.jobs.runner import JobOutcome, JobRunner
 from pec.jobs.spec import EvalJobResult, EvalJobSpec, TrainJobSpec
+from pec.maths.protocols import ScoreName
 from pec.runs import layout
 from pec.runs.checkpoints import check_expert_checkpoints
 from pec.runs.run import Run

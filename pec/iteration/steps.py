@@ -16,13 +16,13 @@ from typing import Any
 import numpy as np
 
 from pec.errors import InputError, StateError
-from pec.evaluation.protocols import describe, same_protocol
 from pec.faults import fault_point
 from pec.jobs.spec import EvalJobSpec, TrainJobResult, TrainJobSpec
 from pec.maths.coverage import coverage as mc_coverage
 from pec.maths.curriculum import starting_level
 from pec.maths.frontier import CandidateSelection, effective_mode, select_candidates
 from pec.maths.init import initialise_gaussians, sample_designs
+from pec.maths.protocols import describe, same_protocol
 from pec.maths.refit import assign_winners, refit_experts
 from pec.maths.seeds import derive_seed
 from pec.runs import layout, run_records

@@ -35,7 +35,6 @@ from pec.errors import (
     one_line,
     quoted,
 )
-from pec.evaluation.protocols import level_search
 from pec.faults import fault_point
 from pec.jobs.spec import (
     EvalJobResult,
@@ -45,6 +44,7 @@ from pec.jobs.spec import (
 )
 from pec.jobs.threads import torch_threads
 from pec.maths.curriculum import MAX_LEVEL
+from pec.maths.protocols import level_search
 from pec.runs import layout
 from pec.runs.store import Store
 
@@ -265,7 +265,7 @@ def run_eval_job(spec: EvalJobSpec) -> EvalJobResult:
 
 
 def _search_levels(backend: Backend, request: EvalRequest, search_max_level: int) -> list[int]:
-    """The level-search protocol (pec.evaluation.protocols) on the backend's probe_levels primitive."""
+    """The level-search protocol (pec.maths.protocols) on the backend's probe_levels primitive."""
     probe_levels = getattr(backend, "probe_levels", None)
     if probe_levels is None:
         raise JobError(

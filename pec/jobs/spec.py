@@ -103,7 +103,7 @@ class EvalJobSpec(_Strict):
     designs: list[tuple[float, float]] = Field(min_length=1)  # [GCR, spcf] pairs
     num_episodes: int = Field(ge=1)
     start_difficulty: int = Field(ge=0, le=MAX_LEVEL)
-    score: Literal["final_level", "level_search"] = "final_level"  # see pec.evaluation.protocols
+    score: Literal["final_level", "level_search"] = "final_level"  # see pec.maths.protocols
     search_max_level: int = Field(default=MAX_LEVEL, ge=1, le=MAX_LEVEL)
     seed: int
     device: str = "cpu"

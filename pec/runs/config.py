@@ -106,7 +106,7 @@ class PECConfig(StrictModel):
     start_difficulty: int = Field(28, ge=0, le=MAX_LEVEL)
     score: Literal["final_level", "level_search"] = Field(
         "level_search",
-        description="evaluation protocol (pec.evaluation.protocols): level_search (default), or "
+        description="evaluation protocol (pec.maths.protocols): level_search (default), or "
         "final_level, the original's protocol (num_episodes from start_difficulty)",
     )
     search_max_level: int = Field(
@@ -238,7 +238,7 @@ class PECConfig(StrictModel):
 
     def protocol_record(self) -> dict[str, Any]:
         """The evaluation protocol as recorded in scores.json / summary.json (with its ceiling)."""
-        from pec.evaluation.protocols import describe
+        from pec.maths.protocols import describe
 
         return describe(self.score, self.num_episodes, self.start_difficulty, self.search_max_level)
 
