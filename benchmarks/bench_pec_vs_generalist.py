@@ -39,8 +39,8 @@ from pec.evaluation.final_eval_driver import run_final_eval
 from pec.evaluation.report import write_report
 from pec.iteration.driver import IterationReport, run_until_done
 from pec.jobs.plan import local_runner
-from pec.jobs.spec import StoreSpec
 from pec.runs.config import build_config
+from pec.runs.job_records import StoreSpec
 from pec.runs.run import make_run
 from pec.runs.store import Store, open_store
 

@@ -35,14 +35,8 @@ from pec.errors import (
 )
 from pec.jobs.plan import ExecutorPlan, executor_plan, plan_executor
 from pec.jobs.runner import FinishedLookup, JobOutcome, JobSpecs, OnOutcome
-from pec.jobs.spec import (
-    EvalJobResult,
-    EvalJobSpec,
-    TrainJobResult,
-    TrainJobSpec,
-    parse_job_result,
-    parse_job_spec,
-)
+from pec.jobs.spec import EvalJobResult, EvalJobSpec, TrainJobSpec, parse_job_result, parse_job_spec
+from pec.runs.job_records import TrainJobResult
 from pec.runs.run import Run
 
 # A store outage longer than botocore's own retries (seconds) gets two more task attempts.

@@ -26,11 +26,12 @@ from pec.evaluation.final_eval_driver import run_final_eval
 from pec.iteration.steps import initialise_run
 from pec.jobs.external import LogSink
 from pec.jobs.runner import LocalJobRunner
-from pec.jobs.spec import EvalJobResult, EvalJobSpec, StoreSpec, TrainJobResult, TrainJobSpec
+from pec.jobs.spec import EvalJobResult, EvalJobSpec, TrainJobSpec
 from pec.maths.design_space import DesignSpace
 from pec.presentation.cli import main as final_main
 from pec.runs import layout
 from pec.runs.config import build_config
+from pec.runs.job_records import StoreSpec, TrainJobResult
 from pec.runs.run import Run, make_run, write_effective_config
 from pec.runs.state import PECState
 from pec.runs.state_io import load_state, save_state

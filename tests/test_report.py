@@ -23,12 +23,12 @@ from pec.evaluation.report import (
     write_report,
 )
 from pec.iteration import steps
-from pec.jobs.spec import StoreSpec
 from pec.maths.design_space import DesignSpace
 from pec.presentation.cli import main as final_main
 from pec.presentation.cli.history import iteration_history, status_history_table
 from pec.runs import layout
 from pec.runs.config import build_config
+from pec.runs.job_records import StoreSpec
 from pec.runs.run import make_run, write_effective_config
 from pec.runs.state_io import load_state
 from pec.runs.store import LocalStore, Store

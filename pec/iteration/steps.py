@@ -17,7 +17,7 @@ import numpy as np
 
 from pec.errors import InputError, StateError
 from pec.faults import fault_point
-from pec.jobs.spec import EvalJobSpec, TrainJobResult, TrainJobSpec
+from pec.jobs.spec import EvalJobSpec, TrainJobSpec
 from pec.maths.coverage import coverage as mc_coverage
 from pec.maths.curriculum import starting_level
 from pec.maths.frontier import CandidateSelection, effective_mode, select_candidates
@@ -28,6 +28,7 @@ from pec.maths.seeds import derive_seed
 from pec.runs import layout, run_records
 from pec.runs.checkpoints import check_checkpoint
 from pec.runs.config import PECConfig
+from pec.runs.job_records import TrainJobResult
 from pec.runs.run import Run, check_compatible
 from pec.runs.state import (
     SCHEMA_VERSION,

@@ -26,8 +26,9 @@ from typing import Any
 
 from pec.errors import ConfigError, JobError, one_line
 from pec.jobs.external import TAIL_LINES, LogSink, finish_external_job
-from pec.jobs.spec import EvalJobResult, EvalJobSpec, TrainJobResult, TrainJobSpec
+from pec.jobs.spec import EvalJobResult, EvalJobSpec, TrainJobSpec
 from pec.jobs.threads import thread_env
+from pec.runs.job_records import TrainJobResult
 
 logger = logging.getLogger(__name__)
 

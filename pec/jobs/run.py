@@ -36,16 +36,12 @@ from pec.errors import (
     quoted,
 )
 from pec.faults import fault_point
-from pec.jobs.spec import (
-    EvalJobResult,
-    EvalJobSpec,
-    TrainJobResult,
-    TrainJobSpec,
-)
+from pec.jobs.spec import EvalJobResult, EvalJobSpec, TrainJobSpec
 from pec.jobs.threads import torch_threads
 from pec.maths.curriculum import MAX_LEVEL
 from pec.maths.protocols import level_search
 from pec.runs import layout
+from pec.runs.job_records import TrainJobResult
 from pec.runs.store import Store
 
 logger = logging.getLogger(__name__)

@@ -18,7 +18,8 @@ from typing import Protocol
 from pec.errors import MESSAGE_LIMIT, IncompleteTrainingError, JobError, PECError, one_line
 from pec.jobs.executors import Executor
 from pec.jobs.external import LogSink
-from pec.jobs.spec import EvalJobResult, EvalJobSpec, TrainJobResult, TrainJobSpec
+from pec.jobs.spec import EvalJobResult, EvalJobSpec, TrainJobSpec
+from pec.runs.job_records import TrainJobResult
 
 logger = logging.getLogger(__name__)
 
