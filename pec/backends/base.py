@@ -109,3 +109,9 @@ class Backend(Protocol):
     def evaluate(self, request: EvalRequest) -> list[int]:
         """Final curriculum level (integer in [0, 74]) per design, in input order."""
         ...
+
+    def check_host(self, settings: dict[str, object], device: str) -> None:
+        """The backend's preflight on the machine that will run its jobs: raise a one-line
+        ConfigError when something these settings and this device need is missing here (an
+        optional extra, CUDA). A run whose jobs run on this machine calls it before writing."""
+        ...

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from pec.backends.registry import get_backend
 from pec.errors import InputError, StateError
 from pec.faults import fault_point
 from pec.jobs.spec import EvalJobSpec, TrainJobSpec
@@ -138,11 +139,10 @@ def preflight(run: Run, state: PECState) -> None:
     """
     if stop_reason(run.config, state) is not None:
         return
-    if run.config.backend == "isaaclab" and run.config.executor in ("inprocess", "subprocess"):
-        # the jobs run on this machine: a missing extra or CUDA is known now, not per job
-        from pec.backends.isaaclab.backend import require_local_isaaclab
-
-        require_local_isaaclab(run.config.backend_settings, run.config.effective_device)
+    if run.config.executor in ("inprocess", "subprocess"):
+        # the jobs run on this machine: what the backend needs here is known now, not per job
+        backend = get_backend(run.config.backend)
+        backend.check_host(dict(run.config.backend_settings), run.config.effective_device)
     for expert in state.experts:
         check_warm_start(run, state, expert.id)
     if state.iteration > 0:

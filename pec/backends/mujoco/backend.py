@@ -243,6 +243,9 @@ class MujocoBackend:
         """What must run around a job (an app, a check that it is installed); none here."""
         yield
 
+    def check_host(self, settings: dict[str, object], device: str) -> None:
+        """The preflight of the backend contract: MuJoCo ships with pec, nothing to check."""
+
     def play_probes(self, env: Any, actor: torch.nn.Module, levels: np.ndarray) -> list[bool]:
         """One episode per env at levels[i]; True where root x ended past promote_x."""
         env.set_levels(levels)
