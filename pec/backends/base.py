@@ -13,6 +13,8 @@ from typing import Protocol
 
 import numpy as np
 
+from pec.runs.job_records import AUTO_DEVICE as AUTO_DEVICE
+
 
 @dataclass(frozen=True)
 class TrainRequest:
@@ -70,9 +72,6 @@ class ProbeRequest:
     seed: int
     device: str
     settings: dict[str, object] = field(default_factory=dict)
-
-
-AUTO_DEVICE = "auto"
 
 
 def resolve_device(device: str) -> str:

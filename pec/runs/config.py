@@ -24,10 +24,11 @@ from pydantic import (
     model_validator,
 )
 
-from pec.backends.base import AUTO_DEVICE
 from pec.errors import ConfigError
 from pec.maths.curriculum import MAX_LEVEL
+from pec.runs.job_records import AUTO_DEVICE
 from pec.runs.safe_io import StrictModel, parse_yaml, read_local_file
+from pec.runs.threads import job_threads
 
 # Upper bounds on sizes, so a typo (an extra zero or three) is one line, not an out-of-memory
 # crash minutes later. Each bound is far above the reference sheet's research settings.
@@ -227,8 +228,7 @@ class PECConfig(StrictModel):
         return "cpu" if self.backend == "mujoco" else AUTO_DEVICE
 
     def job_threads(self, jobs_in_flight: int) -> int:
-        """Threads for each of `jobs_in_flight` parallel jobs (pec.jobs.threads policy)."""
-        from pec.jobs.threads import job_threads
+        """Threads for each of `jobs_in_flight` parallel jobs (the pec.runs.threads policy)."""
 
         return job_threads(self.threads_per_job, jobs_in_flight)
 

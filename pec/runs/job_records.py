@@ -1,6 +1,7 @@
 """The job contract's types that a run's own records hold, in the lowest layer that needs them.
 
 `StoreSpec` says where a run lives (every job spec names it, and so does the `Run`);
+`AUTO_DEVICE` is the device a config leaves to each job's machine;
 `TrainJobResult` is what a training job returns and what the driver records as the
 training's ``result.json`` (`pec.runs.run_records` reads it back). The job layer
 (`pec.jobs.spec`) builds its specs from them.
@@ -16,6 +17,11 @@ from pec.maths.curriculum import MAX_LEVEL
 
 if TYPE_CHECKING:
     from pec.runs.store import Store
+
+
+# A job spec's device that each machine resolves for itself (cuda:0 where CUDA is, else cpu;
+# pec.backends.base.resolve_device), so one run's jobs can land on GPU and CPU hosts alike.
+AUTO_DEVICE = "auto"
 
 
 class _Strict(BaseModel):
