@@ -39,8 +39,8 @@ from pec.evaluation.final_eval_driver import run_final_eval
 from pec.evaluation.report import write_report
 from pec.iteration.driver import IterationReport, run_until_done
 from pec.jobs.plan import local_runner
-from pec.jobs.spec import StoreSpec
 from pec.runs.config import build_config
+from pec.runs.job_records import StoreSpec
 from pec.runs.run import make_run
 from pec.runs.store import Store, open_store
 
@@ -74,7 +74,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--score",
         choices=["level_search", "final_level"],
         default="level_search",
-        help="evaluation protocol of the frontier and the final evaluation (pec.evaluation.protocols)",
+        help="evaluation protocol of the frontier and the final evaluation (pec.maths.protocols)",
     )
     p.add_argument("--plot", help="write a bar chart (mean ± 95%% interval over seeds) here")
     p.add_argument("--seed", type=int, default=0, help="first run seed")

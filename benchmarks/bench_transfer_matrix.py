@@ -2,7 +2,7 @@
 
 Each expert trains with PPO (MuJoCo backend) on designs drawn uniformly from a small box
 around its corner; then every expert is scored on held-out designs around every corner with
-the level-search protocol (`pec.evaluation.protocols.level_search` on the backend's `probe_levels`:
+the level-search protocol (`pec.maths.protocols.level_search` on the backend's `probe_levels`:
 highest obstacle level passed, 0..74). The table is the transfer matrix: row = where the
 expert trained, column = where it is scored. Trainings run as parallel processes
 (`--workers`), one torch thread each.
@@ -98,7 +98,7 @@ def train_and_score(job: dict[str, Any]) -> dict[str, Any]:
     torch.set_num_threads(1)
     from pec.backends.base import ProbeRequest, TrainRequest
     from pec.backends.mujoco import MujocoBackend
-    from pec.evaluation.protocols import level_search
+    from pec.maths.protocols import level_search
 
     backend = MujocoBackend()
     corner = tuple(job["corner"])

@@ -23,23 +23,20 @@ from prefect.tasks import Task
 from flows.children import CHILD_WATCHER, child_key, start_or_adopt_child
 from flows.storage import result_storage_for
 from pec.errors import (
+    MESSAGE_LIMIT,
     ConflictError,
     IncompleteTrainingError,
     JobError,
     NotFoundError,
     StoreError,
     incomplete_training,
+    one_line,
+    quoted,
 )
 from pec.jobs.plan import ExecutorPlan, executor_plan, plan_executor
 from pec.jobs.runner import FinishedLookup, JobOutcome, JobSpecs, OnOutcome
-from pec.jobs.spec import (
-    EvalJobResult,
-    EvalJobSpec,
-    TrainJobResult,
-    TrainJobSpec,
-    parse_job_result,
-    parse_job_spec,
-)
+from pec.jobs.spec import EvalJobResult, EvalJobSpec, TrainJobSpec, parse_job_result, parse_job_spec
+from pec.runs.job_records import TrainJobResult
 from pec.runs.run import Run
 
 # A store outage longer than botocore's own retries (seconds) gets two more task attempts.
@@ -227,8 +224,8 @@ def failure_message(future: PrefectFuture[Any]) -> str:
     try:
         future.result(raise_on_failure=True)
     except Exception as exc:
-        return f"{type(exc).__name__}: {exc}"
-    return state.message or state.name or "failed"
+        return quoted(exc, MESSAGE_LIMIT)
+    return one_line(state.message or state.name or "failed", MESSAGE_LIMIT)
 
 
 def job_outcome(spec: TrainJobSpec | EvalJobSpec, future: PrefectFuture[Any]) -> JobOutcome:

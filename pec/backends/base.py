@@ -14,6 +14,7 @@ from typing import Protocol
 import numpy as np
 
 from pec.errors import ConfigError, InputError
+from pec.runs.job_records import AUTO_DEVICE as AUTO_DEVICE
 
 # The design axes a backend may be handed, in a run's column order: GCR and spcf always,
 # then optionally the leg length in metres (femur = tibia = leg; the original's 3-D space).
@@ -128,9 +129,6 @@ class ProbeRequest:
     leg: np.ndarray | None = None  # (n,) leg length in m; None = the default robot
 
 
-AUTO_DEVICE = "auto"
-
-
 def resolve_device(device: str) -> str:
     """`auto` becomes `cuda:0` where torch sees CUDA on this machine, else `cpu`.
 
@@ -183,4 +181,10 @@ class Backend(Protocol):
 
     def evaluate(self, request: EvalRequest) -> list[int]:
         """Final curriculum level (integer in [0, 74]) per design, in input order."""
+        ...
+
+    def check_host(self, settings: dict[str, object], device: str) -> None:
+        """The backend's preflight on the machine that will run its jobs: raise a one-line
+        ConfigError when something these settings and this device need is missing here (an
+        optional extra, CUDA). A run whose jobs run on this machine calls it before writing."""
         ...

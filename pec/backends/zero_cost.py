@@ -76,6 +76,9 @@ class ZeroCostBackend:
             metrics={**metrics, "iterations": float(request.max_iterations)},
         )
 
+    def check_host(self, settings: dict[str, object], device: str) -> None:
+        """Nothing to install for no physics."""
+
     def evaluate(self, request: EvalRequest) -> list[int]:
         if self.constant_level is not None:
             return [self.constant_level] * len(request.gcr)

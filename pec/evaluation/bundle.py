@@ -38,7 +38,7 @@ import numpy as np
 import torch
 from numpy.typing import ArrayLike, NDArray
 
-from pec.errors import InputError, NotFoundError, StateError
+from pec.errors import InputError, NotFoundError, StateError, one_line
 from pec.evaluation.distill import distill_record_key
 from pec.evaluation.evidence import run_evidence
 from pec.maths.design_space import DesignSpace, FloatArray, IntArray
@@ -51,6 +51,7 @@ from pec.maths.score_routing import (
     check_router,
     route_by_scores,
 )
+from pec.runs.checkpoints import check_expert_checkpoints
 from pec.runs.run import state_space
 from pec.runs.state import PECState
 from pec.runs.store import Store
@@ -111,7 +112,7 @@ def load_actor(checkpoint: Path) -> torch.nn.Module:
         actor.load_state_dict(weights)
     except RuntimeError as exc:
         raise InputError(
-            f"checkpoint {checkpoint} does not match its recorded actor settings ({exc}); "
+            f"checkpoint {checkpoint} does not match its recorded actor settings ({one_line(exc)}); "
             "re-export it from the training that wrote it"
         ) from exc
     actor.eval()
@@ -307,6 +308,7 @@ def export_bundle(
         raise InputError(
             f"--out {out_dir} exists and is not empty; pick a new folder or pass --overwrite"
         )
+    check_expert_checkpoints(store, state, which)  # every one, before anything is written
     space = state_space(state)
     chosen: list[tuple[int, str]] = []
     for e in state.experts:

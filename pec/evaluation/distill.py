@@ -34,14 +34,15 @@ from pec.evaluation.baseline import move_prefix
 from pec.evaluation.designs_file import Design
 from pec.evaluation.evidence import route_designs, router_evidence_size, run_evidence
 from pec.evaluation.final_eval import final_eval_spec, results_payload, reusable_levels
-from pec.evaluation.protocols import ScoreName
 from pec.iteration.steps import checkpoint_exists, job_settings
 from pec.jobs.runner import JobRunner
 from pec.jobs.spec import EvalJobSpec, TrainJobSpec
 from pec.maths.curriculum import starting_level
+from pec.maths.protocols import ScoreName
 from pec.maths.score_routing import check_router
 from pec.maths.seeds import derive_seed
 from pec.runs import layout
+from pec.runs.checkpoints import check_expert_checkpoints
 from pec.runs.run import Run
 from pec.runs.state import PECState
 from pec.runs.store.npy import npy_bytes
@@ -187,10 +188,16 @@ def distill_student(
     ``stages`` and the labels' share per expert.
     """
     cfg = run.config
+    if run.space.dim != 2:
+        raise InputError(
+            f"run '{run.name}' has the design axes {', '.join(run.space.axes)}; pec distill "
+            "labels and samples GCR x spcf only so far: distil a 2-D run"
+        )
     check_router(router)
     envs = cfg.effective_num_envs if num_envs is None else num_envs
     _check_inputs(envs, iterations, finetune_iterations, learning_rate)
     teachers = teachers_of(run, state)
+    check_expert_checkpoints(run.store, state)  # every teacher loads safely, before any write
     job_id = student_job_id(state)
     plan = [iterations] + ([finetune_iterations] if finetune_iterations > 0 else [])
     done: list[dict[str, Any]] = []

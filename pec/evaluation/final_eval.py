@@ -23,17 +23,17 @@ from numpy.typing import ArrayLike
 from pec.errors import InputError, NotFoundError, StateError
 from pec.evaluation.designs_file import Design
 from pec.evaluation.evidence import router_evidence_size, run_evidence
-from pec.evaluation.protocols import (
+from pec.iteration.steps import checkpoint_exists, job_settings, spec_axes
+from pec.jobs.spec import EvalJobSpec, design_row
+from pec.maths.curriculum import MAX_LEVEL
+from pec.maths.design_space import DesignSpace, FloatArray, IntArray
+from pec.maths.protocols import (
     SCORE_NAMES,
     ScoreName,
     describe,
     refuse_unused_settings,
     same_protocol,
 )
-from pec.iteration.steps import checkpoint_exists, job_settings, spec_axes
-from pec.jobs.spec import EvalJobSpec, design_row
-from pec.maths.curriculum import MAX_LEVEL
-from pec.maths.design_space import DesignSpace, FloatArray, IntArray
 from pec.maths.refit import assign_winners
 from pec.maths.routing import route
 from pec.maths.score_routing import DEFAULT_NEIGHBOURS, ScoreEvidence, route_by_scores
@@ -395,7 +395,7 @@ def final_eval_specs(
 
 def spec_protocol(spec: EvalJobSpec) -> dict[str, Any]:
     """What produced a result file's levels: the protocol (its own settings and ceiling) and
-    the seed (`pec.evaluation.protocols.describe`)."""
+    the seed (`pec.maths.protocols.describe`)."""
     return describe(
         spec.score, spec.num_episodes, spec.start_difficulty, spec.search_max_level, seed=spec.seed
     )

@@ -30,8 +30,8 @@ from pec.evaluation.final_eval import (
     read_summary,
     summary_from_payload,
 )
-from pec.evaluation.protocols import SETTINGS
 from pec.maths.design_space import DesignSpace, FloatArray, IntArray
+from pec.maths.protocols import SETTINGS
 from pec.maths.routing import route
 from pec.presentation.plots import NO_WINNER_COLOUR, _to_png, draw_design_box, expert_colour
 from pec.runs import layout

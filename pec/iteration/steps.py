@@ -8,18 +8,15 @@ against the version they read, so a second writer fails loudly.
 
 from __future__ import annotations
 
-import io
 import json
 import logging
-import zipfile
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
-from pec.backends.registry import check_design_axes
-from pec.errors import InputError, NotFoundError, StateError, StoreError
-from pec.evaluation.protocols import describe, same_protocol
+from pec.backends.registry import check_design_axes, get_backend
+from pec.errors import InputError, StateError
 from pec.faults import fault_point
 from pec.jobs.spec import EvalJobSpec, TrainJobResult, TrainJobSpec, design_row
 from pec.maths.coverage import coverage as mc_coverage
@@ -27,9 +24,11 @@ from pec.maths.curriculum import starting_level
 from pec.maths.design_space import DEFAULT_AXES
 from pec.maths.frontier import CandidateSelection, effective_mode, select_candidates
 from pec.maths.init import initialise_gaussians, sample_designs
+from pec.maths.protocols import describe, same_protocol
 from pec.maths.refit import assign_winners, refit_experts
 from pec.maths.seeds import derive_seed
 from pec.runs import layout, run_records
+from pec.runs.checkpoints import check_checkpoint
 from pec.runs.config import PECConfig
 from pec.runs.run import Run, check_compatible
 from pec.runs.state import (
@@ -143,11 +142,10 @@ def preflight(run: Run, state: PECState) -> None:
     if stop_reason(run.config, state) is not None:
         return
     check_design_axes(run.config.backend, run.space.axes)
-    if run.config.backend == "isaaclab" and run.config.executor in ("inprocess", "subprocess"):
-        # the jobs run on this machine: a missing extra or CUDA is known now, not per job
-        from pec.backends.isaaclab.backend import require_local_isaaclab
-
-        require_local_isaaclab(run.config.backend_settings, run.config.effective_device)
+    if run.config.executor in ("inprocess", "subprocess"):
+        # the jobs run on this machine: what the backend needs here is known now, not per job
+        backend = get_backend(run.config.backend)
+        backend.check_host(dict(run.config.backend_settings), run.config.effective_device)
     for expert in state.experts:
         check_warm_start(run, state, expert.id)
     if state.iteration > 0:
@@ -163,43 +161,7 @@ def check_warm_start(run: Run, state: PECState, expert_id: int) -> None:
     if state.iteration == 0 or expert.checkpoint is None:
         return
     what = f"expert {expert.id}'s checkpoint {expert.checkpoint}"
-    try:
-        key = run.store.key_for_uri(expert.checkpoint)
-    except StoreError as exc:
-        raise StateError(f"{what} is not in this run's store ({exc})") from None
-    if not key.startswith(layout.run_prefix(run.name)):
-        raise StateError(
-            f"{what} lies outside the run's prefix {layout.run_prefix(run.name)}; a run only "
-            "reads its own checkpoints: fix the path in pec_state.json"
-        )
-    try:
-        data = run.store.read_bytes(key)
-    except NotFoundError:
-        raise StateError(
-            f"{what} does not exist; restore it or set that expert's checkpoint to a previous "
-            "one in pec_state.json"
-        ) from None
-    if not zipfile.is_zipfile(io.BytesIO(data)):
-        raise StateError(
-            f"{what} is not a readable checkpoint (truncated or corrupt); restore it from "
-            "the store's backup or a previous iteration"
-        )
-    _check_weights_only(data, what)
-
-
-def _check_weights_only(data: bytes, what: str) -> None:
-    import torch
-
-    try:
-        torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
-    except Exception as exc:  # any failure of the safe load means a bad file
-        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-        named = [line for line in lines if "global" in line.lower() or "Unpickler" in line]
-        reason = (named or lines or [type(exc).__name__])[0][:160]
-        raise StateError(
-            f"{what} is not a readable checkpoint: the weights-only load refuses it ({reason}); "
-            "restore it from a previous iteration, never load it with weights_only=False"
-        ) from None
+    check_checkpoint(run.store, run.name, expert.checkpoint, what)
 
 
 def _scores_width(scores: dict[str, Any]) -> int:

@@ -35,8 +35,9 @@ from pec.errors import (
     NotFoundError,
     PECError,
     StoreError,
+    one_line,
+    quoted,
 )
-from pec.evaluation.protocols import level_search
 from pec.faults import fault_point
 from pec.jobs.spec import (
     EvalJobResult,
@@ -47,6 +48,7 @@ from pec.jobs.spec import (
 )
 from pec.jobs.threads import torch_threads
 from pec.maths.curriculum import MAX_LEVEL
+from pec.maths.protocols import level_search
 from pec.runs import layout
 from pec.runs.store import Store
 
@@ -212,14 +214,14 @@ def run_train_job(
             if not uploader.uploaded(uploader.best_key):
                 raise JobError(
                     f"training of {what} failed before writing {BEST_CHECKPOINT_NAME}: "
-                    f"{type(exc).__name__}: {exc}; fix the cause and re-run the job"
+                    f"{quoted(exc)}; fix the cause and re-run the job"
                 ) from exc
             # Not finished: fail, so a retry continues from model_last.pt; the crash rule
             # (keep model_best.pt) is the driver's last resort once retries are exhausted.
             done = _relative_progress(spec, uploader.progress, total[0])
             raise IncompleteTrainingError(
                 f"training of {what} stopped after {done} of {spec.max_iterations} PPO "
-                f"iterations ({type(exc).__name__}: {exc}); a retry continues from "
+                f"iterations ({quoted(exc)}); a retry continues from "
                 f"{LAST_CHECKPOINT_NAME} where one was saved",
                 completed=done,
                 total=spec.max_iterations,
@@ -282,7 +284,7 @@ def run_eval_job(spec: EvalJobSpec) -> EvalJobResult:
         except Exception as exc:
             raise JobError(
                 f"evaluation of expert {spec.expert_id} ({spec.checkpoint_uri}) failed: "
-                f"{type(exc).__name__}: {exc}; fix the cause and re-run the job"
+                f"{quoted(exc)}; fix the cause and re-run the job"
             ) from exc
     _check_levels(levels, len(spec.designs), spec.backend)
     result = EvalJobResult(levels=[int(level) for level in levels], expert_id=spec.expert_id)
@@ -299,7 +301,7 @@ def _backend_axes(backend: Backend) -> tuple[str, ...]:
 
 
 def _search_levels(backend: Backend, request: EvalRequest, search_max_level: int) -> list[int]:
-    """The level-search protocol (pec.evaluation.protocols) on the backend's probe_levels primitive."""
+    """The level-search protocol (pec.maths.protocols) on the backend's probe_levels primitive."""
     probe_levels = getattr(backend, "probe_levels", None)
     if probe_levels is None:
         raise JobError(
@@ -404,7 +406,7 @@ def _load_samples(store: Store, key: str, path: Path, num_envs: int) -> np.ndarr
         values = np.load(path, allow_pickle=False)
     except (ValueError, OSError, EOFError) as exc:
         raise InputError(
-            f"samples {store.uri(key)} are not a plain .npy array ({exc}); save them with np.save"
+            f"samples {store.uri(key)} are not a plain .npy array ({one_line(exc)}); save them with np.save"
         ) from exc
     if not isinstance(values, np.ndarray) or values.shape != (num_envs,):
         shape = getattr(values, "shape", None)
@@ -426,7 +428,7 @@ def _download_uri(store: Store, uri: str, path: Path, field: str) -> None:
     except NotFoundError as exc:
         raise JobError(f"{field} {uri} does not exist in the store; pass an existing one") from exc
     except StoreError as exc:
-        raise JobError(f"{field} {uri} could not be read: {exc}") from exc
+        raise JobError(f"{field} {uri} could not be read: {one_line(exc)}") from exc
 
 
 def _tensorboard_files(work_dir: Path) -> list[Path]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import math
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -21,13 +21,11 @@ from pydantic import (
     model_validator,
 )
 
-from pec.errors import ConfigError
+from pec.errors import ConfigError, one_line
 from pec.maths.curriculum import MAX_LEVEL
 from pec.maths.design_space import AXES, DEFAULT_AXES
-
-if TYPE_CHECKING:
-    from pec.runs.store import Store
-
+from pec.runs.job_records import StoreSpec as StoreSpec
+from pec.runs.job_records import TrainJobResult as TrainJobResult
 
 # Exit codes of `python -m pec.jobs`, part of the contract every executor relies on.
 EXIT_OK = 0
@@ -39,27 +37,6 @@ EXIT_INCOMPLETE = 4  # training stopped before its PPO iterations were done: ret
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
-
-
-class StoreSpec(_Strict):
-    """Where the run lives; enough to reopen the store anywhere the credentials are set."""
-
-    location: str = Field(min_length=1)  # "s3://bucket/prefix" or a local folder
-    endpoint_url: str | None = None
-    region: str | None = None
-
-    def open(self) -> Store:
-        """Open the store; S3 credentials come from AWS_ACCESS_KEY_ID etc. (boto3's chain)."""
-        from pec.runs.store import S3Settings, open_store  # lazy: parsing a spec needs no boto3
-
-        if self.location.startswith("s3://"):
-            settings = S3Settings.from_env()  # PEC_S3_* defaults; the spec's values win
-            if self.endpoint_url is not None:
-                settings.endpoint_url = self.endpoint_url
-            if self.region is not None:
-                settings.region = self.region
-            return open_store(self.location, settings)
-        return open_store(self.location)
 
 
 class TrainJobSpec(_Strict):
@@ -144,19 +121,6 @@ def job_axes(axes: list[str] | None) -> tuple[str, ...]:
     return tuple(axes)
 
 
-class TrainJobResult(_Strict):
-    """Small enough to persist as a Prefect result: URIs and scalar metrics only."""
-
-    checkpoint_uri: str  # model_best.pt; only reported when the object exists in the store
-    last_checkpoint_uri: str | None = None
-    metrics: dict[str, float] = Field(default_factory=dict)
-    log_uri: str
-    warning: str | None = None  # set when the trainer crashed after writing a checkpoint
-    # The starting obstacle level the training used; the driver records it in result.json
-    # (a job's own result leaves it out, and a None is never serialised).
-    dl: int | None = Field(default=None, ge=0, le=MAX_LEVEL, exclude_if=lambda value: value is None)
-
-
 class EvalJobSpec(_Strict):
     """One expert checkpoint on a list of designs, one environment per design."""
 
@@ -171,7 +135,7 @@ class EvalJobSpec(_Strict):
     designs: list[DesignRow] = Field(min_length=1)
     num_episodes: int = Field(ge=1)
     start_difficulty: int = Field(ge=0, le=MAX_LEVEL)
-    score: Literal["final_level", "level_search"] = "final_level"  # see pec.evaluation.protocols
+    score: Literal["final_level", "level_search"] = "final_level"  # see pec.maths.protocols
     search_max_level: int = Field(default=MAX_LEVEL, ge=1, le=MAX_LEVEL)
     seed: int
     device: str = "cpu"
@@ -222,7 +186,7 @@ def parse_job_spec(data: bytes | str | dict[str, Any]) -> TrainJobSpec | EvalJob
         return _JOB_SPEC_ADAPTER.validate_python(raw)
     except json.JSONDecodeError as exc:
         raise ConfigError(
-            f"job spec is not valid JSON ({exc}); write it with model_dump_json()"
+            f"job spec is not valid JSON ({one_line(exc)}); write it with model_dump_json()"
         ) from exc
     except ValidationError as exc:
         raise ConfigError(f"job spec is invalid: {_one_line(exc)}; fix the named field") from exc

@@ -24,11 +24,12 @@ from pydantic import (
     model_validator,
 )
 
-from pec.backends.base import AUTO_DEVICE
 from pec.errors import ConfigError
 from pec.maths.curriculum import MAX_LEVEL
 from pec.maths.design_space import DesignSpace
+from pec.runs.job_records import AUTO_DEVICE
 from pec.runs.safe_io import StrictModel, parse_yaml, read_local_file
+from pec.runs.threads import job_threads
 
 # Upper bounds on sizes, so a typo (an extra zero or three) is one line, not an out-of-memory
 # crash minutes later. Each bound is far above the reference sheet's research settings.
@@ -115,7 +116,7 @@ class PECConfig(StrictModel):
     start_difficulty: int = Field(28, ge=0, le=MAX_LEVEL)
     score: Literal["final_level", "level_search"] = Field(
         "level_search",
-        description="evaluation protocol (pec.evaluation.protocols): level_search (default), or "
+        description="evaluation protocol (pec.maths.protocols): level_search (default), or "
         "final_level, the original's protocol (num_episodes from start_difficulty)",
     )
     search_max_level: int = Field(
@@ -279,8 +280,7 @@ class PECConfig(StrictModel):
         return "cpu" if self.backend == "mujoco" else AUTO_DEVICE
 
     def job_threads(self, jobs_in_flight: int) -> int:
-        """Threads for each of `jobs_in_flight` parallel jobs (pec.jobs.threads policy)."""
-        from pec.jobs.threads import job_threads
+        """Threads for each of `jobs_in_flight` parallel jobs (the pec.runs.threads policy)."""
 
         return job_threads(self.threads_per_job, jobs_in_flight)
 
@@ -290,7 +290,7 @@ class PECConfig(StrictModel):
 
     def protocol_record(self) -> dict[str, Any]:
         """The evaluation protocol as recorded in scores.json / summary.json (with its ceiling)."""
-        from pec.evaluation.protocols import describe
+        from pec.maths.protocols import describe
 
         return describe(self.score, self.num_episodes, self.start_difficulty, self.search_max_level)
 

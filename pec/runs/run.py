@@ -15,10 +15,10 @@ from typing import Any
 import numpy as np
 
 from pec.errors import ConfigError, NotFoundError, StateError
-from pec.jobs.spec import StoreSpec
 from pec.maths.design_space import DesignSpace
 from pec.runs import layout
 from pec.runs.config import PECConfig, build_config, load_config, parse_config_yaml
+from pec.runs.job_records import StoreSpec
 from pec.runs.run_names import validate_run_name
 from pec.runs.state import PECState
 from pec.runs.state_io import load_state

@@ -16,9 +16,9 @@ import numpy as np
 from pydantic import ValidationError
 
 from pec.errors import InputError, PECError, StateError
-from pec.jobs.spec import TrainJobResult
 from pec.maths.curriculum import MAX_LEVEL
 from pec.runs import layout
+from pec.runs.job_records import TrainJobResult
 from pec.runs.safe_io import expect_mapping, read_store_json
 from pec.runs.store import Store
 

@@ -96,6 +96,10 @@ class IsaacLabBackend(MujocoBackend):
             leg=leg,
         )
 
+    def check_host(self, settings: dict[str, object], device: str) -> None:
+        """The Isaac Lab extra (and Isaac Sim for PhysX) installed here, CUDA if asked for."""
+        require_local_isaaclab(settings, device)
+
     @contextlib.contextmanager
     def simulation(self, settings: Any, device: str) -> Iterator[None]:
         """Isaac Lab must be installed; Isaac Sim's app runs around a PhysX job."""

@@ -48,7 +48,7 @@ from pec.backends.mujoco.imitation import (
     teacher_paths,
 )
 from pec.backends.mujoco.settings import MujocoSettings, PPOSettings
-from pec.errors import ConfigError, InputError, JobError
+from pec.errors import ConfigError, InputError, JobError, one_line
 from pec.maths.curriculum import MAX_LEVEL
 
 log = logging.getLogger(__name__)
@@ -117,7 +117,9 @@ def load_checkpoint(path: Path, device: str = "cpu") -> dict[str, Any]:
     try:
         loaded = torch.load(path, map_location=device, weights_only=True)
     except Exception as exc:  # any unpickling failure means a bad file
-        raise InputError(f"checkpoint {path} cannot be read safely ({exc}); re-export it") from exc
+        raise InputError(
+            f"checkpoint {path} cannot be read safely ({one_line(exc)}); re-export it"
+        ) from exc
     if not isinstance(loaded, dict) or "actor_state_dict" not in loaded:
         raise InputError(f"checkpoint {path} has no actor_state_dict; pass an rsl-rl checkpoint")
     return loaded
@@ -268,6 +270,9 @@ class MujocoBackend:
         check_device(device)
         yield
 
+    def check_host(self, settings: dict[str, object], device: str) -> None:
+        """The preflight of the backend contract: MuJoCo ships with pec, nothing to check."""
+
     def play_probes(self, env: Any, actor: torch.nn.Module, levels: np.ndarray) -> list[bool]:
         """One episode per env at levels[i]; True where root x ended past promote_x."""
         env.set_levels(levels)
@@ -360,7 +365,7 @@ class MujocoBackend:
                 close_env(env)
                 raise InputError(
                     f"resume_checkpoint {request.resume_checkpoint} does not fit these settings "
-                    f"({exc}); use the ppo hidden dims it was trained with"
+                    f"({one_line(exc)}); use the ppo hidden dims it was trained with"
                 ) from exc
             start_it = int(resume.get("iter", 0))
             runner.current_learning_iteration = start_it
@@ -542,7 +547,7 @@ class MujocoBackend:
         except RuntimeError as exc:
             close_env(env)
             raise InputError(
-                f"checkpoint {checkpoint} does not match the actor settings ({exc}); "
+                f"checkpoint {checkpoint} does not match the actor settings ({one_line(exc)}); "
                 "evaluate with the settings it was trained with"
             ) from exc
         actor.eval()

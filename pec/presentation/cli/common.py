@@ -9,7 +9,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from pec.evaluation.protocols import (
+from pec.maths.protocols import (
     SETTINGS,
     refuse_unused_settings,
     unused_override_warnings,

@@ -21,9 +21,9 @@ from rich.table import Table
 from pec.errors import InputError
 from pec.evaluation.designs_file import Design, dump_designs, read_designs_file, uniform_designs
 from pec.evaluation.final_eval import FinalProtocol, designs_stem, final_protocol
-from pec.evaluation.protocols import SCORE_NAMES
 from pec.jobs.plan import local_runner
 from pec.maths.design_space import DesignSpace
+from pec.maths.protocols import SCORE_NAMES
 from pec.presentation.cli.common import add_common, default_store, open_run_from_args, pair
 from pec.presentation.cli.history import compare_table, run_overview
 from pec.presentation.console import console, progress_bar
@@ -352,7 +352,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def add_protocol_flags(p: argparse.ArgumentParser) -> None:
-    """--score and the final_level settings of a final evaluation (pec.evaluation.protocols)."""
+    """--score and the final_level settings of a final evaluation (pec.maths.protocols)."""
     p.add_argument(
         "--score",
         choices=SCORE_NAMES,

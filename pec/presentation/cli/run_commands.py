@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 from rich.table import Table
 
-from pec.errors import InputError, StateError
+from pec.errors import ConflictError, InputError, StateError
 from pec.evaluation.designs_file import read_designs_file
 from pec.evaluation.evidence import route_designs, run_evidence
 from pec.iteration import steps
@@ -32,6 +32,7 @@ from pec.presentation.cli.common import add_common, centers, open_run_from_args,
 from pec.presentation.cli.history import status_history_table
 from pec.presentation.console import PROGRESS_LINE, console, progress_bar
 from pec.runs import layout
+from pec.runs.checkpoints import check_expert_checkpoints
 from pec.runs.run import (
     load_run_state,
     load_state_or_fail,
@@ -134,6 +135,7 @@ def cmd_evaluate_frontier(args: argparse.Namespace) -> int:
 
     run = open_run_from_args(args, ["F", "sampling_mode", "num_episodes", "start_difficulty"])
     state, _ = load_run_state(run)
+    check_expert_checkpoints(run.store, state, present_only=True)
     runner = local_runner(run.config)
     write_effective_config(run)
     with progress_bar() as progress:
@@ -173,26 +175,42 @@ def _read_scores_file(path: Path) -> dict[str, Any]:
 
 
 def cmd_refit(args: argparse.Namespace) -> int:
+    from pec.iteration.lease import hold_iteration, process_holder
+
     run = open_run_from_args(args, ["min_var_scale", "min_designs"])
     state, version = load_run_state(run)
-    scores: dict[str, Any] | None = None
-    if args.scores is not None:
-        scores = _read_scores_file(Path(args.scores))
-        candidates = steps.read_candidates(run, state.iteration)
-        steps.score_matrix(scores, len(state.experts), len(candidates))  # validate before writing
-    write_effective_config(run)
-    if scores is not None:
-        candidates = steps.read_candidates(run, state.iteration)
-        selection = CandidateSelection(
-            designs=candidates,
-            max_log_density=np.zeros(len(candidates)),
-            mode="manual",
-            band_count=0,
-            pool_size=len(candidates),
+    # everything the refit reads is checked before the lease or any record is written
+    candidates = steps.read_candidates(run, state.iteration)
+    scores = None if args.scores is None else _read_scores_file(Path(args.scores))
+    checked = scores if scores is not None else steps.read_scores(run, state.iteration)
+    if checked is None:
+        raise StateError(
+            f"iteration {state.iteration} has no scores.json; run `pec evaluate-frontier` first"
         )
-        rows = scores["scores"]
-        steps.write_scores(run, state, selection, {k: rows[k] for k in range(len(rows))})
-    new_state, _ = steps.refit_iteration(run, state, version)
+    steps.score_matrix(checked, len(state.experts), len(candidates))
+    # The scores, assignments and state of a refit are one unit: written only under the
+    # iteration's lease and only while the state is still the one read above, so a second
+    # refit (or a driver) racing this one never leaves its records beside our state.
+    holder = process_holder("pec refit")
+    with hold_iteration(run.store, run.name, state.iteration, holder, run.config):
+        if load_run_state(run)[1] != version:
+            raise ConflictError(
+                f"run '{run.name}': its state changed since this refit read it (another "
+                f"command committed iteration {state.iteration} first); nothing was written, "
+                "check `pec status` and refit again if needed"
+            )
+        write_effective_config(run)
+        if scores is not None:
+            selection = CandidateSelection(
+                designs=candidates,
+                max_log_density=np.zeros(len(candidates)),
+                mode="manual",
+                band_count=0,
+                pool_size=len(candidates),
+            )
+            rows = scores["scores"]
+            steps.write_scores(run, state, selection, {k: rows[k] for k in range(len(rows))})
+        new_state, _ = steps.refit_iteration(run, state, version)
     console.print(
         f"refit of iteration {state.iteration} done; coverage {steps.latest_coverage(new_state):.3f}"
     )
@@ -220,6 +238,7 @@ def cmd_visualize(args: argparse.Namespace) -> int:
 def cmd_route(args: argparse.Namespace) -> int:
     store, _ = open_run_store(args.store)
     state = load_state_or_fail(store, args.run_name)
+    check_expert_checkpoints(store, state)  # a route names the checkpoint to deploy
     space = state_space(state)
     if args.designs_file:
         designs = read_designs_file(Path(args.designs_file), space)
