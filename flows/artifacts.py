@@ -37,14 +37,18 @@ def experts_table(
     scores: dict[str, Any] | None,
     status: dict[int, str],
     store_key: Callable[[str], str] = str,
+    trunk_status: str | None = None,
 ) -> list[dict[str, Any]]:
-    """One row per expert: Gaussian (mean, standard deviations), designs, scores, checkpoint.
+    """One row per expert: Gaussian (mean, standard deviations), designs, scores, checkpoint,
+    and the PPO iterations it was given at the iteration just done when the state records a
+    budget (`trunk_share`, `budget_rule: wins`); then a `trunk` row when the run has one.
 
     `store_key` turns a checkpoint URI into its key relative to the store root.
     """
     rows: list[dict[str, Any]] = []
     score_rows = (scores or {}).get("scores") or []
     names = ", ".join(state.design_space)  # GCR, spcf (, leg)
+    budget = state.budgets[-1] if state.budgets else None
     for expert in state.experts:
         levels = score_rows[expert.id] if expert.id < len(score_rows) else None
         rows.append(
@@ -63,6 +67,23 @@ def experts_table(
                 "score_max": max(levels) if levels else None,
                 "checkpoint": store_key(expert.checkpoint) if expert.checkpoint else "",
                 "failures": len(expert.failures),
+            }
+        )
+        if budget is not None:
+            rows[-1]["ppo_iterations"] = budget.ppo_iterations[expert.id]
+            rows[-1]["budget_rule"] = budget.rule
+            if budget.ppo_iterations[expert.id] == 0 and not rows[-1]["status"]:
+                rows[-1]["status"] = "not trained: gave its budget to the winners"
+    trunk = state.trunk
+    if trunk is not None:
+        rows.append(
+            {
+                "expert": "trunk",
+                "status": trunk_status or ("trained" if trunk.trained else ""),
+                "checkpoint": store_key(trunk.checkpoint) if trunk.checkpoint else "",
+                "failures": len(trunk.failures),
+                "ppo_iterations": trunk.ppo_iterations,
+                "budget_rule": "trunk",
             }
         )
     return rows
@@ -121,10 +142,11 @@ def publish_iteration(
     stop_reason: str | None,
     plots: list[tuple[str, bytes | None]],
     store_key: Callable[[str], str] = str,
+    trunk_status: str | None = None,
 ) -> None:
     run = state.run_name
     create_table_artifact(
-        experts_table(state, scores, status, store_key),
+        experts_table(state, scores, status, store_key, trunk_status),
         key=artifact_key(run, "experts"),
         description=f"experts of {run} after iteration {iteration}",
     )

@@ -90,6 +90,7 @@ def summary(
         "stop_reason": steps.stop_reason(run.config, state),
         "experts": {str(k): v for k, v in report.status().items()} if report else {},
         "failed": {str(k): v for k, v in sorted(report.failed.items())} if report else {},
+        "trunk": report.trunk if report else None,
         "state_uri": run.store.uri(layout.state_key(run.name)),
         "next_flow_run_id": str(next_run.id) if next_run is not None else None,
     }
@@ -153,6 +154,7 @@ def pec_flow(
                 report.stop_reason,
                 [(key, read_plot(run, key)) for key in report.plots],
                 run.store.key_for_uri,
+                report.trunk,
             )
     next_run: FlowRun | None = None
     deployment_id = runtime_deployment.id

@@ -78,10 +78,8 @@ def worth_retrying(task: Any, task_run: Any, state: Any) -> bool:
 def expert_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str:
     """`<run>/it<N>/<train|eval>-<k>/<config hash>`: also the result's path in the storage."""
     spec = parameters["spec"]
-    return (
-        f"{spec['run_name']}/it{spec['iteration']}/{spec['kind']}-{spec['expert_id']}/"
-        f"{parameters['config_hash']}"
-    )
+    job = "trunk" if spec.get("role") == "trunk" else f"{spec['kind']}-{spec['expert_id']}"
+    return f"{spec['run_name']}/it{spec['iteration']}/{job}/{parameters['config_hash']}"
 
 
 def execute_job(
@@ -111,7 +109,11 @@ def _execute_as_deployment(
     child = start_or_adopt_child(
         deployment,
         parameters,
-        flow_run_name=f"expert-{kind}-{spec.expert_id}-{spec.run_name}-it{spec.iteration}",
+        flow_run_name=(
+            f"trunk-train-{spec.run_name}-it0"
+            if isinstance(spec, TrainJobSpec) and spec.role == "trunk"
+            else f"expert-{kind}-{spec.expert_id}-{spec.run_name}-it{spec.iteration}"
+        ),
         key=child_key(spec),
         expert_id=spec.expert_id,
     )
@@ -137,8 +139,10 @@ def _execute_as_deployment(
 JobTask = Task[[dict[str, Any], str, ExecutorPlan], dict[str, Any]]
 
 
-def _job_task(name: str, doc: str) -> JobTask:
-    """A cached, JSON-persisted task around one job spec; train and evaluate differ by name."""
+def _job_task(name: str, doc: str, run_name: str | None = None) -> JobTask:
+    """A cached, JSON-persisted task around one job spec; train and evaluate differ by name.
+
+    Its task runs are called `<name>-<expert id>`, or `run_name` (the trunk's one job)."""
 
     def run(spec: dict[str, Any], config_hash: str, plan: ExecutorPlan) -> dict[str, Any]:
         return execute_job(parse_job_spec(spec), plan).model_dump(mode="json")
@@ -147,7 +151,7 @@ def _job_task(name: str, doc: str) -> JobTask:
     run.__name__ = run.__qualname__ = name.replace("-", "_")
     return task(
         name=name,
-        task_run_name=name + "-{spec[expert_id]}",
+        task_run_name=run_name or name + "-{spec[expert_id]}",
         cache_key_fn=expert_cache_key,
         retries=TASK_RETRIES,
         retry_delay_seconds=TASK_RETRY_DELAYS_S,
@@ -158,6 +162,11 @@ def _job_task(name: str, doc: str) -> JobTask:
 
 
 train_expert = _job_task("train-expert", "Train one expert; returns the TrainJobResult as JSON.")
+train_trunk = _job_task(
+    "train-trunk",
+    "Train the trunk every expert forks from (trunk_share); returns the TrainJobResult as JSON.",
+    run_name="train-trunk",
+)
 evaluate_expert = _job_task(
     "evaluate-expert", "Evaluate one expert on the frontier; returns the EvalJobResult as JSON."
 )
@@ -261,9 +270,12 @@ class PrefectJobRunner:
         self.run = run
         self.train_task = train_task if train_task is not None else train_expert
         self.eval_task = eval_task if eval_task is not None else evaluate_expert
+        self.trunk_task = train_trunk if train_task is None else train_task
 
     def _task_for(self, spec: TrainJobSpec | EvalJobSpec) -> Task[..., dict[str, Any]]:
-        return self.train_task if isinstance(spec, TrainJobSpec) else self.eval_task
+        if isinstance(spec, TrainJobSpec):
+            return self.trunk_task if spec.role == "trunk" else self.train_task
+        return self.eval_task
 
     def run_jobs(
         self,

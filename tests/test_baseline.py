@@ -203,6 +203,17 @@ def test_max_iterations_overrides_the_budget(tmp_path: Path) -> None:
         train_baseline(run, state, LocalJobRunner(executor), chunks=3, max_iterations=2)
 
 
+def test_an_explicit_plan_sets_every_chunk(tmp_path: Path) -> None:
+    run, state = pec_run(tmp_path)
+    executor = FakeExecutor(run)
+    record = train_baseline(run, state, LocalJobRunner(executor), plan=[5, 4, 1])
+    assert record["plan"] == [5, 4, 1] and record["budget_source"] == "plan"
+    assert [spec.max_iterations for spec in executor.train_specs] == [5, 4, 1]
+    for bad in ([], [3, 0]):
+        with pytest.raises(InputError, match="plan"):
+            train_baseline(run, state, LocalJobRunner(executor), plan=bad)
+
+
 def test_baseline_eval_uses_the_experts_protocol_and_seed(tmp_path: Path) -> None:
     run, state = pec_run(tmp_path)
     designs = [Design(id=1, GCR=0.8, spcf=0.002), Design(id=2, GCR=0.86, spcf=0.009)]

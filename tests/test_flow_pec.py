@@ -46,6 +46,7 @@ from pec.jobs.run import run_job as real_run_job
 from pec.jobs.spec import EvalJobSpec, TrainJobSpec
 from pec.runs import layout
 from pec.runs.run import make_run, open_run_store, resolve_config
+from pec.runs.state import BudgetRecord
 from pec.runs.state_io import load_state
 
 REPO = Path(__file__).resolve().parents[1]
@@ -238,6 +239,53 @@ def test_failed_expert_then_retry_retrains_only_that_expert(
     assert loaded is not None and loaded[0].iteration == 1
 
 
+def test_trunk_is_a_cached_task_shown_in_the_artifacts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = str(tmp_path / "store")
+    overrides = {"trunk_share": 0.5}
+    failures = fail_once(monkeypatch, "train", 1)
+    failed = pec_flow(
+        run_name="tr", store=store, config=TINY, overrides=overrides, chain=False, return_state=True
+    )
+    assert failed.is_failed() and failures() == 1
+    flow_run_id = run_id(failed)
+    assert sorted(task_runs_of(flow_run_id)) == [
+        ("train-expert-0", "Completed"),
+        ("train-expert-1", "Failed"),
+        ("train-trunk", "Completed"),
+    ]
+
+    calls: list[tuple[str, int, int]] = []
+
+    def recording(spec: TrainJobSpec | EvalJobSpec, on_progress: Any = None) -> Any:
+        calls.append((spec.kind, spec.expert_id, spec.iteration))
+        return real_run_job(spec, on_progress=on_progress)
+
+    monkeypatch.setattr(executors_module, "run_job", recording)
+    retry_flow_run(flow_run_id)
+    flow_run = read_flow_run(flow_run_id)
+    assert flow_run.state is not None and flow_run.state.is_completed()
+    assert [c for c in calls if c[0] == "train"] == [("train", 1, 0)]  # trunk and 0: cached
+    assert ("train-trunk", "Cached") in task_runs_of(flow_run_id)
+    summary = flow_run.state.result()
+    assert isinstance(summary, dict) and summary["trunk"] == "cached"
+
+    state_store, _ = open_run_store(store)
+    loaded = load_state(state_store, "tr")
+    assert loaded is not None
+    state = loaded[0]
+    assert state.iteration == 1 and state.trunk is not None and state.trunk.trained
+    config_hash = resolve_config(state_store, "tr", TINY, overrides).content_hash()
+    assert (tmp_path / "store/tr/prefect-results/tr/it0/trunk" / config_hash).is_file()
+    table = get_artifact(artifact_key("tr", "experts"))
+    rows = json.loads(table.data) if isinstance(table.data, str) else table.data
+    assert [row["expert"] for row in rows] == [0, 1, "trunk"]
+    assert rows[2]["status"] == "cached" and rows[2]["ppo_iterations"] == 2
+    assert rows[2]["checkpoint"] == layout.trunk_dir("tr") + "model_last.pt"
+    assert [row["ppo_iterations"] for row in rows[:2]] == [1, 1]
+
+
 def test_repeated_scheduling_of_next_iteration_creates_one_flow_run(tmp_path: Path) -> None:
     store = str(tmp_path / "store")
     with get_client(sync_client=True) as client:
@@ -317,6 +365,11 @@ def test_experts_table_shows_scores_per_expert(tmp_path: Path) -> None:
     assert (rows[0]["score_mean"], rows[0]["score_min"], rows[0]["score_max"]) == (3.0, 1, 6)
     assert rows[0]["status"] == "cached" and rows[1]["score_mean"] is None
     assert rows[1]["designs"] == len(state.experts[1].designs)
+    assert "ppo_iterations" not in rows[0]  # no budget recorded: the original's equal split
+    wins = BudgetRecord(iteration=0, rule="wins", ppo_iterations=[4, 0], won_counts=[3, 0])
+    rows = experts_table(state.model_copy(update={"budgets": [wins]}), None, {0: "trained"})
+    assert [(r["ppo_iterations"], r["budget_rule"]) for r in rows] == [(4, "wins"), (0, "wins")]
+    assert rows[0]["status"] == "trained" and rows[1]["status"].startswith("not trained")
 
 
 class _Container:

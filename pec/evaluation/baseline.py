@@ -41,6 +41,7 @@ from pec.runs.store.npy import load_npy, npy_bytes
 log = logging.getLogger(__name__)
 
 _RESULT_RE = re.compile(r"checkpoints/expert_(\d+)/iter_(\d+)/result\.json$")
+TRUNK_ID = -1  # the trunk's expert_id in a TrainingRecord
 
 
 def generalist_job_id(state: PECState) -> int:
@@ -87,7 +88,8 @@ def baseline_eval_key(run_name: str, designs_stem: str, replica: int = 0) -> str
 
 @dataclass(frozen=True)
 class TrainingRecord:
-    """One finished training job of the PEC run, as recorded in its result.json."""
+    """One finished training job of the PEC run, as recorded in its result.json (the trunk's
+    with expert_id -1)."""
 
     expert_id: int
     iteration: int
@@ -123,6 +125,14 @@ def _num_envs(run: Run, expert_id: int, iteration: int) -> int | None:
     return int(values.shape[0]) if values.ndim == 1 else None
 
 
+def _trunk_envs(run: Run) -> int | None:
+    try:
+        values = load_npy(run.store.read_bytes(layout.trunk_samples_keys(run.name)[0]))
+    except (NotFoundError, ValueError, OSError, EOFError):
+        return None
+    return int(values.shape[0]) if values.ndim == 1 else None
+
+
 def training_records(run: Run, state: PECState) -> list[TrainingRecord]:
     """Result records of trainings the state has accepted (iteration ≤ last_trained_pec_iter).
 
@@ -131,16 +141,22 @@ def training_records(run: Run, state: PECState) -> list[TrainingRecord]:
     """
     records: list[TrainingRecord] = []
     prefix = layout.run_prefix(run.name) + "checkpoints/"
+    trunk_key = layout.trunk_dir(run.name) + "result.json"
     for key in run.store.list(prefix):
-        match = _RESULT_RE.search(key)
-        if match is None:
-            continue
-        k, it = int(match.group(1)), int(match.group(2))
-        if k >= generalist_job_id(state):
-            continue  # the baseline's own scratch id, or a foreign folder
-        last = state.experts[k].last_trained_pec_iter
-        if last is None or it > last:
-            continue
+        if key == trunk_key:  # the trunk's steps count in PEC's budget once it is committed
+            if state.trunk is None or not state.trunk.trained:
+                continue
+            k, it = TRUNK_ID, 0
+        else:
+            match = _RESULT_RE.search(key)
+            if match is None:
+                continue
+            k, it = int(match.group(1)), int(match.group(2))
+            if k >= generalist_job_id(state):
+                continue  # the baseline's own scratch id, or a foreign folder
+            last = state.experts[k].last_trained_pec_iter
+            if last is None or it > last:
+                continue
         try:  # a record without metrics counts as a training of unknown size
             data = read_store_json(run.store, key, StateError, finite=False)
         except StateError:
@@ -155,23 +171,26 @@ def training_records(run: Run, state: PECState) -> list[TrainingRecord]:
                 iteration=it,
                 env_steps=float(steps) if isinstance(steps, int | float) else None,
                 ppo_iterations=float(ppo) if isinstance(ppo, int | float) else None,
-                num_envs=_num_envs(run, k, it),
+                num_envs=_trunk_envs(run) if k == TRUNK_ID else _num_envs(run, k, it),
             )
         )
     return sorted(records, key=lambda r: (r.iteration, r.expert_id))
 
 
 def step_budget(records: Sequence[TrainingRecord]) -> StepBudget:
-    """Sum of recorded env steps; the rollout length comes from a from-scratch (iteration 0) job.
+    """Sum of recorded env steps; the rollout length comes from a from-scratch job.
 
-    At iteration 0 a job starts at PPO iteration 0, so its ``iterations`` metric is the
-    number of PPO iterations it ran and env_steps / (iterations × num_envs) is the rollout.
+    The trunk, or without one an iteration-0 expert, starts at PPO iteration 0, so its
+    ``iterations`` metric is the number of PPO iterations it ran and env_steps /
+    (iterations × num_envs) is the rollout (experts forked from a trunk count on from it).
     """
     total = float(sum(r.env_steps for r in records if r.env_steps is not None))
     missing = [(r.expert_id, r.iteration) for r in records if r.env_steps is None]
     rollout: int | None = None
+    has_trunk = any(r.expert_id == TRUNK_ID for r in records)
     for r in records:
-        if r.iteration == 0 and r.env_steps and r.ppo_iterations and r.num_envs:
+        scratch = r.expert_id == TRUNK_ID if has_trunk else r.iteration == 0
+        if scratch and r.env_steps and r.ppo_iterations and r.num_envs:
             rollout = round(r.env_steps / (r.ppo_iterations * r.num_envs))
             break
     return StepBudget(
@@ -249,19 +268,26 @@ def train_baseline(
     max_iterations: int | None = None,
     on_chunk: Callable[[int, int, dict[str, Any]], None] | None = None,
     replica: int = 0,
+    plan: Sequence[int] | None = None,
 ) -> dict[str, Any]:
     """Train the generalist in ``chunks`` warm-started pieces, each on fresh uniform designs.
 
         ``chunks > 1`` mirrors PEC's iterations (new samples, warm start, curriculum restart at
         the previous mean level − dl_buffer). ``max_iterations`` (total PPO iterations) overrides
-        the budget-derived plan. ``replica`` r > 0 trains a further generalist with other seeds
-    (to measure seed-to-seed spread). Finished chunks are reused. Returns the baseline record.
+        the budget-derived plan, and ``plan`` (PPO iterations per chunk) both. ``replica`` r > 0
+    trains a further generalist with other seeds (to measure seed-to-seed spread). Finished
+    chunks are reused. Returns the baseline record.
     """
     cfg = run.config
     job_id = generalist_job_id(state)
     envs = num_envs if num_envs is not None else cfg.effective_num_envs
     budget = step_budget(training_records(run, state))
-    if max_iterations is not None:
+    explicit = plan is not None
+    if plan is not None:
+        if not plan or any(isinstance(n, bool) or int(n) < 1 for n in plan):
+            raise InputError(f"plan {list(plan)}: give at least one chunk of >= 1 PPO iterations")
+        plan = [int(n) for n in plan]
+    elif max_iterations is not None:
         if max_iterations < chunks:
             raise InputError(f"--max_iterations {max_iterations} must be >= --chunks {chunks}")
         base, extra = divmod(max_iterations, chunks)
@@ -355,7 +381,11 @@ def train_baseline(
         "chunks": done,
         "baseline_env_steps": baseline_steps,
         "pec_budget": budget.as_json(),
-        "budget_source": "max_iterations" if max_iterations is not None else "pec records",
+        "budget_source": "plan"
+        if explicit
+        else "max_iterations"
+        if max_iterations is not None
+        else "pec records",
     }
     key = baseline_record_key(run.name, replica)
     run.store.write_bytes(key, json.dumps(record, indent=2).encode())

@@ -23,7 +23,7 @@ from pec.presentation.visualize import render_all_soft
 from pec.runs import layout
 from pec.runs.job_records import TrainJobResult
 from pec.runs.run import Run, load_run_state, write_effective_config
-from pec.runs.state import ExpertFailure, PECState
+from pec.runs.state import ExpertFailure, PECState, TrunkState
 from pec.runs.state_io import save_state
 from pec.runs.store.lease import LeaseKeeper
 
@@ -43,6 +43,7 @@ class IterationReport:
     state: PECState
     scores: dict[str, Any] | None = None
     plots: list[str] = field(default_factory=list)  # store keys of the plots written
+    trunk: str | None = None  # the trunk's status when this iteration trained one
 
     def status(self) -> dict[int, str]:
         """Per expert "trained", "cached" (reused), "failed", or "partial: k of N iterations"
@@ -105,7 +106,12 @@ def train_experts(
     crash between the two loses no training.
     """
     if specs is None:
-        specs = [steps.prepare_training(run, state, k) for k in range(len(state.experts))]
+        budget = steps.training_budget(run, state)
+        specs = [
+            steps.prepare_training(run, state, k, budget)
+            for k in range(len(state.experts))
+            if budget.ppo_iterations[k] > 0  # budget_rule wins: it gave its budget away
+        ]
     from_store: set[int] = set()
 
     def finished(spec: TrainJobSpec | EvalJobSpec) -> TrainJobResult | None:
@@ -121,6 +127,99 @@ def train_experts(
             steps.record_train_result(run, outcome.spec, result)
 
     return runner.run_jobs(specs, finished=finished if reuse else None, on_outcome=record)
+
+
+def train_trunk(
+    run: Run, state: PECState, runner: JobRunner, reuse: bool = True
+) -> tuple[PECState, JobOutcome]:
+    """Train the trunk (`trunk_share` > 0) and fold it into the state by the crash rule.
+
+    A finished trunk recorded in the store is not trained again (with `reuse`); a new result
+    is recorded (checkpoints/trunk/result.json) as soon as its job ends.
+    """
+    spec = steps.prepare_trunk(run, state)
+    from_store: list[bool] = []
+
+    def finished(_: TrainJobSpec | EvalJobSpec) -> TrainJobResult | None:
+        done = steps.read_trunk_result(run)
+        if done is not None:
+            from_store.append(True)
+        return done
+
+    def record(outcome: JobOutcome) -> None:
+        result = outcome.train_result()
+        if result is not None and not from_store:
+            steps.record_train_result(run, spec, result)
+
+    (outcome,) = runner.run_jobs([spec], finished=finished if reuse else None, on_outcome=record)
+    return apply_trunk_rule(run, state, outcome, runner.retry_hint), outcome
+
+
+def apply_trunk_rule(run: Run, state: PECState, outcome: JobOutcome, retry_hint: str) -> PECState:
+    """The crash rule for the trunk: its last checkpoint (model_last.pt, the policy at the end
+    of its share; model_best.pt if there is none), or the last (else best) one a training
+    stopped early (after its retries) wrote, recorded as partial. With neither the experts have nothing to
+    fork from, so the iteration stops with one line (JobError)."""
+    assert isinstance(outcome.spec, TrainJobSpec)
+    plan = outcome.spec.max_iterations
+    old = state.trunk
+    failures = list(old.failures) if old is not None else []
+    result = outcome.train_result()
+    folder = layout.trunk_dir(run.name)
+    kept = [
+        run.store.uri(folder + name)
+        for name in (layout.LAST_CHECKPOINT_FILE, layout.BEST_CHECKPOINT_FILE)
+        if steps.checkpoint_exists(run, run.store.uri(folder + name))
+    ]
+    partial = incomplete_training(outcome.error) if result is None else None
+    if result is not None and steps.checkpoint_exists(run, result.checkpoint_uri):
+        # The fork point is the trunk's whole share: its last policy, not its best-rewarded one
+        # (the reward of a curriculum's mixed levels says little about which one to fork).
+        last = result.last_checkpoint_uri
+        checkpoint = last if last and steps.checkpoint_exists(run, last) else result.checkpoint_uri
+        if result.warning:
+            failures.append(ExpertFailure(iteration=0, message=result.warning))
+    elif partial is not None and kept:
+        checkpoint = kept[0]
+        failures.append(
+            ExpertFailure(iteration=0, message=f"{partial_label(*partial)}: {outcome.error}")
+        )
+    else:
+        why = outcome.error or "training reported a checkpoint that does not exist in the store"
+        raise JobError(
+            f"iteration 0: the trunk has no checkpoint ({why}), so no expert can fork from it; "
+            f"fix the cause and {retry_hint} (or --set trunk_share=0 to start the experts from "
+            "scratch)"
+        )
+    trunk = TrunkState(ppo_iterations=plan, checkpoint=checkpoint, trained=True, failures=failures)
+    return state.model_copy(update={"trunk": trunk})
+
+
+def commit_trunk(
+    run: Run, state: PECState, version: str, runner: JobRunner
+) -> tuple[PECState, str, JobOutcome]:
+    """Step mode (`pec train-trunk`): train the trunk and write the state at once."""
+    if state.iteration != 0:
+        raise StateError(
+            f"run '{run.name}' is at iteration {state.iteration}; the trunk is trained at "
+            "iteration 0 only, before the experts fork from it"
+        )
+    if state.trunk is not None and state.trunk.trained:
+        raise StateError(
+            f"run '{run.name}' already has a trained trunk ({state.trunk.checkpoint}); the "
+            "experts fork from it, so it is not trained again"
+        )
+    new_state, outcome = train_trunk(run, state, runner, reuse=False)
+    new_version = save_state(run.store, new_state, expected_version=version, previous=state)
+    return new_state, new_version, outcome
+
+
+def trunk_status(outcome: JobOutcome) -> str:
+    """ "trained", "cached", or "partial: k of N iterations" (its best checkpoint kept)."""
+    if outcome.result is not None:
+        return "cached" if outcome.reused else "trained"
+    partial = incomplete_training(outcome.error)
+    return "failed" if partial is None else partial_label(*partial)
 
 
 def apply_crash_rule(
@@ -285,12 +384,22 @@ def run_iteration(
         return _run_held_iteration(run, runner, state, version, keeper)
 
 
+def needs_trunk(run: Run, state: PECState) -> bool:
+    """Iteration 0 of a run that forks its experts from a trunk not trained yet."""
+    trunk_trained = state.trunk is not None and state.trunk.trained
+    return state.iteration == 0 and steps.trunk_plan(run)[0] > 0 and not trunk_trained
+
+
 def _run_held_iteration(
     run: Run, runner: JobRunner, state: PECState, version: str, keeper: LeaseKeeper
 ) -> IterationReport:
     iteration = state.iteration
-    outcomes = train_experts(run, state, runner)
-    trained_state, missing = apply_crash_rule(run, state, outcomes)
+    forked, trunk = state, None
+    if needs_trunk(run, state):
+        forked, trunk_outcome = train_trunk(run, state, runner)
+        trunk = trunk_status(trunk_outcome)
+    outcomes = train_experts(run, forked, runner)
+    trained_state, missing = apply_crash_rule(run, forked, outcomes)
     failed = failure_messages(outcomes)
     if missing:
         raise no_checkpoint_error(iteration, missing, failed, runner.retry_hint)
@@ -308,6 +417,7 @@ def _run_held_iteration(
         state=new_state,
         scores=scores,
         plots=plots,
+        trunk=trunk,
     )
 
 

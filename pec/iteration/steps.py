@@ -19,6 +19,7 @@ from pec.backends.registry import check_design_axes, get_backend
 from pec.errors import InputError, StateError
 from pec.faults import fault_point
 from pec.jobs.spec import EvalJobSpec, TrainJobResult, TrainJobSpec, design_row
+from pec.maths.budget import budget_by_share, budget_by_wins, trunk_split, won_counts
 from pec.maths.coverage import coverage as mc_coverage
 from pec.maths.curriculum import starting_level
 from pec.maths.design_space import DEFAULT_AXES
@@ -33,6 +34,7 @@ from pec.runs.config import PECConfig
 from pec.runs.run import Run, check_compatible
 from pec.runs.state import (
     SCHEMA_VERSION,
+    BudgetRecord,
     CoverageRecord,
     ExpertSnapshot,
     ExpertState,
@@ -148,6 +150,11 @@ def preflight(run: Run, state: PECState) -> None:
         backend.check_host(dict(run.config.backend_settings), run.config.effective_device)
     for expert in state.experts:
         check_warm_start(run, state, expert.id)
+    trunk = state.trunk
+    if state.iteration == 0 and trunk is not None and trunk.checkpoint is not None:
+        check_checkpoint(
+            run.store, run.name, trunk.checkpoint, f"the trunk's checkpoint {trunk.checkpoint}"
+        )
     if state.iteration > 0:
         scores = read_scores(run, state.iteration - 1)
         if scores is not None:
@@ -226,10 +233,18 @@ def job_settings(run: Run, state: PECState) -> dict[str, Any]:
     return run.config.job_backend_settings
 
 
-def prepare_training(run: Run, state: PECState, expert_id: int) -> TrainJobSpec:
-    """Write the expert's samples for this iteration and describe its training job."""
+def prepare_training(
+    run: Run, state: PECState, expert_id: int, budget: BudgetRecord | None = None
+) -> TrainJobSpec:
+    """Write the expert's samples for this iteration and describe its training job.
+
+    Its PPO iterations are its entry in `budget` (default `training_budget`); at iteration 0
+    of a run with a trunk it warm-starts from the trunk's checkpoint (the state must hold it).
+    """
     cfg = run.config
     iteration = state.iteration
+    budget = budget if budget is not None else training_budget(run, state)
+    iterations, resume = trainable(run, state, expert_id, budget)
     columns = training_samples(run, state, expert_id)
     gcr_key, spcf_key = layout.samples_keys(run.name, expert_id, iteration)
     run.store.write_bytes(gcr_key, npy_bytes(columns[0]))
@@ -238,8 +253,6 @@ def prepare_training(run: Run, state: PECState, expert_id: int) -> TrainJobSpec:
     if len(columns) == 3:
         leg_key = layout.leg_samples_key(run.name, expert_id, iteration)
         run.store.write_bytes(leg_key, npy_bytes(columns[2]))
-    expert = state.experts[expert_id]
-    resume = expert.checkpoint if iteration > 0 else None
     return TrainJobSpec(
         kind="train",
         backend=cfg.backend,
@@ -252,7 +265,7 @@ def prepare_training(run: Run, state: PECState, expert_id: int) -> TrainJobSpec:
         samples_leg_key=leg_key,
         axes=spec_axes(run),
         start_level=starting_level_for(run, iteration, expert_id),
-        max_iterations=cfg.max_iterations_iter0 if resume is None else cfg.max_iterations,
+        max_iterations=iterations,
         num_envs=cfg.effective_num_envs,
         seed=derive_seed(cfg.seed, "train", expert_id, iteration),
         device=cfg.effective_device,
@@ -274,6 +287,157 @@ def design_fields(keys: tuple[str, ...], values: Any) -> dict[str, float]:
     return {key: float(v) for key, v in zip(keys, values, strict=True)}
 
 
+# ---------------------------------------------------------------- budgets and the trunk
+
+
+def trainable(
+    run: Run, state: PECState, expert_id: int, budget: BudgetRecord | None = None
+) -> tuple[int, str | None]:
+    """(PPO iterations, warm-start checkpoint) of the expert's training at this iteration.
+
+    Refused (StateError) when `budget_rule: wins` gave its budget away, or when iteration 0
+    forks from a trunk that is not trained yet; nothing is written.
+    """
+    iteration = state.iteration
+    budget = budget if budget is not None else training_budget(run, state)
+    iterations = budget.ppo_iterations[expert_id]
+    if iterations < 1:
+        raise StateError(
+            f"expert {expert_id} has no training budget at iteration {iteration}: it won no "
+            f"frontier candidate at iteration {iteration - 1} and budget_rule "
+            f"'{run.config.budget_rule}' gave its PPO iterations to the others; train another "
+            "expert (or --set budget_rule=equal)"
+        )
+    if iteration > 0:
+        resume = state.experts[expert_id].checkpoint
+        # an expert that never got a checkpoint starts from scratch with iteration 0's budget
+        return (iterations if resume else run.config.max_iterations_iter0), resume
+    if trunk_plan(run)[0] > 0:
+        return iterations, trunk_checkpoint(run, state)
+    return iterations, None
+
+
+def trunk_plan(run: Run) -> tuple[int, int]:
+    """(the trunk's PPO iterations, each expert's at iteration 0); (0, ...) without a trunk."""
+    cfg = run.config
+    return trunk_split(cfg.K, cfg.max_iterations_iter0, cfg.trunk_share)
+
+
+def wins_of(run: Run, state: PECState, iteration: int) -> list[int] | None:
+    """Frontier candidates each expert won outright at `iteration` (`won_counts`: ties are
+    nobody's), None when that iteration has no scores."""
+    if iteration < 0:
+        return None
+    scores = read_scores(run, iteration)
+    if scores is None:
+        return None
+    return won_counts(score_matrix(scores, len(state.experts), _scores_width(scores)))
+
+
+def training_budget(run: Run, state: PECState) -> BudgetRecord:
+    """PPO iterations per expert at the state's iteration, and the rule that set them.
+
+    Iteration 0: `max_iterations_iter0` each, or what the trunk leaves them (rule "trunk").
+    Later: `max_iterations` each (rule "equal"), or with `budget_rule: wins` / `proportional`
+    the split of `pec.maths.budget.budget_by_wins` / `budget_by_share` on the outright wins of
+    the previous iteration's frontier.
+    """
+    cfg = run.config
+    K = len(state.experts)
+    iteration = state.iteration
+    if iteration == 0:
+        trunk, per_expert = trunk_plan(run)
+        rule = "trunk" if trunk > 0 else "equal"
+        return BudgetRecord(iteration=0, rule=rule, ppo_iterations=[per_expert] * K)
+    if cfg.budget_rule == "equal":
+        return BudgetRecord(
+            iteration=iteration, rule="equal", ppo_iterations=[cfg.max_iterations] * K
+        )
+    won = wins_of(run, state, iteration - 1)
+    split_by = budget_by_wins if cfg.budget_rule == "wins" else budget_by_share
+    split = [cfg.max_iterations] * K if won is None else split_by(won, cfg.max_iterations)
+    return BudgetRecord(
+        iteration=iteration, rule=cfg.budget_rule, ppo_iterations=split, won_counts=won
+    )
+
+
+def records_budget(run: Run, budget: BudgetRecord) -> bool:
+    """Whether the state records this budget: in runs with a trunk or `budget_rule: wins`
+    (runs with neither keep the original's equal split and their state files as before)."""
+    return budget.rule != "equal" or run.config.budget_rule != "equal" or trunk_plan(run)[0] > 0
+
+
+def trunk_checkpoint(run: Run, state: PECState) -> str:
+    """The trunk checkpoint iteration 0's experts fork from; refused when it is missing."""
+    trunk = state.trunk
+    if trunk is None or trunk.checkpoint is None or not checkpoint_exists(run, trunk.checkpoint):
+        raise StateError(
+            f"run '{run.name}' forks its experts from a trunk (trunk_share "
+            f"{run.config.trunk_share}) but has no trained trunk yet; run `pec train-trunk` "
+            "first (or --set trunk_share=0 to start every expert from scratch)"
+        )
+    return trunk.checkpoint
+
+
+def trunk_samples(run: Run, num_envs: int) -> tuple[np.ndarray, ...]:
+    """Uniform designs over the whole box, one per environment, seeded by the run's seed.
+
+    One float32 array per design axis, in the space's order (gcr, spcf(, leg)).
+    """
+    rng = np.random.default_rng(derive_seed(run.config.seed, "trunk-samples"))
+    points = run.space.sample_uniform(num_envs, rng).astype(np.float32)
+    return tuple(points[:, a].copy() for a in range(points.shape[1]))
+
+
+def prepare_trunk(run: Run, state: PECState) -> TrainJobSpec:
+    """Write the trunk's samples and describe its training job (from scratch, whole box)."""
+    cfg = run.config
+    iterations, _ = trunk_plan(run)
+    if iterations < 1:
+        raise StateError(
+            f"run '{run.name}' has no trunk: trunk_share {cfg.trunk_share} leaves it no PPO "
+            "iteration; --set trunk_share=0.5 (for example) to fork the experts from one"
+        )
+    columns = trunk_samples(run, cfg.effective_num_envs)
+    gcr_key, spcf_key = layout.trunk_samples_keys(run.name)
+    run.store.write_bytes(gcr_key, npy_bytes(columns[0]))
+    run.store.write_bytes(spcf_key, npy_bytes(columns[1]))
+    leg_key = None
+    if len(columns) == 3:
+        leg_key = layout.trunk_leg_samples_key(run.name)
+        run.store.write_bytes(leg_key, npy_bytes(columns[2]))
+    return TrainJobSpec(
+        kind="train",
+        backend=cfg.backend,
+        store=run.store_spec,
+        run_name=run.name,
+        expert_id=len(state.experts),
+        iteration=0,
+        role="trunk",
+        samples_gcr_key=gcr_key,
+        samples_spcf_key=spcf_key,
+        samples_leg_key=leg_key,
+        axes=spec_axes(run),
+        start_level=cfg.dl_initial,
+        max_iterations=iterations,
+        num_envs=cfg.effective_num_envs,
+        seed=derive_seed(cfg.seed, "trunk"),
+        device=cfg.effective_device,
+        settings=job_settings(run, state),
+        timeout_s=cfg.train_timeout_h * 3600.0,
+        threads=cfg.job_threads(1),
+    )
+
+
+def read_trunk_result(run: Run) -> TrainJobResult | None:
+    """The trunk's finished training whose checkpoint still exists, else None."""
+    key = layout.trunk_dir(run.name) + "result.json"
+    result = run_records.read_train_result_at(run.store, key)
+    if result is None or not checkpoint_exists(run, result.checkpoint_uri):
+        return None
+    return result
+
+
 def _trained_dl(run: Run, expert_id: int, iteration: int) -> int | None:
     """The starting level (dl) the expert's training of ``iteration`` used, from its result."""
     return run_records.read_train_dl(run.store, run.name, expert_id, iteration)
@@ -282,7 +446,7 @@ def _trained_dl(run: Run, expert_id: int, iteration: int) -> int | None:
 def record_train_result(run: Run, spec: TrainJobSpec, result: TrainJobResult) -> str:
     """result.json of a training, with the dl it started at (also for results of older jobs)."""
     result = result.model_copy(update={"dl": spec.start_level})
-    key = layout.train_result_key(run.name, spec.expert_id, spec.iteration)
+    key = spec.checkpoint_dir + "result.json"
     run.store.write_bytes(key, json.dumps(result.model_dump(mode="json"), indent=2).encode())
     fault_point("train-result-recorded")
     return key
@@ -532,11 +696,16 @@ def refit_iteration(
         )
         for e, fit in zip(state.experts, result.experts, strict=True)
     ]
+    budgets = list(state.budgets)
+    budget = training_budget(run, state)
+    if records_budget(run, budget) and all(b.iteration != iteration for b in budgets):
+        budgets.append(budget)
     refitted = state.model_copy(
         update={
             "experts": experts,
             "history": [*state.history, snapshot],
             "iteration": iteration + 1,
+            "budgets": budgets,
         }
     )
     after = state_coverage(run, refitted)

@@ -90,7 +90,7 @@ def finish_external_job(
 
 
 def _best_checkpoint_exists(spec: TrainJobSpec) -> bool:
-    best_key = layout.best_checkpoint_key(spec.run_name, spec.expert_id, spec.iteration)
+    best_key = spec.checkpoint_dir + layout.BEST_CHECKPOINT_FILE
     return spec.store.open().exists(best_key)
 
 

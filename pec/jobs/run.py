@@ -65,8 +65,8 @@ class _CheckpointUploader:
 
     def __init__(self, store: Store, spec: TrainJobSpec) -> None:
         self._store = store
-        self.best_key = layout.best_checkpoint_key(spec.run_name, spec.expert_id, spec.iteration)
-        self.last_key = layout.last_checkpoint_key(spec.run_name, spec.expert_id, spec.iteration)
+        self.best_key = spec.checkpoint_dir + layout.BEST_CHECKPOINT_FILE
+        self.last_key = spec.checkpoint_dir + layout.LAST_CHECKPOINT_FILE
         self.marker_key = posixpath.join(posixpath.dirname(self.best_key), RESUME_MARKER_NAME)
         self._uploaded: dict[str, tuple[int, int]] = {}  # key -> (mtime_ns, size) last sent
         self.progress = 0  # last PPO iteration the backend reported as complete
@@ -128,10 +128,10 @@ def run_train_job(
     # before any download: one line, nothing written
     supported = _backend_axes(backend)
     design_columns(job_axes(spec.axes), np.zeros((0, len(job_axes(spec.axes)))), supported)
-    log_prefix = layout.train_log_prefix(spec.run_name, spec.expert_id, spec.iteration)
+    log_prefix = spec.checkpoint_dir + "tb/"
     uploader = _CheckpointUploader(store, spec)
     latest_metrics: dict[str, float] = {}
-    what = f"expert {spec.expert_id} iteration {spec.iteration} of run {spec.run_name!r}"
+    what = f"{spec.what} iteration {spec.iteration} of run {spec.run_name!r}"
     total = [0]  # the backend's own count of PPO iterations to reach
 
     def progress(iteration: int, max_iterations: int, metrics: dict[str, float]) -> None:

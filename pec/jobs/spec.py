@@ -24,6 +24,7 @@ from pydantic import (
 from pec.errors import ConfigError, one_line
 from pec.maths.curriculum import MAX_LEVEL
 from pec.maths.design_space import AXES, DEFAULT_AXES
+from pec.runs import layout
 from pec.runs.job_records import StoreSpec as StoreSpec
 from pec.runs.job_records import TrainJobResult as TrainJobResult
 
@@ -48,6 +49,11 @@ class TrainJobSpec(_Strict):
     run_name: str = Field(min_length=1)
     expert_id: int = Field(ge=0)
     iteration: int = Field(ge=0)
+    # "trunk": the shared policy iteration 0 forks every expert from (`trunk_share`); it writes
+    # under checkpoints/trunk/ and carries expert_id K. Left out of an expert's spec.
+    role: Literal["expert", "trunk"] = Field(
+        default="expert", exclude_if=lambda value: value == "expert"
+    )
     samples_gcr_key: str = Field(min_length=1)
     samples_spcf_key: str = Field(min_length=1)
     # 3-D runs only: leg.npy and the design axes the job varies (pec.maths.design_space.AXES);
@@ -93,6 +99,16 @@ class TrainJobSpec(_Strict):
                 "samples_leg_key must be set exactly when axes name 'leg' (a 3-D run's leg.npy)"
             )
         return self
+
+    @property
+    def checkpoint_dir(self) -> str:
+        """The store folder this job writes its checkpoints, logs and result to."""
+        return layout.job_checkpoint_dir(self.run_name, self.expert_id, self.iteration, self.role)
+
+    @property
+    def what(self) -> str:
+        """ "expert k" or "the trunk", for messages."""
+        return "the trunk" if self.role == "trunk" else f"expert {self.expert_id}"
 
 
 DesignRow = tuple[float, float] | tuple[float, float, float]

@@ -99,6 +99,20 @@ class PECConfig(StrictModel):
     )
     max_iterations_iter0: int = Field(1600, ge=1, le=1_000_000)
     max_iterations: int = Field(500, ge=1, le=1_000_000)
+    trunk_share: float = Field(
+        0.0,
+        ge=0.0,
+        lt=1.0,
+        description="share of iteration 0's budget (K x max_iterations_iter0 PPO iterations) "
+        "spent on one trunk policy over the whole box that every expert then forks from; "
+        "0: every expert starts from scratch (the original)",
+    )
+    budget_rule: Literal["equal", "wins", "proportional"] = Field(
+        "equal",
+        description="PPO budget per expert after iteration 0: equal (the original), wins (an "
+        "expert that won no frontier candidate gives its budget to those that won), or "
+        "proportional (the budget split in proportion to the frontier candidates won)",
+    )
     train_timeout_h: float = Field(8.0, gt=0.0, le=24 * 366)
     eval_timeout_h: float = Field(4.0, gt=0.0, le=24 * 366)
     backend_settings: dict[str, Any] = Field(

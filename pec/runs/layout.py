@@ -92,6 +92,29 @@ def checkpoint_dir(run_name: str, expert_id: int, iteration: int) -> str:
     return run_prefix(run_name) + f"checkpoints/expert_{k}/iter_{n}/"
 
 
+def trunk_dir(run_name: str) -> str:
+    """``checkpoints/trunk/``: the shared policy every expert forks from (`trunk_share`)."""
+    return run_prefix(run_name) + "checkpoints/trunk/"
+
+
+def trunk_samples_keys(run_name: str) -> tuple[str, str]:
+    """(gcr.npy, spcf.npy) keys of the trunk's per-environment training samples."""
+    base = run_prefix(run_name) + "trunk/samples/"
+    return base + "gcr.npy", base + "spcf.npy"
+
+
+def trunk_leg_samples_key(run_name: str) -> str:
+    """leg.npy key of a 3-D run's trunk samples (leg length, metres)."""
+    return run_prefix(run_name) + "trunk/samples/leg.npy"
+
+
+def job_checkpoint_dir(run_name: str, expert_id: int, iteration: int, role: str = "expert") -> str:
+    """Where a training job writes: the trunk's folder for role ``trunk``, else the expert's."""
+    if role == "trunk":
+        return trunk_dir(run_name)
+    return checkpoint_dir(run_name, expert_id, iteration)
+
+
 def best_checkpoint_key(run_name: str, expert_id: int, iteration: int) -> str:
     return checkpoint_dir(run_name, expert_id, iteration) + BEST_CHECKPOINT_FILE
 

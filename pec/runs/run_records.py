@@ -154,6 +154,10 @@ def read_train_metrics(
 def read_train_result(
     store: Store, run_name: str, expert_id: int, iteration: int
 ) -> TrainJobResult | None:
-    key = layout.train_result_key(run_name, expert_id, iteration)
+    return read_train_result_at(store, layout.train_result_key(run_name, expert_id, iteration))
+
+
+def read_train_result_at(store: Store, key: str) -> TrainJobResult | None:
+    """A training's result.json at `key` (an expert's or the trunk's), checked; None if absent."""
     data = read_store_json(store, key, StateError, finite=False)  # metrics may be NaN
     return None if data is None else parse_train_result(data, store.uri(key))

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -187,6 +187,39 @@ class ExpertSnapshot(BaseModel):
         return _check_uri("checkpoint", v)
 
 
+class TrunkState(BaseModel):
+    """The shared policy iteration 0 trains on the whole box before forking every expert from it
+    (`trunk_share` > 0). Its checkpoint is what each expert's iteration-0 training warm-starts
+    from; a failure is recorded like an expert's."""
+
+    model_config = _MODEL_CONFIG
+    ppo_iterations: int = Field(ge=1)  # planned (pec.maths.budget.trunk_split)
+    checkpoint: str | None = None
+    trained: bool = False
+    failures: list[ExpertFailure] = Field(default_factory=list)
+
+    @field_validator("checkpoint")
+    @classmethod
+    def _abs(cls, v: str | None) -> str | None:
+        return _check_uri("checkpoint", v)
+
+    @model_validator(mode="after")
+    def _trained_has_checkpoint(self) -> TrunkState:
+        if self.trained and self.checkpoint is None:
+            raise ValueError("the trunk is trained but has no checkpoint; set checkpoint")
+        return self
+
+
+class BudgetRecord(BaseModel):
+    """The PPO iterations each expert was given at one iteration, and why (`budget_rule`)."""
+
+    model_config = _MODEL_CONFIG
+    iteration: int = Field(ge=0)
+    rule: str = Field(min_length=1)  # "equal", "wins", or "trunk" (iteration 0 after a trunk)
+    ppo_iterations: list[Annotated[int, Field(ge=0)]]  # per expert; 0: gave its budget away
+    won_counts: list[Annotated[int, Field(ge=0)]] | None = None  # last iteration's wins
+
+
 class HistoryEntry(BaseModel):
     model_config = _MODEL_CONFIG
     iteration: int = Field(ge=0)
@@ -213,6 +246,9 @@ class PECState(BaseModel):
     # Seed of the one Monte-Carlo point set every coverage of this run is measured on (init,
     # refit, stopping); None in runs written before it was recorded (then the config's seed).
     coverage_seed: int | None = Field(default=None, ge=0)
+    # Runs without a trunk or budget records leave both out, so their files stay as before.
+    trunk: TrunkState | None = Field(default=None, exclude_if=lambda value: value is None)
+    budgets: list[BudgetRecord] = Field(default_factory=list, exclude_if=lambda value: not value)
 
     @field_validator("schema_version")
     @classmethod
@@ -342,6 +378,19 @@ class PECState(BaseModel):
                         f"exceeds its current {n_now} designs; designs are append-only"
                     )
         previous = -1
+        for b in self.budgets:
+            if b.iteration <= previous or b.iteration > self.iteration:
+                raise ValueError(
+                    f"budgets iterations {[x.iteration for x in self.budgets]} must be strictly "
+                    f"increasing and <= iteration {self.iteration}"
+                )
+            if len(b.ppo_iterations) != k:
+                raise ValueError(
+                    f"budgets iteration {b.iteration} has {len(b.ppo_iterations)} entries; it "
+                    f"needs one per expert (K={k})"
+                )
+            previous = b.iteration
+        previous = -1
         for c in self.coverage:
             if c.iteration <= previous or c.iteration > self.iteration:
                 raise ValueError(
@@ -417,6 +466,10 @@ def check_successor(old: PECState, new: PECState) -> None:
         if len(new.history) < len(old.history):
             fail(f"shrinks history from {len(old.history)} to {len(new.history)} entries")
         fail("rewrites existing history entries (history is append-only)")
+    if new.budgets[: len(old.budgets)] != old.budgets:
+        fail("rewrites existing budget records (budgets are append-only)")
+    if old.trunk is not None and old.trunk.trained and new.trunk != old.trunk:
+        fail("changes the trained trunk (experts were forked from it)")
     if new.coverage[: len(old.coverage)] != old.coverage:
         fail("rewrites existing coverage records (coverage is append-only)")
     for o, n in zip(old.experts, new.experts, strict=True):

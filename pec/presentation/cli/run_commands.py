@@ -77,6 +77,7 @@ def cmd_train_expert(args: argparse.Namespace) -> int:
     if args.dl is not None and not 0 <= args.dl <= 74:
         raise InputError(f"--dl {args.dl}: the obstacle level must be in 0..74")
     steps.check_warm_start(run, state, k)
+    steps.trainable(run, state, k)  # a budget given away or a trunk not trained: refused here
     sinks: list[LogSink] = []
     runner = local_runner(run.config, log_for=lambda spec: sinks[0] if sinks else None)
     write_effective_config(run)
@@ -115,6 +116,30 @@ def cmd_train_expert(args: argparse.Namespace) -> int:
     console.print(
         f"[yellow]expert {k} failed; falls back to {expert.checkpoint}[/]: {outcome.error}"
     )
+    return 0
+
+
+def cmd_train_trunk(args: argparse.Namespace) -> int:
+    from pec.iteration.driver import commit_trunk, trunk_status
+
+    run = open_run_from_args(args, ["trunk_share", "max_iterations_iter0", "num_envs"])
+    state, version = load_run_state(run)
+    if steps.trunk_plan(run)[0] < 1:
+        raise InputError(
+            f"--trunk_share {run.config.trunk_share}: leaves the trunk no PPO iteration; pass "
+            "a share in (0, 1), e.g. --trunk_share 0.5"
+        )
+    runner = local_runner(run.config)
+    write_effective_config(run)
+    new_state, _, outcome = commit_trunk(run, state, version, runner)
+    assert new_state.trunk is not None
+    console.print(
+        f"trunk {trunk_status(outcome)} ({new_state.trunk.ppo_iterations} PPO iterations): "
+        f"{new_state.trunk.checkpoint}"
+    )
+    result = outcome.train_result()
+    for name, value in sorted((result.metrics if result else {}).items()):
+        console.print(f"  {name}: {value:.4g}")
     return 0
 
 
@@ -307,12 +332,34 @@ def _experts_table(state: PECState) -> None:
             e.checkpoint or "-",
         )
     console.print(table)
+    if state.trunk is not None:
+        t = state.trunk
+        console.print(
+            f"trunk: {'trained' if t.trained else 'not trained'}, {t.ppo_iterations} PPO "
+            f"iterations, checkpoint {t.checkpoint or '-'}, failures {len(t.failures)}"
+        )
+
+
+def _budgets_table(state: PECState) -> None:
+    if not state.budgets:
+        return
+    table = Table(title="PPO iterations per expert (0: gave its budget to the winners)")
+    table.add_column("iteration")
+    table.add_column("rule")
+    for e in state.experts:
+        table.add_column(f"expert {e.id}")
+    table.add_column("wins at the iteration before")
+    for b in state.budgets:
+        won = "-" if b.won_counts is None else ", ".join(str(w) for w in b.won_counts)
+        table.add_row(str(b.iteration), b.rule, *(str(v) for v in b.ppo_iterations), won)
+    console.print(table)
 
 
 def cmd_status(args: argparse.Namespace) -> int:
     store, _ = open_run_store(args.store)
     state = load_state_or_fail(store, args.run_name)
     _experts_table(state)
+    _budgets_table(state)
     console.print(status_history_table(store, state))
     cov = Table(title="coverage per iteration")
     cov.add_column("iteration")
@@ -321,13 +368,14 @@ def cmd_status(args: argparse.Namespace) -> int:
     for record in state.coverage:
         cov.add_row(str(record.iteration), f"{record.coverage:.3f}")
     console.print(cov)
-    failures = [(e.id, f) for e in state.experts for f in e.failures]
+    failures = [(str(e.id), f) for e in state.experts for f in e.failures]
+    failures += [("trunk", f) for f in (state.trunk.failures if state.trunk else [])]
     if failures:
         fail = Table(title="failures")
         for col in ("expert", "iteration", "fallback", "message"):
             fail.add_column(col)
         for k, f in failures:
-            fail.add_row(str(k), str(f.iteration), f.fallback_checkpoint or "-", f.message[:120])
+            fail.add_row(k, str(f.iteration), f.fallback_checkpoint or "-", f.message[:120])
         console.print(fail)
     return 0
 
@@ -336,7 +384,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     from pec.iteration.driver import IterationReport, run_until_done
 
     run = open_run_from_args(
-        args, ["K", "max_pec_iterations", "max_iterations", "max_iterations_iter0"]
+        args,
+        [
+            "K",
+            "max_pec_iterations",
+            "max_iterations",
+            "max_iterations_iter0",
+            "trunk_share",
+            "budget_rule",
+        ],
     )
     runner = local_runner(run.config)
 
@@ -382,6 +438,16 @@ def add_run_commands(sub: Any) -> None:
     p.add_argument("--num_envs", type=int)
     p.add_argument("--dl", type=int, help="starting obstacle level (default: dl auto-scaling)")
     p.set_defaults(func=cmd_train_expert)
+
+    p = sub.add_parser(
+        "train-trunk",
+        help="iteration 0 with trunk_share > 0: train the trunk every expert then forks from",
+    )
+    add_common(p)
+    p.add_argument("--trunk_share", type=float, help="share of iteration 0's PPO budget")
+    p.add_argument("--max_iterations_iter0", type=int)
+    p.add_argument("--num_envs", type=int)
+    p.set_defaults(func=cmd_train_trunk)
 
     p = sub.add_parser("frontier", help="write this iteration's frontier candidates only")
     add_common(p)
@@ -442,4 +508,8 @@ def add_run_commands(sub: Any) -> None:
     p.add_argument("--max_pec_iterations", type=int)
     p.add_argument("--max_iterations", type=int)
     p.add_argument("--max_iterations_iter0", type=int)
+    p.add_argument(
+        "--trunk_share", type=float, help="fork the experts from a trunk given this share"
+    )
+    p.add_argument("--budget_rule", choices=["equal", "wins", "proportional"])
     p.set_defaults(func=cmd_run)
