@@ -29,8 +29,9 @@ import yaml
 
 from pec.jobs.docker_executor import DockerExecutor
 from pec.jobs.executors import SubprocessExecutor
-from pec.jobs.spec import StoreSpec, TrainJobSpec
+from pec.jobs.spec import TrainJobSpec
 from pec.runs import layout
+from pec.runs.job_records import StoreSpec
 from pec.runs.store import LocalStore
 
 REPO = Path(__file__).resolve().parents[1]

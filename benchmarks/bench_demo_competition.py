@@ -16,7 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from pec.evaluation.protocols import frontier_competition
+from pec.maths.protocols import frontier_competition
 from pec.presentation.cli import main as pec_main
 from pec.runs import layout
 from pec.runs.store import open_store

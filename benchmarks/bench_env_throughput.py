@@ -1,20 +1,35 @@
-"""BalluVecEnv throughput vs raw `mj_step` on the same scene, in the same process.
+"""BalluVecEnv throughput at T physics threads, and vs raw `mj_step`, in the same process.
 
-Both columns count robot-physics-steps per second (envs x physics steps / s): the env
-column includes the per-step numpy forces, observations, rewards, resets and the torch
-conversion. Target (issue 12): env / raw >= 0.85 at 64 envs. Peak RSS is reported after
-the largest scene. Measured on a shared, loaded 2-core VM (one thread), median of 5 runs:
-0.86 at 64 envs (runs 0.83-0.89), 0.93 at 256, 1.01 at 1024; single runs vary by +-0.03
-and more there, so the target is met by the median but not robustly. On the same VM with
-nothing else running (lead, after the merge): 0.88, 0.88, 0.88, 0.89, 0.86 at 64 envs (median
-0.88); one full run 0.87 / 0.93 / 1.00.
+Every column counts robot-physics-steps per second (envs x physics steps / s). The env
+columns include the per-step numpy forces, observations, rewards, resets and the torch
+conversion; the env's robots are cut into scenes of `--block` robots (the task setting
+`physics_block_envs`) and a control step runs the scenes on T threads
+(`pec.backends.mujoco.blocks`). `raw` is bare `mj_step` on the same scenes, one thread, no
+forces. The envs of all T and the raw stepping are interleaved control step by control step
+on the same designs and actions, so every column sees the same machine load.
 
-    .venv/bin/python benchmarks/bench_env_throughput.py [--envs 64 256 1024] [--steps 40]
+Printed: per env count, the env rate at each T, the rate per thread, the cores the process
+actually got while stepping at that T (CPU time / wall time: on a loaded machine T threads
+may get fewer than T cores), env/raw at T = 1 and the env's robot-steps per CPU-second of
+this process at the first T (far less disturbed by other processes than wall time); then `efficiency at T=2: X` (speed-up / T,
+at the largest env count) and the spread of the per-thread rate at T = 1 over env counts
+(goal: within 15 % from 64 to 4096 envs), the same spread per CPU-second, and an Amdahl
+bound on the T = 2 efficiency from the CPU share of the env step outside `mj_step` (the
+part that holds the GIL). Load averages are printed before and after.
+
+Earlier figures (one scene for all robots, one thread, issue 12): env/raw 0.86 at 64 envs,
+0.93 at 256, 1.01 at 1024 on the shared 2-core VM; raw mj_step fell from 167k robot-steps/s
+at 64 envs to 96.5k at 1024 and 44.7k at 2048 (issue 20). See docs/DEPLOYING.md for the
+figures with blocks and threads.
+
+    .venv/bin/python benchmarks/bench_env_throughput.py [--envs 64 256 1024] [--threads 1 2]
+        [--steps 40] [--block 64]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import resource
 import time
 
@@ -27,54 +42,116 @@ from pec.backends.mujoco.settings import BalluTaskSettings
 DECIMATION = BalluTaskSettings().decimation  # type: ignore[call-arg]
 
 
-def measure(num_envs: int, control_steps: int) -> tuple[float, float]:
-    """(env rate, raw rate) in robot-physics-steps per second.
+def measure(
+    num_envs: int, threads: list[int], control_steps: int, block: int
+) -> tuple[dict[int, float], dict[int, float], float, float, float]:
+    """({T: env rate}, {T: cores used}, raw rate, env per CPU-s at T[0], raw per CPU-s).
 
-    The two are interleaved on the same evolving scene (one env.step, then `decimation`
-    bare mj_steps), so both see the same contacts and the same machine load.
+    Rates are robot-physics-steps per wall second; the last two per CPU second of this
+    process, which a loaded machine disturbs far less than wall time.
     """
-    env = BalluVecEnv(num_envs, gcr_range=(0.75, 0.89), spcf_range=(0.001, 0.01), seed=0)
-    decimation = env.task.decimation
-    m, d = env.sim.model, env.sim.data
+    task = BalluTaskSettings(physics_block_envs=block)  # type: ignore[call-arg]
+    envs = {
+        t: BalluVecEnv(
+            num_envs,
+            task,
+            gcr_range=(0.75, 0.89),
+            spcf_range=(0.001, 0.01),
+            seed=0,
+            threads=t,
+        )
+        for t in threads
+    }
+    raw_scenes = [(b.model, b.data) for b in envs[threads[0]].sim.blocks]
     gen = torch.Generator().manual_seed(0)
     actions = [torch.rand(num_envs, 2, generator=gen) for _ in range(control_steps)]
-    env.step(actions[0])  # warm up
-    env_time = raw_time = 0.0
+    for env in envs.values():
+        env.step(actions[0])  # warm up (threads started, caches filled)
+    wall = dict.fromkeys(threads, 0.0)
+    cpu = dict.fromkeys(threads, 0.0)
+    raw_time = raw_cpu = 0.0
     for a in actions:
-        t0 = time.perf_counter()
-        env.step(a)
-        t1 = time.perf_counter()
-        for _ in range(decimation):
-            mujoco.mj_step(m, d)
-        t2 = time.perf_counter()
-        env_time += t1 - t0
-        raw_time += t2 - t1
-    work = num_envs * control_steps * decimation
-    return work / env_time, work / raw_time
+        for t, env in envs.items():
+            c0, t0 = time.process_time(), time.perf_counter()
+            env.step(a)
+            wall[t] += time.perf_counter() - t0
+            cpu[t] += time.process_time() - c0
+        c0, t0 = time.process_time(), time.perf_counter()
+        for m, d in raw_scenes:
+            for _ in range(DECIMATION):
+                mujoco.mj_step(m, d)
+        raw_time += time.perf_counter() - t0
+        raw_cpu += time.process_time() - c0
+    for env in envs.values():
+        env.close()
+    work = num_envs * control_steps * DECIMATION
+    rates = {t: work / wall[t] for t in threads}
+    cores = {t: cpu[t] / wall[t] for t in threads}
+    return rates, cores, work / raw_time, work / cpu[threads[0]], work / raw_cpu
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--envs", type=int, nargs="+", default=[64, 256, 1024])
+    parser.add_argument("--threads", type=int, nargs="+", default=[1])
     parser.add_argument("--steps", type=int, default=40, help="control steps per measurement")
+    parser.add_argument("--block", type=int, default=64, help="robots per scene")
     args = parser.parse_args()
+    threads = sorted(set(args.threads))
+    if threads[0] < 1:
+        parser.error("--threads: pass thread counts >= 1")
     torch.set_num_threads(1)
-    print(
-        f"{'envs':>6} {'env steps/s':>14} {'raw mj_step/s':>14} {'ratio':>7} {'ctrl steps/s':>13}"
-    )
-    ratios = []
+    print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print(f"block {args.block} robots per scene, {args.steps} control steps per measurement")
+    head = f"{'envs':>6} {'blocks':>6} {'T':>3} {'env steps/s':>12} {'per thread':>11}"
+    head += f" {'cores used':>10}"
+    print(f"{head} {'raw T=1':>10} {'env/raw':>8} {'per CPU-s':>10}")
+    per_thread_t1: list[float] = []
+    per_cpu_t1: list[float] = []
+    serial: list[float] = []
+    speedups: dict[int, float] = {}
+    ratio_first = None
     for n in sorted(args.envs):
-        env_rate, raw_rate = measure(n, args.steps)
-        ratio = env_rate / raw_rate
-        ratios.append(ratio)
+        rates, cores, raw_rate, env_cpu, raw_cpu = measure(n, threads, args.steps, args.block)
+        for t in threads:
+            blocks = -(-n // args.block)
+            line = f"{n:>6} {blocks:>6} {t:>3} {rates[t]:>12,.0f} {rates[t] / t:>11,.0f}"
+            line += f" {cores[t]:>10.2f}"
+            if t == threads[0]:
+                ratio = rates[t] / raw_rate
+                ratio_first = ratio if ratio_first is None else ratio_first
+                line += f" {raw_rate:>10,.0f} {ratio:>8.2f} {env_cpu:>10,.0f}"
+            print(line, flush=True)
+        if 1 in rates:
+            per_thread_t1.append(rates[1])
+            per_cpu_t1.append(env_cpu)
+            serial.append(max(0.0, 1.0 - env_cpu / raw_cpu))
+        speedups = {t: rates[t] / rates[threads[0]] for t in threads}
+    largest = max(args.envs)
+    for t in threads:
+        if t > 1 and threads[0] == 1:
+            print(
+                f"efficiency at T={t}: {speedups[t] / t:.2f} ({largest} envs; goal >= 0.85 at T=2)"
+            )
+    if len(per_thread_t1) > 1:
+        spread = max(per_thread_t1) / min(per_thread_t1) - 1
+        cpu_spread = max(per_cpu_t1) / min(per_cpu_t1) - 1
+        span = f"{min(args.envs)}..{largest} envs"
+        print(f"per-thread rate spread at T=1 over {span}: {spread:.0%} (goal <= 15%)")
+        print(f"robot-steps per CPU-second at T=1 over {span}: spread {cpu_spread:.0%}")
+    if serial:
+        # Amdahl: the env step outside mj_step holds the GIL (numpy forces, obs, rewards).
+        s = serial[-1]
+        bound = 1 / (s + (1 - s) / 2) / 2
         print(
-            f"{n:>6} {env_rate:>14,.0f} {raw_rate:>14,.0f} {ratio:>7.2f} {env_rate / DECIMATION:>13,.0f}"
+            f"serial share at {largest} envs (CPU time outside mj_step): {s:.2f};"
+            f" Amdahl bound on efficiency at T=2: {bound:.2f}"
         )
+    if ratio_first is not None:
+        print(f"ratio env/raw at {min(args.envs)} envs: {ratio_first:.2f} (target >= 0.85 at 64)")
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    smallest = min(args.envs)
-    print(f"ratio env/raw at {smallest} envs: {ratios[0]:.2f} (target >= 0.85 at 64 envs)")
-    print(f"min ratio env/raw: {min(ratios):.2f}")
-    print(f"peak RSS after {max(args.envs)} envs: {peak_mib:.0f} MiB")
+    print(f"peak RSS after {largest} envs: {peak_mib:.0f} MiB")
+    print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 
 if __name__ == "__main__":

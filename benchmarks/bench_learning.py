@@ -6,11 +6,19 @@ the same held-out designs drawn around that point: final levels after `--episode
 deterministic episodes from level 0. Target: trained - untrained >= +5 levels.
 
     .venv/bin/python benchmarks/bench_learning.py [--iterations 1000] [--envs 128]
+        [--terrain obstacle|ramp]
+
+With `--resume-at N` it measures what the warm-up clock does to a warm start instead: one
+job trains N iterations from scratch, then a warm-started job trains the remaining
+`--iterations - N` under each `warmup_clock` (`policy_age`, the default, and `job`, the
+original scripts' count), beside one uninterrupted job of `--iterations` (the baseline,
+measured in the same run); all on the same held-out designs.
 """
 
 from __future__ import annotations
 
 import argparse
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -20,7 +28,10 @@ import torch
 
 from pec.backends.base import EvalRequest, TrainRequest
 from pec.backends.mujoco import MujocoBackend
-from pec.backends.mujoco.backend import close_env
+from pec.backends.mujoco.backend import LAST_NAME, close_env
+from pec.backends.mujoco.settings import PPOSettings
+
+SAVE_INTERVAL: int = PPOSettings.model_fields["save_interval"].default  # model_last.pt cadence
 
 
 def learning_check(
@@ -36,6 +47,7 @@ def learning_check(
     seed: int,
     work: Path,
     progress_every: int = 25,
+    terrain: str = "obstacle",
 ) -> tuple[list[int], list[int], list[int]]:
     """Train one expert around (gcr, spcf); final levels of untrained, last and best policy.
 
@@ -55,6 +67,7 @@ def learning_check(
     eval_gcr, eval_spcf = around(designs)
     settings: dict[str, object] = {
         "task": {
+            "terrain": terrain,
             "curriculum_warmup_iterations": warmup,
             "goal_warmup_iterations": warmup,
             "goal_ramp_iterations": warmup,
@@ -112,6 +125,96 @@ def learning_check(
     return untrained, trained_last, trained_best
 
 
+def warm_start_check(
+    backend: MujocoBackend,
+    *,
+    gcr: float,
+    spcf: float,
+    envs: int,
+    iterations: int,
+    resume_at: int,
+    designs: int,
+    episodes: int,
+    warmup: int,
+    seed: int,
+    work: Path,
+) -> dict[str, list[int]]:
+    """Final levels of an uninterrupted job and of a warm start under each warm-up clock."""
+    rng = np.random.default_rng(seed)
+    train_gcr = np.clip(rng.normal(gcr, 0.01, envs), 0.75, 0.89)
+    train_spcf = np.clip(rng.normal(spcf, 0.0005, envs), 0.001, 0.010)
+    eval_gcr = np.clip(rng.normal(gcr, 0.01, designs), 0.75, 0.89)
+    eval_spcf = np.clip(rng.normal(spcf, 0.0005, designs), 0.001, 0.010)
+
+    def settings(clock: str) -> dict[str, object]:
+        return {
+            "task": {
+                "curriculum_warmup_iterations": warmup,
+                "goal_warmup_iterations": warmup,
+                "goal_ramp_iterations": warmup,
+                "warmup_clock": clock,
+            }
+        }
+
+    def train(
+        name: str, its: int, clock: str, resume: Path | None, keep_at: int | None = None
+    ) -> Path:
+        """Train; with `keep_at`, also keep model_last.pt as written at that iteration."""
+        t0 = time.time()
+        kept = work / f"{name}_at_{keep_at}.pt"
+
+        def keep(path: Path) -> None:
+            if path.name == LAST_NAME and torch.load(path, weights_only=True)["iter"] == keep_at:
+                shutil.copyfile(path, kept)
+
+        request = TrainRequest(
+            gcr=train_gcr,
+            spcf=train_spcf,
+            start_level=0,
+            max_iterations=its,
+            seed=seed,
+            device="cpu",
+            work_dir=work / name,
+            resume_checkpoint=resume,
+            settings=settings(clock),
+        )
+        outcome = backend.train(request, on_checkpoint=keep if keep_at else None)
+        m = outcome.metrics
+        print(
+            f"{name}: {its} iterations in {time.time() - t0:.0f} s, training level "
+            f"{m['mean_level']:.2f} (best {m['best_mean_level']:.2f})",
+            flush=True,
+        )
+        return kept if keep_at else outcome.last_checkpoint
+
+    def evaluate(path: Path) -> list[int]:
+        return backend.evaluate(
+            EvalRequest(
+                checkpoint=path,
+                gcr=eval_gcr,
+                spcf=eval_spcf,
+                num_episodes=episodes,
+                start_difficulty=0,
+                seed=seed,
+                device="cpu",
+                settings=settings("policy_age"),
+            )
+        )
+
+    # The first job of the warm starts is the uninterrupted job's own policy at `resume_at`
+    # (model_last.pt as saved then): the same seed trains the same weights up to there.
+    first = train("uninterrupted", iterations, "policy_age", None, keep_at=resume_at)
+    whole = work / "uninterrupted" / LAST_NAME
+    finals = {
+        "uninterrupted": evaluate(whole),
+        f"first job only ({resume_at} it.)": evaluate(first),
+    }
+    for clock in ("policy_age", "job"):
+        resumed = train(f"resumed-{clock}", iterations - resume_at, clock, first)
+        finals[f"warm start, warmup_clock {clock}"] = evaluate(resumed)
+    return finals
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--iterations", type=int, default=1000)
@@ -122,11 +225,45 @@ def main() -> None:
     parser.add_argument("--episodes", type=int, default=20, help="evaluation episodes")
     parser.add_argument("--warmup", type=int, default=20, help="curriculum/goal warm-up its")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--terrain", choices=["obstacle", "ramp"], default="obstacle", help="the task"
+    )
     parser.add_argument("--work-dir", type=Path, default=None)
+    parser.add_argument(
+        "--resume-at",
+        type=int,
+        default=0,
+        help="measure warm starts: first job's iterations (0 = the plain learning check)",
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
     work = args.work_dir or Path(tempfile.mkdtemp(prefix="bench_learning_"))
     t0 = time.time()
+    if args.resume_at:
+        if not 0 < args.resume_at < args.iterations or args.resume_at % SAVE_INTERVAL:
+            parser.error(
+                f"--resume-at must lie between 0 and --iterations, a multiple of {SAVE_INTERVAL}"
+            )
+        finals = warm_start_check(
+            MujocoBackend(),
+            gcr=args.gcr,
+            spcf=args.spcf,
+            envs=args.envs,
+            iterations=args.iterations,
+            resume_at=args.resume_at,
+            designs=args.designs,
+            episodes=args.episodes,
+            warmup=args.warmup,
+            seed=args.seed,
+            work=work,
+        )
+        baseline = float(np.mean(finals["uninterrupted"]))
+        print(f"{'policy (last checkpoint)':<36} {'mean level':>10} {'vs uninterrupted':>16}")
+        for name, levels in finals.items():
+            mean = float(np.mean(levels))
+            print(f"{name:<36} {mean:>10.2f} {mean / max(baseline, 1e-9):>15.2f}x")
+        print(f"total wall time {time.time() - t0:.0f} s; files in {work}")
+        return
     untrained, _, trained_best = learning_check(
         MujocoBackend(),
         gcr=args.gcr,
@@ -138,7 +275,9 @@ def main() -> None:
         warmup=args.warmup,
         seed=args.seed,
         work=work,
+        terrain=args.terrain,
     )
+    print(f"task: {args.terrain}")
     diff = np.mean(trained_best) - np.mean(untrained)
     print(f"difference (best - untrained): {diff:+.2f} levels (target >= +5)")
     print(f"total wall time {time.time() - t0:.0f} s; files in {work}")

@@ -27,11 +27,12 @@ from pathlib import Path
 from pec.errors import JobError, PECError
 from pec.iteration.steps import initialise_run, prepare_training
 from pec.jobs.plan import local_runner
-from pec.jobs.spec import StoreSpec, TrainJobSpec
-from pec.jobs.threads import available_cores
+from pec.jobs.spec import TrainJobSpec
 from pec.runs.config import PECConfig, build_config
+from pec.runs.job_records import StoreSpec
 from pec.runs.run import make_run
 from pec.runs.store import LocalStore
+from pec.runs.threads import available_cores
 
 
 def children_cpu_s() -> float:

@@ -70,13 +70,13 @@ from pec.evaluation.baseline import (
 from pec.evaluation.designs_file import Design, uniform_designs
 from pec.evaluation.final_eval import final_eval_spec
 from pec.evaluation.final_eval_driver import run_final_eval
-from pec.evaluation.protocols import search_rounds
 from pec.iteration.driver import IterationReport, run_iteration, run_until_done, start_run
 from pec.iteration.steps import read_scores
 from pec.jobs.plan import local_runner
 from pec.jobs.runner import JobRunner
-from pec.jobs.spec import StoreSpec
+from pec.maths.protocols import search_rounds
 from pec.runs.config import build_config
+from pec.runs.job_records import StoreSpec
 from pec.runs.run import Run, load_run_state, make_run
 from pec.runs.state import PECState, dump_state, parse_state
 from pec.runs.store import Store, open_store

@@ -3,7 +3,15 @@
 - S3 result storage block `s3-bucket/pec-results` (+ credentials block `pec-aws`), so
   persisted task results (the skip-if-done cache) are visible from every container;
 - work pools `pec-local` (process) and `pec-gpu` (docker, template docker-gpu-pool.json);
-- a concurrency limit on `pec-gpu` (= GPUs the pool may use at once).
+- with --gpus-per-host G, work queues `gpu-0` ... `gpu-<G-1>` on `pec-gpu`: one per GPU
+  index; start one docker worker per queue and host with `--limit 1`, and each expert
+  container gets its own GPU (flows/children.py routes expert k to `gpu-<k mod G>` with
+  that device id);
+- with --k8s-pool NAME, a Kubernetes work pool (template k8s-gpu-pool.json: one
+  `nvidia.com/gpu` per expert pod) for a prefect-kubernetes worker in the cluster;
+- a concurrency limit on `pec-gpu` only when asked: --gpu-pool-limit N, or --config FILE
+  (its max_parallel_experts). Without one, the experts in flight are bounded by the run's
+  max_parallel_experts and the workers' --limit.
 
 Credentials come from the environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
 AWS_DEFAULT_REGION, PEC_S3_ENDPOINT_URL for MinIO/SeaweedFS/R2), never from arguments.
@@ -34,11 +42,25 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="s3://bucket/prefix for Prefect results (default: $PEC_RESULTS_S3, else "
         "<PEC_STORE bucket>/prefect-results); omit both to skip the block",
     )
-    parser.add_argument("--gpu-pool-limit", type=int, default=4, help="pec-gpu concurrency")
+    parser.add_argument(
+        "--gpu-pool-limit", type=int, default=None, help="pec-gpu concurrency (default: none)"
+    )
+    parser.add_argument(
+        "--config", type=Path, default=None, help="pec-gpu concurrency = its max_parallel_experts"
+    )
+    parser.add_argument(
+        "--gpus-per-host", type=int, default=0, help="create queues gpu-0..gpu-<N-1> on pec-gpu"
+    )
     parser.add_argument("--local-pool", default="pec-local")
     parser.add_argument("--gpu-pool", default="pec-gpu")
     parser.add_argument(
         "--template", type=Path, default=HERE / "docker-gpu-pool.json", help="docker template"
+    )
+    parser.add_argument(
+        "--k8s-pool", default=None, help="also create this Kubernetes pool (k8s-gpu-pool.json)"
+    )
+    parser.add_argument(
+        "--k8s-template", type=Path, default=HERE / "k8s-gpu-pool.json", help="its template"
     )
     parser.add_argument("--skip-results", action="store_true", help="do not create blocks")
     return parser.parse_args(argv)
@@ -82,14 +104,38 @@ def save_results_block(bucket: str, folder: str) -> None:
     print(f"block s3-bucket/{RESULTS_BLOCK} -> s3://{bucket}/{folder} (endpoint {endpoint})")
 
 
+def read_template(path: Path) -> dict[str, object]:
+    try:
+        data: dict[str, object] = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        sys.exit(f"error: cannot read job template {path}: {exc}")
+    return data
+
+
+def pool_limit(args: argparse.Namespace) -> int | None:
+    """--gpu-pool-limit, else the config's max_parallel_experts, else None (no limit)."""
+    if args.gpu_pool_limit is not None:
+        if args.gpu_pool_limit < 1:
+            sys.exit("error: --gpu-pool-limit must be >= 1 (GPUs the pool may use at once)")
+        return int(args.gpu_pool_limit)
+    if args.config is None:
+        return None
+    from pec.errors import PECError
+    from pec.runs.config import load_config
+
+    try:
+        return load_config(args.config).max_parallel_experts
+    except PECError as exc:
+        sys.exit(f"error: --config {args.config}: {exc}")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if args.gpu_pool_limit < 1:
-        sys.exit("error: --gpu-pool-limit must be >= 1 (the number of GPUs)")
-    try:
-        template = json.loads(args.template.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        sys.exit(f"error: cannot read job template {args.template}: {exc}")
+    limit = pool_limit(args)
+    if not 0 <= args.gpus_per_host <= 64:
+        sys.exit("error: --gpus-per-host must be 0..64 (GPUs on each GPU host)")
+    template = read_template(args.template)
+    k8s_template = read_template(args.k8s_template) if args.k8s_pool else None
     client = connect()
     try:
         client.create_work_pool(WorkPoolCreate(name=args.local_pool, type="process"), True)
@@ -97,10 +143,23 @@ def main(argv: list[str] | None = None) -> int:
         client.create_work_pool(
             WorkPoolCreate(name=args.gpu_pool, type="docker", base_job_template=template), True
         )
-        client.update_work_pool(
-            args.gpu_pool, WorkPoolUpdate(concurrency_limit=args.gpu_pool_limit)
-        )
-        print(f"work pool {args.gpu_pool} (docker, concurrency {args.gpu_pool_limit})")
+        client.update_work_pool(args.gpu_pool, WorkPoolUpdate(concurrency_limit=limit))
+        shown = "no concurrency limit" if limit is None else f"concurrency {limit}"
+        print(f"work pool {args.gpu_pool} (docker, {shown})")
+        existing = {q.name for q in client.read_work_queues(work_pool_name=args.gpu_pool)}
+        for index in range(args.gpus_per_host):
+            name = f"gpu-{index}"
+            if name not in existing:
+                client.create_work_queue(name=name, work_pool_name=args.gpu_pool)
+            print(f"work queue {args.gpu_pool}/{name} (GPU {index} of each host)")
+        if k8s_template is not None:
+            client.create_work_pool(
+                WorkPoolCreate(
+                    name=args.k8s_pool, type="kubernetes", base_job_template=k8s_template
+                ),
+                True,
+            )
+            print(f"work pool {args.k8s_pool} (kubernetes, one nvidia.com/gpu per expert pod)")
     finally:
         client.__exit__(None, None, None)
     location = None if args.skip_results else results_location(args.results)

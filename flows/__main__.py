@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from pec.errors import PECError
+from pec.errors import MESSAGE_LIMIT, PECError, one_line
 from pec.jobs.run import prefix_uri
 from pec.presentation.console import console, progress_bar
 from pec.runs import layout
@@ -70,7 +70,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         console.print(f"see also: pec status --run_name {args.run_name} --store {args.store}")
         return 0
     except PECError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {one_line(exc, MESSAGE_LIMIT)}", file=sys.stderr)
         return 2
 
 

@@ -47,6 +47,7 @@ def experts_table(
     """
     rows: list[dict[str, Any]] = []
     score_rows = (scores or {}).get("scores") or []
+    names = ", ".join(state.design_space)  # GCR, spcf (, leg)
     budget = state.budgets[-1] if state.budgets else None
     for expert in state.experts:
         levels = score_rows[expert.id] if expert.id < len(score_rows) else None
@@ -54,10 +55,12 @@ def experts_table(
             {
                 "expert": expert.id,
                 "status": status.get(expert.id, ""),
-                "mu (GCR, spcf)": f"({expert.mu[0]:.4f}, {expert.mu[1]:.5f})",
-                "std (GCR, spcf)": (
-                    f"({math.sqrt(expert.sigma[0][0]):.3g}, {math.sqrt(expert.sigma[1][1]):.3g})"
-                ),
+                f"mu ({names})": "(" + ", ".join(f"{v:.4g}" for v in expert.mu) + ")"
+                if len(expert.mu) == 3
+                else f"({expert.mu[0]:.4f}, {expert.mu[1]:.5f})",
+                f"std ({names})": "("
+                + ", ".join(f"{math.sqrt(expert.sigma[i][i]):.3g}" for i in range(len(expert.mu)))
+                + ")",
                 "designs": len(expert.designs),
                 "score_mean": round(statistics.fmean(levels), 2) if levels else None,
                 "score_min": min(levels) if levels else None,

@@ -23,7 +23,6 @@ from pec.errors import InputError
 from pec.evaluation.designs_file import Design, parse_designs, read_designs_file
 from pec.evaluation.final_eval import designs_stem, final_protocol
 from pec.evaluation.final_eval_driver import run_final_eval
-from pec.evaluation.protocols import unused_override_warnings
 from pec.evaluation.report import (
     comparison_numbers,
     comparison_rows,
@@ -31,6 +30,7 @@ from pec.evaluation.report import (
     markdown_summary,
     write_report,
 )
+from pec.maths.protocols import unused_override_warnings
 from pec.runs import layout
 from pec.runs.run import Run, load_run_state, open_run
 

@@ -23,10 +23,10 @@ from flows.credentials import apply_aws_credentials
 from flows.pinning import lease_holder, pin_iteration
 from flows.tasks import PrefectJobRunner
 from pec.errors import PECError
-from pec.evaluation.protocols import unused_override_warnings
 from pec.iteration import steps
 from pec.iteration.driver import IterationReport, run_iteration, start_run
 from pec.iteration.lease import DuplicateRunError
+from pec.maths.protocols import unused_override_warnings
 from pec.runs import layout
 from pec.runs.run import Run, open_run, open_run_store
 from pec.runs.state import PECState

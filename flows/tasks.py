@@ -10,36 +10,33 @@ flows hand to pec's drivers (one PEC iteration, the final evaluation).
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any, cast
 
 from prefect import get_run_logger, task, unmapped
-from prefect.client.schemas.objects import FlowRun
 from prefect.context import TaskRunContext
-from prefect.deployments import run_deployment
-from prefect.futures import PrefectFuture, wait
+from prefect.futures import PrefectFuture, as_completed
 from prefect.runtime import flow_run as runtime_flow_run
 from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.tasks import Task
 
+from flows.children import CHILD_WATCHER, child_key, start_or_adopt_child
 from flows.storage import result_storage_for
 from pec.errors import (
+    MESSAGE_LIMIT,
     ConflictError,
     IncompleteTrainingError,
     JobError,
     NotFoundError,
     StoreError,
     incomplete_training,
+    one_line,
+    quoted,
 )
 from pec.jobs.plan import ExecutorPlan, executor_plan, plan_executor
 from pec.jobs.runner import FinishedLookup, JobOutcome, JobSpecs, OnOutcome
-from pec.jobs.spec import (
-    EvalJobResult,
-    EvalJobSpec,
-    TrainJobResult,
-    TrainJobSpec,
-    parse_job_result,
-    parse_job_spec,
-)
+from pec.jobs.spec import EvalJobResult, EvalJobSpec, TrainJobSpec, parse_job_result, parse_job_spec
+from pec.runs.job_records import TrainJobResult
 from pec.runs.run import Run
 
 # A store outage longer than botocore's own retries (seconds) gets two more task attempts.
@@ -98,27 +95,30 @@ def execute_job(
 def _execute_as_deployment(
     spec: TrainJobSpec | EvalJobSpec, deployment: str
 ) -> TrainJobResult | EvalJobResult:
-    """A `pec-expert` flow run (e.g. on a GPU pool), awaited; cancelling us cancels it."""
+    """A `pec-expert` flow run (e.g. on a GPU pool), awaited; cancelling us cancels it.
+
+    The child is started, or adopted, under its idempotency key (flows.children), so a
+    retried parent never runs a job twice; its end is learnt from the shared watcher.
+    """
     kind = "train" if isinstance(spec, TrainJobSpec) else "eval"
     parameters: dict[str, Any] = {"spec": spec.model_dump(mode="json")}
     # the iteration's credentials block (by name, never keys) reaches the expert's worker too
     credentials = runtime_flow_run.parameters.get("aws_credentials_block")
     if credentials:
         parameters["aws_credentials_block"] = credentials
-    child = cast(
-        FlowRun,
-        run_deployment(
-            deployment,
-            parameters=parameters,
-            timeout=None,
-            as_subflow=True,
-            flow_run_name=(
-                f"trunk-train-{spec.run_name}-it0"
-                if isinstance(spec, TrainJobSpec) and spec.role == "trunk"
-                else f"expert-{kind}-{spec.expert_id}-{spec.run_name}-it{spec.iteration}"
-            ),
+    child = start_or_adopt_child(
+        deployment,
+        parameters,
+        flow_run_name=(
+            f"trunk-train-{spec.run_name}-it0"
+            if isinstance(spec, TrainJobSpec) and spec.role == "trunk"
+            else f"expert-{kind}-{spec.expert_id}-{spec.run_name}-it{spec.iteration}"
         ),
+        key=child_key(spec),
+        expert_id=spec.expert_id,
     )
+    if child.state is None or not child.state.is_final():
+        child = CHILD_WATCHER.wait(child.id)
     state = child.state
     if state is None or not state.is_completed():
         name = state.name if state is not None else "unknown"
@@ -194,11 +194,13 @@ def run_mapped(
     specs: list[dict[str, Any]],
     run: Run,
     max_workers: int,
+    on_done: Callable[[int, PrefectFuture[dict[str, Any]]], None] | None = None,
 ) -> list[PrefectFuture[dict[str, Any]]]:
     """Map `job_task` over job specs, at most `max_workers` in flight; wait for every outcome.
 
-    The ThreadPoolTaskRunner is opened per mapped step (the flow's own runner cannot depend
-    on the run's configuration).
+    `on_done(index, future)` is called as each task run ends, in the order they end, so a
+    finished job is recorded while slower ones still run. The ThreadPoolTaskRunner is
+    opened per mapped step (the flow's own runner cannot depend on the run's configuration).
     """
     if not specs:
         return []
@@ -218,7 +220,11 @@ def run_mapped(
                 "plan": unmapped(executor_plan(run.config)),
             },
         )
-        wait(futures)
+        index = {id(future): i for i, future in enumerate(futures)}
+        for future in as_completed(futures):
+            future.wait()  # settles the future's final state (as_completed does not)
+            if on_done is not None:
+                on_done(index[id(future)], future)
     return list(futures)
 
 
@@ -227,8 +233,8 @@ def failure_message(future: PrefectFuture[Any]) -> str:
     try:
         future.result(raise_on_failure=True)
     except Exception as exc:
-        return f"{type(exc).__name__}: {exc}"
-    return state.message or state.name or "failed"
+        return quoted(exc, MESSAGE_LIMIT)
+    return one_line(state.message or state.name or "failed", MESSAGE_LIMIT)
 
 
 def job_outcome(spec: TrainJobSpec | EvalJobSpec, future: PrefectFuture[Any]) -> JobOutcome:
@@ -286,20 +292,24 @@ class PrefectJobRunner:
             done = finished(spec) if finished is not None and not cached else None
             if done is not None:
                 outcomes[i] = JobOutcome(spec, done, reused=True)
+                if on_outcome is not None:
+                    on_outcome(outcomes[i])
                 continue
             tasks[id(job_task)] = job_task
             pending.setdefault(id(job_task), []).append(i)
         for key, indexes in pending.items():
-            futures = run_mapped(
+
+            def finish(j: int, future: PrefectFuture[Any], indexes: list[int] = indexes) -> None:
+                i = indexes[j]
+                outcomes[i] = job_outcome(specs[i], future)
+                if on_outcome is not None:  # recorded now, not after the whole batch
+                    on_outcome(outcomes[i])
+
+            run_mapped(
                 tasks[key],
                 [specs[i].model_dump(mode="json") for i in indexes],
                 self.run,
                 self.run.config.max_parallel_experts,
+                on_done=finish,
             )
-            for i, future in zip(indexes, futures, strict=True):
-                outcomes[i] = job_outcome(specs[i], future)
-        ordered = [outcomes[i] for i in range(len(specs))]
-        if on_outcome is not None:
-            for outcome in ordered:
-                on_outcome(outcome)
-        return ordered
+        return [outcomes[i] for i in range(len(specs))]

@@ -7,6 +7,25 @@ from __future__ import annotations
 
 import re
 
+QUOTE_LIMIT = 240  # characters of a library's message quoted in one of ours
+MESSAGE_LIMIT = 1000  # characters of one of our messages shown on one line (CLI, job results)
+
+
+def one_line(text: object, limit: int = QUOTE_LIMIT) -> str:
+    """`text` on one line: every run of whitespace (newlines too) becomes one space, and
+    more than `limit` characters are cut to `limit` ending in "...".
+
+    How pec quotes a library's message (torch's unpickling errors run over several lines)
+    in its own errors, job results, logs and the CLI.
+    """
+    flat = " ".join(str(text).split())
+    return flat if len(flat) <= limit else flat[: max(limit - 3, 0)] + "..."
+
+
+def quoted(exc: BaseException, limit: int = QUOTE_LIMIT) -> str:
+    """An exception as `Type: message`, on one line and capped (see `one_line`)."""
+    return one_line(f"{type(exc).__name__}: {exc}", limit)
+
 
 class PECError(Exception):
     """Base of every error pec raises on purpose."""

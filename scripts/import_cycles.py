@@ -1,7 +1,13 @@
-"""Report import cycles among pec/, flows/ and benchmarks/ modules (exit 1 if any).
+"""Report import cycles and imports up the layer order among pec/ and flows/ (exit 1 if any).
 
-Every import counts, also one inside a function: a lazy import hides a cycle from Python,
-not from a reader. Run from the repository root: `python scripts/import_cycles.py`.
+Layers, lowest first: maths -> runs -> backends -> jobs -> iteration -> evaluation ->
+presentation -> flows (pec.errors and pec.faults sit below them all). A module may import its
+own layer and the layers below; an import of a higher layer is reported unless it is one of
+the named exceptions in `ALLOWED_UPWARD`, each justified in the README's layout section.
+
+Every import counts, also one inside a function: a lazy import hides a cycle or an upward
+arrow from Python, not from a reader. Run from the repository root:
+`python scripts/import_cycles.py`.
 """
 
 from __future__ import annotations
@@ -11,6 +17,45 @@ import sys
 from pathlib import Path
 
 PACKAGES = ("pec", "flows")
+LAYERS = (
+    "pec.maths",
+    "pec.runs",
+    "pec.backends",
+    "pec.jobs",
+    "pec.iteration",
+    "pec.evaluation",
+    "pec.presentation",
+    "flows",
+)
+# (importer, imported): upward imports kept on purpose; README.md, "Layout", says why.
+ALLOWED_UPWARD: frozenset[tuple[str, str]] = frozenset(
+    {
+        # backend_settings are validated with the config, by the chosen backend's own model
+        ("pec.runs.config", "pec.backends.registry"),
+        # plotting is the iteration's last, soft step (pec run and the flow alike)
+        ("pec.iteration.driver", "pec.presentation.visualize"),
+        # the report's figures are drawn by the one plotting module
+        ("pec.evaluation.report", "pec.presentation.plots"),
+    }
+)
+
+
+def layer(name: str) -> int:
+    """Rank of a module's layer; -1 for the shared base (pec, pec.errors, pec.faults)."""
+    for rank, prefix in enumerate(LAYERS):
+        if name == prefix or name.startswith(prefix + "."):
+            return rank
+    return -1
+
+
+def upward_imports(graph: dict[str, set[str]]) -> list[tuple[str, str]]:
+    """(importer, imported) pairs where the imported module's layer is above the importer's."""
+    return sorted(
+        (name, target)
+        for name, targets in graph.items()
+        for target in targets
+        if layer(target) > layer(name) and name != "pec"
+    )
 
 
 def module_name(path: Path) -> str:
@@ -94,8 +139,17 @@ def main() -> int:
     cycles = find_cycles(graph)
     for cycle in cycles:
         print("import cycle: " + " <-> ".join(cycle))
-    print(f"{len(names)} modules, {len(cycles)} import cycle(s)")
-    return 1 if cycles else 0
+    upward = [pair for pair in upward_imports(graph) if pair not in ALLOWED_UPWARD]
+    for importer, imported in upward:
+        print(f"import up the layers: {importer} ({LAYERS[layer(importer)]}) -> {imported}")
+    stale = sorted(ALLOWED_UPWARD - set(upward_imports(graph)))
+    for importer, imported in stale:
+        print(f"allowed upward import no longer made (drop it): {importer} -> {imported}")
+    print(
+        f"{len(names)} modules, {len(cycles)} import cycle(s), "
+        f"{len(upward)} upward import(s) ({len(ALLOWED_UPWARD)} allowed)"
+    )
+    return 1 if cycles or upward or stale else 0
 
 
 if __name__ == "__main__":

@@ -29,9 +29,10 @@ from pec.evaluation.final_eval import eval_seed
 from pec.iteration.steps import initialise_run
 from pec.jobs.external import LogSink
 from pec.jobs.runner import LocalJobRunner
-from pec.jobs.spec import EvalJobResult, EvalJobSpec, StoreSpec, TrainJobResult, TrainJobSpec
+from pec.jobs.spec import EvalJobResult, EvalJobSpec, TrainJobSpec
 from pec.runs import layout
 from pec.runs.config import build_config
+from pec.runs.job_records import StoreSpec, TrainJobResult
 from pec.runs.run import Run, make_run
 from pec.runs.state import PECState
 from pec.runs.state_io import load_state, save_state

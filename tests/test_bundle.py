@@ -26,12 +26,12 @@ from pec.evaluation.bundle import (
     load_bundle,
 )
 from pec.iteration.steps import initialise_run
-from pec.jobs.spec import StoreSpec
 from pec.maths.design_space import DesignSpace
 from pec.maths.routing import route
 from pec.maths.score_routing import ScoreEvidence, route_by_scores
 from pec.runs import layout
 from pec.runs.config import build_config
+from pec.runs.job_records import StoreSpec
 from pec.runs.run import make_run, state_space
 from pec.runs.state import PECState
 from pec.runs.state_io import load_state, save_state

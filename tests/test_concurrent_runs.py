@@ -27,9 +27,9 @@ from pec.iteration import steps
 from pec.iteration.driver import run_iteration, run_until_done
 from pec.jobs.executors import InProcessExecutor
 from pec.jobs.runner import LocalJobRunner
-from pec.jobs.spec import StoreSpec
 from pec.runs import state_io
 from pec.runs.config import load_config
+from pec.runs.job_records import StoreSpec
 from pec.runs.run import Run, make_run
 from pec.runs.state import PECState
 from pec.runs.state_io import load_state

@@ -72,7 +72,7 @@ def test_docker_options_reach_the_executor() -> None:
 def test_level_search_is_the_default_and_recorded_runs_keep_their_protocol(
     tmp_path: Path,
 ) -> None:
-    from pec.jobs.spec import StoreSpec
+    from pec.runs.job_records import StoreSpec
     from pec.runs.run import make_run, resolve_config, write_effective_config
     from pec.runs.store import LocalStore
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from pec.evaluation.protocols import frontier_competition
+from pec.maths.protocols import frontier_competition
 from pec.presentation.cli import main
 from pec.runs import layout
 from pec.runs.store import LocalStore

@@ -22,8 +22,9 @@ from support.s3_server import S3TestServer
 
 from pec.errors import JobError
 from pec.jobs.docker_executor import DockerExecutor
-from pec.jobs.spec import StoreSpec, TrainJobResult, TrainJobSpec
+from pec.jobs.spec import TrainJobSpec
 from pec.runs import layout
+from pec.runs.job_records import StoreSpec, TrainJobResult
 from pec.runs.store import LocalStore, S3Store, Store
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]

@@ -460,8 +460,9 @@ def test_tiny_mujoco_train_then_eval(store: LocalStore, executor_kind: str) -> N
 
 
 def test_thread_policy_shares_the_cores_between_jobs_in_flight() -> None:
-    from pec.jobs.threads import job_threads, thread_env
+    from pec.jobs.threads import thread_env
     from pec.runs.config import build_config
+    from pec.runs.threads import job_threads
 
     assert job_threads(None, 2, cores=16) == 8
     assert job_threads(None, 3, cores=2) == 1

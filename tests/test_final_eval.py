@@ -6,10 +6,12 @@ executor whose level for a design is a known function of (expert, design).
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from pec.errors import InputError, JobError
 from pec.evaluation.designs_file import Design, read_designs_file, uniform_designs
@@ -24,11 +26,12 @@ from pec.evaluation.final_eval_driver import run_final_eval
 from pec.iteration.steps import initialise_run
 from pec.jobs.external import LogSink
 from pec.jobs.runner import LocalJobRunner
-from pec.jobs.spec import EvalJobResult, EvalJobSpec, StoreSpec, TrainJobResult, TrainJobSpec
+from pec.jobs.spec import EvalJobResult, EvalJobSpec, TrainJobSpec
 from pec.maths.design_space import DesignSpace
 from pec.presentation.cli import main as final_main
 from pec.runs import layout
 from pec.runs.config import build_config
+from pec.runs.job_records import StoreSpec, TrainJobResult
 from pec.runs.run import Run, make_run, write_effective_config
 from pec.runs.state import PECState
 from pec.runs.state_io import load_state, save_state
@@ -216,6 +219,15 @@ class FakeExecutor:
         return EvalJobResult(levels=levels, expert_id=spec.expert_id)
 
 
+def _safe_checkpoint() -> bytes:
+    buffer = io.BytesIO()
+    torch.save({"actor_state_dict": {}, "iter": 0}, buffer)
+    return buffer.getvalue()
+
+
+_SAFE_CHECKPOINT = _safe_checkpoint()
+
+
 def trained_run(
     tmp_path: Path, K: int = 2, score: str | None = "final_level"
 ) -> tuple[Run, PECState]:
@@ -238,7 +250,7 @@ def trained_run(
     experts = []
     for e in state.experts:
         key = layout.best_checkpoint_key(RUN, e.id, 0)
-        store.write_bytes(key, b"checkpoint")
+        store.write_bytes(key, _SAFE_CHECKPOINT)  # the executor is fake; the preflight reads it
         experts.append(
             e.model_copy(
                 update={"checkpoint": store.uri(key), "trained": True, "last_trained_pec_iter": 0}

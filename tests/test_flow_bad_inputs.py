@@ -29,9 +29,9 @@ from pec.iteration import steps
 from pec.iteration.driver import run_iteration
 from pec.jobs.executors import InProcessExecutor
 from pec.jobs.runner import LocalJobRunner
-from pec.jobs.spec import StoreSpec
 from pec.presentation.cli import main as cli_main
 from pec.runs.config import load_config
+from pec.runs.job_records import StoreSpec
 from pec.runs.run import make_run, write_effective_config
 from pec.runs.store import LocalStore
 

@@ -2,7 +2,9 @@
 
 `prefect deployment run pec/main` with the tiny config must complete iteration 0 and its
 chained successor (iteration 1), with a local folder or the S3-compatible server as the
-store. Every process started here is stopped by PID at the end.
+store. The whole journey runs twice: on a server backed by SQLite (Prefect's default) and
+on one backed by PostgreSQL (production's choice; tests/support/postgres.py). Every
+process started here is stopped by PID at the end.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from typing import Any
 
 import httpx
 import pytest
+from support.postgres import PostgresServer
 from support.s3_server import S3TestServer
 
 from pec.runs import layout
@@ -51,6 +54,9 @@ class PrefectStack:
     logs: Path
     server: subprocess.Popen[bytes]
     worker: subprocess.Popen[bytes]
+    database: str  # "sqlite" or "postgresql"
+    postgres: PostgresServer | None = None
+    postgres_db: str = ""
 
     def cli(self, *args: str, extra_env: dict[str, str] | None = None) -> str:
         done = subprocess.run(
@@ -121,10 +127,13 @@ def stop(process: subprocess.Popen[bytes], signals: int, grace: float) -> None:
         process.wait(timeout=30)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
 def prefect_stack(
-    tmp_path_factory: pytest.TempPathFactory, s3_server: S3TestServer
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    s3_server: S3TestServer,
 ) -> Iterator[PrefectStack]:
+    database = str(request.param)
     home = tmp_path_factory.mktemp("prefect-home")
     port = free_port()
     api_url = f"http://127.0.0.1:{port}/api"
@@ -147,9 +156,16 @@ def prefect_stack(
     # As on a real worker host: no S3 credentials, endpoint or region in its environment.
     # They reach its flow runs only through the AwsCredentials block (docs/DEPLOYING.md §1).
     worker_env = {k: v for k, v in env.items() if not k.startswith(("AWS_", "PEC_S3_"))}
+    server_env = dict(env)
+    postgres: PostgresServer | None = None
+    postgres_db = ""
+    if database == "postgresql":
+        postgres = request.getfixturevalue("postgres_server")
+        postgres_db = f"prefect_{uuid.uuid4().hex[:8]}"
+        server_env["PREFECT_SERVER_DATABASE_CONNECTION_URL"] = postgres.create_database(postgres_db)
     server = start_logged(
         [PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(port), "--no-ui"],
-        env,
+        server_env,
         home / "server.log",
     )
     worker: subprocess.Popen[bytes] | None = None
@@ -187,7 +203,7 @@ def prefect_stack(
         worker = start_logged(
             [PREFECT, "worker", "start", "--pool", "pec-local"], worker_env, home / "worker.log"
         )
-        yield PrefectStack(api_url, env, home, server, worker)
+        yield PrefectStack(api_url, env, home, server, worker, database, postgres, postgres_db)
     finally:
         if worker is not None:
             stop(worker, signals=2, grace=15)
@@ -258,6 +274,12 @@ def test_deployment_run_and_chained_successor_complete(
     assert store.exists(layout.coverage_plot_key(run_name))
     results = store.list(layout.prefect_results_prefix(run_name))
     assert any("/it1/train-0/" in key for key in results), results
+    if prefect_stack.postgres is not None:  # the runs really live in PostgreSQL
+        rows = prefect_stack.postgres.psql(
+            f"SELECT count(*) FROM flow_run WHERE name LIKE 'pec-{run_name}-it%'",
+            database=prefect_stack.postgres_db,
+        )
+        assert int(rows) == 2
 
 
 def wait_final(stack: PrefectStack, flow_run_id: str) -> dict[str, Any]:

@@ -29,10 +29,11 @@ from prefect.context import TaskRunContext
 from prefect.flow_engine import run_flow
 from prefect.states import Completed, Scheduled
 
-import flows.tasks
+import flows.children
 import pec.jobs.executors as executors_module
 from flows.__main__ import main as flows_main
 from flows.artifacts import artifact_key, experts_table
+from flows.children import child_key
 from flows.cleanup import stop_run_containers
 from flows.expert_flow import pec_expert
 from flows.pec_flow import pec_flow, schedule_next_iteration
@@ -433,13 +434,15 @@ def test_deployment_executor_reads_the_child_result(
             state=Completed(data={"checkpoint_uri": "s3://b/ckpt.pt", "log_uri": "s3://b/tb/"}),
         )
 
-    monkeypatch.setattr(flows.tasks, "run_deployment", fake_run_deployment)
+    monkeypatch.setattr(flows.children, "run_deployment", fake_run_deployment)
     result = train_expert.fn(
         job.model_dump(mode="json"), run.config.content_hash(), executor_plan(run.config)
     )
     assert result["checkpoint_uri"] == "s3://b/ckpt.pt"
     assert seen["name"] == "pec-expert/gpu"
-    assert seen["as_subflow"] is True and seen["timeout"] is None
+    # started under the job's key, returned at once (the shared watcher waits, not it)
+    assert seen["as_subflow"] is True and seen["timeout"] == 0
+    assert seen["idempotency_key"] == child_key(job)
     assert seen["parameters"] == {"spec": job.model_dump(mode="json")}
 
 

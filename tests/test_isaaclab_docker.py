@@ -24,8 +24,9 @@ from test_docker_executor_real import containers_of, open_to_all, write_designs
 
 from pec.backends.mujoco.backend import load_checkpoint
 from pec.jobs.docker_executor import DockerExecutor
-from pec.jobs.spec import StoreSpec, TrainJobResult, TrainJobSpec
+from pec.jobs.spec import TrainJobSpec
 from pec.runs import layout
+from pec.runs.job_records import StoreSpec, TrainJobResult
 from pec.runs.store import LocalStore
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]

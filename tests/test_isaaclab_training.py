@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import torch
 
+from pec.backends.ballu.design_inputs import design_inputs_pinned
 from pec.backends.base import Backend, EvalRequest, ProbeRequest, TrainRequest
 from pec.backends.isaaclab import IsaacLabBackend
 from pec.backends.mujoco.backend import BEST_NAME, LAST_NAME, load_checkpoint
@@ -35,6 +36,7 @@ SMALL: dict[str, object] = {
         "actor_hidden_dims": [16, 16],
         "critic_hidden_dims": [16, 16],
         "save_interval": 1,
+        "design_inputs": "fixed",
     },
 }
 
@@ -144,6 +146,10 @@ def test_train_interrupt_resume_evaluate_and_probe(tmp_path: Path) -> None:
     last = load_checkpoint(work / LAST_NAME)
     assert last["iter"] == 2 and {"actor_state_dict", "critic_state_dict"} <= set(last)
     assert last["infos"]["settings"]["ppo"]["actor_hidden_dims"] == [16, 16]
+    # ppo.design_inputs: fixed reads the design through the box normalisation here too
+    assert design_inputs_pinned(last["actor_state_dict"])
+    assert design_inputs_pinned(last["critic_state_dict"])
+    assert float(last["actor_state_dict"]["obs_normalizer._std"][0, 0]) != 1.0
     assert (work / BEST_NAME).is_file() and work / LAST_NAME in written
 
     # warm start from the interrupted run: the iteration counter continues

@@ -9,8 +9,9 @@ import pytest
 
 from pec.errors import JobError
 from pec.jobs.external import finish_external_job
-from pec.jobs.spec import StoreSpec, TrainJobSpec
+from pec.jobs.spec import TrainJobSpec
 from pec.presentation.cli import main
+from pec.runs.job_records import StoreSpec
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = str(REPO / "configs" / "tiny.yaml")

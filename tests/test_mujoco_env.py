@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from pec.backends.ballu import facts
+from pec.backends.ballu import facts, terrain
 from pec.backends.mujoco.env import NUM_OBS, BalluVecEnv, resolve_design
 from pec.backends.mujoco.model import INIT_HIP, INIT_KNEE, OBSTACLE_GEOM_OFFSET
 from pec.backends.mujoco.rewards import RewardKernel
@@ -20,10 +20,13 @@ def _task(**kw: object) -> BalluTaskSettings:
 
 
 def _obstacle_heights(env: BalluVecEnv) -> np.ndarray:
-    """Top of each env's box above the ground (the box is buried below z = 0)."""
-    ids = np.arange(env.num_envs) + OBSTACLE_GEOM_OFFSET
-    model = env.sim.model
-    return np.asarray(model.geom_pos[ids, 2] + model.geom_size[ids, 2])
+    """Top of each env's box above the ground (the box is buried below z = 0), read from
+    the compiled model of every physics block."""
+    tops = []
+    for block in env.sim.blocks:
+        ids = np.arange(block.num_envs) + OBSTACLE_GEOM_OFFSET
+        tops.append(block.model.geom_pos[ids, 2] + block.model.geom_size[ids, 2])
+    return np.concatenate(tops)
 
 
 def test_level_rule_at_episode_end_after_warmup() -> None:
@@ -223,16 +226,15 @@ def _facts_rewards(
     """The env's reward written plainly from the shared facts functions (no buffers)."""
     mean_x = (feet_x[:, 0] + feet_x[:, 1]) / 2
     r_goal = task.goal_weight * facts.goal_reward(mean_x, task.goal_x, factor)
-    z = facts.foot_clearance(
-        feet_x, feet_z, obstacle_height, task.obstacle_start_x, task.obstacle_length
-    )
+    z = terrain.foot_clearance(task.terrain_shape, feet_x, feet_z, obstacle_height)
     r_height = task.height_weight * facts.height_reward(z)
     r_vel = task.velocity_weight * facts.velocity_reward(vx)
     return (r_goal + r_height + r_vel) * task.reward_scale, (r_goal, r_height, r_vel)
 
 
-def test_reward_kernel_equals_the_facts_formulas_bit_for_bit() -> None:
-    task = _task(reward_scale=0.37)
+@pytest.mark.parametrize("kind", ["obstacle", "ramp"])
+def test_reward_kernel_equals_the_facts_formulas_bit_for_bit(kind: str) -> None:
+    task = _task(reward_scale=0.37, terrain=kind)
     specials = np.array(
         [0.0, -0.0, np.inf, -np.inf, np.nan, 0.5, 1.5, 1.8, 0.8, 2.0, -1e-300, 5e-324]
     )
@@ -287,9 +289,11 @@ class _PlainRewardEnv(BalluVecEnv):
         return bad | ~finite
 
 
-def test_env_outputs_equal_a_plain_facts_reference_over_resets() -> None:
+@pytest.mark.parametrize("kind", ["obstacle", "ramp"])
+def test_env_outputs_equal_a_plain_facts_reference_over_resets(kind: str) -> None:
     # Short episodes, a live curriculum and the goal ramp: 300 control steps with many resets.
     task = _task(
+        terrain=kind,
         episode_steps=25,
         curriculum_warmup_iterations=0,
         goal_warmup_iterations=1,

@@ -31,13 +31,17 @@ def deployments(project: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def test_deployment_names_and_entrypoints(deployments: dict[str, dict[str, Any]]) -> None:
-    assert set(deployments) == {"main", "main-gpu", "gpu"}
+    assert set(deployments) == {"main", "main-gpu", "gpu", "local", "k8s"}
     assert deployments["main"]["entrypoint"] == "flows/pec_flow.py:pec_flow"
     assert deployments["main-gpu"]["entrypoint"] == "flows/pec_flow.py:pec_flow"
     assert deployments["gpu"]["entrypoint"] == "flows/expert_flow.py:pec_expert"
+    assert deployments["local"]["entrypoint"] == "flows/expert_flow.py:pec_expert"
+    assert deployments["local"]["work_pool"]["name"] == "pec-local"
+    assert deployments["k8s"]["entrypoint"] == "flows/expert_flow.py:pec_expert"
+    assert deployments["k8s"]["work_pool"]["name"] == "pec-k8s"
 
 
-@pytest.mark.parametrize("name", ["main", "main-gpu", "gpu"])
+@pytest.mark.parametrize("name", ["main", "main-gpu", "gpu", "local", "k8s"])
 def test_entrypoint_files_exist(deployments: dict[str, dict[str, Any]], name: str) -> None:
     path, function = deployments[name]["entrypoint"].split(":")
     assert re.fullmatch(r"flows/\w+\.py", path) and function.isidentifier()
@@ -92,7 +96,7 @@ def test_gpu_deployments_request_nvidia_devices(
         assert env[var] == "{{ $" + var + " }}", f"{var} must come from the environment"
 
 
-@pytest.mark.parametrize("name", ["main-gpu", "gpu"])
+@pytest.mark.parametrize("name", ["main-gpu", "gpu", "k8s"])
 def test_gpu_build_push_pull(deployments: dict[str, dict[str, Any]], name: str) -> None:
     dep = deployments[name]
     (build,) = dep["build"]
@@ -108,9 +112,11 @@ def test_gpu_build_push_pull(deployments: dict[str, dict[str, Any]], name: str) 
     assert dep["pull"] == [{SET_WORKDIR: {"directory": "/opt/pec"}}]
 
 
-def test_expert_deployment_concurrency(deployments: dict[str, dict[str, Any]]) -> None:
-    limit = deployments["gpu"]["concurrency_limit"]
-    assert limit["limit"] >= 1 and limit["collision_strategy"] == "ENQUEUE"
+def test_no_hard_wired_concurrency(deployments: dict[str, dict[str, Any]]) -> None:
+    """Experts in flight follow the run's max_parallel_experts and the workers' --limit
+    (issue 21, item 5): no deployment carries a fixed limit of its own."""
+    for name, deployment in deployments.items():
+        assert "concurrency_limit" not in deployment, name
     assert deployments["main-gpu"]["parameters"]["overrides"]["backend"] == "isaaclab"
 
 

@@ -1,4 +1,4 @@
-"""Evaluation protocols (pec.evaluation.protocols): the level search on scripted primitives, records."""
+"""Evaluation protocols (pec.maths.protocols): the level search on scripted primitives, records."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from pec.errors import ConfigError, InputError, JobError
-from pec.evaluation.protocols import (
+from pec.jobs.spec import EvalJobSpec
+from pec.maths.protocols import (
     ceiling,
     describe,
     level_search,
@@ -15,7 +16,6 @@ from pec.evaluation.protocols import (
     search_rounds,
     unused_override_warnings,
 )
-from pec.jobs.spec import EvalJobSpec
 from pec.runs.config import build_config
 
 
@@ -172,7 +172,7 @@ def test_eval_job_spec_carries_the_protocol() -> None:
 
 
 def test_frontier_competition_counts_ties_and_ceiling_winners() -> None:
-    from pec.evaluation.protocols import frontier_competition
+    from pec.maths.protocols import frontier_competition
 
     stats = frontier_competition([[3, 5, 0, 10], None, [3, 7, 0, 2]], ceiling_level=10)
     assert stats["all_tied"] == 2  # candidates 0 and 2

@@ -23,12 +23,12 @@ from pec.evaluation.report import (
     write_report,
 )
 from pec.iteration import steps
-from pec.jobs.spec import StoreSpec
 from pec.maths.design_space import DesignSpace
 from pec.presentation.cli import main as final_main
 from pec.presentation.cli.history import iteration_history, status_history_table
 from pec.runs import layout
 from pec.runs.config import build_config
+from pec.runs.job_records import StoreSpec
 from pec.runs.run import make_run, write_effective_config
 from pec.runs.state_io import load_state
 from pec.runs.store import LocalStore, Store
@@ -228,7 +228,7 @@ def test_report_shows_both_routers_with_intervals() -> None:
 def test_report_refuses_a_generalist_scored_by_another_protocol(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from pec.evaluation.protocols import describe
+    from pec.maths.protocols import describe
 
     store = LocalStore(tmp_path / "store")
     summary = payload()

@@ -26,9 +26,9 @@ from flows.pec_flow import pec_flow
 from pec.backends.mujoco.backend import load_checkpoint
 from pec.errors import InputError, PECError, StateError, StoreError
 from pec.iteration import steps
-from pec.jobs.spec import StoreSpec
 from pec.runs import layout
 from pec.runs.config import load_config
+from pec.runs.job_records import StoreSpec
 from pec.runs.run import make_run
 from pec.runs.run_names import validate_run_name
 from pec.runs.state_io import load_state, save_state

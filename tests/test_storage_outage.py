@@ -30,8 +30,8 @@ from pec.iteration import steps
 from pec.iteration.driver import run_until_done
 from pec.jobs.executors import InProcessExecutor
 from pec.jobs.runner import LocalJobRunner
-from pec.jobs.spec import StoreSpec
 from pec.runs.config import load_config
+from pec.runs.job_records import StoreSpec
 from pec.runs.run import make_run
 from pec.runs.state_io import load_state
 from pec.runs.store import LocalStore, S3Store

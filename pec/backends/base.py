@@ -6,12 +6,61 @@ backend never sees store URIs, credentials or Prefect: it reads and writes plain
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
+
+from pec.errors import ConfigError, InputError
+from pec.runs.job_records import AUTO_DEVICE as AUTO_DEVICE
+
+# The design axes a backend may be handed, in a run's column order: GCR and spcf always,
+# then optionally the leg length in metres (femur = tibia = leg; the original's 3-D space).
+DESIGN_AXES: tuple[str, ...] = ("gcr", "spcf", "leg")
+REQUIRED_AXES: tuple[str, ...] = ("gcr", "spcf")
+LEG_RANGE: tuple[float, float] = (0.20, 0.48)  # the original's leg_range, metres
+
+
+@dataclass(frozen=True)
+class DesignColumns:
+    """A run's designs split by axis: what the requests below carry."""
+
+    gcr: np.ndarray
+    spcf: np.ndarray
+    leg: np.ndarray | None  # None: the default robot (a 2-D run)
+
+
+def design_columns(
+    axes: Sequence[str], designs: np.ndarray, supported: Sequence[str] = DESIGN_AXES
+) -> DesignColumns:
+    """Split (n, d) designs whose columns follow `axes` into the requests' per-axis arrays.
+
+    `supported` is what the backend simulates; an axis outside it, a missing GCR or spcf
+    column, a repeated axis or a shape that does not match `axes` is refused with one line.
+    """
+    names = [str(a) for a in axes]
+    for name in names:
+        if name not in DESIGN_AXES:
+            raise InputError(f"design axis {name!r} is unknown; axes are {', '.join(DESIGN_AXES)}")
+        if name not in supported:
+            raise InputError(
+                f"design axis {name!r} is not supported by this backend (it simulates "
+                f"{', '.join(supported)}); drop the axis or choose another backend"
+            )
+    if len(set(names)) != len(names) or any(a not in names for a in REQUIRED_AXES):
+        raise InputError(
+            f"design axes {names} must name gcr and spcf once each (and optionally leg)"
+        )
+    array = np.asarray(designs, dtype=np.float64)
+    if array.ndim != 2 or array.shape[1] != len(names):
+        raise InputError(
+            f"designs of shape {array.shape} do not match the {len(names)} axes {names}; "
+            "pass one column per axis"
+        )
+    column = {name: array[:, i].copy() for i, name in enumerate(names)}
+    return DesignColumns(gcr=column["gcr"], spcf=column["spcf"], leg=column.get("leg"))
 
 
 @dataclass(frozen=True)
@@ -27,9 +76,15 @@ class TrainRequest:
     work_dir: Path  # checkpoints and TensorBoard logs are written below here
     resume_checkpoint: Path | None = None  # warm start (model, optimiser, normaliser)
     settings: dict[str, object] = field(default_factory=dict)  # backend-specific overrides
+    leg: np.ndarray | None = None  # (num_envs,) leg length in m; None = the default robot
     # True when resume_checkpoint is this job's own model_last.pt left by an interrupted
     # attempt (not a warm start): the job goes on, its first iteration stays where it was
     continues_job: bool = False
+    # Distillation instead of PPO (pec.backends.mujoco.imitation): the experts to imitate and,
+    # per environment, the position in `teachers` of the expert its design is routed to.
+    teachers: tuple[Path, ...] = ()
+    teacher_index: np.ndarray | None = None
+    imitation_learning_rate: float = 3e-3
 
 
 @dataclass(frozen=True)
@@ -51,6 +106,7 @@ class EvalRequest:
     seed: int
     device: str
     settings: dict[str, object] = field(default_factory=dict)
+    leg: np.ndarray | None = None  # (n_designs,) leg length in m; None = the default robot
 
 
 @dataclass(frozen=True)
@@ -70,9 +126,7 @@ class ProbeRequest:
     seed: int
     device: str
     settings: dict[str, object] = field(default_factory=dict)
-
-
-AUTO_DEVICE = "auto"
+    leg: np.ndarray | None = None  # (n,) leg length in m; None = the default robot
 
 
 def resolve_device(device: str) -> str:
@@ -86,6 +140,25 @@ def resolve_device(device: str) -> str:
     import torch
 
     return "cuda:0" if torch.cuda.is_available() else "cpu"
+
+
+def check_device(device: str) -> None:
+    """One clear error for a device this machine cannot run: not a torch device, or CUDA
+    asked for where torch sees none (a CPU build, no driver, no GPU)."""
+    import torch
+
+    try:
+        kind = torch.device(device).type
+    except (RuntimeError, ValueError):
+        raise ConfigError(
+            f"device {device!r} is not a torch device; pass cpu, cuda, cuda:0 or auto"
+        ) from None
+    if kind == "cuda" and not torch.cuda.is_available():
+        build = f"torch {torch.__version__}" + ("" if torch.version.cuda else ", a CPU build")
+        raise ConfigError(
+            f"device {device!r} needs CUDA, which this machine lacks ({build}); "
+            "pass --set device=cpu (or device: auto)"
+        )
 
 
 # Called with (iteration, max_iterations, metrics) after every PPO iteration.
@@ -108,4 +181,10 @@ class Backend(Protocol):
 
     def evaluate(self, request: EvalRequest) -> list[int]:
         """Final curriculum level (integer in [0, 74]) per design, in input order."""
+        ...
+
+    def check_host(self, settings: dict[str, object], device: str) -> None:
+        """The backend's preflight on the machine that will run its jobs: raise a one-line
+        ConfigError when something these settings and this device need is missing here (an
+        optional extra, CUDA). A run whose jobs run on this machine calls it before writing."""
         ...

@@ -13,12 +13,19 @@ from __future__ import annotations
 
 import importlib
 import os
+from collections.abc import Sequence
 from typing import cast
 
-from pec.backends.base import Backend
+from pec.backends.base import DESIGN_AXES, Backend
 from pec.errors import ConfigError
 
 BACKEND_NAMES = ("mujoco", "isaaclab")
+# The design axes each backend simulates (pec.backends.base.DESIGN_AXES), known without
+# importing a simulator; each backend class states the same as `design_axes`.
+BACKEND_DESIGN_AXES: dict[str, tuple[str, ...]] = {
+    "mujoco": ("gcr", "spcf", "leg"),
+    "isaaclab": ("gcr", "spcf", "leg"),
+}
 TEST_BACKEND_PREFIX = "test-"
 TEST_BACKEND_MODULE_ENV = "PEC_TEST_BACKEND_MODULE"
 
@@ -43,6 +50,19 @@ def get_backend(name: str) -> Backend:
             f"(only in tests) or choose one of {', '.join(BACKEND_NAMES)}"
         )
     raise ConfigError(f"backend {name!r} is unknown; choose one of {', '.join(BACKEND_NAMES)}")
+
+
+def check_design_axes(name: str, axes: Sequence[str]) -> None:
+    """Refuse, in one line, a design axis the backend `name` does not simulate."""
+    supported = BACKEND_DESIGN_AXES.get(name, DESIGN_AXES)  # test doubles take any axis
+    for axis in axes:
+        if axis not in DESIGN_AXES:
+            raise ConfigError(f"design axis {axis!r} is unknown; axes are {', '.join(DESIGN_AXES)}")
+        if axis not in supported:
+            raise ConfigError(
+                f"backend {name!r} does not simulate the design axis {axis!r} (it takes "
+                f"{', '.join(supported)}); drop that axis or use backend: mujoco"
+            )
 
 
 def validate_backend_settings(name: str, settings: dict[str, object]) -> None:

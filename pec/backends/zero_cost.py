@@ -11,6 +11,7 @@ starting with ``test-``), never from a configuration alone.
 from __future__ import annotations
 
 from pec.backends.base import (
+    DESIGN_AXES,
     CheckpointCallback,
     EvalRequest,
     ProgressCallback,
@@ -29,6 +30,7 @@ class ZeroCostBackend:
     """
 
     name = "test-zero-cost"
+    design_axes: tuple[str, ...] = DESIGN_AXES  # no physics: any axis is fine
 
     def __init__(self, constant_level: int | None = None) -> None:
         self.constant_level = constant_level
@@ -73,6 +75,9 @@ class ZeroCostBackend:
             last_checkpoint=last,
             metrics={**metrics, "iterations": float(request.max_iterations)},
         )
+
+    def check_host(self, settings: dict[str, object], device: str) -> None:
+        """Nothing to install for no physics."""
 
     def evaluate(self, request: EvalRequest) -> list[int]:
         if self.constant_level is not None:

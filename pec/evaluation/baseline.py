@@ -26,11 +26,11 @@ import numpy as np
 from pec.errors import InputError, JobError, NotFoundError, StateError
 from pec.evaluation.designs_file import Design
 from pec.evaluation.final_eval import final_eval_spec, results_payload, reusable_levels
-from pec.evaluation.protocols import ScoreName
-from pec.iteration.steps import checkpoint_exists, job_settings
+from pec.iteration.steps import checkpoint_exists, job_settings, spec_axes
 from pec.jobs.runner import JobRunner
 from pec.jobs.spec import EvalJobSpec, TrainJobSpec
 from pec.maths.curriculum import starting_level
+from pec.maths.protocols import ScoreName
 from pec.maths.seeds import derive_seed
 from pec.runs import layout
 from pec.runs.run import Run
@@ -225,14 +225,16 @@ def _seed(run: Run, label: str, chunk: int, replica: int) -> int:
 
 def uniform_samples(
     run: Run, chunk: int, num_envs: int, replica: int = 0
-) -> tuple[np.ndarray, np.ndarray]:
-    """Fresh uniform designs over the whole box, one per environment, seeded per chunk."""
+) -> tuple[np.ndarray, ...]:
+    """Fresh uniform designs over the whole box, one per environment, seeded per chunk.
+
+    One float32 array per design axis (gcr, spcf(, leg))."""
     rng = np.random.default_rng(_seed(run, "baseline-samples", chunk, replica))
     points = run.space.sample_uniform(num_envs, rng).astype(np.float32)
-    return points[:, 0].copy(), points[:, 1].copy()
+    return tuple(points[:, a].copy() for a in range(points.shape[1]))
 
 
-def _move_prefix(run: Run, source: str, target: str) -> None:
+def move_prefix(run: Run, source: str, target: str) -> None:
     """Copy every object under ``source`` to ``target`` (same relative keys), then delete it."""
     for key in run.store.list(source):
         run.store.write_bytes(target + key[len(source) :], run.store.read_bytes(key))
@@ -308,10 +310,14 @@ def train_baseline(
     for chunk, iterations in enumerate(plan):
         finished = _finished_chunk(run, chunk, replica)
         if finished is None:
-            gcr, spcf = uniform_samples(run, chunk, envs, replica)
+            columns = uniform_samples(run, chunk, envs, replica)
             gcr_key, spcf_key = baseline_samples_keys(run.name, chunk, replica)
-            run.store.write_bytes(gcr_key, npy_bytes(gcr))
-            run.store.write_bytes(spcf_key, npy_bytes(spcf))
+            run.store.write_bytes(gcr_key, npy_bytes(columns[0]))
+            run.store.write_bytes(spcf_key, npy_bytes(columns[1]))
+            leg_key = None
+            if len(columns) == 3:
+                leg_key = gcr_key.removesuffix("gcr.npy") + "leg.npy"
+                run.store.write_bytes(leg_key, npy_bytes(columns[2]))
             spec = TrainJobSpec(
                 kind="train",
                 backend=cfg.backend,
@@ -321,6 +327,8 @@ def train_baseline(
                 iteration=chunk,
                 samples_gcr_key=gcr_key,
                 samples_spcf_key=spcf_key,
+                samples_leg_key=leg_key,
+                axes=spec_axes(run),
                 start_level=level,
                 max_iterations=iterations,
                 num_envs=envs,
@@ -337,7 +345,7 @@ def train_baseline(
                 raise JobError(f"generalist chunk {chunk}: {outcome.error}")
             scratch = layout.checkpoint_dir(run.name, job_id, chunk)
             target = baseline_chunk_dir(run.name, chunk, replica)
-            _move_prefix(run, scratch, target)
+            move_prefix(run, scratch, target)
             best = run.store.uri(target + layout.BEST_CHECKPOINT_FILE)
             last_key = target + layout.LAST_CHECKPOINT_FILE
             finished = {

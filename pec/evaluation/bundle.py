@@ -7,7 +7,8 @@ score-informed router), and run that expert. ``router.json`` holds both routers'
 holds each expert's actor twice, as TorchScript (``policy_<k>.pt``) and ONNX
 (``policy_<k>.onnx``), both with the observation normaliser folded in and returning the
 deterministic mean action, so a consumer needs neither rsl-rl nor the training code.
-``export_bundle`` checks both formats against the training checkpoint's actor before it
+A run distilled by `pec distill` also ships its student (``student.pt`` / ``student.onnx``,
+one policy for every design, no router; ``PolicyBundle.student``). ``export_bundle`` checks both formats against the training checkpoint's actor before it
 writes the manifest; ``load_bundle`` is the reference loader.
 
 How close is close enough: TorchScript, ONNX Runtime and eager PyTorch evaluate the same
@@ -37,7 +38,8 @@ import numpy as np
 import torch
 from numpy.typing import ArrayLike, NDArray
 
-from pec.errors import InputError, StateError
+from pec.errors import InputError, NotFoundError, StateError, one_line
+from pec.evaluation.distill import distill_record_key
 from pec.evaluation.evidence import run_evidence
 from pec.maths.design_space import DesignSpace, FloatArray, IntArray
 from pec.maths.routing import route
@@ -49,6 +51,7 @@ from pec.maths.score_routing import (
     check_router,
     route_by_scores,
 )
+from pec.runs.checkpoints import check_expert_checkpoints
 from pec.runs.run import state_space
 from pec.runs.state import PECState
 from pec.runs.store import Store
@@ -109,7 +112,7 @@ def load_actor(checkpoint: Path) -> torch.nn.Module:
         actor.load_state_dict(weights)
     except RuntimeError as exc:
         raise InputError(
-            f"checkpoint {checkpoint} does not match its recorded actor settings ({exc}); "
+            f"checkpoint {checkpoint} does not match its recorded actor settings ({one_line(exc)}); "
             "re-export it from the training that wrote it"
         ) from exc
     actor.eval()
@@ -134,8 +137,8 @@ def actor_actions(actor: torch.nn.Module, observations: ArrayLike) -> NDArray[np
 class TorchRouter(torch.nn.Module):
     """Both routers of a bundle as one TorchScript module (``router.pt``).
 
-    ``router(designs)`` (designs: (n, 2) physical [GCR, spcf]) routes to the nearest centre in
-    the unit square, ties to the lower index (torch.argmin's first), as
+    ``router(designs)`` (designs: (n, d) physical [GCR, spcf(, leg)]) routes to the nearest
+    centre in the unit square (cube in 3-D), ties to the lower index (torch.argmin's first), as
     `pec.maths.routing.route`. ``router(designs, True)`` is the score-informed router, the
     deployable twin of `pec.maths.score_routing.route_by_scores`: the run's evidence (evaluated
     designs, already in the unit square, and each bundled expert's scores, NaN where it was not
@@ -162,11 +165,12 @@ class TorchRouter(torch.nn.Module):
         self.centres = torch.as_tensor(unit, dtype=torch.float64)
         self.ids = torch.as_tensor(ids, dtype=torch.long)
         K = len(ids)
+        dim = len(lows)
         if evidence is None:
-            evidence = ScoreEvidence(np.zeros((0, 2)), np.zeros((0, K)))
+            evidence = ScoreEvidence(np.zeros((0, dim)), np.zeros((0, K)))
         if evidence.scores.shape[1] != K:
             raise InputError(f"evidence has {evidence.scores.shape[1]} experts for {K} bundled")
-        known = (np.asarray(evidence.designs, dtype=np.float64).reshape(-1, 2) - lows) / ranges
+        known = (np.asarray(evidence.designs, dtype=np.float64).reshape(-1, dim) - lows) / ranges
         self.evidence_units = torch.as_tensor(known, dtype=torch.float64)
         self.evidence_scores = torch.as_tensor(evidence.scores, dtype=torch.float64)
         self.neighbours = int(neighbours)
@@ -188,7 +192,10 @@ class TorchRouter(torch.nn.Module):
         prediction = torch.full((n, K), float("nan"), dtype=torch.float64)
         if self.evidence_units.shape[0] > 0:
             diff = unit[:, None, :] - self.evidence_units[None, :, :]
-            distance = torch.sqrt(diff[:, :, 0] * diff[:, :, 0] + diff[:, :, 1] * diff[:, :, 1])
+            squared = diff[:, :, 0] * diff[:, :, 0]
+            for axis in range(1, int(diff.shape[2])):  # in order, as score_routing sums them
+                squared = squared + diff[:, :, axis] * diff[:, :, axis]
+            distance = torch.sqrt(squared)
             for k in range(K):
                 column = self.evidence_scores[:, k]
                 valid = torch.nonzero(~torch.isnan(column)).flatten()
@@ -301,6 +308,7 @@ def export_bundle(
         raise InputError(
             f"--out {out_dir} exists and is not empty; pick a new folder or pass --overwrite"
         )
+    check_expert_checkpoints(store, state, which)  # every one, before anything is written
     space = state_space(state)
     chosen: list[tuple[int, str]] = []
     for e in state.experts:
@@ -335,7 +343,7 @@ def export_bundle(
                     {
                         "id": k,
                         "mu": list(e.mu),
-                        "variance": [e.sigma[0][0], e.sigma[1][1]],
+                        "variance": [e.sigma[i][i] for i in range(len(e.mu))],
                         "checkpoint": uri,
                         "torchscript": ts_path.name,
                         "onnx": onnx_path.name,
@@ -346,10 +354,11 @@ def export_bundle(
                         "verification": checks,
                     }
                 )
+            student = _export_student(store, state, which, staging, Path(tmp), dims)
         if len(dims) != 1:
             raise StateError(
                 f"experts disagree on observation/action sizes {sorted(dims)}; "
-                "all experts of a bundle must share one robot interface"
+                "all experts (and the student) of a bundle must share one robot interface"
             )
         obs_dim, action_dim = dims.pop()
         ids = np.asarray([x["id"] for x in experts], dtype=np.int64)
@@ -358,8 +367,9 @@ def export_bundle(
         # Columns follow expert_ids: only the bundled experts can be chosen.
         bundled = ScoreEvidence(evidence.designs, evidence.scores[:, ids])
         router = {
-            "rule": "nearest centre after mapping the design box to [0, 1]^2; ties to the lower id",
-            "design_space": {"GCR": list(space.gcr), "spcf": list(space.spcf)},
+            "rule": f"nearest centre after mapping the design box to [0, 1]^{space.dim}; ties to "
+            "the lower id",
+            "design_space": space.as_mapping(),
             "expert_ids": ids.tolist(),
             "centres": centres.tolist(),
             "score_informed": {
@@ -395,11 +405,12 @@ def export_bundle(
             "(batch, action_dim): normaliser inside, deterministic mean action",
             "router": ROUTER_JSON,
             "router_torchscript": ROUTER_TS,
-            "router_torchscript_io": "designs (n, 2) float64 physical [GCR, spcf] -> expert ids "
-            "(n,) int64; router(designs) nearest centre, router(designs, True) score-informed "
+            "router_torchscript_io": f"designs (n, {space.dim}) float64 physical "
+            f"[{', '.join(space.keys)}] -> expert ids (n,) int64; router(designs) nearest centre, router(designs, True) score-informed "
             "(the evidence of router.json is inside)",
             "gaussians": GAUSSIANS_JSON,
             "experts": experts,
+            **({"student": student} if student is not None else {}),
             "tolerance": {
                 "rule": f"max |exported - checkpoint| <= {EXPORT_ULPS_PER_LAYER} * layers * "
                 "eps32 * max(1, max|action|) on the verification observations",
@@ -415,6 +426,42 @@ def export_bundle(
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
     return out_dir / MANIFEST
+
+
+def _export_student(
+    store: Store,
+    state: PECState,
+    which: Literal["best", "last"],
+    staging: Path,
+    tmp: Path,
+    dims: set[tuple[int, int]],
+) -> dict[str, Any] | None:
+    """The distilled student (`pec distill`) exported like an expert, if the run has one."""
+    try:
+        record = json.loads(store.read_bytes(distill_record_key(state.run_name)))
+    except NotFoundError:
+        return None
+    stages = record.get("stages") or [{}]
+    uri = record.get("checkpoint") if which == "best" else stages[-1].get("last_checkpoint_uri")
+    if not isinstance(uri, str):
+        log.warning("the student has no %s checkpoint; left out of the bundle", which)
+        return None
+    local = tmp / "student.pt"
+    store.download_file(store.key_for_uri(uri), local)
+    actor = load_actor(local)
+    obs_dim = int(actor.obs_dim)  # type: ignore[arg-type]
+    dims.add((obs_dim, int(actor_actions(actor, np.zeros((1, obs_dim))).shape[1])))
+    ts_path, onnx_path = staging / "student.pt", staging / "student.onnx"
+    checks = _export_one(actor, obs_dim, ts_path, onnx_path)
+    return {
+        "checkpoint": uri,
+        "env_steps": record.get("env_steps"),
+        "router": record.get("router"),
+        "torchscript": ts_path.name,
+        "onnx": onnx_path.name,
+        "sha256": {ts_path.name: _sha256(ts_path), onnx_path.name: _sha256(onnx_path)},
+        "verification": checks,
+    }
 
 
 # ---------------------------------------------------------------- loader
@@ -462,7 +509,8 @@ class _OnnxPolicy:
 
 @dataclass
 class PolicyBundle:
-    """A loaded bundle: ``act(gcr, spcf, observations)`` is all a robot controller needs."""
+    """A loaded bundle: ``act(gcr, spcf, observations)`` is all a robot controller needs
+    (``leg=`` too for a bundle of a 3-D run)."""
 
     root: Path
     manifest: dict[str, Any]
@@ -471,6 +519,7 @@ class PolicyBundle:
     centres: FloatArray
     policies: dict[int, _Policy]
     evidence: ScoreEvidence | None = None  # columns follow expert_ids (score-informed router)
+    student: _Policy | None = None  # the distilled student (`pec distill`), if exported
 
     @property
     def obs_dim(self) -> int:
@@ -480,9 +529,16 @@ class PolicyBundle:
     def action_dim(self) -> int:
         return int(self.manifest["action_dim"])
 
-    def route(self, gcr: ArrayLike, spcf: ArrayLike, router: str = "nearest_centre") -> IntArray:
+    def route(
+        self,
+        gcr: ArrayLike,
+        spcf: ArrayLike,
+        router: str = "nearest_centre",
+        leg: ArrayLike | None = None,
+    ) -> IntArray:
         """Expert id per design among the bundled experts: nearest normalised centre, or
-        (``router="score_informed"``) the best predicted score from the run's evaluations."""
+        (``router="score_informed"``) the best predicted score from the run's evaluations.
+        ``leg`` (metres) is required by, and only accepted by, a bundle of a 3-D run."""
         check_router(router)
         g = np.atleast_1d(np.asarray(gcr, dtype=np.float64))
         s = np.atleast_1d(np.asarray(spcf, dtype=np.float64))
@@ -490,8 +546,20 @@ class PolicyBundle:
             raise InputError(
                 f"gcr {g.shape} and spcf {s.shape} must be scalars or equal 1-D arrays"
             )
+        columns = [g, s]
+        if (leg is None) != (self.space.dim == 2):
+            raise InputError(
+                "this bundle routes on GCR, spcf and leg; pass leg= (metres)"
+                if leg is None
+                else "this bundle routes on GCR and spcf only; drop leg="
+            )
+        if leg is not None:
+            m = np.atleast_1d(np.asarray(leg, dtype=np.float64))
+            if m.shape != g.shape:
+                raise InputError(f"leg {m.shape} must have the shape of gcr {g.shape}")
+            columns.append(m)
         ids = np.asarray(self.expert_ids, dtype=np.int64)
-        points = np.stack([g, s], axis=1)
+        points = np.stack(columns, axis=1)
         if router == "score_informed" and self.evidence is not None:
             picks = route_by_scores(points, self.evidence, self.centres, self.space)
         else:
@@ -505,6 +573,7 @@ class PolicyBundle:
         spcf: ArrayLike,
         observations: ArrayLike,
         router: str = "nearest_centre",
+        leg: ArrayLike | None = None,
     ) -> NDArray[np.float32]:
         """Actions for a batch of observations; (gcr, spcf) are one design or one per row."""
         obs = np.asarray(observations, dtype=np.float32)
@@ -515,7 +584,7 @@ class PolicyBundle:
             raise InputError(
                 f"observations have shape {np.shape(observations)}; pass (batch, {self.obs_dim})"
             )
-        experts = self.route(gcr, spcf, router)
+        experts = self.route(gcr, spcf, router, leg)
         if experts.size == 1:
             experts = np.full(obs.shape[0], experts[0], dtype=np.int64)
         elif experts.size != obs.shape[0]:
@@ -549,33 +618,32 @@ def load_bundle(path: str | Path, runtime: Runtime = "torchscript") -> PolicyBun
             f"{BUNDLE_FORMAT} v{BUNDLE_VERSION}; re-export it with this pec"
         )
     router = json.loads((root / manifest["router"]).read_text())
-    space = DesignSpace(
-        gcr=tuple(router["design_space"]["GCR"]), spcf=tuple(router["design_space"]["spcf"])
-    )
+    space = DesignSpace.from_bounds(router["design_space"])
     if runtime not in ("torchscript", "onnx"):
         raise InputError(f"runtime {runtime!r} is unknown; choose torchscript or onnx")
-    policies: dict[int, _Policy] = {}
-    for expert in manifest["experts"]:
-        name = expert["torchscript"] if runtime == "torchscript" else expert["onnx"]
+
+    def open_policy(entry: dict[str, Any]) -> _Policy:
+        name = entry["torchscript"] if runtime == "torchscript" else entry["onnx"]
         file = root / name
         if not file.is_file():
             raise InputError(f"bundle {root} lacks {name}; re-export the bundle")
-        if _sha256(file) != expert["sha256"][name]:
+        if _sha256(file) != entry["sha256"][name]:
             raise InputError(f"bundle {root}: {name} does not match its checksum; re-export it")
-        policy: _Policy = (
-            _TorchScriptPolicy(file) if runtime == "torchscript" else _OnnxPolicy(file)
-        )
-        policies[int(expert["id"])] = policy
+        return _TorchScriptPolicy(file) if runtime == "torchscript" else _OnnxPolicy(file)
+
+    policies = {int(expert["id"]): open_policy(expert) for expert in manifest["experts"]}
+    student = open_policy(manifest["student"]) if "student" in manifest else None
     return PolicyBundle(
         root=root,
         manifest=manifest,
         space=space,
         expert_ids=[int(i) for i in router["expert_ids"]],
-        centres=np.asarray(router["centres"], dtype=np.float64).reshape(-1, 2),
+        centres=np.asarray(router["centres"], dtype=np.float64).reshape(-1, space.dim),
         policies=policies,
+        student=student,
         evidence=None
         if "score_informed" not in router
         else ScoreEvidence.from_json(
-            router["score_informed"]["evidence"], len(router["expert_ids"])
+            router["score_informed"]["evidence"], len(router["expert_ids"]), space.dim
         ),
     )

@@ -51,7 +51,7 @@ def run_evidence(
         candidates = _read_json(store, layout.candidates_key(run_name, iteration))
         if not isinstance(scores, dict) or not isinstance(candidates, dict):
             continue
-        designs = [[c["GCR"], c["spcf"]] for c in candidates.get("candidates", [])]
+        designs = [_row(c) for c in candidates.get("candidates", [])]
         rows = scores.get("scores")
         if isinstance(rows, list) and len(rows) == K and designs:
             parts.append((designs, rows))
@@ -63,14 +63,21 @@ def run_evidence(
         summary = _read_json(store, key)
         if not isinstance(summary, dict):
             continue
-        designs = [[d["GCR"], d["spcf"]] for d in summary.get("designs", [])]
+        designs = [_row(d) for d in summary.get("designs", [])]
         rows = summary.get("scores")
         if isinstance(rows, list) and len(rows) == K and designs:
             parts.append((designs, rows))
+    # every stored design of a run has the run's axes
+    dim = int(np.asarray(parts[0][0], dtype=np.float64).shape[1]) if parts else 2
     try:
-        return evidence_from(parts, K)
+        return evidence_from(parts, K, dim)
     except InputError as exc:
         raise InputError(f"run '{run_name}': routing evidence is inconsistent: {exc}") from None
+
+
+def _row(design: dict[str, Any]) -> list[Any]:
+    """[GCR, spcf] or [GCR, spcf, leg] of a stored candidate or design."""
+    return [design["GCR"], design["spcf"]] + ([design["leg"]] if "leg" in design else [])
 
 
 def route_designs(

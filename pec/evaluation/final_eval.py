@@ -23,17 +23,17 @@ from numpy.typing import ArrayLike
 from pec.errors import InputError, NotFoundError, StateError
 from pec.evaluation.designs_file import Design
 from pec.evaluation.evidence import router_evidence_size, run_evidence
-from pec.evaluation.protocols import (
+from pec.iteration.steps import checkpoint_exists, job_settings, spec_axes
+from pec.jobs.spec import EvalJobSpec, design_row
+from pec.maths.curriculum import MAX_LEVEL
+from pec.maths.design_space import DesignSpace, FloatArray, IntArray
+from pec.maths.protocols import (
     SCORE_NAMES,
     ScoreName,
     describe,
     refuse_unused_settings,
     same_protocol,
 )
-from pec.iteration.steps import checkpoint_exists, job_settings
-from pec.jobs.spec import EvalJobSpec
-from pec.maths.curriculum import MAX_LEVEL
-from pec.maths.design_space import DesignSpace, FloatArray, IntArray, as_points
 from pec.maths.refit import assign_winners
 from pec.maths.routing import route
 from pec.maths.score_routing import DEFAULT_NEIGHBOURS, ScoreEvidence, route_by_scores
@@ -116,8 +116,8 @@ def summarise_scores(
     experts that have a policy, so a design is routed to the nearest centre among those.
     """
     matrix = as_score_matrix(scores)
-    points = as_points("designs", designs)
-    centres = as_points("mus", mus, allow_empty=False)
+    points = space.points("designs", designs)
+    centres = space.points("mus", mus, allow_empty=False)
     K, N = matrix.shape
     if points.shape[0] != N:
         raise InputError(f"{points.shape[0]} designs but the score matrix has {N} columns")
@@ -193,7 +193,8 @@ def ratio(numerator: float, denominator: float) -> float | None:
 
 
 def designs_array(designs: Sequence[Design]) -> FloatArray:
-    return np.asarray([[d.GCR, d.spcf] for d in designs], dtype=np.float64).reshape(-1, 2)
+    width = len(designs[0].values()) if designs else 2
+    return np.asarray([d.values() for d in designs], dtype=np.float64).reshape(-1, width)
 
 
 def summary_payload(
@@ -216,7 +217,7 @@ def summary_payload(
         "iteration": iteration,
         "designs_stem": designs_stem,
         "K": K,
-        "design_space": {"GCR": list(space.gcr), "spcf": list(space.spcf)},
+        "design_space": space.as_mapping(),
         "protocol": dict(protocol),
         "designs": [d.model_dump() for d in designs],
         "experts": [
@@ -249,8 +250,7 @@ def summary_payload(
 
 
 def payload_space(payload: dict[str, Any]) -> DesignSpace:
-    box = payload["design_space"]
-    return DesignSpace(gcr=tuple(box["GCR"]), spcf=tuple(box["spcf"]))
+    return DesignSpace.from_bounds(payload["design_space"])
 
 
 def summary_from_payload(payload: dict[str, Any]) -> ScoreSummary:
@@ -262,7 +262,8 @@ def summary_from_payload(payload: dict[str, Any]) -> ScoreSummary:
     for k, row in enumerate(rows):
         if row is not None:
             matrix[k] = np.asarray(row, dtype=np.float64)
-    designs = np.asarray([[d["GCR"], d["spcf"]] for d in payload["designs"]], dtype=np.float64)
+    keys = space.keys
+    designs = np.asarray([[d[k] for k in keys] for d in payload["designs"]], dtype=np.float64)
     mus = np.asarray([e["mu"] for e in payload["experts"]], dtype=np.float64)
     return summarise_scores(matrix, designs, mus, space)
 
@@ -347,7 +348,8 @@ def final_eval_spec(
         expert_id=job_id,
         iteration=state.iteration,
         checkpoint_uri=checkpoint_uri,
-        designs=[(float(d.GCR), float(d.spcf)) for d in designs],
+        designs=[design_row(d.values()) for d in designs],
+        axes=spec_axes(run),
         num_episodes=num_episodes,
         start_difficulty=start_difficulty,
         score=run.config.score if score is None else score,
@@ -393,7 +395,7 @@ def final_eval_specs(
 
 def spec_protocol(spec: EvalJobSpec) -> dict[str, Any]:
     """What produced a result file's levels: the protocol (its own settings and ceiling) and
-    the seed (`pec.evaluation.protocols.describe`)."""
+    the seed (`pec.maths.protocols.describe`)."""
     return describe(
         spec.score, spec.num_episodes, spec.start_difficulty, spec.search_max_level, seed=spec.seed
     )
@@ -446,10 +448,12 @@ def reusable_levels(
         data.get("checkpoint") == spec.checkpoint_uri
         and same_protocol(data.get("protocol"), spec_protocol(spec))
         and [
-            (e.get("id"), e.get("GCR"), e.get("spcf")) if isinstance(e, dict) else None
+            (e.get("id"), e.get("GCR"), e.get("spcf"), e.get("leg"))
+            if isinstance(e, dict)
+            else None
             for e in data["designs"]
         ]
-        == [(d.id, d.GCR, d.spcf) for d in designs]
+        == [(d.id, d.GCR, d.spcf, d.leg) for d in designs]
     )
     return levels if same else None
 
@@ -550,12 +554,16 @@ def check_summary(data: Any, source: str) -> dict[str, Any]:
     box = payload["design_space"]
     if not (isinstance(box, dict) and all(_is_pair(box.get(name)) for name in ("GCR", "spcf"))):
         raise StateError(f"{source}: design_space must hold GCR and spcf [lo, hi] pairs")
+    if "leg" in box and not _is_pair(box.get("leg")):
+        raise StateError(f"{source}: design_space.leg must be a [lo, hi] pair")
+    dim = 3 if "leg" in box else 2
     experts, rows = payload["experts"], payload["scores"]
     if not isinstance(experts, list) or not isinstance(rows, list) or len(experts) != len(rows):
         raise StateError(f"{source}: experts and scores must be lists of one entry per expert")
     for k, (expert, row) in enumerate(zip(experts, rows, strict=True)):
-        if not isinstance(expert, dict) or not _is_pair(expert.get("mu")):
-            raise StateError(f"{source}: experts[{k}].mu must be a [GCR, spcf] pair")
+        if not isinstance(expert, dict) or not _is_pair(expert.get("mu"), dim):
+            what = "a [GCR, spcf] pair" if dim == 2 else "a [GCR, spcf, leg] triple"
+            raise StateError(f"{source}: experts[{k}].mu must be {what}")
         if row is not None:
             check_levels(row, len(designs), f"{source}: scores of expert {k}", StateError)
     for name in ("oracle_mean", "routed_mean"):
@@ -565,10 +573,10 @@ def check_summary(data: Any, source: str) -> dict[str, Any]:
     return payload
 
 
-def _is_pair(value: Any) -> bool:
+def _is_pair(value: Any, length: int = 2) -> bool:
     return (
         isinstance(value, list)
-        and len(value) == 2
+        and len(value) == length
         and all(isinstance(v, int | float) and not isinstance(v, bool) for v in value)
     )
 

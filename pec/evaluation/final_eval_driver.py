@@ -21,10 +21,11 @@ from pec.evaluation.final_eval import (
     reusable_levels,
     write_summary,
 )
-from pec.evaluation.protocols import ScoreName
 from pec.jobs.runner import JobOutcome, JobRunner
 from pec.jobs.spec import EvalJobResult, EvalJobSpec, TrainJobSpec
+from pec.maths.protocols import ScoreName
 from pec.runs import layout
+from pec.runs.checkpoints import check_expert_checkpoints
 from pec.runs.run import Run
 from pec.runs.state import PECState
 
@@ -55,6 +56,7 @@ def run_final_eval(
     the same protocol and seed; its results go under ``<run>/baseline/``. Returns summary.json.
     """
     score = run.config.score if score is None else score
+    check_expert_checkpoints(run.store, state, present_only=True)  # before anything is written
     specs = final_eval_specs(run, state, designs, stem, num_episodes, start_difficulty, score)
     levels: dict[int, list[int] | None] = {}
     jobs: list[EvalJobSpec] = []

@@ -21,6 +21,7 @@ from matplotlib.lines import Line2D
 
 from pec.errors import InputError, NotFoundError, StateError
 from pec.evaluation.baseline import baseline_eval_key
+from pec.evaluation.distill import student_eval_key
 from pec.evaluation.final_eval import (
     ScoreSummary,
     compare_scores,
@@ -29,8 +30,8 @@ from pec.evaluation.final_eval import (
     read_summary,
     summary_from_payload,
 )
-from pec.evaluation.protocols import SETTINGS
 from pec.maths.design_space import DesignSpace, FloatArray, IntArray
+from pec.maths.protocols import SETTINGS
 from pec.maths.routing import route
 from pec.presentation.plots import NO_WINNER_COLOUR, _to_png, draw_design_box, expert_colour
 from pec.runs import layout
@@ -52,13 +53,14 @@ class ReportData:
     run_name: str
     stem: str
     space: DesignSpace
-    designs: FloatArray  # (N, 2) [GCR, spcf]
-    mus: FloatArray  # (K, 2)
+    designs: FloatArray  # (N, d) [GCR, spcf(, leg)]; maps show the spcf-GCR projection
+    mus: FloatArray  # (K, d)
     summary: ScoreSummary
     baseline: FloatArray | None  # (N,) generalist levels, None when not evaluated
     protocol: dict[str, Any]
     score_routed: FloatArray | None = None  # (N,) score-informed router's levels, if recorded
     score_routed_expert: IntArray | None = None  # (N,) the experts it picked
+    student: FloatArray | None = None  # (N,) the distilled student's levels, if evaluated
 
     @property
     def K(self) -> int:  # the paper's name
@@ -66,10 +68,13 @@ class ReportData:
 
 
 def report_data(
-    summary_payload: dict[str, Any], baseline_levels: list[int] | None = None
+    summary_payload: dict[str, Any],
+    baseline_levels: list[int] | None = None,
+    student_levels: list[int] | None = None,
 ) -> ReportData:
+    keys = payload_space(summary_payload).keys
     designs = np.asarray(
-        [[d["GCR"], d["spcf"]] for d in summary_payload["designs"]], dtype=np.float64
+        [[d[k] for k in keys] for d in summary_payload["designs"]], dtype=np.float64
     )
     baseline = None
     if baseline_levels is not None:
@@ -78,6 +83,14 @@ def report_data(
             raise InputError(
                 f"baseline has {baseline.size} levels for {len(designs)} designs; evaluate the "
                 "baseline on the same designs file"
+            )
+    student = None
+    if student_levels is not None:
+        student = np.asarray(student_levels, dtype=np.float64)
+        if student.shape != (len(designs),):
+            raise InputError(
+                f"the student has {student.size} levels for {len(designs)} designs; evaluate "
+                "it on the same designs file (`pec distill --designs_file`)"
             )
     return ReportData(
         run_name=str(summary_payload["run"]),
@@ -94,6 +107,7 @@ def report_data(
         score_routed_expert=None
         if summary_payload.get("score_routed_expert") is None
         else np.asarray(summary_payload["score_routed_expert"], dtype=np.int64),
+        student=student,
     )
 
 
@@ -107,20 +121,29 @@ def load_report_data(store: Store, run_name: str, stem: str) -> ReportData:
         log.info("no baseline evaluation on %s; the report shows PEC only", stem)
     else:
         check_same_protocol(payload.get("protocol"), data.get("protocol"), stem)
-    return report_data(payload, baseline_levels)
+    student_levels: list[int] | None = None
+    try:
+        data = json.loads(store.read_bytes(student_eval_key(run_name, stem)))
+        student_levels = [int(v) for v in data["levels"]]
+    except NotFoundError:
+        log.info("no distilled student evaluated on %s", stem)
+    else:
+        check_same_protocol(payload.get("protocol"), data.get("protocol"), stem, "student")
+    return report_data(payload, baseline_levels, student_levels)
 
 
-def check_same_protocol(experts: Any, baseline: Any, stem: str) -> None:
-    """PEC and the generalist are compared only when scored by the same protocol."""
+def check_same_protocol(experts: Any, baseline: Any, stem: str, who: str = "generalist") -> None:
+    """PEC and the generalist (or the student) are compared only under the same protocol."""
     if not isinstance(experts, dict) or not isinstance(baseline, dict):
         return  # results written before protocols were recorded
     fields = ["score", *SETTINGS.get(str(experts.get("score")), ()), "ceiling"]
     if any(experts.get(f) != baseline.get(f) for f in fields):
+        command = "pec baseline eval" if who == "generalist" else "pec distill --designs_file"
         raise StateError(
-            f"the generalist on '{stem}' was scored with {baseline.get('score')} (ceiling "
+            f"the {who} on '{stem}' was scored with {baseline.get('score')} (ceiling "
             f"{baseline.get('ceiling')}), the experts with {experts.get('score')} (ceiling "
-            f"{experts.get('ceiling')}); run `pec baseline eval --score {experts.get('score')}` "
-            "with the experts' settings, or `pec eval-final` again with the generalist's"
+            f"{experts.get('ceiling')}); run `{command} --score {experts.get('score')}` "
+            f"with the experts' settings, or `pec eval-final` again with the {who}'s"
         )
 
 
@@ -144,6 +167,7 @@ def comparison_numbers(data: ReportData) -> dict[str, Any]:
         "oracle_wins_by_expert": {int(k): int(np.sum(s.oracle_expert == k)) for k in s.evaluated},
         "baseline_mean": None,
         "pec_score_routed_mean": None,
+        "student_mean": None,
         "ci95": {
             "PEC oracle": ci95(s.oracle),
             "PEC routed": ci95(s.routed),
@@ -152,6 +176,9 @@ def comparison_numbers(data: ReportData) -> dict[str, Any]:
     if data.score_routed is not None:
         numbers["pec_score_routed_mean"] = float(np.mean(data.score_routed))
         numbers["ci95"]["PEC routed (score-informed)"] = ci95(data.score_routed)
+    if data.student is not None:
+        numbers["student_mean"] = float(np.mean(data.student))
+        numbers["ci95"]["distilled student"] = ci95(data.student)
     if data.baseline is not None:
         numbers["ci95"]["generalist"] = ci95(data.baseline)
         base_mean = float(np.mean(data.baseline))
@@ -167,6 +194,9 @@ def comparison_numbers(data: ReportData) -> dict[str, Any]:
             compared.append(
                 ("score_routed", data.score_routed, s.routed_expert if picked is None else picked)
             )
+        if data.student is not None:
+            numbers["student_over_baseline"] = ratio(numbers["student_mean"], base_mean)
+            compared.append(("student", data.student, np.zeros(N, dtype=np.int64)))
         for name, scores, experts in compared:
             c = compare_scores(scores, data.baseline, experts)
             numbers[f"{name}_vs_baseline"] = {
@@ -213,6 +243,10 @@ def comparison_rows(numbers: dict[str, Any]) -> list[dict[str, Any]]:
                 numbers["pec_score_routed_mean"],
                 numbers.get("score_routed_vs_baseline"),
             )
+        )
+    if numbers.get("student_mean") is not None:
+        rows.append(
+            row("distilled student", numbers["student_mean"], numbers.get("student_vs_baseline"))
         )
     if base is not None:
         rows.append(row("generalist", base, None))
@@ -261,7 +295,8 @@ def markdown_summary(numbers: dict[str, Any], plot_uris: list[str]) -> str:
         lines += [
             "",
             (
-                "Oracle, both routers and the generalist, mean over designs ± 95% interval "
+                "Oracle, both routers, the student and the generalist, mean over designs ± 95% "
+                "interval "
                 "(1.96 standard errors):"
             ),
             "",
@@ -482,7 +517,13 @@ def plot_routing_ownership(data: ReportData) -> bytes:
     gcr = np.linspace(data.space.gcr[0], data.space.gcr[1], n)
     spcf = np.linspace(data.space.spcf[0], data.space.spcf[1], n)
     grid_g, grid_s = np.meshgrid(gcr, spcf, indexing="ij")
-    grid = np.stack([grid_g.ravel(), grid_s.ravel()], axis=1)
+    columns = [grid_g.ravel(), grid_s.ravel()]
+    where = ""
+    if data.space.dim == 3:  # a 3-D run: the routing regions of the slice at the middle leg
+        middle = 0.5 * (data.space.bounds[2][0] + data.space.bounds[2][1])
+        columns.append(np.full(n * n, middle))
+        where = f" at leg {middle:.3f} m"
+    grid = np.stack(columns, axis=1)
     owner = ids[route(grid, data.mus[ids], data.space)].reshape(n, n)
     K = data.K
     cmap = ListedColormap([expert_colour(k) for k in range(K)])
@@ -509,7 +550,7 @@ def plot_routing_ownership(data: ReportData) -> bytes:
         edgecolors="none",
     )
     _centres(ax_route, data)
-    _space_axes(ax_route, data.space, "routed expert (nearest centre)")
+    _space_axes(ax_route, data.space, f"routed expert (nearest centre; regions{where})")
     agree = s.routed == s.oracle
     ax_best.scatter(
         data.designs[agree, 1],

@@ -18,9 +18,10 @@ from pec.errors import JobError, StateError, incomplete_training, partial_label
 from pec.iteration import steps
 from pec.iteration.lease import check_still_held, hold_iteration, process_holder
 from pec.jobs.runner import JobOutcome, JobRunner, OnOutcome
-from pec.jobs.spec import EvalJobSpec, TrainJobResult, TrainJobSpec
+from pec.jobs.spec import EvalJobSpec, TrainJobSpec
 from pec.presentation.visualize import render_all_soft
 from pec.runs import layout
+from pec.runs.job_records import TrainJobResult
 from pec.runs.run import Run, load_run_state, write_effective_config
 from pec.runs.state import ExpertFailure, PECState, TrunkState
 from pec.runs.state_io import save_state

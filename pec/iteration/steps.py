@@ -8,27 +8,28 @@ against the version they read, so a second writer fails loudly.
 
 from __future__ import annotations
 
-import io
 import json
 import logging
-import zipfile
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
-from pec.errors import InputError, NotFoundError, StateError, StoreError
-from pec.evaluation.protocols import describe, same_protocol
+from pec.backends.registry import check_design_axes, get_backend
+from pec.errors import InputError, StateError
 from pec.faults import fault_point
-from pec.jobs.spec import EvalJobSpec, TrainJobResult, TrainJobSpec
+from pec.jobs.spec import EvalJobSpec, TrainJobResult, TrainJobSpec, design_row
 from pec.maths.budget import budget_by_share, budget_by_wins, trunk_split, won_counts
 from pec.maths.coverage import coverage as mc_coverage
 from pec.maths.curriculum import starting_level
+from pec.maths.design_space import DEFAULT_AXES
 from pec.maths.frontier import CandidateSelection, effective_mode, select_candidates
 from pec.maths.init import initialise_gaussians, sample_designs
+from pec.maths.protocols import describe, same_protocol
 from pec.maths.refit import assign_winners, refit_experts
 from pec.maths.seeds import derive_seed
 from pec.runs import layout, run_records
+from pec.runs.checkpoints import check_checkpoint
 from pec.runs.config import PECConfig
 from pec.runs.run import Run, check_compatible
 from pec.runs.state import (
@@ -83,7 +84,7 @@ def initialise_run(
             id=k,
             mu=[float(v) for v in init.centers[k]],
             sigma=_diag(init.variances[k]),
-            designs=[[float(a), float(b)] for a, b in init.designs[k]],
+            designs=[[float(v) for v in row] for row in init.designs[k]],
         )
         for k in range(cfg.K)
     ]
@@ -92,7 +93,7 @@ def initialise_run(
         run_name=run.name,
         iteration=0,
         usd_rel_path=cfg.usd_rel_path,
-        design_space={"GCR": list(cfg.GCR_range), "spcf": list(cfg.spcf_range)},
+        design_space=run.space.as_mapping(),
         experts=experts,
         history=[],
         init_strategy=init.strategy,
@@ -122,7 +123,9 @@ def state_coverage(run: Run, state: PECState) -> float:
 
 
 def _diag(variance: np.ndarray) -> list[list[float]]:
-    return [[float(variance[0]), 0.0], [0.0, float(variance[1])]]
+    """The d x d diagonal covariance the state stores, from d variances."""
+    d = len(variance)
+    return [[float(variance[i]) if i == j else 0.0 for j in range(d)] for i in range(d)]
 
 
 # ---------------------------------------------------------------- preflight
@@ -140,16 +143,18 @@ def preflight(run: Run, state: PECState) -> None:
     """
     if stop_reason(run.config, state) is not None:
         return
-    if run.config.backend == "isaaclab" and run.config.executor in ("inprocess", "subprocess"):
-        # the jobs run on this machine: a missing extra or CUDA is known now, not per job
-        from pec.backends.isaaclab.backend import require_local_isaaclab
-
-        require_local_isaaclab(run.config.backend_settings, run.config.effective_device)
+    check_design_axes(run.config.backend, run.space.axes)
+    if run.config.executor in ("inprocess", "subprocess"):
+        # the jobs run on this machine: what the backend needs here is known now, not per job
+        backend = get_backend(run.config.backend)
+        backend.check_host(dict(run.config.backend_settings), run.config.effective_device)
     for expert in state.experts:
         check_warm_start(run, state, expert.id)
     trunk = state.trunk
     if state.iteration == 0 and trunk is not None and trunk.checkpoint is not None:
-        check_checkpoint(run, trunk.checkpoint, "the trunk's checkpoint")
+        check_checkpoint(
+            run.store, run.name, trunk.checkpoint, f"the trunk's checkpoint {trunk.checkpoint}"
+        )
     if state.iteration > 0:
         scores = read_scores(run, state.iteration - 1)
         if scores is not None:
@@ -162,49 +167,8 @@ def check_warm_start(run: Run, state: PECState, expert_id: int) -> None:
     expert = state.experts[expert_id]
     if state.iteration == 0 or expert.checkpoint is None:
         return
-    check_checkpoint(run, expert.checkpoint, f"expert {expert.id}'s checkpoint")
-
-
-def check_checkpoint(run: Run, uri: str, who: str) -> None:
-    """`uri` lies in the run, exists, and passes the weights-only load (else StateError)."""
-    what = f"{who} {uri}"
-    try:
-        key = run.store.key_for_uri(uri)
-    except StoreError as exc:
-        raise StateError(f"{what} is not in this run's store ({exc})") from None
-    if not key.startswith(layout.run_prefix(run.name)):
-        raise StateError(
-            f"{what} lies outside the run's prefix {layout.run_prefix(run.name)}; a run only "
-            "reads its own checkpoints: fix the path in pec_state.json"
-        )
-    try:
-        data = run.store.read_bytes(key)
-    except NotFoundError:
-        raise StateError(
-            f"{what} does not exist; restore it or set that expert's checkpoint to a previous "
-            "one in pec_state.json"
-        ) from None
-    if not zipfile.is_zipfile(io.BytesIO(data)):
-        raise StateError(
-            f"{what} is not a readable checkpoint (truncated or corrupt); restore it from "
-            "the store's backup or a previous iteration"
-        )
-    _check_weights_only(data, what)
-
-
-def _check_weights_only(data: bytes, what: str) -> None:
-    import torch
-
-    try:
-        torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
-    except Exception as exc:  # any failure of the safe load means a bad file
-        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-        named = [line for line in lines if "global" in line.lower() or "Unpickler" in line]
-        reason = (named or lines or [type(exc).__name__])[0][:160]
-        raise StateError(
-            f"{what} is not a readable checkpoint: the weights-only load refuses it ({reason}); "
-            "restore it from a previous iteration, never load it with weights_only=False"
-        ) from None
+    what = f"expert {expert.id}'s checkpoint {expert.checkpoint}"
+    check_checkpoint(run.store, run.name, expert.checkpoint, what)
 
 
 def _scores_width(scores: dict[str, Any]) -> int:
@@ -241,28 +205,32 @@ def starting_level_for(run: Run, iteration: int, expert_id: int) -> int:
     )
 
 
-def training_samples(run: Run, state: PECState, expert_id: int) -> tuple[np.ndarray, np.ndarray]:
-    """Fresh per-environment designs from the expert's current Gaussian, seeded per (expert, iteration)."""
+def training_samples(run: Run, state: PECState, expert_id: int) -> tuple[np.ndarray, ...]:
+    """Fresh per-environment designs from the expert's current Gaussian, seeded per (expert, iteration).
+
+    One float32 array per design axis, in the space's order (gcr, spcf(, leg)).
+    """
     expert = state.experts[expert_id]
     rng = np.random.default_rng(
         derive_seed(run.config.seed, "train-samples", expert_id, state.iteration)
     )
     samples = sample_designs(
         np.asarray(expert.mu, dtype=float),
-        np.asarray([expert.sigma[0][0], expert.sigma[1][1]], dtype=float),
+        np.asarray([expert.sigma[i][i] for i in range(state.dim)], dtype=float),
         run.config.effective_num_envs,
         run.space,
         rng,
     ).astype(np.float32)
-    return samples[:, 0].copy(), samples[:, 1].copy()
+    return tuple(samples[:, a].copy() for a in range(samples.shape[1]))
 
 
 def job_settings(run: Run, state: PECState) -> dict[str, Any]:
-    """Backend settings of a job: the config's `backend_settings`, validated by the backend.
+    """Backend settings of a job: the config's `backend_settings`, validated by the backend,
+    with the config's `task` as `task.terrain` when set.
 
     Both backends build the robot from pec's own model, so nothing else is added here.
     """
-    return dict(run.config.backend_settings)
+    return run.config.job_backend_settings
 
 
 def prepare_training(
@@ -277,10 +245,14 @@ def prepare_training(
     iteration = state.iteration
     budget = budget if budget is not None else training_budget(run, state)
     iterations, resume = trainable(run, state, expert_id, budget)
-    gcr, spcf = training_samples(run, state, expert_id)
+    columns = training_samples(run, state, expert_id)
     gcr_key, spcf_key = layout.samples_keys(run.name, expert_id, iteration)
-    run.store.write_bytes(gcr_key, npy_bytes(gcr))
-    run.store.write_bytes(spcf_key, npy_bytes(spcf))
+    run.store.write_bytes(gcr_key, npy_bytes(columns[0]))
+    run.store.write_bytes(spcf_key, npy_bytes(columns[1]))
+    leg_key = None
+    if len(columns) == 3:
+        leg_key = layout.leg_samples_key(run.name, expert_id, iteration)
+        run.store.write_bytes(leg_key, npy_bytes(columns[2]))
     return TrainJobSpec(
         kind="train",
         backend=cfg.backend,
@@ -290,6 +262,8 @@ def prepare_training(
         iteration=iteration,
         samples_gcr_key=gcr_key,
         samples_spcf_key=spcf_key,
+        samples_leg_key=leg_key,
+        axes=spec_axes(run),
         start_level=starting_level_for(run, iteration, expert_id),
         max_iterations=iterations,
         num_envs=cfg.effective_num_envs,
@@ -300,6 +274,17 @@ def prepare_training(
         timeout_s=cfg.train_timeout_h * 3600.0,
         threads=cfg.job_threads(cfg.experts_in_flight),
     )
+
+
+def spec_axes(run: Run) -> list[str] | None:
+    """The design axes a job spec names: None for 2-D (the spec as it always was)."""
+    axes = run.space.axes
+    return None if axes == DEFAULT_AXES else list(axes)
+
+
+def design_fields(keys: tuple[str, ...], values: Any) -> dict[str, float]:
+    """{"GCR": g, "spcf": s(, "leg": l)} of one design, in column order."""
+    return {key: float(v) for key, v in zip(keys, values, strict=True)}
 
 
 # ---------------------------------------------------------------- budgets and the trunk
@@ -394,11 +379,14 @@ def trunk_checkpoint(run: Run, state: PECState) -> str:
     return trunk.checkpoint
 
 
-def trunk_samples(run: Run, num_envs: int) -> tuple[np.ndarray, np.ndarray]:
-    """Uniform designs over the whole box, one per environment, seeded by the run's seed."""
+def trunk_samples(run: Run, num_envs: int) -> tuple[np.ndarray, ...]:
+    """Uniform designs over the whole box, one per environment, seeded by the run's seed.
+
+    One float32 array per design axis, in the space's order (gcr, spcf(, leg)).
+    """
     rng = np.random.default_rng(derive_seed(run.config.seed, "trunk-samples"))
     points = run.space.sample_uniform(num_envs, rng).astype(np.float32)
-    return points[:, 0].copy(), points[:, 1].copy()
+    return tuple(points[:, a].copy() for a in range(points.shape[1]))
 
 
 def prepare_trunk(run: Run, state: PECState) -> TrainJobSpec:
@@ -410,10 +398,14 @@ def prepare_trunk(run: Run, state: PECState) -> TrainJobSpec:
             f"run '{run.name}' has no trunk: trunk_share {cfg.trunk_share} leaves it no PPO "
             "iteration; --set trunk_share=0.5 (for example) to fork the experts from one"
         )
-    gcr, spcf = trunk_samples(run, cfg.effective_num_envs)
+    columns = trunk_samples(run, cfg.effective_num_envs)
     gcr_key, spcf_key = layout.trunk_samples_keys(run.name)
-    run.store.write_bytes(gcr_key, npy_bytes(gcr))
-    run.store.write_bytes(spcf_key, npy_bytes(spcf))
+    run.store.write_bytes(gcr_key, npy_bytes(columns[0]))
+    run.store.write_bytes(spcf_key, npy_bytes(columns[1]))
+    leg_key = None
+    if len(columns) == 3:
+        leg_key = layout.trunk_leg_samples_key(run.name)
+        run.store.write_bytes(leg_key, npy_bytes(columns[2]))
     return TrainJobSpec(
         kind="train",
         backend=cfg.backend,
@@ -424,6 +416,8 @@ def prepare_trunk(run: Run, state: PECState) -> TrainJobSpec:
         role="trunk",
         samples_gcr_key=gcr_key,
         samples_spcf_key=spcf_key,
+        samples_leg_key=leg_key,
+        axes=spec_axes(run),
         start_level=cfg.dl_initial,
         max_iterations=iterations,
         num_envs=cfg.effective_num_envs,
@@ -503,7 +497,7 @@ def frontier_candidates(run: Run, state: PECState) -> CandidateSelection:
         "band_count": selection.band_count,
         "pool_size": selection.pool_size,
         "candidates": [
-            {"id": i, "GCR": float(d[0]), "spcf": float(d[1]), "max_log_density": float(ld)}
+            {"id": i, **design_fields(run.space.keys, d), "max_log_density": float(ld)}
             for i, (d, ld) in enumerate(
                 zip(selection.designs, selection.max_log_density, strict=True)
             )
@@ -530,7 +524,8 @@ def prepare_evaluation(
         expert_id=expert_id,
         iteration=state.iteration,
         checkpoint_uri=expert.checkpoint,
-        designs=[(float(g), float(s)) for g, s in candidates],
+        designs=[design_row(row) for row in candidates],
+        axes=spec_axes(run),
         num_episodes=cfg.num_episodes,
         start_difficulty=cfg.start_difficulty,
         score=cfg.score,
@@ -618,7 +613,7 @@ def read_scores(run: Run, iteration: int) -> dict[str, Any] | None:
 
 
 def read_candidates(run: Run, iteration: int) -> np.ndarray:
-    candidates = run_records.read_candidates(run.store, run.name, iteration)
+    candidates = run_records.read_candidates(run.store, run.name, iteration, run.space.keys)
     if candidates is None:
         key = layout.candidates_key(run.name, iteration)
         raise StateError(
@@ -696,7 +691,7 @@ def refit_iteration(
             update={
                 "mu": [float(v) for v in fit.mu],
                 "sigma": _diag(fit.variance),
-                "designs": [[float(a), float(b)] for a, b in fit.designs],
+                "designs": [[float(v) for v in row] for row in fit.designs],
             }
         )
         for e, fit in zip(state.experts, result.experts, strict=True)
@@ -725,8 +720,7 @@ def refit_iteration(
         "candidates": [
             {
                 "id": i,
-                "GCR": float(candidates[i, 0]),
-                "spcf": float(candidates[i, 1]),
+                **design_fields(run.space.keys, candidates[i]),
                 "winner": int(winners[i]),
                 "scores": [None if np.isnan(v) else int(v) for v in matrix[:, i]],
                 "all_zero": all_zero[i],

@@ -11,12 +11,11 @@ from pec.jobs.spec import (
     EvalJobSpec,
     JobResult,
     JobSpec,
-    StoreSpec,
-    TrainJobResult,
     TrainJobSpec,
     parse_job_result,
     parse_job_spec,
 )
+from pec.runs.job_records import StoreSpec, TrainJobResult
 
 __all__ = [
     "EvalJobResult",

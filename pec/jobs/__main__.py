@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 from types import FrameType
 
-from pec.errors import ConfigError, IncompleteTrainingError, PECError
+from pec.errors import MESSAGE_LIMIT, ConfigError, IncompleteTrainingError, PECError, one_line
 from pec.jobs.run import run_job
 from pec.jobs.spec import (
     EXIT_BAD_SPEC,
@@ -77,23 +77,25 @@ def main(argv: list[str] | None = None) -> int:
     try:
         spec = parse_job_spec(args.spec.read_bytes())
     except OSError as exc:
-        print(f"error: cannot read job spec {args.spec}: {exc}", file=sys.stderr)
+        print(f"error: cannot read job spec {args.spec}: {one_line(exc)}", file=sys.stderr)
         return EXIT_BAD_SPEC
     except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {one_line(exc, MESSAGE_LIMIT)}", file=sys.stderr)
         return EXIT_BAD_SPEC
 
     signal.signal(signal.SIGTERM, _raise_on_sigterm)
     try:
         result = run_job(spec, on_progress=_progress)
     except JobTerminated as exc:
-        print(f"error: job terminated before it produced a result: {exc}", file=sys.stderr)
+        print(
+            f"error: job terminated before it produced a result: {one_line(exc)}", file=sys.stderr
+        )
         return EXIT_JOB_FAILED
     except IncompleteTrainingError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {one_line(exc, MESSAGE_LIMIT)}", file=sys.stderr)
         return EXIT_INCOMPLETE
     except PECError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {one_line(exc, MESSAGE_LIMIT)}", file=sys.stderr)
         return EXIT_JOB_FAILED
     except Exception:
         logger.exception("job crashed unexpectedly")

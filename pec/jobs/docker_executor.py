@@ -24,10 +24,11 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from pec.errors import ConfigError, JobError
+from pec.errors import ConfigError, JobError, one_line
 from pec.jobs.external import TAIL_LINES, LogSink, finish_external_job
-from pec.jobs.spec import EvalJobResult, EvalJobSpec, TrainJobResult, TrainJobSpec
+from pec.jobs.spec import EvalJobResult, EvalJobSpec, TrainJobSpec
 from pec.jobs.threads import thread_env
+from pec.runs.job_records import TrainJobResult
 
 logger = logging.getLogger(__name__)
 
@@ -241,7 +242,7 @@ class DockerExecutor:
             )
             raise JobError(
                 f"container for expert {spec.expert_id} iteration {spec.iteration} "
-                f"({self.image}) could not start: {exc}; {hint}"
+                f"({self.image}) could not start: {one_line(exc)}; {hint}"
             ) from exc
 
     def _wait(self, container: Any, timeout: float, cancel: threading.Event) -> str | None:

@@ -23,8 +23,9 @@ from pec.errors import ConfigError
 from pec.jobs.docker_executor import DockerExecutor
 from pec.jobs.external import TAIL_LINES, LogSink, finish_external_job
 from pec.jobs.run import run_job
-from pec.jobs.spec import EvalJobResult, EvalJobSpec, TrainJobResult, TrainJobSpec
+from pec.jobs.spec import EvalJobResult, EvalJobSpec, TrainJobSpec
 from pec.jobs.threads import thread_env
+from pec.runs.job_records import TrainJobResult
 
 logger = logging.getLogger(__name__)
 

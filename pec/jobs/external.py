@@ -18,11 +18,11 @@ from pec.jobs.spec import (
     EXIT_JOB_FAILED,
     EvalJobResult,
     EvalJobSpec,
-    TrainJobResult,
     TrainJobSpec,
     parse_job_result,
 )
 from pec.runs import layout
+from pec.runs.job_records import TrainJobResult
 
 logger = logging.getLogger(__name__)
 

@@ -17,11 +17,14 @@ from pathlib import Path
 import numpy as np
 
 from pec.backends.base import (
+    REQUIRED_AXES,
     Backend,
     EvalRequest,
     ProbeRequest,
     ProgressCallback,
     TrainRequest,
+    check_device,
+    design_columns,
     resolve_device,
 )
 from pec.backends.registry import get_backend
@@ -32,17 +35,20 @@ from pec.errors import (
     NotFoundError,
     PECError,
     StoreError,
+    one_line,
+    quoted,
 )
-from pec.evaluation.protocols import level_search
 from pec.faults import fault_point
 from pec.jobs.spec import (
     EvalJobResult,
     EvalJobSpec,
     TrainJobResult,
     TrainJobSpec,
+    job_axes,
 )
 from pec.jobs.threads import torch_threads
 from pec.maths.curriculum import MAX_LEVEL
+from pec.maths.protocols import level_search
 from pec.runs import layout
 from pec.runs.store import Store
 
@@ -107,6 +113,7 @@ def run_job(
 def _job_device(device: str) -> str:
     """The spec's device as this machine runs it (`auto`: cuda:0 with CUDA here, else cpu)."""
     resolved = resolve_device(device)
+    check_device(resolved)  # `cuda` where torch has none: one line, before any work
     if resolved != device:
         logger.info("device %s resolves to %s on this machine", device, resolved)
     return resolved
@@ -118,6 +125,9 @@ def run_train_job(
     """Train one expert; see the module docstring for the crash rule."""
     store = spec.store.open()
     backend = get_backend(spec.backend)
+    # before any download: one line, nothing written
+    supported = _backend_axes(backend)
+    design_columns(job_axes(spec.axes), np.zeros((0, len(job_axes(spec.axes)))), supported)
     log_prefix = spec.checkpoint_dir + "tb/"
     uploader = _CheckpointUploader(store, spec)
     latest_metrics: dict[str, float] = {}
@@ -146,6 +156,9 @@ def run_train_job(
         work_dir.mkdir()
         gcr = _load_samples(store, spec.samples_gcr_key, inputs / "gcr.npy", spec.num_envs)
         spcf = _load_samples(store, spec.samples_spcf_key, inputs / "spcf.npy", spec.num_envs)
+        leg = None
+        if spec.samples_leg_key is not None:
+            leg = _load_samples(store, spec.samples_leg_key, inputs / "leg.npy", spec.num_envs)
         resume_uri, max_iterations = spec.resume_checkpoint_uri, spec.max_iterations
         interrupted = _interrupted_attempt(store, uploader)
         if interrupted is not None:
@@ -161,6 +174,20 @@ def run_train_job(
         if resume_uri is not None:
             resume = inputs / "resume.pt"
             _download_uri(store, resume_uri, resume, "resume_checkpoint_uri")
+        teachers: list[Path] = []
+        teacher_index = None
+        if spec.teacher_checkpoint_uris is not None and spec.samples_teacher_key is not None:
+            for position, uri in enumerate(spec.teacher_checkpoint_uris):
+                teachers.append(inputs / f"teacher_{position}.pt")
+                _download_uri(store, uri, teachers[-1], "teacher_checkpoint_uris")
+            index = _load_samples(
+                store, spec.samples_teacher_key, inputs / "teacher.npy", spec.num_envs
+            )
+            teacher_index = index.astype(np.int64)
+            if not np.array_equal(teacher_index, index):
+                raise InputError(
+                    f"samples {store.uri(spec.samples_teacher_key)} must hold whole teacher positions"
+                )
         device = _job_device(spec.device)
         request = TrainRequest(
             gcr=gcr,
@@ -173,6 +200,9 @@ def run_train_job(
             resume_checkpoint=resume,
             settings=dict(spec.settings),
             continues_job=interrupted is not None,
+            leg=leg,
+            teachers=tuple(teachers),
+            teacher_index=teacher_index,
         )
         logger.info("training %s on backend %s (%d envs)", what, spec.backend, spec.num_envs)
         warning: str | None = None
@@ -184,14 +214,14 @@ def run_train_job(
             if not uploader.uploaded(uploader.best_key):
                 raise JobError(
                     f"training of {what} failed before writing {BEST_CHECKPOINT_NAME}: "
-                    f"{type(exc).__name__}: {exc}; fix the cause and re-run the job"
+                    f"{quoted(exc)}; fix the cause and re-run the job"
                 ) from exc
             # Not finished: fail, so a retry continues from model_last.pt; the crash rule
             # (keep model_best.pt) is the driver's last resort once retries are exhausted.
             done = _relative_progress(spec, uploader.progress, total[0])
             raise IncompleteTrainingError(
                 f"training of {what} stopped after {done} of {spec.max_iterations} PPO "
-                f"iterations ({type(exc).__name__}: {exc}); a retry continues from "
+                f"iterations ({quoted(exc)}); a retry continues from "
                 f"{LAST_CHECKPOINT_NAME} where one was saved",
                 completed=done,
                 total=spec.max_iterations,
@@ -223,19 +253,22 @@ def run_eval_job(spec: EvalJobSpec) -> EvalJobResult:
     """Evaluate one checkpoint on every design; optionally persist the result at result_key."""
     store = spec.store.open()
     backend = get_backend(spec.backend)
-    designs = np.asarray(spec.designs, dtype=np.float64).reshape(-1, 2)
+    axes = job_axes(spec.axes)
+    designs = np.asarray(spec.designs, dtype=np.float64).reshape(-1, len(axes))
+    columns = design_columns(axes, designs, _backend_axes(backend))
     with tempfile.TemporaryDirectory(prefix="pec-eval-") as tmp:
         checkpoint = Path(tmp) / "checkpoint.pt"
         _download_uri(store, spec.checkpoint_uri, checkpoint, "checkpoint_uri")
         request = EvalRequest(
             checkpoint=checkpoint,
-            gcr=designs[:, 0].copy(),
-            spcf=designs[:, 1].copy(),
+            gcr=columns.gcr,
+            spcf=columns.spcf,
             num_episodes=spec.num_episodes,
             start_difficulty=spec.start_difficulty,
             seed=spec.seed,
             device=_job_device(spec.device),
             settings=dict(spec.settings),
+            leg=columns.leg,
         )
         logger.info(
             "evaluating expert %d on %d designs (backend %s)",
@@ -251,7 +284,7 @@ def run_eval_job(spec: EvalJobSpec) -> EvalJobResult:
         except Exception as exc:
             raise JobError(
                 f"evaluation of expert {spec.expert_id} ({spec.checkpoint_uri}) failed: "
-                f"{type(exc).__name__}: {exc}; fix the cause and re-run the job"
+                f"{quoted(exc)}; fix the cause and re-run the job"
             ) from exc
     _check_levels(levels, len(spec.designs), spec.backend)
     result = EvalJobResult(levels=[int(level) for level in levels], expert_id=spec.expert_id)
@@ -262,8 +295,13 @@ def run_eval_job(spec: EvalJobSpec) -> EvalJobResult:
     return result
 
 
+def _backend_axes(backend: Backend) -> tuple[str, ...]:
+    """The design axes a backend simulates (its ``design_axes``; gcr and spcf if it names none)."""
+    return tuple(getattr(backend, "design_axes", REQUIRED_AXES))
+
+
 def _search_levels(backend: Backend, request: EvalRequest, search_max_level: int) -> list[int]:
-    """The level-search protocol (pec.evaluation.protocols) on the backend's probe_levels primitive."""
+    """The level-search protocol (pec.maths.protocols) on the backend's probe_levels primitive."""
     probe_levels = getattr(backend, "probe_levels", None)
     if probe_levels is None:
         raise JobError(
@@ -279,6 +317,7 @@ def _search_levels(backend: Backend, request: EvalRequest, search_max_level: int
             seed=request.seed,
             device=request.device,
             settings=request.settings,
+            leg=None if request.leg is None else request.leg[indices],
         )
         return list(probe_levels(probe_request))
 
@@ -367,7 +406,7 @@ def _load_samples(store: Store, key: str, path: Path, num_envs: int) -> np.ndarr
         values = np.load(path, allow_pickle=False)
     except (ValueError, OSError, EOFError) as exc:
         raise InputError(
-            f"samples {store.uri(key)} are not a plain .npy array ({exc}); save them with np.save"
+            f"samples {store.uri(key)} are not a plain .npy array ({one_line(exc)}); save them with np.save"
         ) from exc
     if not isinstance(values, np.ndarray) or values.shape != (num_envs,):
         shape = getattr(values, "shape", None)
@@ -389,7 +428,7 @@ def _download_uri(store: Store, uri: str, path: Path, field: str) -> None:
     except NotFoundError as exc:
         raise JobError(f"{field} {uri} does not exist in the store; pass an existing one") from exc
     except StoreError as exc:
-        raise JobError(f"{field} {uri} could not be read: {exc}") from exc
+        raise JobError(f"{field} {uri} could not be read: {one_line(exc)}") from exc
 
 
 def _tensorboard_files(work_dir: Path) -> list[Path]:

@@ -15,10 +15,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Protocol
 
-from pec.errors import IncompleteTrainingError, JobError, PECError
+from pec.errors import MESSAGE_LIMIT, IncompleteTrainingError, JobError, PECError, one_line
 from pec.jobs.executors import Executor
 from pec.jobs.external import LogSink
-from pec.jobs.spec import EvalJobResult, EvalJobSpec, TrainJobResult, TrainJobSpec
+from pec.jobs.spec import EvalJobResult, EvalJobSpec, TrainJobSpec
+from pec.runs.job_records import TrainJobResult
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +40,12 @@ class JobOutcome:
     result: TrainJobResult | EvalJobResult | None
     error: str | None = None
     reused: bool = False
+
+    def __post_init__(self) -> None:
+        # An error travels into the CLI, the state's failure records and logs: one line,
+        # whatever library message it quotes.
+        if self.error is not None:
+            object.__setattr__(self, "error", one_line(self.error, MESSAGE_LIMIT))
 
     @property
     def expert_id(self) -> int:
@@ -141,7 +148,11 @@ class LocalJobRunner:
                 if attempt == self.retries:
                     return JobOutcome(spec, None, str(exc))
                 logger.warning(
-                    "expert %d: %s; retry %d of %d", spec.expert_id, exc, attempt + 1, self.retries
+                    "expert %d: %s; retry %d of %d",
+                    spec.expert_id,
+                    one_line(exc, MESSAGE_LIMIT),
+                    attempt + 1,
+                    self.retries,
                 )
             except PECError as exc:
                 return JobOutcome(spec, None, str(exc))

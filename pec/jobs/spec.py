@@ -9,17 +9,24 @@ from __future__ import annotations
 
 import json
 import math
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
-from pec.errors import ConfigError
+from pec.errors import ConfigError, one_line
 from pec.maths.curriculum import MAX_LEVEL
+from pec.maths.design_space import AXES, DEFAULT_AXES
 from pec.runs import layout
-
-if TYPE_CHECKING:
-    from pec.runs.store import Store
-
+from pec.runs.job_records import StoreSpec as StoreSpec
+from pec.runs.job_records import TrainJobResult as TrainJobResult
 
 # Exit codes of `python -m pec.jobs`, part of the contract every executor relies on.
 EXIT_OK = 0
@@ -31,27 +38,6 @@ EXIT_INCOMPLETE = 4  # training stopped before its PPO iterations were done: ret
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
-
-
-class StoreSpec(_Strict):
-    """Where the run lives; enough to reopen the store anywhere the credentials are set."""
-
-    location: str = Field(min_length=1)  # "s3://bucket/prefix" or a local folder
-    endpoint_url: str | None = None
-    region: str | None = None
-
-    def open(self) -> Store:
-        """Open the store; S3 credentials come from AWS_ACCESS_KEY_ID etc. (boto3's chain)."""
-        from pec.runs.store import S3Settings, open_store  # lazy: parsing a spec needs no boto3
-
-        if self.location.startswith("s3://"):
-            settings = S3Settings.from_env()  # PEC_S3_* defaults; the spec's values win
-            if self.endpoint_url is not None:
-                settings.endpoint_url = self.endpoint_url
-            if self.region is not None:
-                settings.region = self.region
-            return open_store(self.location, settings)
-        return open_store(self.location)
 
 
 class TrainJobSpec(_Strict):
@@ -70,6 +56,12 @@ class TrainJobSpec(_Strict):
     )
     samples_gcr_key: str = Field(min_length=1)
     samples_spcf_key: str = Field(min_length=1)
+    # 3-D runs only: leg.npy and the design axes the job varies (pec.maths.design_space.AXES);
+    # absent (None) from a 2-D spec, which therefore serialises as it always did.
+    samples_leg_key: str | None = Field(
+        default=None, min_length=1, exclude_if=lambda value: value is None
+    )
+    axes: list[str] | None = Field(default=None, exclude_if=lambda value: value is None)
     start_level: int = Field(ge=0, le=MAX_LEVEL)
     max_iterations: int = Field(ge=1)
     num_envs: int = Field(ge=1)
@@ -81,6 +73,32 @@ class TrainJobSpec(_Strict):
     threads: int | None = Field(
         default=None, ge=1
     )  # torch/BLAS threads (pec.jobs.threads); None: as is
+    # Distillation (`pec distill`): imitate these expert checkpoints instead of running PPO;
+    # `samples_teacher_key` holds, per environment, the position in the list of its teacher.
+    # Left out of the JSON when unset, so the specs (and cache keys) of PPO jobs are unchanged.
+    teacher_checkpoint_uris: list[str] | None = Field(
+        default=None, min_length=1, exclude_if=lambda value: value is None
+    )
+    samples_teacher_key: str | None = Field(
+        default=None, min_length=1, exclude_if=lambda value: value is None
+    )
+
+    @model_validator(mode="after")
+    def _teachers_with_index(self) -> TrainJobSpec:
+        if (self.teacher_checkpoint_uris is None) != (self.samples_teacher_key is None):
+            raise ValueError(
+                "teacher_checkpoint_uris and samples_teacher_key go together; set both or neither"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _leg_samples_match_axes(self) -> TrainJobSpec:
+        has_leg = "leg" in job_axes(self.axes)
+        if has_leg != (self.samples_leg_key is not None):
+            raise ValueError(
+                "samples_leg_key must be set exactly when axes name 'leg' (a 3-D run's leg.npy)"
+            )
+        return self
 
     @property
     def checkpoint_dir(self) -> str:
@@ -93,17 +111,30 @@ class TrainJobSpec(_Strict):
         return "the trunk" if self.role == "trunk" else f"expert {self.expert_id}"
 
 
-class TrainJobResult(_Strict):
-    """Small enough to persist as a Prefect result: URIs and scalar metrics only."""
+DesignRow = tuple[float, float] | tuple[float, float, float]
+"""One design as a job spec holds it: [GCR, spcf] or [GCR, spcf, leg]."""
 
-    checkpoint_uri: str  # model_best.pt; only reported when the object exists in the store
-    last_checkpoint_uri: str | None = None
-    metrics: dict[str, float] = Field(default_factory=dict)
-    log_uri: str
-    warning: str | None = None  # set when the trainer crashed after writing a checkpoint
-    # The starting obstacle level the training used; the driver records it in result.json
-    # (a job's own result leaves it out, and a None is never serialised).
-    dl: int | None = Field(default=None, ge=0, le=MAX_LEVEL, exclude_if=lambda value: value is None)
+
+def design_row(values: Any) -> DesignRow:
+    """A job spec's design from 2 or 3 numbers (a row of a (n, d) array)."""
+    floats = [float(v) for v in values]
+    if len(floats) == 2:
+        return (floats[0], floats[1])
+    if len(floats) == 3:
+        return (floats[0], floats[1], floats[2])
+    raise ValueError(f"a design has 2 or 3 values, got {len(floats)}")
+
+
+def job_axes(axes: list[str] | None) -> tuple[str, ...]:
+    """A spec's design axes: ("gcr", "spcf") when it names none; unknown names refused."""
+    if axes is None:
+        return DEFAULT_AXES
+    if tuple(axes) not in (DEFAULT_AXES, AXES):
+        raise ValueError(
+            f"axes {axes} are not a design space pec knows; use {list(DEFAULT_AXES)} or "
+            f"{list(AXES)}"
+        )
+    return tuple(axes)
 
 
 class EvalJobSpec(_Strict):
@@ -116,10 +147,11 @@ class EvalJobSpec(_Strict):
     expert_id: int = Field(ge=0)
     iteration: int = Field(ge=0)
     checkpoint_uri: str = Field(min_length=1)
-    designs: list[tuple[float, float]] = Field(min_length=1)  # [GCR, spcf] pairs
+    # [GCR, spcf] pairs, or [GCR, spcf, leg] triples when axes names the leg axis
+    designs: list[DesignRow] = Field(min_length=1)
     num_episodes: int = Field(ge=1)
     start_difficulty: int = Field(ge=0, le=MAX_LEVEL)
-    score: Literal["final_level", "level_search"] = "final_level"  # see pec.evaluation.protocols
+    score: Literal["final_level", "level_search"] = "final_level"  # see pec.maths.protocols
     search_max_level: int = Field(default=MAX_LEVEL, ge=1, le=MAX_LEVEL)
     seed: int
     device: str = "cpu"
@@ -129,14 +161,27 @@ class EvalJobSpec(_Strict):
         default=None, ge=1
     )  # torch/BLAS threads (pec.jobs.threads); None: as is
     result_key: str | None = None  # also write the result JSON here when set
+    axes: list[str] | None = Field(default=None, exclude_if=lambda value: value is None)
 
     @field_validator("designs")
     @classmethod
-    def _finite_designs(cls, designs: list[tuple[float, float]]) -> list[tuple[float, float]]:
-        for index, (gcr, spcf) in enumerate(designs):
-            if not (math.isfinite(gcr) and math.isfinite(spcf)):
-                raise ValueError(f"design {index} is {[gcr, spcf]}: GCR and spcf must be finite")
+    def _finite_designs(cls, designs: list[tuple[float, ...]]) -> list[tuple[float, ...]]:
+        for index, design in enumerate(designs):
+            if not all(math.isfinite(v) for v in design):
+                names = "GCR and spcf" if len(design) == 2 else "GCR, spcf and leg"
+                raise ValueError(f"design {index} is {list(design)}: {names} must be finite")
         return designs
+
+    @model_validator(mode="after")
+    def _designs_match_axes(self) -> EvalJobSpec:
+        axes = job_axes(self.axes)
+        wrong = [i for i, d in enumerate(self.designs) if len(d) != len(axes)]
+        if wrong:
+            raise ValueError(
+                f"designs[{wrong[0]}] has {len(self.designs[wrong[0]])} values but the job's axes "
+                f"are {list(axes)}; give one value per axis"
+            )
+        return self
 
 
 class EvalJobResult(_Strict):
@@ -157,7 +202,7 @@ def parse_job_spec(data: bytes | str | dict[str, Any]) -> TrainJobSpec | EvalJob
         return _JOB_SPEC_ADAPTER.validate_python(raw)
     except json.JSONDecodeError as exc:
         raise ConfigError(
-            f"job spec is not valid JSON ({exc}); write it with model_dump_json()"
+            f"job spec is not valid JSON ({one_line(exc)}); write it with model_dump_json()"
         ) from exc
     except ValidationError as exc:
         raise ConfigError(f"job spec is invalid: {_one_line(exc)}; fix the named field") from exc

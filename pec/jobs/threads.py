@@ -1,4 +1,4 @@
-"""Thread policy of training and evaluation jobs: share the cores between experts in flight.
+"""Thread policy of training and evaluation jobs, applied: share the cores between experts in flight.
 
 Every job of a PEC iteration runs torch (intra-op threads) and numpy/BLAS (OpenMP, MKL,
 OpenBLAS pools). Left alone, each job sizes its pools to the whole machine, so K experts in
@@ -6,36 +6,23 @@ parallel fight for the same cores. The policy: threads per job = available cores
 flight (at least 1), unless the config's `threads_per_job` says otherwise. The number
 travels in the job spec (`threads`); every executor applies it: the child process's and
 the container's environment get the variables below, and the job itself (`run_job`, in
-any process) sets torch's thread count.
+any process) sets torch's thread count. The number itself comes from `pec.runs.threads`,
+where the run's config asks for it.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+
+from pec.runs.threads import available_cores as available_cores
+from pec.runs.threads import job_threads as job_threads
 
 THREAD_ENV_VARS: tuple[str, ...] = (
     "OMP_NUM_THREADS",
     "MKL_NUM_THREADS",
     "OPENBLAS_NUM_THREADS",
 )
-
-
-def available_cores() -> int:
-    """Cores this process may run on (CPU affinity, e.g. a container's cpuset)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not on Linux
-        return max(1, os.cpu_count() or 1)
-
-
-def job_threads(configured: int | None, jobs_in_flight: int, cores: int | None = None) -> int:
-    """Threads per job: the configured number, else cores // jobs in flight (at least 1)."""
-    if configured is not None:
-        return configured
-    total = available_cores() if cores is None else cores
-    return max(1, total // max(1, jobs_in_flight))
 
 
 def thread_env(threads: int | None) -> dict[str, str]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import ArrayLike
 
+from pec.errors import InputError
 from pec.maths.design_space import DesignSpace, FloatArray, as_gaussians, as_points
 
 COVERAGE_LOG_DENSITY: float = -2.0
@@ -23,8 +24,16 @@ def log_density(points: ArrayLike, mus: ArrayLike, variances: ArrayLike) -> Floa
     No determinant term, so the value reads directly as a distance in standard deviations,
     which is what the coverage threshold and the border band are defined on.
     """
-    point_array = as_points("points", points)
+    point_array = as_points("points", points, dim=None)
     mu_array, var_array = as_gaussians(mus, variances)
+    d = mu_array.shape[1]
+    if point_array.shape[0] == 0:
+        point_array = point_array.reshape(0, d)
+    if point_array.shape[1] != d:
+        raise InputError(
+            f"points have {point_array.shape[1]} axes but the experts have {d}; pass designs "
+            "of the experts' design space"
+        )
     diff = point_array[:, None, :] - mu_array[None, :, :]
     result: FloatArray = -np.sum(diff**2 / (2.0 * var_array[None, :, :]), axis=2)
     return result
@@ -42,7 +51,7 @@ def mc_points(space: DesignSpace, seed: int, n: int = COVERAGE_POINTS) -> FloatA
 
 
 def covered_fraction(points: ArrayLike, mus: ArrayLike, variances: ArrayLike) -> float:
-    """Fraction of ``points`` inside some expert's 2-sigma ellipse."""
+    """Fraction of ``points`` inside some expert's 2-sigma ellipse (ellipsoid in 3-D)."""
     best = max_log_density(points, mus, variances)
     if best.shape[0] == 0:
         return 0.0

@@ -1,8 +1,8 @@
 """Where the K Gaussians start, how wide they are, and their first designs.
 
-Centres are placed in the unit square (so both axes count equally) and mapped back to
-physical units; widths follow std_d = sigma_scale x range_d / sqrt(K) so that K experts
-together span roughly the same area whatever K is.
+Centres are placed in the unit square or cube (so every axis counts equally) and mapped
+back to physical units; widths follow std_d = sigma_scale x range_d / K^(1/d) (sqrt(K) in
+2-D) so that K experts together span roughly the same area or volume whatever K is.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from numpy.typing import ArrayLike
 
 from pec.errors import InputError
 from pec.maths.coverage import covered_fraction, mc_points
-from pec.maths.design_space import DesignSpace, FloatArray, as_points, as_vector
+from pec.maths.design_space import DesignSpace, FloatArray, as_vector
 from pec.maths.seeds import derive_seed
 
 logger = logging.getLogger(__name__)
@@ -52,8 +52,21 @@ def _check_positive(name: str, value: object) -> float:
 
 
 def grid_centers(K: int, space: DesignSpace) -> FloatArray:
-    """Cell midpoints of the most square n1 x n2 grid with n1 * n2 >= K, GCR-major, first K."""
+    """Cell midpoints of the most square n1 x n2 grid with n1 * n2 >= K, GCR-major, first K.
+
+    3-D: the smallest n x n x n cube with n^3 >= K, GCR-major then spcf then leg, first K
+    (the original's 3-D rule).
+    """
     K = _check_count("K", K, 1)
+    if space.dim == 3:
+        n = 1
+        while n**3 < K:
+            n += 1
+        mids = [
+            space.lows[a] + (space.ranges[a] / (2 * n)) * (2 * np.arange(n) + 1) for a in range(3)
+        ]
+        cube = [(float(g), float(s), float(m)) for g in mids[0] for s in mids[1] for m in mids[2]]
+        return np.array(cube[:K], dtype=np.float64)
     best_n1 = 1
     best_gap = math.inf
     for n1 in range(1, K + 1):
@@ -92,8 +105,13 @@ def stochastic_fps_centers(
         raise InputError(
             f"init_anchor_region={anchor!r} is unknown; use null or one of {list(ANCHOR_REGIONS)}"
         )
+    if anchor is not None and space.dim != 2:
+        raise InputError(
+            f"init_anchor_region={anchor!r} names a corner of the GCR x spcf square; it is not "
+            "defined in 3-D, use null"
+        )
     rng = np.random.default_rng(rng_seed)
-    pool: FloatArray = rng.uniform(0.0, 1.0, size=(pool_size, 2))
+    pool: FloatArray = rng.uniform(0.0, 1.0, size=(pool_size, space.dim))
     clearance = np.min(np.concatenate([pool, 1.0 - pool], axis=1), axis=1)
 
     if anchor == "top_right":
@@ -131,10 +149,12 @@ def stochastic_fps_centers(
 
 
 def initial_variances(K: int, space: DesignSpace, sigma_scale: float) -> FloatArray:
-    """(K, 2) variances with std_d = sigma_scale x range_d / sqrt(K), the same for every expert."""
+    """(K, d) variances, std_d = sigma_scale x range_d / K^(1/d), the same for every expert."""
     K = _check_count("K", K, 1)
     scale = _check_positive("sigma_scale", sigma_scale)
-    std = scale * space.ranges / math.sqrt(K)
+    # sqrt for d = 2 exactly as before (K ** 0.5 need not round the same way).
+    k_factor = math.sqrt(K) if space.dim == 2 else K ** (1.0 / space.dim)
+    std = scale * space.ranges / k_factor
     return np.tile(std**2, (K, 1))
 
 
@@ -150,7 +170,7 @@ def calibrate_sigma_scale(
     Coverage grows with the scale, so: bracket by doubling the upper end, then bisect,
     stopping within 1e-3 of the target or returning the closest scale seen.
     """
-    center_array = as_points("centers", centers, allow_empty=False)
+    center_array = space.points("centers", centers, allow_empty=False)
     K = center_array.shape[0]
     target = float(target_coverage)
     if not math.isfinite(target) or target < 0.0:
@@ -215,12 +235,12 @@ def sample_designs(
     mu: ArrayLike, variance: ArrayLike, n: int, space: DesignSpace, rng: np.random.Generator
 ) -> FloatArray:
     """n draws from the diagonal Gaussian, each coordinate clipped into the box (not rejected)."""
-    mean = as_vector("mu", mu)
-    var = as_vector("variance", variance)
+    mean = as_vector("mu", mu, space.dim)
+    var = as_vector("variance", variance, space.dim)
     if np.any(var < 0.0):
         raise InputError(f"variance {var.tolist()} is negative; pass variances >= 0")
     n = _check_count("n", n, 0)
-    draws = rng.normal(mean, np.sqrt(var), size=(n, 2))
+    draws = rng.normal(mean, np.sqrt(var), size=(n, space.dim))
     return space.clip(draws)
 
 
@@ -240,15 +260,16 @@ class InitResult:
 
 def _explicit_centers(K: int, centers: ArrayLike, space: DesignSpace) -> FloatArray:
     array = np.asarray(centers, dtype=np.float64)
-    if array.shape != (K, 2):
-        raise InputError(f"centers has shape {array.shape}; pass exactly K={K} [GCR, spcf] pairs")
-    array = as_points("centers", array)
+    if array.shape != (K, space.dim):
+        rows = "[GCR, spcf] pairs" if space.dim == 2 else "[GCR, spcf, leg] triples"
+        raise InputError(f"centers has shape {array.shape}; pass exactly K={K} {rows}")
+    array = space.points("centers", array)
     outside = ~space.contains(array)
     if np.any(outside):
         index = int(np.argmax(outside))
         raise InputError(
             f"centers[{index}]={array[index].tolist()} lies outside the design space "
-            f"GCR {list(space.gcr)} x spcf {list(space.spcf)}; move it inside"
+            f"{space.describe()}; move it inside"
         )
     return array
 

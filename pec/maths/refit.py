@@ -15,7 +15,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from pec.errors import InputError
-from pec.maths.design_space import DesignSpace, FloatArray, IntArray, as_gaussians, as_points
+from pec.maths.design_space import DesignSpace, FloatArray, IntArray, as_gaussians
 
 logger = logging.getLogger(__name__)
 
@@ -83,7 +83,7 @@ def fit_gaussian(
     ddof drops to 0 for a single design (ddof 1 would divide by zero); the floor
     (min_var_scale x range_d)^2 then keeps the Gaussian from collapsing.
     """
-    array = as_points("designs", designs, allow_empty=False)
+    array = space.points("designs", designs, allow_empty=False)
     scale = float(min_var_scale)
     if not (math.isfinite(scale) and scale > 0.0):
         raise InputError(f"min_var_scale={min_var_scale!r} is invalid; pass a float > 0")
@@ -113,8 +113,13 @@ def refit_experts(
     K = mu_array.shape[0]
     if len(designs) != K:
         raise InputError(f"designs has {len(designs)} lists for {K} experts; pass one per expert")
-    design_arrays = [as_points(f"designs of expert {k}", d) for k, d in enumerate(designs)]
-    candidate_array = as_points("candidates", candidates)
+    if mu_array.shape[1] != space.dim:
+        raise InputError(
+            f"mus have {mu_array.shape[1]} axes but the design space has {space.dim} "
+            f"({', '.join(space.keys)}); pass Gaussians of this space"
+        )
+    design_arrays = [space.points(f"designs of expert {k}", d) for k, d in enumerate(designs)]
+    candidate_array = space.points("candidates", candidates)
     F = candidate_array.shape[0]
     score_array = _as_scores(scores)
     if score_array.shape != (K, F):

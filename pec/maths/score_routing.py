@@ -27,7 +27,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from pec.errors import InputError
-from pec.maths.design_space import DesignSpace, FloatArray, IntArray, as_points
+from pec.maths.design_space import DesignSpace, FloatArray, IntArray
 from pec.maths.routing import route
 
 DEFAULT_NEIGHBOURS = 8
@@ -40,7 +40,7 @@ ROUTERS: tuple[str, ...] = ("nearest_centre", "score_informed")
 class ScoreEvidence:
     """Evaluated designs and every expert's score on them (NaN: expert not evaluated there)."""
 
-    designs: FloatArray  # (m, 2) physical [GCR, spcf]
+    designs: FloatArray  # (m, d) physical [GCR, spcf(, leg)]
     scores: FloatArray  # (m, K)
 
     @property
@@ -49,27 +49,30 @@ class ScoreEvidence:
 
     def to_json(self) -> dict[str, list[list[float | None]]]:
         return {
-            "designs": [[float(g), float(s)] for g, s in self.designs],
+            "designs": [[float(v) for v in row] for row in self.designs],
             "scores": [[None if np.isnan(v) else float(v) for v in row] for row in self.scores],
         }
 
     @staticmethod
-    def from_json(data: object, K: int) -> ScoreEvidence:
+    def from_json(data: object, K: int, dim: int = 2) -> ScoreEvidence:
         if not isinstance(data, dict):
             raise InputError("score evidence must be a mapping with 'designs' and 'scores'")
         designs = data.get("designs") or []
         if not designs:
-            return evidence_from([], K)
+            return evidence_from([], K, dim)
         scores = [[np.nan if v is None else v for v in row] for row in data.get("scores") or []]
-        return evidence_from([(designs, np.asarray(scores, dtype=np.float64).reshape(-1, K).T)], K)
+        matrix = np.asarray(scores, dtype=np.float64).reshape(-1, K).T
+        return evidence_from([(designs, matrix)], K, dim)
 
 
-def evidence_from(evaluations: Sequence[tuple[ArrayLike, Any]], K: int) -> ScoreEvidence:
-    """Stack evaluations, each (designs (m, 2), scores (K, m) with None/NaN rows), into one."""
+def evidence_from(
+    evaluations: Sequence[tuple[ArrayLike, Any]], K: int, dim: int = 2
+) -> ScoreEvidence:
+    """Stack evaluations, each (designs (m, d), scores (K, m) with None/NaN rows), into one."""
     designs: list[FloatArray] = []
     scores: list[FloatArray] = []
     for points, matrix in evaluations:
-        pts = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+        pts = np.asarray(points, dtype=np.float64).reshape(-1, dim)
         rows = list(matrix)
         if len(rows) != K:
             raise InputError(f"an evaluation has {len(rows)} score rows for K={K} experts")
@@ -86,7 +89,7 @@ def evidence_from(evaluations: Sequence[tuple[ArrayLike, Any]], K: int) -> Score
         designs.append(pts)
         scores.append(block)
     if not designs:
-        return ScoreEvidence(np.zeros((0, 2)), np.zeros((0, K)))
+        return ScoreEvidence(np.zeros((0, dim)), np.zeros((0, K)))
     return ScoreEvidence(np.concatenate(designs), np.concatenate(scores))
 
 
@@ -99,14 +102,17 @@ def predict_scores(
     """(n, K) predicted score per design and expert; NaN where an expert has no evidence."""
     if neighbours < 1:
         raise InputError(f"neighbours={neighbours}; pass at least 1")
-    points = space.normalize(as_points("designs", designs))
+    points = space.normalize(space.points("designs", designs))
     K = evidence.scores.shape[1]
     prediction = np.full((points.shape[0], K), np.nan)
     if evidence.size == 0:
         return prediction
     known = space.normalize(evidence.designs)
     diff = points[:, None, :] - known[None, :, :]
-    distance = np.sqrt(diff[:, :, 0] * diff[:, :, 0] + diff[:, :, 1] * diff[:, :, 1])
+    squared = diff[:, :, 0] * diff[:, :, 0]
+    for axis in range(1, space.dim):  # axis by axis, in order: d = 2 sums as it always did
+        squared = squared + diff[:, :, axis] * diff[:, :, axis]
+    distance = np.sqrt(squared)
     for k in range(K):
         valid = np.nonzero(~np.isnan(evidence.scores[:, k]))[0]
         if valid.size == 0:
@@ -134,7 +140,7 @@ def route_by_scores(
     neighbours: int = DEFAULT_NEIGHBOURS,
 ) -> IntArray:
     """(n,) expert id per design: highest predicted score; ties/no evidence -> nearest centre."""
-    points = as_points("designs", designs)
+    points = space.points("designs", designs)
     fallback = route(points, mus, space)
     prediction = predict_scores(points, evidence, space, neighbours)
     chosen = fallback.copy()

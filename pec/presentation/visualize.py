@@ -21,7 +21,7 @@ def _experts_now(state: PECState) -> list[PlotExpert]:
         PlotExpert(
             id=e.id,
             mu=np.asarray(e.mu, dtype=float),
-            variance=np.asarray([e.sigma[0][0], e.sigma[1][1]], dtype=float),
+            variance=np.asarray([e.sigma[i][i] for i in range(state.dim)], dtype=float),
             designs=state.designs_array(e.id),
         )
         for e in state.experts
@@ -41,17 +41,23 @@ def _experts_at(state: PECState, iteration: int) -> list[PlotExpert]:
         PlotExpert(
             id=s.id,
             mu=np.asarray(s.mu, dtype=float),
-            variance=np.asarray([s.sigma[0][0], s.sigma[1][1]], dtype=float),
+            variance=np.asarray([s.sigma[i][i] for i in range(state.dim)], dtype=float),
             designs=state.designs_array(s.id)[: s.n_designs],
         )
         for s in snapshot.experts_snapshot
     ]
 
 
+def _leg_range(state: PECState) -> tuple[float, float] | None:
+    """The leg axis of a 3-D run (its plots are 3-D), None for 2-D."""
+    leg = state.design_space.get("leg")
+    return None if leg is None else (float(leg[0]), float(leg[1]))
+
+
 def _frontier(
-    store: Store, run_name: str, iteration: int, K: int
+    store: Store, run_name: str, iteration: int, K: int, keys: tuple[str, ...] = ("GCR", "spcf")
 ) -> tuple[np.ndarray, np.ndarray] | None:
-    designs = run_records.read_candidates(store, run_name, iteration)
+    designs = run_records.read_candidates(store, run_name, iteration, keys)
     scores = run_records.read_scores(store, run_name, iteration)
     if designs is None or scores is None:
         return None
@@ -71,6 +77,7 @@ def render_initial(store: Store, state: PECState) -> str:
         tuple(state.design_space["spcf"]),  # type: ignore[arg-type]
         _experts_now(state) if not state.history else _experts_at(state, 0),
         title=f"{state.run_name}: initial Gaussians",
+        leg_range=_leg_range(state),
     )
     store.write_bytes(key, png)
     return key
@@ -84,7 +91,8 @@ def render_iteration(
     spcf = tuple(state.design_space["spcf"])
     K = len(state.experts)
     written: list[str] = []
-    data = _frontier(store, state.run_name, iteration, K) if frontier else None
+    keys = tuple(state.design_space)
+    data = _frontier(store, state.run_name, iteration, K, keys) if frontier else None
     png = plot_gaussians(
         gcr,  # type: ignore[arg-type]
         spcf,  # type: ignore[arg-type]
@@ -92,6 +100,7 @@ def render_iteration(
         title=f"{state.run_name}: iteration {iteration} frontier",
         candidates=None if data is None else data[0],
         scores=None if data is None else data[1],
+        leg_range=_leg_range(state),
     )
     key = layout.frontier_plot_key(state.run_name, iteration)
     store.write_bytes(key, png)
@@ -104,6 +113,7 @@ def render_iteration(
         spcf,  # type: ignore[arg-type]
         after_experts,
         title=f"{state.run_name}: after iteration {iteration}",
+        leg_range=_leg_range(state),
     )
     key = layout.after_plot_key(state.run_name, iteration)
     store.write_bytes(key, png)

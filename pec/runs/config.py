@@ -24,17 +24,19 @@ from pydantic import (
     model_validator,
 )
 
-from pec.backends.base import AUTO_DEVICE
 from pec.errors import ConfigError
 from pec.maths.curriculum import MAX_LEVEL
+from pec.maths.design_space import DesignSpace
+from pec.runs.job_records import AUTO_DEVICE
 from pec.runs.safe_io import StrictModel, parse_yaml, read_local_file
+from pec.runs.threads import job_threads
 
 # Upper bounds on sizes, so a typo (an extra zero or three) is one line, not an out-of-memory
 # crash minutes later. Each bound is far above the reference sheet's research settings.
 MAX_ENVS = 65_536
 """Environments of one job (training num_envs, or F designs evaluated side by side)."""
 MAX_MUJOCO_ENVS = 8_192
-"""MuJoCo holds every robot in one scene, about 0.5 MiB each (benchmarks/bench_env_throughput)."""
+"""MuJoCo holds every robot in memory, about 0.5 MiB each (benchmarks/bench_env_throughput)."""
 MEMORY_BUDGET_BYTES = 2 * 1024**3
 """Largest temporary array the PEC maths may allocate (pool x K x 2 float64, a few copies)."""
 BYTES_PER_POOL_ENTRY = 48
@@ -55,7 +57,7 @@ class PECConfig(StrictModel):
     )
 
     # Design space and experts
-    K: int = Field(3, ge=1, le=64, description="number of experts")
+    K: int = Field(3, ge=1, le=1024, description="number of experts")
     GCR_range: tuple[float, float] = (0.75, 0.89)
     spcf_range: tuple[float, float] = (0.001, 0.010)
     N_init: int = Field(50, ge=1, le=10_000, description="designs drawn per expert at init")
@@ -68,7 +70,11 @@ class PECConfig(StrictModel):
     init_jitter_scale: float = Field(0.0, ge=0.0)
     init_anchor_region: Literal["top_right"] | None = None
     target_init_coverage: float | None = Field(None, gt=0.0, le=1.0)
-    centers: list[tuple[float, float]] | None = None
+    centers: list[tuple[float, float] | tuple[float, float, float]] | None = None
+    # The third design axis, leg length in metres (femur = tibia = leg): set = a 3-D run
+    # (GCR x spcf x leg) as in the original's configs; absent = 2-D, and left out of the
+    # effective config so 2-D runs record exactly what they always did.
+    leg_range: tuple[float, float] | None = None
     usd_rel_path: str | None = None
 
     # Stopping
@@ -81,7 +87,11 @@ class PECConfig(StrictModel):
 
     # Training
     backend: Literal["mujoco", "isaaclab"] = "mujoco"
-    task: str | None = None
+    task: Literal["obstacle", "ramp"] | None = Field(
+        None,
+        description="the BALLU task: obstacle (the default when unset) or ramp; sets "
+        "backend_settings.task.terrain",
+    )
     num_envs: int | None = Field(None, ge=1, le=MAX_ENVS, description="mujoco: 64, isaaclab: 4096")
     device: str | None = Field(
         None,
@@ -120,7 +130,7 @@ class PECConfig(StrictModel):
     start_difficulty: int = Field(28, ge=0, le=MAX_LEVEL)
     score: Literal["final_level", "level_search"] = Field(
         "level_search",
-        description="evaluation protocol (pec.evaluation.protocols): level_search (default), or "
+        description="evaluation protocol (pec.maths.protocols): level_search (default), or "
         "final_level, the original's protocol (num_episodes from start_difficulty)",
     )
     search_max_level: int = Field(
@@ -164,13 +174,29 @@ class PECConfig(StrictModel):
         86_400.0, ge=0.0, le=30 * 86_400.0, description="duplicate_run: wait gives up after"
     )
 
-    @field_validator("GCR_range", "spcf_range")
+    @field_validator("GCR_range", "spcf_range", "leg_range")
     @classmethod
-    def _range_ordered(cls, value: tuple[float, float]) -> tuple[float, float]:
+    def _range_ordered(cls, value: tuple[float, float] | None) -> tuple[float, float] | None:
+        if value is None:
+            return value
         lo, hi = value
         if not (lo < hi):
             raise ValueError(f"must be [lo, hi] with lo < hi, got [{lo}, {hi}]")
         return value
+
+    @field_validator("leg_range")
+    @classmethod
+    def _leg_positive(cls, value: tuple[float, float] | None) -> tuple[float, float] | None:
+        if value is not None and not value[0] > 0.0:
+            raise ValueError(
+                f"leg lengths are metres > 0, got [{value[0]}, {value[1]}]; e.g. [0.20, 0.48]"
+            )
+        return value
+
+    @property
+    def design_space(self) -> DesignSpace:
+        """The design box: GCR x spcf, x leg when leg_range is set."""
+        return DesignSpace(gcr=self.GCR_range, spcf=self.spcf_range, leg=self.leg_range)
 
     @model_validator(mode="after")
     def _cross_checks(self) -> PECConfig:
@@ -180,24 +206,47 @@ class PECConfig(StrictModel):
                 f"(got outer {self.border_outer_ld}, inner {self.border_inner_ld})"
             )
         if self.centers is not None:
+            rows = "[GCR, spcf] pairs" if self.leg_range is None else "[GCR, spcf, leg] triples"
             if len(self.centers) != self.K:
-                raise ValueError(
-                    f"centers must hold K={self.K} [GCR, spcf] pairs, got {len(self.centers)}"
-                )
-            for i, (gcr, spcf) in enumerate(self.centers):
-                if not (self.GCR_range[0] <= gcr <= self.GCR_range[1]) or not (
-                    self.spcf_range[0] <= spcf <= self.spcf_range[1]
-                ):
+                raise ValueError(f"centers must hold K={self.K} {rows}, got {len(self.centers)}")
+            space = self.design_space
+            for i, centre in enumerate(self.centers):
+                if len(centre) != space.dim:
                     raise ValueError(
-                        f"centers[{i}] = [{gcr}, {spcf}] lies outside the design space"
+                        f"centers[{i}] has {len(centre)} values; a {space.dim}-D run "
+                        f"({' x '.join(space.keys)}) takes {rows}"
                     )
+                if not bool(space.contains([list(centre)])[0]):
+                    values = ", ".join(str(v) for v in centre)
+                    raise ValueError(f"centers[{i}] = [{values}] lies outside the design space")
+        if self.leg_range is not None and self.init_anchor_region is not None:
+            raise ValueError(
+                f"init_anchor_region {self.init_anchor_region!r} names a corner of the GCR x "
+                "spcf square and is not defined for a 3-D run (leg_range set); drop it"
+            )
         self._check_memory()
         from pec.backends.registry import validate_backend_settings
 
-        validate_backend_settings(self.backend, self.backend_settings)
+        task_settings = self.backend_settings.get("task")
+        terrain = task_settings.get("terrain") if isinstance(task_settings, dict) else None
+        if self.task is not None and terrain is not None and terrain != self.task:
+            raise ValueError(
+                f"task: {self.task} contradicts backend_settings.task.terrain: {terrain}; "
+                "set one of them"
+            )
+        validate_backend_settings(self.backend, self.job_backend_settings)
         if self.executor == "docker" and not self.docker_image:
             raise ValueError("executor 'docker' needs docker_image (the image that runs pec.jobs)")
         return self
+
+    @property
+    def job_backend_settings(self) -> dict[str, Any]:
+        """`backend_settings` as jobs get them: `task` (when set) becomes `task.terrain`."""
+        settings = dict(self.backend_settings)
+        if self.task is not None:
+            task = settings.get("task")
+            settings["task"] = {**(task if isinstance(task, dict) else {}), "terrain": self.task}
+        return settings
 
     def _check_memory(self) -> None:
         """Refuse sizes whose arrays would not fit, before anything allocates them."""
@@ -206,11 +255,15 @@ class PECConfig(StrictModel):
                 f"N_init: K x N_init = {self.K * self.N_init:,} designs exceed "
                 f"{MAX_STATE_DESIGNS:,}; lower N_init"
             )
+        # d axes: the (n, K, d) temporaries grow with d (48 B at d = 2).
+        per_entry = (
+            BYTES_PER_POOL_ENTRY if self.leg_range is None else BYTES_PER_POOL_ENTRY * 3 // 2
+        )
         for name, pool in (
             ("init_pool_size", self.init_pool_size),
             ("pool_factor", self.F * self.pool_factor),
         ):
-            need = pool * self.K * BYTES_PER_POOL_ENTRY
+            need = pool * self.K * per_entry
             if need > MEMORY_BUDGET_BYTES:
                 what = "init_pool_size" if name == "init_pool_size" else "F x pool_factor"
                 raise ValueError(
@@ -241,8 +294,7 @@ class PECConfig(StrictModel):
         return "cpu" if self.backend == "mujoco" else AUTO_DEVICE
 
     def job_threads(self, jobs_in_flight: int) -> int:
-        """Threads for each of `jobs_in_flight` parallel jobs (pec.jobs.threads policy)."""
-        from pec.jobs.threads import job_threads
+        """Threads for each of `jobs_in_flight` parallel jobs (the pec.runs.threads policy)."""
 
         return job_threads(self.threads_per_job, jobs_in_flight)
 
@@ -252,7 +304,7 @@ class PECConfig(StrictModel):
 
     def protocol_record(self) -> dict[str, Any]:
         """The evaluation protocol as recorded in scores.json / summary.json (with its ceiling)."""
-        from pec.evaluation.protocols import describe
+        from pec.maths.protocols import describe
 
         return describe(self.score, self.num_episodes, self.start_difficulty, self.search_max_level)
 
@@ -275,6 +327,8 @@ class PECConfig(StrictModel):
         data["num_envs"] = self.effective_num_envs
         data["device"] = self.effective_device
         data["init_seed"] = self.effective_init_seed
+        if data.get("leg_range") is None:
+            data.pop("leg_range", None)  # 2-D: the record is what it was before the axis
         return data
 
     def content_hash(self) -> str:

@@ -81,6 +81,11 @@ def samples_keys(run_name: str, expert_id: int, iteration: int) -> tuple[str, st
     return base + "gcr.npy", base + "spcf.npy"
 
 
+def leg_samples_key(run_name: str, expert_id: int, iteration: int) -> str:
+    """leg.npy key of a 3-D run's per-environment training samples (leg length, metres)."""
+    return samples_dir(run_name, expert_id, iteration) + "leg.npy"
+
+
 def checkpoint_dir(run_name: str, expert_id: int, iteration: int) -> str:
     k = _index("expert_id", expert_id)
     n = _index("iteration", iteration)
@@ -96,6 +101,11 @@ def trunk_samples_keys(run_name: str) -> tuple[str, str]:
     """(gcr.npy, spcf.npy) keys of the trunk's per-environment training samples."""
     base = run_prefix(run_name) + "trunk/samples/"
     return base + "gcr.npy", base + "spcf.npy"
+
+
+def trunk_leg_samples_key(run_name: str) -> str:
+    """leg.npy key of a 3-D run's trunk samples (leg length, metres)."""
+    return run_prefix(run_name) + "trunk/samples/leg.npy"
 
 
 def job_checkpoint_dir(run_name: str, expert_id: int, iteration: int, role: str = "expert") -> str:

@@ -15,10 +15,10 @@ from typing import Any
 import numpy as np
 
 from pec.errors import ConfigError, NotFoundError, StateError
-from pec.jobs.spec import StoreSpec
 from pec.maths.design_space import DesignSpace
 from pec.runs import layout
 from pec.runs.config import PECConfig, build_config, load_config, parse_config_yaml
+from pec.runs.job_records import StoreSpec
 from pec.runs.run_names import validate_run_name
 from pec.runs.state import PECState
 from pec.runs.state_io import load_state
@@ -36,7 +36,7 @@ class Run:
 
     @property
     def space(self) -> DesignSpace:
-        return DesignSpace(gcr=self.config.GCR_range, spcf=self.config.spcf_range)
+        return self.config.design_space
 
 
 def make_run(store: Store, store_spec: StoreSpec, run_name: str, config: PECConfig) -> Run:
@@ -45,8 +45,9 @@ def make_run(store: Store, store_spec: StoreSpec, run_name: str, config: PECConf
 
 def state_space(state: PECState) -> DesignSpace:
     """The design box a run was initialised with (from its state, not the config)."""
-    gcr, spcf = state.design_space["GCR"], state.design_space["spcf"]
-    return DesignSpace(gcr=(float(gcr[0]), float(gcr[1])), spcf=(float(spcf[0]), float(spcf[1])))
+    return DesignSpace.from_bounds(
+        {name: (float(lo), float(hi)) for name, (lo, hi) in state.design_space.items()}
+    )
 
 
 # ---------------------------------------------------------------- store and config
@@ -131,8 +132,22 @@ def check_compatible(config: PECConfig, state: PECState) -> None:
             f"K={config.K}; keep K={len(state.experts)} or start a new run_name"
         )
     space = state.design_space
-    for name, rng in (("GCR_range", config.GCR_range), ("spcf_range", config.spcf_range)):
-        stored = space["GCR" if name == "GCR_range" else "spcf"]
+    if ("leg" in space) != (config.leg_range is not None):
+        if config.leg_range is None:
+            raise ConfigError(
+                f"leg_range: the run '{state.run_name}' is 3-D (GCR x spcf x leg "
+                f"{list(space['leg'])}) but the config has no leg_range; set leg_range: "
+                f"{list(space['leg'])} or start a new run_name"
+            )
+        raise ConfigError(
+            f"leg_range: the run '{state.run_name}' is 2-D (GCR x spcf) but the config sets "
+            f"leg_range {list(config.leg_range)}; drop leg_range or start a new run_name"
+        )
+    ranges = [("GCR_range", config.GCR_range), ("spcf_range", config.spcf_range)]
+    if config.leg_range is not None:
+        ranges.append(("leg_range", config.leg_range))
+    for name, rng in ranges:
+        stored = space[name.removesuffix("_range")]
         if not np.allclose(np.asarray(stored, dtype=float), np.asarray(rng, dtype=float)):
             raise ConfigError(
                 f"{name}: the run '{state.run_name}' was initialised with {list(stored)} but the "

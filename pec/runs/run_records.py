@@ -16,9 +16,9 @@ import numpy as np
 from pydantic import ValidationError
 
 from pec.errors import InputError, PECError, StateError
-from pec.jobs.spec import TrainJobResult
 from pec.maths.curriculum import MAX_LEVEL
 from pec.runs import layout
+from pec.runs.job_records import TrainJobResult
 from pec.runs.safe_io import expect_mapping, read_store_json
 from pec.runs.store import Store
 
@@ -69,17 +69,17 @@ def read_scores(store: Store, run_name: str, iteration: int) -> dict[str, Any] |
     return check_scores_payload(data, store.uri(key), StateError)
 
 
-def parse_candidates(data: Any, source: str) -> np.ndarray:
-    """(F, 2) finite [GCR, spcf] rows of a candidates.json payload."""
+def parse_candidates(data: Any, source: str, keys: tuple[str, ...] = ("GCR", "spcf")) -> np.ndarray:
+    """(F, d) finite rows of a candidates.json payload, one column per key (GCR, spcf(, leg))."""
     payload = expect_mapping(data, source, StateError, "candidates")
     rows = payload["candidates"]
     if not isinstance(rows, list) or not rows:
         raise StateError(f"{source}: candidates must be a non-empty list of objects")
-    points = np.empty((len(rows), 2))
+    points = np.empty((len(rows), len(keys)))
     for i, row in enumerate(rows):
         if not isinstance(row, dict):
             raise StateError(f"{source}: candidates[{i}] is {type(row).__name__}, not an object")
-        for j, name in enumerate(("GCR", "spcf")):
+        for j, name in enumerate(keys):
             value = row.get(name)
             if isinstance(value, bool) or not isinstance(value, int | float):
                 raise StateError(
@@ -90,10 +90,12 @@ def parse_candidates(data: Any, source: str) -> np.ndarray:
     return points
 
 
-def read_candidates(store: Store, run_name: str, iteration: int) -> np.ndarray | None:
+def read_candidates(
+    store: Store, run_name: str, iteration: int, keys: tuple[str, ...] = ("GCR", "spcf")
+) -> np.ndarray | None:
     key = layout.candidates_key(run_name, iteration)
     data = read_store_json(store, key, StateError)
-    return None if data is None else parse_candidates(data, store.uri(key))
+    return None if data is None else parse_candidates(data, store.uri(key), keys)
 
 
 def read_assignments(store: Store, run_name: str, iteration: int) -> dict[str, Any] | None:

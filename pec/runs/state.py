@@ -26,6 +26,8 @@ SCHEMA_VERSION = 1
 MIN_STD_FRACTION = 1e-9
 MAX_STD_FACTOR = 1e3
 DIMENSIONS: tuple[str, str] = ("GCR", "spcf")
+OPTIONAL_DIMENSION = "leg"
+"""A 3-D run's third axis (leg length, metres); absent from 2-D states."""
 
 FloatArray = NDArray[np.float64]
 
@@ -51,24 +53,35 @@ def _check_uri(name: str, uri: str | None) -> str | None:
 
 
 def _check_mu(mu: list[float]) -> list[float]:
-    if len(mu) != 2:
+    if len(mu) not in (2, 3):
         raise ValueError(f"mu has {len(mu)} values; it must be one [GCR, spcf] pair")
     return mu
 
 
 def _check_sigma(sigma: list[list[float]]) -> list[list[float]]:
-    if len(sigma) != 2 or any(len(row) != 2 for row in sigma):
-        raise ValueError("sigma must be a 2x2 matrix [[var_GCR, 0.0], [0.0, var_spcf]]")
-    if sigma[0][1] != 0.0 or sigma[1][0] != 0.0:
+    """A diagonal d x d covariance (d = 2, or 3 with the leg axis) with positive variances."""
+    d = len(sigma)
+    if d not in (2, 3) or any(len(row) != d for row in sigma):
         raise ValueError(
-            f"sigma off-diagonal terms are {sigma[0][1]!r}, {sigma[1][0]!r}; PEC covariances are "
-            "diagonal, set them to 0.0"
+            "sigma must be a 2x2 matrix [[var_GCR, 0.0], [0.0, var_spcf]] (3x3 with leg_range)"
         )
-    if not (sigma[0][0] > 0.0 and sigma[1][1] > 0.0):
+    off = [sigma[i][j] for i in range(d) for j in range(d) if i != j]
+    if any(v != 0.0 for v in off):
+        shown = ", ".join(repr(v) for v in off)
         raise ValueError(
-            f"sigma diagonal {sigma[0][0]!r}, {sigma[1][1]!r} must be positive variances"
+            f"sigma off-diagonal terms are {shown}; PEC covariances are diagonal, set them to 0.0"
         )
+    diagonal = [sigma[i][i] for i in range(d)]
+    if not all(v > 0.0 for v in diagonal):
+        shown = ", ".join(repr(v) for v in diagonal)
+        raise ValueError(f"sigma diagonal {shown} must be positive variances")
     return sigma
+
+
+def _axis_keys(design_space: dict[str, list[float]]) -> tuple[str, ...]:
+    """The state's axis keys in column order: GCR, spcf (, leg)."""
+    extra = (OPTIONAL_DIMENSION,) if OPTIONAL_DIMENSION in design_space else ()
+    return (*DIMENSIONS, *extra)
 
 
 def _check_pairs(value: Any) -> Any:
@@ -79,7 +92,7 @@ def _check_pairs(value: Any) -> Any:
                 raise ValueError(
                     f"designs[{i}] is a dict {d!r}; designs are [GCR, spcf] pairs, e.g. [0.8, 0.004]"
                 )
-            if isinstance(d, list | tuple) and len(d) != 2:
+            if isinstance(d, list | tuple) and len(d) not in (2, 3):
                 raise ValueError(f"designs[{i}] has {len(d)} values; it must be a [GCR, spcf] pair")
     return value
 
@@ -258,15 +271,17 @@ class PECState(BaseModel):
     @field_validator("design_space")
     @classmethod
     def _design_space(cls, v: dict[str, list[float]]) -> dict[str, list[float]]:
-        if set(v) != set(DIMENSIONS):
+        if set(v) != set(DIMENSIONS) and set(v) != {*DIMENSIONS, OPTIONAL_DIMENSION}:
             raise ValueError(
-                f"design_space has keys {sorted(v)}; it must have exactly 'GCR' and 'spcf'"
+                f"design_space has keys {sorted(v)}; it must have exactly 'GCR' and 'spcf' "
+                "(and 'leg' in a 3-D run)"
             )
-        for name in DIMENSIONS:
+        names = _axis_keys(v)
+        for name in names:
             bounds = v[name]
             if len(bounds) != 2 or not bounds[0] < bounds[1]:
                 raise ValueError(f"design_space.{name} {bounds!r} must be [lo, hi] with lo < hi")
-        return {name: list(v[name]) for name in DIMENSIONS}
+        return {name: list(v[name]) for name in names}
 
     @model_validator(mode="after")
     def _invariants(self) -> PECState:
@@ -276,15 +291,31 @@ class PECState(BaseModel):
         ids = [e.id for e in self.experts]
         if ids != list(range(k)):
             raise ValueError(f"expert ids are {ids}; they must be 0..{k - 1} in order")
-        lo = np.array([self.design_space[d][0] for d in DIMENSIONS])
-        hi = np.array([self.design_space[d][1] for d in DIMENSIONS])
+        names = _axis_keys(self.design_space)
+        dim = len(names)
+        lo = np.array([self.design_space[d][0] for d in names])
+        hi = np.array([self.design_space[d][1] for d in names])
         tol = 1e-9 * (hi - lo)
-        for where, sigma in [(f"experts[{e.id}]", e.sigma) for e in self.experts] + [
-            (f"history iteration {h.iteration} expert {x.id}", x.sigma)
+        gaussians = [(f"experts[{e.id}]", e.mu, e.sigma) for e in self.experts] + [
+            (f"history iteration {h.iteration} expert {x.id}", x.mu, x.sigma)
             for h in self.history
             for x in h.experts_snapshot
-        ]:
-            std = np.sqrt(np.asarray([sigma[0][0], sigma[1][1]], dtype=np.float64))
+        ]
+        for where, centre, sigma in gaussians:
+            if len(centre) != dim or len(sigma) != dim:
+                raise ValueError(
+                    f"{where} has a {len(centre)}-D mu and a {len(sigma)}x{len(sigma)} sigma but "
+                    f"design_space has {dim} axes ({', '.join(names)}); restore the file"
+                )
+        for e in self.experts:
+            wrong = [i for i, d in enumerate(e.designs) if len(d) != dim]
+            if wrong:
+                raise ValueError(
+                    f"experts[{e.id}].designs[{wrong[0]}] has {len(e.designs[wrong[0]])} values "
+                    f"but design_space has {dim} axes ({', '.join(names)}); restore the file"
+                )
+        for where, _, sigma in gaussians:
+            std = np.sqrt(np.asarray([sigma[i][i] for i in range(dim)], dtype=np.float64))
             if np.any(std < MIN_STD_FRACTION * (hi - lo)) or np.any(
                 std > MAX_STD_FACTOR * (hi - lo)
             ):
@@ -373,21 +404,27 @@ class PECState(BaseModel):
     def K(self) -> int:  # K is the paper's name
         return len(self.experts)
 
+    @property
+    def dim(self) -> int:
+        """Number of design axes: 2 (GCR, spcf) or 3 (GCR, spcf, leg)."""
+        return len(self.design_space)
+
     def expert_mus(self) -> FloatArray:
-        """(K, 2) centres, column 0 GCR, column 1 spcf."""
-        return np.array([e.mu for e in self.experts], dtype=np.float64).reshape(-1, 2)
+        """(K, d) centres, column 0 GCR, column 1 spcf (column 2 leg in 3-D)."""
+        return np.array([e.mu for e in self.experts], dtype=np.float64).reshape(-1, self.dim)
 
     def expert_variances(self) -> FloatArray:
-        """(K, 2) diagonal variances (the state stores variances, not standard deviations)."""
+        """(K, d) diagonal variances (the state stores variances, not standard deviations)."""
+        d = self.dim
         return np.array(
-            [[e.sigma[0][0], e.sigma[1][1]] for e in self.experts], dtype=np.float64
-        ).reshape(-1, 2)
+            [[e.sigma[i][i] for i in range(d)] for e in self.experts], dtype=np.float64
+        ).reshape(-1, d)
 
     def designs_array(self, k: int) -> FloatArray:
-        """(n, 2) designs of expert ``k``; shape (0, 2) when it has none."""
+        """(n, d) designs of expert ``k``; shape (0, d) when it has none."""
         if not 0 <= k < len(self.experts):
             raise StateError(f"expert id {k} does not exist; ids are 0..{len(self.experts) - 1}")
-        return np.asarray(self.experts[k].designs, dtype=np.float64).reshape(-1, 2)
+        return np.asarray(self.experts[k].designs, dtype=np.float64).reshape(-1, self.dim)
 
     def bounds(self) -> tuple[tuple[float, float], tuple[float, float]]:
         """((GCR lo, hi), (spcf lo, hi))."""

@@ -43,8 +43,8 @@ def run_loop_once(store_root: Path, config: str) -> None:
     from pec.iteration.driver import run_until_done
     from pec.jobs.executors import InProcessExecutor
     from pec.jobs.runner import LocalJobRunner
-    from pec.jobs.spec import StoreSpec
     from pec.runs.config import load_config
+    from pec.runs.job_records import StoreSpec
     from pec.runs.run import make_run
     from pec.runs.store import LocalStore
 

@@ -12,12 +12,20 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from pec.backends.ballu import facts
+from pec.backends.ballu.terrain import RAMP, Terrain, terrain_for
 from pec.runs.safe_io import StrictModel
 
 
 class BalluTaskSettings(StrictModel):
-    """Physics, control, episode, curriculum and reward settings of the obstacle task."""
+    """Physics, control, episode, curriculum and reward settings of the BALLU tasks."""
 
+    terrain: Literal["obstacle", "ramp"] = Field(
+        "obstacle",
+        description=(
+            "the task: step over a box (obstacle) or climb a wedge (ramp, the original's ramp"
+            " task); pec.backends.ballu.terrain"
+        ),
+    )
     physics_hz: float = Field(200.0, gt=0, description="physics rate (original 200 Hz)")
     control_hz: float = Field(20.0, gt=0, description="policy rate (original 20 Hz)")
     episode_steps: int = Field(400, ge=1, description="control steps per episode (20 s)")
@@ -26,8 +34,19 @@ class BalluTaskSettings(StrictModel):
         facts.INIT_ROOT_HEIGHT, gt=0, description="pelvis height at reset (m)"
     )
     lane_spacing: float = Field(1.0, gt=0.2, description="y distance between robot lanes (m)")
+    physics_block_envs: int = Field(
+        64,
+        ge=1,
+        le=8192,
+        description=(
+            "MuJoCo only: robots per physics scene; a job's scenes step on its threads"
+            " (results depend on this size, not on the thread count)"
+        ),
+    )
     obstacle_start_x: float = facts.OBSTACLE_START_X
-    obstacle_length: float = Field(facts.OBSTACLE_LENGTH, gt=0)
+    obstacle_length: float = Field(
+        facts.OBSTACLE_LENGTH, gt=0, description="x extent of the box; a ramp's default is 1.5"
+    )
     obstacle_width: float = Field(0.6, gt=0, description="obstacle extent in y (< lane_spacing)")
     goal_x: float = 2.0
     promote_x: float = 1.0
@@ -68,9 +87,14 @@ class BalluTaskSettings(StrictModel):
     )
     gcr_norm_range: tuple[float, float] = (0.75, 0.89)
     spcf_norm_range: tuple[float, float] = (0.001, 0.010)
+    leg_norm_range: tuple[float, float] = Field(
+        (0.20, 0.48), description="leg lengths observed as [-1, 1] over this range (3-D runs)"
+    )
 
     @model_validator(mode="after")
     def _check_rates(self) -> BalluTaskSettings:
+        if self.terrain == "ramp" and "obstacle_length" not in self.model_fields_set:
+            self.obstacle_length = RAMP.length  # the wedge's own length unless set
         ratio = self.physics_hz / self.control_hz
         if abs(ratio - round(ratio)) > 1e-9 or round(ratio) < 1:
             raise ValueError(
@@ -79,6 +103,11 @@ class BalluTaskSettings(StrictModel):
         if self.obstacle_width >= self.lane_spacing:
             raise ValueError("obstacle_width must be smaller than lane_spacing; widen the lanes")
         return self
+
+    @property
+    def terrain_shape(self) -> Terrain:
+        """The terrain piece of this task, placed where these settings put it."""
+        return terrain_for(self.terrain, self.obstacle_start_x, self.obstacle_length)
 
     @property
     def decimation(self) -> int:
@@ -108,3 +137,8 @@ class PPOSettings(StrictModel):
     value_loss_coef: float = Field(1.0, ge=0)
     use_clipped_value_loss: bool = True
     max_grad_norm: float = Field(0.5, gt=0)
+    design_inputs: Literal["fixed", "running"] = Field(
+        "running",
+        description="design columns normalised over the design box (fixed) or by each "
+        "policy's own data (running, rsl-rl's); see pec.backends.ballu.design_inputs",
+    )

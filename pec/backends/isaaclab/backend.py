@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from pec.backends.base import DESIGN_AXES
 from pec.backends.isaaclab.settings import IsaacLabSettings, load_settings
 from pec.backends.mujoco.backend import (
     MujocoBackend,
@@ -59,6 +60,7 @@ class IsaacLabBackend(MujocoBackend):
     """
 
     name = "isaaclab"
+    design_axes: tuple[str, ...] = DESIGN_AXES  # gcr, spcf and leg (one USD per leg length)
 
     def load_settings(self, raw: dict[str, object]) -> IsaacLabSettings:  # type: ignore[override]
         return load_settings(raw)
@@ -72,13 +74,14 @@ class IsaacLabBackend(MujocoBackend):
         seed: int,
         device: str,
         eval_mode: bool,
+        leg: np.ndarray | None = None,
     ) -> Any:
         require_isaaclab(settings, device)
         from pec.backends.isaaclab.assets import ensure_assets
         from pec.backends.isaaclab.task import make_vec_env
 
         t = settings.task
-        assets = ensure_assets(t.ground_friction, t.obstacle_start_x, t.obstacle_length)
+        assets = ensure_assets(t.ground_friction, t.obstacle_start_x, t.obstacle_length, t.terrain)
         return make_vec_env(
             task=t,
             gcr=gcr,
@@ -90,7 +93,12 @@ class IsaacLabBackend(MujocoBackend):
             newton=settings.newton,
             assets=assets,
             eval_mode=eval_mode,
+            leg=leg,
         )
+
+    def check_host(self, settings: dict[str, object], device: str) -> None:
+        """The Isaac Lab extra (and Isaac Sim for PhysX) installed here, CUDA if asked for."""
+        require_local_isaaclab(settings, device)
 
     @contextlib.contextmanager
     def simulation(self, settings: Any, device: str) -> Iterator[None]:

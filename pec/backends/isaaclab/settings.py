@@ -3,7 +3,7 @@
 `task` and `ppo` are the shared BALLU models (`pec.backends.ballu.settings`), so a config's
 `backend_settings` means the same on both backends; `physics` and `newton` are Isaac Lab's
 own. Lanes (`task.lane_spacing`, `task.obstacle_width`) are MuJoCo-only: Isaac Lab lays the
-obstacles out in rows.
+obstacles out in rows; so is `task.physics_block_envs` (Isaac Lab steps all envs at once).
 """
 
 from __future__ import annotations

@@ -16,6 +16,7 @@ maths (torque laws, observations, rewards, terminations, level rule) is
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import math
 from collections.abc import Sequence
@@ -28,6 +29,7 @@ import numpy as np
 import torch
 from isaaclab.actuators import ImplicitActuatorCfg
 from isaaclab.assets import ArticulationCfg, AssetBaseCfg
+from isaaclab.cloner import CloneCfg
 from isaaclab.envs import DirectRLEnv, DirectRLEnvCfg
 from isaaclab.scene import InteractiveSceneCfg
 from isaaclab.sim import SimulationCfg
@@ -36,12 +38,12 @@ from numpy.typing import NDArray
 from rsl_rl.env import VecEnv
 from tensordict import TensorDict
 
-from pec.backends.ballu import facts, schedule
+from pec.backends.ballu import facts, schedule, terrain
 from pec.backends.ballu.body import JOINT_NAMES, UNBUOYED_BODIES, BalluBody
 from pec.backends.ballu.settings import BalluTaskSettings
-from pec.backends.isaaclab.assets import ROW_SPACING, AssetPaths
+from pec.backends.isaaclab.assets import ROW_SPACING, AssetPaths, ensure_leg_robots, leg_key
 from pec.backends.isaaclab.settings import NewtonSettings
-from pec.maths.curriculum import MAX_LEVEL, level_height
+from pec.maths.curriculum import MAX_LEVEL
 
 log = logging.getLogger(__name__)
 
@@ -69,8 +71,13 @@ class BalluEnvCfg(DirectRLEnvCfg):  # type: ignore[misc,unused-ignore]
     scene: BalluSceneCfg = MISSING  # type: ignore[assignment,unused-ignore]
 
 
-def robot_cfg(assets: AssetPaths, task: BalluTaskSettings) -> ArticulationCfg:
+def robot_cfg(
+    assets: AssetPaths, task: BalluTaskSettings, leg_usds: Sequence[str] | None = None
+) -> ArticulationCfg:
     """The articulation: joint order as in MuJoCo, every joint driven by pec or passive.
+
+    With `leg_usds` (one robot USD per distinct leg length) the robot is a multi-USD spawn:
+    one prototype per file, each env cloned from the one its design asks for.
 
     The USD carries the MJCF's joint damping and armature (`BalluBody`), and MuJoCo-Warp
     simulates them as the MuJoCo backend does; the actuator groups only tell Isaac Lab that
@@ -79,9 +86,12 @@ def robot_cfg(assets: AssetPaths, task: BalluTaskSettings) -> ArticulationCfg:
     pec computes (`facts.knee_torque`, `facts.servo_torque`).
     """
     g = BalluBody()
+    spawn: Any = sim_utils.UsdFileCfg(usd_path=str(assets.robot))
+    if leg_usds is not None:
+        spawn = sim_utils.MultiUsdFileCfg(usd_path=list(leg_usds), random_choice=False)
     return ArticulationCfg(
         prim_path="{ENV_REGEX_NS}/Robot",
-        spawn=sim_utils.UsdFileCfg(usd_path=str(assets.robot)),
+        spawn=spawn,
         init_state=ArticulationCfg.InitialStateCfg(
             pos=(0.0, 0.0, task.init_root_height),
             joint_pos={
@@ -144,9 +154,15 @@ def make_env_cfg(
     physics: str,
     newton: NewtonSettings,
     assets: AssetPaths,
+    legs: tuple[list[str], NDArray[np.int64]] | None = None,
 ) -> BalluEnvCfg:
+    """The env's configuration; `legs` = (robot USD per leg key, each env's key index)."""
     decimation = task.decimation
+    clone = CloneCfg()
+    if legs is not None:
+        clone = CloneCfg(clone_strategy=functools.partial(_fixed_layout, legs[1].copy()))
     return BalluEnvCfg(
+        observation_space=facts.NUM_OBS + (0 if legs is None else 1),
         decimation=decimation,
         # the time-out is counted in control steps by the env itself (no float rounding)
         episode_length_s=(task.episode_steps + 1) / task.control_hz,
@@ -160,13 +176,21 @@ def make_env_cfg(
             num_envs=num_envs,
             env_spacing=0.0,
             replicate_physics=True,
-            robot=robot_cfg(assets, task),
+            clone_cfg=clone,
+            robot=robot_cfg(assets, task, None if legs is None else legs[0]),
             world=AssetBaseCfg(
                 prim_path="/World/ballu_world",
                 spawn=sim_utils.UsdFileCfg(usd_path=str(assets.world)),
             ),
         ),
     )
+
+
+def _fixed_layout(layout: NDArray[np.int64], weights: np.ndarray, num_clones: int) -> np.ndarray:
+    """Clone strategy: env i gets robot prototype layout[i] (its leg length's USD)."""
+    if layout.shape != (num_clones,) or layout.max() >= len(weights):
+        raise RuntimeError(f"leg layout {layout.tolist()} does not fit {num_clones} envs")
+    return layout
 
 
 class BalluEnv(DirectRLEnv):  # type: ignore[misc,unused-ignore]  # isaaclab: no types
@@ -185,9 +209,11 @@ class BalluEnv(DirectRLEnv):  # type: ignore[misc,unused-ignore]  # isaaclab: no
         start_level: int,
         seed: int,
         eval_mode: bool,
+        leg: NDArray[np.float64] | None = None,
         **kwargs: Any,
     ) -> None:
         n = cfg.scene.num_envs
+        self.leg = leg
         self.task = task
         self.eval_mode = eval_mode
         self.iteration = 0
@@ -211,14 +237,24 @@ class BalluEnv(DirectRLEnv):  # type: ignore[misc,unused-ignore]  # isaaclab: no
         masses = self.robot.data.body_mass.torch[0].to("cpu", torch.float64)
         # Every body that moves vertically (all but the x-slide link) is carried by buoyancy.
         buoyed = [i for i, b in enumerate(self.robot.body_names) if b not in UNBUOYED_BODIES]
-        self.robot_mass = float(masses[buoyed].sum())
+        self.robot_mass: Any = float(masses[buoyed].sum())
+        self.body = BalluBody()
+        g = self.body
+        self.femur: Any = g.femur_length
+        self.foot_offset: Any = g.foot_offset
+        if leg is not None:  # each env's robot was built from its rounded leg length
+            all_masses = self.robot.data.body_mass.torch.to(dev, torch.float32)
+            self.robot_mass = all_masses[:, buoyed].sum(1)
+            built = torch.as_tensor(
+                [float(leg_key(v)) for v in leg], dtype=torch.float32, device=dev
+            )[:, None]
+            self.femur, self.foot_offset = built, built + g.electronics_length
         self.set_design(torch.as_tensor(gcr), torch.as_tensor(spcf))
         self.obstacle_height = torch.zeros(n, device=dev)
         self.servo_tgt = torch.full((n, 2), facts.INIT_SERVO, device=dev)
         self.knee_tgt = facts.knee_target(self.servo_tgt)
         self.prev_actions = self.servo_tgt / math.pi
         self.zero_torque = torch.zeros((n, 1, 3), device=dev)
-        self.body = BalluBody()
         self.goal_factor = schedule.goal_factor(task, 0, eval_mode)
         self.log_items: dict[str, float] = {}
 
@@ -231,7 +267,7 @@ class BalluEnv(DirectRLEnv):  # type: ignore[misc,unused-ignore]  # isaaclab: no
 
     def leg_points(self, q: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         g = self.body
-        knees, feet = facts.planar_leg_points(q, g.femur_length, g.foot_offset, g.foot_radius)
+        knees, feet = facts.planar_leg_points(q, self.femur, self.foot_offset, g.foot_radius)
         return knees, feet
 
     def set_design(self, gcr: torch.Tensor, spcf: torch.Tensor) -> None:
@@ -239,13 +275,14 @@ class BalluEnv(DirectRLEnv):  # type: ignore[misc,unused-ignore]  # isaaclab: no
         self.gcr = torch.as_tensor(gcr, dtype=torch.float32, device=self.device)
         self.spcf = torch.as_tensor(spcf, dtype=torch.float32, device=self.device)
         self.buoyancy = facts.buoyancy_force(self.gcr, self.robot_mass)
-        self.morph = torch.stack(
-            [
-                facts.normalised_design(self.gcr, self.task.gcr_norm_range),
-                facts.normalised_design(self.spcf, self.task.spcf_norm_range),
-            ],
-            1,
-        )
+        morph = [
+            facts.normalised_design(self.gcr, self.task.gcr_norm_range),
+            facts.normalised_design(self.spcf, self.task.spcf_norm_range),
+        ]
+        if self.leg is not None:  # the policy observes its leg length (a 3-D run)
+            leg = torch.as_tensor(self.leg, dtype=torch.float32, device=self.device)
+            morph.append(facts.normalised_design(leg, self.task.leg_norm_range))
+        self.morph = torch.stack(morph, 1)
 
     def set_training_iteration(self, iteration: int) -> None:
         self.iteration = iteration
@@ -306,12 +343,8 @@ class BalluEnv(DirectRLEnv):  # type: ignore[misc,unused-ignore]  # isaaclab: no
         r_goal = t.goal_weight * facts.goal_reward(
             feet[:, :, 0].mean(1), t.goal_x, self.goal_factor
         )
-        z = facts.foot_clearance(
-            feet[:, :, 0],
-            feet[:, :, 1],
-            self.obstacle_height,
-            t.obstacle_start_x,
-            t.obstacle_length,
+        z = terrain.foot_clearance(
+            t.terrain_shape, feet[:, :, 0], feet[:, :, 1], self.obstacle_height
         )
         r_height = t.height_weight * facts.height_reward(z)
         r_vel = t.velocity_weight * facts.velocity_reward(qd[:, 0])
@@ -360,7 +393,7 @@ class BalluEnv(DirectRLEnv):  # type: ignore[misc,unused-ignore]  # isaaclab: no
         super()._reset_idx(ids_t.int())
         self.obstacle_levels[ids] = obstacle
         self.obstacle_height[ids_t] = torch.as_tensor(
-            level_height(obstacle), dtype=torch.float32, device=self.device
+            self.task.terrain_shape.level_height(obstacle), dtype=torch.float32, device=self.device
         )
         moved = obstacle != self._rows[ids]
         if moved.any():  # re-anchoring a fixed-base root updates the model: only when needed
@@ -465,12 +498,23 @@ def make_vec_env(
     newton: NewtonSettings,
     assets: AssetPaths,
     eval_mode: bool = False,
+    leg: NDArray[np.float64] | None = None,
 ) -> IsaacBalluVecEnv:
-    """Create the gym env under pec's id and wrap it for rsl-rl."""
+    """Create the gym env under pec's id and wrap it for rsl-rl.
+
+    With `leg` (one length per env), one robot USD per distinct rounded leg length is
+    converted (cached) and each env is cloned from its own.
+    """
     if not 0 <= start_level <= MAX_LEVEL:
         raise ValueError(f"start_level={start_level} is outside [0, {MAX_LEVEL}]")
     register()
-    cfg = make_env_cfg(task, int(gcr.size), device, physics, newton, assets)
+    legs = None
+    if leg is not None:
+        usds = ensure_leg_robots(task.ground_friction, [float(v) for v in leg])
+        keys = sorted(usds)
+        layout = np.array([keys.index(leg_key(v)) for v in leg], dtype=np.int64)
+        legs = ([str(usds[k]) for k in keys], layout)
+    cfg = make_env_cfg(task, int(gcr.size), device, physics, newton, assets, legs)
     cfg.seed = seed
     env: BalluEnv = gym.make(  # type: ignore[assignment,unused-ignore]
         GYM_ID,
@@ -481,5 +525,6 @@ def make_vec_env(
         start_level=start_level,
         seed=seed,
         eval_mode=eval_mode,
+        leg=None if leg is None else np.asarray(leg, dtype=np.float64),
     ).unwrapped
     return IsaacBalluVecEnv(env)

@@ -28,17 +28,27 @@ from rsl_rl.runners import OnPolicyRunner
 from tensordict import TensorDict
 
 from pec.backends.ballu import schedule
+from pec.backends.ballu.design_inputs import design_inputs_pinned, pin_design_inputs
 from pec.backends.base import (
+    DESIGN_AXES,
     CheckpointCallback,
     EvalRequest,
     ProbeRequest,
     ProgressCallback,
     TrainOutcome,
     TrainRequest,
+    check_device,
 )
 from pec.backends.mujoco.env import BalluVecEnv
+from pec.backends.mujoco.imitation import (
+    WARMED_UP_ITERATION,
+    Distiller,
+    copy_teacher_std,
+    teacher_index_array,
+    teacher_paths,
+)
 from pec.backends.mujoco.settings import MujocoSettings, PPOSettings
-from pec.errors import ConfigError, InputError, JobError
+from pec.errors import ConfigError, InputError, JobError, one_line
 from pec.maths.curriculum import MAX_LEVEL
 
 log = logging.getLogger(__name__)
@@ -107,7 +117,9 @@ def load_checkpoint(path: Path, device: str = "cpu") -> dict[str, Any]:
     try:
         loaded = torch.load(path, map_location=device, weights_only=True)
     except Exception as exc:  # any unpickling failure means a bad file
-        raise InputError(f"checkpoint {path} cannot be read safely ({exc}); re-export it") from exc
+        raise InputError(
+            f"checkpoint {path} cannot be read safely ({one_line(exc)}); re-export it"
+        ) from exc
     if not isinstance(loaded, dict) or "actor_state_dict" not in loaded:
         raise InputError(f"checkpoint {path} has no actor_state_dict; pass an rsl-rl checkpoint")
     return loaded
@@ -164,6 +176,18 @@ def design_arrays(gcr: np.ndarray, spcf: np.ndarray) -> tuple[np.ndarray, np.nda
     return g, s
 
 
+def leg_array(leg: np.ndarray | None, designs: int) -> np.ndarray | None:
+    """A request's leg lengths: None (the default robot) or one finite number per design."""
+    if leg is None:
+        return None
+    array = np.asarray(leg, dtype=np.float64).reshape(-1)
+    if array.shape != (designs,):
+        raise InputError(f"leg has {array.size} entries for {designs} designs; pass one each")
+    if not np.all(np.isfinite(array)):
+        raise InputError("leg contains NaN/inf; pass finite leg lengths in metres")
+    return array
+
+
 def probe_level_array(levels: np.ndarray, designs: int) -> np.ndarray:
     """A probe request's levels: one whole number in [0, 74] per design."""
     array = np.asarray(levels).reshape(-1)
@@ -208,6 +232,7 @@ class MujocoBackend:
     """
 
     name = "mujoco"
+    design_axes: tuple[str, ...] = DESIGN_AXES  # gcr, spcf and leg length
 
     # -- hooks a simulator of the same task overrides ------------------------------------
     def load_settings(self, raw: dict[str, object]) -> MujocoSettings:
@@ -223,13 +248,15 @@ class MujocoBackend:
         seed: int,
         device: str,
         eval_mode: bool,
+        leg: np.ndarray | None = None,
     ) -> Any:
-        """One env per design, all starting at start_level."""
+        """One env per design, all starting at start_level (leg: per-env leg lengths)."""
         return BalluVecEnv(
             gcr.size,
             settings.task,
             gcr_values=gcr,
             spcf_values=spcf,
+            leg_values=leg,
             start_level=start_level,
             seed=seed,
             device=device,
@@ -238,8 +265,13 @@ class MujocoBackend:
 
     @contextlib.contextmanager
     def simulation(self, settings: Any, device: str) -> Iterator[None]:
-        """What must run around a job (an app, a check that it is installed); none here."""
+        """What must run around a job (an app, a check that it is installed): here only the
+        check that this machine can run the device."""
+        check_device(device)
         yield
+
+    def check_host(self, settings: dict[str, object], device: str) -> None:
+        """The preflight of the backend contract: MuJoCo ships with pec, nothing to check."""
 
     def play_probes(self, env: Any, actor: torch.nn.Module, levels: np.ndarray) -> list[bool]:
         """One episode per env at levels[i]; True where root x ended past promote_x."""
@@ -257,11 +289,17 @@ class MujocoBackend:
         on_checkpoint: CheckpointCallback | None = None,
     ) -> TrainOutcome:
         """PPO on one env per design; writes model_best.pt / model_last.pt under work_dir."""
-        design_arrays(request.gcr, request.spcf)
+        gcr, _ = design_arrays(request.gcr, request.spcf)
+        leg_array(request.leg, gcr.size)
         if request.max_iterations < 1:
             raise InputError(f"max_iterations={request.max_iterations}; pass at least 1")
         if not 0 <= request.start_level <= MAX_LEVEL:
             raise InputError(f"start_level={request.start_level} is outside [0, {MAX_LEVEL}]")
+        if request.teachers:
+            teacher_paths(request.teachers)
+            teacher_index_array(request.teacher_index, request.gcr.size, len(request.teachers))
+            if not request.imitation_learning_rate > 0:
+                raise InputError("imitation_learning_rate must be > 0")
         settings = self.load_settings(request.settings)
         with self.simulation(settings, request.device):
             trainer = self.build_trainer(request)
@@ -270,16 +308,50 @@ class MujocoBackend:
             finally:
                 close_env(trainer.env)
 
+    def build_distiller(self, trainer: Trainer, request: TrainRequest) -> Distiller:
+        """The teachers' actors (each with its own settings) and the student's imitation."""
+        states: list[dict[str, Any]] = []
+        actors: list[torch.nn.Module] = []
+        for path in teacher_paths(request.teachers):
+            ckpt = load_checkpoint(path, request.device)
+            settings = self.load_settings(merged_settings(ckpt, {}))
+            actor = build_actor(trainer.env, settings.ppo, request.device)
+            try:
+                actor.load_state_dict(ckpt["actor_state_dict"])
+            except RuntimeError as exc:
+                raise InputError(
+                    f"teacher checkpoint {path} does not match its own settings ({exc})"
+                ) from exc
+            actor.eval()
+            actors.append(actor)
+            states.append(ckpt["actor_state_dict"])
+        if trainer.start_iteration == 0:
+            copy_teacher_std(trainer.runner.alg.actor, states)
+        index = teacher_index_array(request.teacher_index, trainer.env.num_envs, len(actors))
+        ppo = trainer.settings.ppo
+        return Distiller(
+            trainer.runner.alg,
+            actors,
+            index,
+            seed=request.seed,
+            learning_rate=request.imitation_learning_rate,
+            epochs=ppo.num_learning_epochs,
+            mini_batches=ppo.num_mini_batches,
+            device=request.device,
+            pin_design=ppo.design_inputs == "fixed",
+        )
+
     def build_trainer(self, request: TrainRequest) -> Trainer:
         """Env + runner for a request, warm-started from resume_checkpoint if given."""
         settings = self.load_settings(request.settings)
         gcr, spcf = design_arrays(request.gcr, request.spcf)
+        leg = leg_array(request.leg, gcr.size)
         resume = load_checkpoint(request.resume_checkpoint) if request.resume_checkpoint else None
         work_dir = Path(request.work_dir)
         work_dir.mkdir(parents=True, exist_ok=True)
         _seed_everything(request.seed)
         env = self.make_env(
-            settings, gcr, spcf, request.start_level, request.seed, request.device, False
+            settings, gcr, spcf, request.start_level, request.seed, request.device, False, leg
         )
         with contextlib.redirect_stdout(io.StringIO()):
             runner = OnPolicyRunner(
@@ -293,10 +365,23 @@ class MujocoBackend:
                 close_env(env)
                 raise InputError(
                     f"resume_checkpoint {request.resume_checkpoint} does not fit these settings "
-                    f"({exc}); use the ppo hidden dims it was trained with"
+                    f"({one_line(exc)}); use the ppo hidden dims it was trained with"
                 ) from exc
             start_it = int(resume.get("iter", 0))
             runner.current_learning_iteration = start_it
+        if settings.ppo.design_inputs == "fixed":
+            if resume is not None and not design_inputs_pinned(resume["actor_state_dict"]):
+                # written with running design normalisation (before the setting existed):
+                # continue it the way it was trained instead of shifting its inputs
+                log.warning(
+                    "resume_checkpoint %s normalises its design inputs by its own data; "
+                    "continuing it with ppo.design_inputs: running",
+                    request.resume_checkpoint,
+                )
+                ppo = settings.ppo.model_copy(update={"design_inputs": "running"})
+                settings = settings.model_copy(update={"ppo": ppo})
+            else:
+                pin_design_inputs(runner.alg.actor, runner.alg.critic)
         job_start = start_it
         if request.continues_job and resume is not None:
             infos = resume.get("infos")
@@ -342,6 +427,7 @@ class MujocoBackend:
             if on_checkpoint is not None:
                 on_checkpoint(path)
 
+        distiller = self.build_distiller(trainer, request) if request.teachers else None
         obs = env.get_observations().to(request.device)
         alg.train_mode()
         # rsl-rl would run `git status/diff` on the repo holding rsl_rl (may touch .git/index)
@@ -350,14 +436,18 @@ class MujocoBackend:
             logger.init_logging_writer()
         try:
             for it in range(start_it, total_it):
-                # the policy's age `it` (or the job's count, warmup_clock: job)
-                env.set_training_iteration(
-                    schedule.warmup_iteration(settings.task, it, trainer.job_start_iteration)
-                )
+                if distiller is None:
+                    # the policy's age `it` (or the job's count, warmup_clock: job)
+                    env.set_training_iteration(
+                        schedule.warmup_iteration(settings.task, it, trainer.job_start_iteration)
+                    )
+                else:  # imitation: rollouts past the warm-ups, DAgger's mixture for this round
+                    env.set_training_iteration(WARMED_UP_ITERATION)
+                    distiller.start_iteration(it - trainer.job_start_iteration)
                 t0 = time.time()
                 with torch.inference_mode():
                     for _ in range(steps):
-                        actions = alg.act(obs)
+                        actions = alg.act(obs) if distiller is None else distiller.act(obs)
                         obs, rewards, dones, extras = env.step(actions.to(env.device))
                         obs = obs.to(request.device)
                         rewards, dones = rewards.to(request.device), dones.to(request.device)
@@ -365,7 +455,9 @@ class MujocoBackend:
                         logger.process_env_step(rewards, dones, extras, None)
                     t1 = time.time()
                     alg.compute_returns(obs)
-                loss = alg.update()
+                loss = alg.update() if distiller is None else distiller.update()
+                if settings.ppo.design_inputs == "fixed":
+                    pin_design_inputs(alg.actor, alg.critic)
                 t2 = time.time()
                 runner.current_learning_iteration = it
                 with contextlib.redirect_stdout(io.StringIO()):
@@ -391,12 +483,18 @@ class MujocoBackend:
                     "value_loss": float(loss.get("value", 0.0)),
                     "action_std": float(alg.get_policy().output_std.detach().mean()),
                 }
+                if distiller is not None:
+                    metrics["imitation_loss"] = float(loss["imitation"])
+                    metrics["teacher_share"] = float(loss["teacher_share"])
                 end_x = env.pop_episode_root_x()
                 if np.isfinite(end_x):
                     metrics["episode_root_x"] = end_x
                 if not all(np.isfinite(v) for v in metrics.values()):
                     raise JobError(f"training diverged at iteration {it} (non-finite metrics)")
-                improved = mean_level > best_level
+                # a student improves as it imitates: on a tie the later policy is the better one
+                improved = mean_level > best_level or (
+                    distiller is not None and mean_level >= best_level
+                )
                 if improved or (
                     mean_level == best_level and done_it % settings.ppo.save_interval == 0
                 ):
@@ -436,19 +534,20 @@ class MujocoBackend:
         start_level: int,
         seed: int,
         device: str,
+        leg: np.ndarray | None = None,
     ) -> tuple[Any, torch.nn.Module]:
         """An evaluation-mode env (one per design) and the checkpoint's deterministic actor."""
         ckpt = load_checkpoint(checkpoint, device)
         settings = self.load_settings(merged_settings(ckpt, raw_settings))
         _seed_everything(seed)
-        env = self.make_env(settings, gcr, spcf, start_level, seed, device, True)
+        env = self.make_env(settings, gcr, spcf, start_level, seed, device, True, leg)
         actor = build_actor(env, settings.ppo, device)
         try:
             actor.load_state_dict(ckpt["actor_state_dict"])
         except RuntimeError as exc:
             close_env(env)
             raise InputError(
-                f"checkpoint {checkpoint} does not match the actor settings ({exc}); "
+                f"checkpoint {checkpoint} does not match the actor settings ({one_line(exc)}); "
                 "evaluate with the settings it was trained with"
             ) from exc
         actor.eval()
@@ -457,6 +556,7 @@ class MujocoBackend:
     def evaluate(self, request: EvalRequest) -> list[int]:
         """Final level per design after num_episodes deterministic episodes from the start."""
         gcr, spcf = design_arrays(request.gcr, request.spcf)
+        leg = leg_array(request.leg, gcr.size)
         if request.num_episodes < 1:
             raise InputError(f"num_episodes={request.num_episodes}; pass at least 1")
         if not 0 <= request.start_difficulty <= MAX_LEVEL:
@@ -473,6 +573,7 @@ class MujocoBackend:
                 request.start_difficulty,
                 request.seed,
                 request.device,
+                leg,
             )
             try:
                 return run_episodes(env, actor, request.num_episodes)
@@ -487,11 +588,19 @@ class MujocoBackend:
         decides (a blown-up episode, NaN x, fails).
         """
         gcr, spcf = design_arrays(request.gcr, request.spcf)
+        leg = leg_array(request.leg, gcr.size)
         levels = probe_level_array(request.levels, gcr.size)
         settings = self.load_settings(request.settings)
         with self.simulation(settings, request.device):
             env, actor = self.policy_env(
-                request.checkpoint, request.settings, gcr, spcf, 0, request.seed, request.device
+                request.checkpoint,
+                request.settings,
+                gcr,
+                spcf,
+                0,
+                request.seed,
+                request.device,
+                leg,
             )
             try:
                 return self.play_probes(env, actor, levels)

@@ -24,13 +24,18 @@ from pec.backends.ballu.facts import (
     NUM_ACTIONS,
 )
 from pec.backends.ballu.facts import NUM_OBS as NUM_OBS
+from pec.backends.mujoco.blocks import BalluBlocks
 from pec.backends.mujoco.rewards import RewardKernel
 from pec.backends.mujoco.settings import BalluTaskSettings
-from pec.backends.mujoco.sim import BalluSim, FloatArray
+from pec.backends.mujoco.sim import FloatArray
 from pec.errors import ConfigError
-from pec.maths.curriculum import MAX_LEVEL, level_height
+from pec.maths.curriculum import MAX_LEVEL
 
 log = logging.getLogger(__name__)
+
+# Longest leg (femur = tibia) whose foot starts above the ground from the reset pose at the
+# default root height 1.2 m (hip 1 deg, knee 27.35 deg): L + 0.88 (L + 0.06) + 0.004 < 1.2.
+MAX_LEG = 0.6
 
 
 def resolve_design(
@@ -59,6 +64,16 @@ def resolve_design(
     return np.full(num_envs, float(scalar))
 
 
+def check_legs(leg: FloatArray) -> None:
+    """Leg lengths a robot can be built with: finite and within (0, MAX_LEG] m."""
+    if not np.all(np.isfinite(leg)) or np.any(leg <= 0.0) or np.any(leg > MAX_LEG):
+        bad = leg[~(np.isfinite(leg) & (leg > 0.0) & (leg <= MAX_LEG))][0]
+        raise ConfigError(
+            f"leg length {bad} m is outside (0, {MAX_LEG}]; pass leg lengths in metres"
+            " (the original's range is 0.20-0.48)"
+        )
+
+
 def finite_or(values: FloatArray, nan: float, posinf: float, neginf: float) -> FloatArray:
     """`np.nan_to_num` with a fast path: an all-finite array (the usual case) is returned as is."""
     if np.logical_and.reduce(np.isfinite(values), None):  # `.all()` without its wrapper
@@ -77,6 +92,7 @@ class BalluVecEnv(VecEnv):  # type: ignore[misc]  # rsl_rl ships no type informa
         *,
         gcr_values: NDArray[np.float64] | None = None,
         spcf_values: NDArray[np.float64] | None = None,
+        leg_values: NDArray[np.float64] | None = None,
         gcr_range: tuple[float, float] | None = None,
         spcf_range: tuple[float, float] | None = None,
         gcr: float = 0.82,
@@ -85,7 +101,10 @@ class BalluVecEnv(VecEnv):  # type: ignore[misc]  # rsl_rl ships no type informa
         seed: int = 0,
         device: str = "cpu",
         eval_mode: bool = False,
+        threads: int | None = None,
     ) -> None:
+        """`threads`: physics threads (None: torch's thread count, which a job sets to its
+        spec's `threads`); results do not depend on it (see `pec.backends.mujoco.blocks`)."""
         if not 0 <= start_level <= MAX_LEVEL:
             raise ConfigError(f"start_level={start_level} is outside [0, {MAX_LEVEL}]; clip it")
         self.task = task or BalluTaskSettings()  # type: ignore[call-arg]
@@ -100,8 +119,17 @@ class BalluVecEnv(VecEnv):  # type: ignore[misc]  # rsl_rl ships no type informa
         self.iteration = 0
         self.start_level = start_level
         self.rng = np.random.default_rng(seed)
-        self.sim = BalluSim(
+        # Leg lengths (femur = tibia = leg, m) per env: the design space's third axis. None
+        # keeps the default robot and the 2-D observation (bit for bit as before).
+        self.leg: FloatArray | None = None
+        if leg_values is not None:
+            self.leg = resolve_design(num_envs, "leg", leg_values, None, 0.0, self.rng)
+            check_legs(self.leg)
+        self.num_obs = NUM_OBS + (0 if self.leg is None else 1)
+        self.sim = BalluBlocks(
             num_envs,
+            block_envs=t.physics_block_envs,
+            threads=torch.get_num_threads() if threads is None else threads,
             physics_hz=t.physics_hz,
             drag_coefficient=t.drag_coefficient,
             init_root_height=t.init_root_height,
@@ -110,21 +138,26 @@ class BalluVecEnv(VecEnv):  # type: ignore[misc]  # rsl_rl ships no type informa
             obstacle_length=t.obstacle_length,
             obstacle_width=t.obstacle_width,
             friction=t.ground_friction,
+            terrain=t.terrain,
+            legs=self.leg,
         )
+        self.terrain = t.terrain_shape
         all_ids = np.arange(num_envs)
         self.gcr = resolve_design(num_envs, "gcr", gcr_values, gcr_range, gcr, self.rng)
         self.spcf = resolve_design(num_envs, "spcf", spcf_values, spcf_range, spcf, self.rng)
         self.sim.set_design(all_ids, self.gcr, self.spcf)
         self.levels: NDArray[np.int64] = np.full(num_envs, start_level, dtype=np.int64)
-        self.sim.set_obstacle_heights(all_ids, level_height(self.levels))
+        self.sim.set_obstacle_heights(all_ids, self.terrain.level_height(self.levels))
         self.prev_actions: FloatArray = np.zeros((num_envs, NUM_ACTIONS))
         self.episode_steps: NDArray[np.int64] = np.zeros(num_envs, dtype=np.int64)
         self.episode_length_buf = torch.zeros(num_envs, dtype=torch.long, device=device)
         glo, ghi = t.gcr_norm_range
         slo, shi = t.spcf_norm_range
-        self._morph = np.stack(
-            [(self.gcr - glo) / (ghi - glo) * 2 - 1, (self.spcf - slo) / (shi - slo) * 2 - 1], 1
-        )
+        morph = [(self.gcr - glo) / (ghi - glo) * 2 - 1, (self.spcf - slo) / (shi - slo) * 2 - 1]
+        if self.leg is not None:  # the policy sees its leg length too (the original's vector)
+            llo, lhi = t.leg_norm_range
+            morph.append((self.leg - llo) / (lhi - llo) * 2 - 1)
+        self._morph = np.stack(morph, 1)
         self.episodes_done: NDArray[np.int64] = np.zeros(num_envs, dtype=np.int64)
         # Root x at the end of each env's latest episode (NaN before the first; a blow-up stays NaN).
         self.last_root_x: FloatArray = np.full(num_envs, np.nan)
@@ -173,15 +206,20 @@ class BalluVecEnv(VecEnv):  # type: ignore[misc]  # rsl_rl ships no type informa
         act = finite_or(act, nan=0.0, posinf=1.0, neginf=0.0)
         self.sim.set_actions(act)
         self.prev_actions = np.clip(act, -1.0, 2.0)
-        stable = self.sim.step(self.task.decimation)
+        stable = self.sim.step(self.task.decimation)  # per env: False where MuJoCo reset it
         self.episode_steps += 1
         knees, feet = self.sim.leg_points()  # once for rewards, terminations, observations
         rewards, parts = self._compute_rewards(feet)
         terminated = self._terminated(feet)
-        if not stable:  # mjData was reset under us: every env failed, no level change
-            log.warning("MuJoCo reset the scene (unstable accelerations); resetting all envs")
-            terminated[:] = True
-            self.sim.qpos[:, 0] = np.nan
+        if not np.logical_and.reduce(stable, None):  # a block's mjData was reset under us:
+            # every env of that block failed, no level change
+            lost = ~stable
+            log.warning(
+                "MuJoCo reset %d envs' scene (unstable accelerations); resetting them",
+                int(lost.sum()),
+            )
+            terminated[lost] = True
+            self.sim.qpos[lost, 0] = np.nan
         time_outs = (self.episode_steps >= self.max_episode_length) & ~terminated
         dones = terminated | time_outs
         done_ids = np.nonzero(dones)[0]
@@ -205,6 +243,10 @@ class BalluVecEnv(VecEnv):  # type: ignore[misc]  # rsl_rl ships no type informa
         rew = self._tensor(rewards, np.float32)
         done_t = self._tensor(dones, np.int64)
         return self.get_observations(), rew, done_t, extras
+
+    def close(self) -> None:
+        """Stop the physics threads."""
+        self.sim.close()
 
     def pop_episode_root_x(self) -> float:
         """Mean final root x of the episodes ended since the last call (NaN if none)."""
@@ -230,7 +272,7 @@ class BalluVecEnv(VecEnv):  # type: ignore[misc]  # rsl_rl ships no type informa
             rng=self.rng,
         )
         self.episodes_done[ids] += 1
-        self.sim.set_obstacle_heights(ids, level_height(obstacle_levels))
+        self.sim.set_obstacle_heights(ids, self.terrain.level_height(obstacle_levels))
         self.reset_envs(ids)
 
     def set_levels(self, levels: NDArray[np.int64]) -> None:
@@ -240,7 +282,7 @@ class BalluVecEnv(VecEnv):  # type: ignore[misc]  # rsl_rl ships no type informa
             raise ConfigError(f"{new.size} levels for {self.num_envs} envs; pass one per env")
         all_ids = np.arange(self.num_envs)
         self.levels = new.copy()
-        self.sim.set_obstacle_heights(all_ids, level_height(self.levels))
+        self.sim.set_obstacle_heights(all_ids, self.terrain.level_height(self.levels))
         self.reset_envs(all_ids)
         self._obs = self._compute_obs()
 
@@ -259,7 +301,7 @@ class BalluVecEnv(VecEnv):  # type: ignore[misc]  # rsl_rl ships no type informa
         t = self.task
         face = t.obstacle_start_x
         # Filled column block by column block (one allocation, no concatenate of temporaries).
-        obs = np.empty((self.num_envs, NUM_OBS))
+        obs = np.empty((self.num_envs, self.num_obs))
         obs[:, 0:8] = q[:, 2:]  # pitch, neck, hips, knees, servos (8)
         obs[:, 8:18] = qd  # root vx, vz, pitch rate and joint velocities (10)
         np.subtract(face, q[:, 0], out=obs[:, 18])  # root to obstacle face
@@ -269,7 +311,7 @@ class BalluVecEnv(VecEnv):  # type: ignore[misc]  # rsl_rl ships no type informa
         np.subtract(t.goal_x, q[:, 0], out=obs[:, 22])  # goal relative to the root
         np.subtract(face, knees[:, :, 0], out=obs[:, 23:25])  # each knee's distance to the face
         obs[:, 25:27] = self.prev_actions
-        obs[:, 27:29] = self._morph
+        obs[:, 27:] = self._morph  # GCR, spcf (and leg), normalised
         return finite_or(obs, nan=0.0, posinf=100.0, neginf=-100.0)
 
     def _compute_rewards(

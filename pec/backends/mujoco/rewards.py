@@ -33,6 +33,10 @@ class RewardKernel:
         self.goal_x = task.goal_x
         self.lo = task.obstacle_start_x
         self.hi = task.obstacle_start_x + task.obstacle_length
+        self.length = task.obstacle_length
+        self.ramp = task.terrain == "ramp"
+        self._top = np.zeros((n, 2))
+        self._surface = np.zeros((n, 2))
         self.goal_weight = task.goal_weight
         self.height_weight = task.height_weight
         self.velocity_weight = task.velocity_weight
@@ -64,16 +68,27 @@ class RewardKernel:
         np.maximum(goal, 0.0, out=goal)
         np.multiply(goal, goal_factor, out=goal)
         np.multiply(self.goal_weight, goal, out=goal)
-        # clearance z: lowest sole minus (over ? obstacle height : 0 * obstacle height)
         in_a, in_b = self._in_a, self._in_b
         np.greater_equal(feet_x, self.lo, out=in_a)
         np.less_equal(feet_x, self.hi, out=in_b)
         np.bitwise_and(in_a, in_b, out=in_a)
-        np.logical_and.reduce(in_a, 1, out=mask)
-        np.multiply(0.0, obstacle_height, out=tmp)
-        np.copyto(tmp, obstacle_height, where=mask)
-        np.minimum.reduce(feet_z, 1, out=alt)
-        np.subtract(alt, tmp, out=alt)  # alt = z
+        if self.ramp:
+            # clearance z: min over feet of sole - (on ? h (x - lo) / length : 0 * that)
+            top, surface = self._top, self._surface
+            np.subtract(feet_x, self.lo, out=top)
+            np.divide(top, self.length, out=top)
+            np.multiply(obstacle_height[:, None], top, out=top)
+            np.multiply(0.0, top, out=surface)
+            np.copyto(surface, top, where=in_a)
+            np.subtract(feet_z, surface, out=surface)
+            np.minimum.reduce(surface, 1, out=alt)  # alt = z
+        else:
+            # clearance z: lowest sole minus (over ? obstacle height : 0 * obstacle height)
+            np.logical_and.reduce(in_a, 1, out=mask)
+            np.multiply(0.0, obstacle_height, out=tmp)
+            np.copyto(tmp, obstacle_height, where=mask)
+            np.minimum.reduce(feet_z, 1, out=alt)
+            np.subtract(alt, tmp, out=alt)  # alt = z
         # height: w * (z > cap ? 0 z : expm1(1.73 min(z, cap)))
         np.greater(alt, HEIGHT_REWARD_CAP, out=mask)
         np.minimum(alt, HEIGHT_REWARD_CAP, out=height)

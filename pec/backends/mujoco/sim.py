@@ -34,9 +34,11 @@ from pec.backends.mujoco.model import (
     INIT_KNEE,
     INIT_SERVO,
     MAX_OBSTACLE_HEIGHT,
+    MAX_RAMP_HEIGHT,
     OBSTACLE_BURIAL,
     OBSTACLE_GEOM_OFFSET,
     build_model,
+    ramp_pose,
 )
 
 FloatArray = NDArray[np.float64]
@@ -57,6 +59,8 @@ class BalluSim:
         obstacle_width: float = 0.6,
         friction: float = 0.5,
         body: BalluBody | None = None,
+        terrain: str = "obstacle",
+        legs: FloatArray | None = None,
     ) -> None:
         if num_envs < 1:
             raise ValueError("num_envs must be >= 1; pass at least one design")
@@ -71,7 +75,12 @@ class BalluSim:
             obstacle_width,
             friction,
             self.body,
+            terrain,
+            None if legs is None else [float(v) for v in legs],
         )
+        self.terrain = terrain
+        # Per-env leg lengths (femur = tibia, m); None: every robot is `body`.
+        self.legs: FloatArray | None = None if legs is None else np.array(legs, dtype=np.float64)
         self.data = mujoco.MjData(self.model)
         self.drag_coefficient = drag_coefficient
         self.init_root_height = init_root_height
@@ -85,9 +94,13 @@ class BalluSim:
         self.balloon_frc: FloatArray = self.data.xfrc_applied[1:].reshape(n, BODIES_PER_ROBOT, 6)[
             :, BALLOON_BODY
         ]
-        # The mass buoyancy carries: robot 0's bodies but the x-slide link (robots are equal).
+        # The mass buoyancy carries: every body but the x-slide link; one number when all
+        # robots are equal (robot 0's), else one per env (each robot's own legs).
         buoyed = [i for i, name in enumerate(BODY_NAMES) if name not in UNBUOYED_BODIES]
-        self.robot_mass = float(self.model.body_mass[1:][buoyed].sum())
+        self.robot_mass: float | FloatArray = float(self.model.body_mass[1:][buoyed].sum())
+        if self.legs is not None:
+            masses = self.model.body_mass[1:].reshape(n, BODIES_PER_ROBOT)
+            self.robot_mass = np.array([float(masses[i][buoyed].sum()) for i in range(n)])
         self.gcr: FloatArray = np.full(n, 0.8)
         self.spcf: FloatArray = np.full(n, 0.005)
         self.buoyancy: FloatArray = self.gcr * self.robot_mass * GRAVITY
@@ -126,17 +139,32 @@ class BalluSim:
         """Per-env buoyancy ratio and knee spring coefficient."""
         self.gcr[env_ids] = gcr
         self.spcf[env_ids] = spcf
-        self.buoyancy[env_ids] = self.gcr[env_ids] * self.robot_mass * GRAVITY
+        mass = self.robot_mass
+        mass = mass if isinstance(mass, float) else mass[env_ids]
+        self.buoyancy[env_ids] = self.gcr[env_ids] * mass * GRAVITY
         self._minus_two_spcf.reshape(self.num_envs, 2)[env_ids] = -2.0 * self.spcf[env_ids, None]
         self._lift[self.num_envs :][env_ids] = self.buoyancy[env_ids]
 
     def set_obstacle_heights(self, env_ids: NDArray[np.int64], heights: FloatArray) -> None:
-        """Resize each env's obstacle box in place (compiled at the largest size).
+        """Resize each env's terrain piece in place (compiled at the largest size).
 
-        The box spans z from -OBSTACLE_BURIAL to the height: its top is the obstacle.
+        Obstacle: the box spans z from -OBSTACLE_BURIAL to the height, its top is the
+        obstacle. Ramp: `heights` are peak heights, the slope box is turned and moved.
         """
-        h = np.clip(np.asarray(heights, dtype=np.float64), 1e-4, MAX_OBSTACLE_HEIGHT)
         geom_ids = env_ids + OBSTACLE_GEOM_OFFSET
+        if self.terrain == "ramp":  # the slope box of each peak height (ramp_pose)
+            h = np.clip(np.asarray(heights, dtype=np.float64), 1e-4, MAX_RAMP_HEIGHT)
+            half_len, half_depth, centre, quat = ramp_pose(
+                self.obstacle_start_x, self.obstacle_length, h
+            )
+            self.model.geom_size[geom_ids, 0] = half_len
+            self.model.geom_size[geom_ids, 2] = half_depth
+            self.model.geom_pos[geom_ids, 0] = centre[:, 0]
+            self.model.geom_pos[geom_ids, 2] = centre[:, 1]
+            self.model.geom_quat[geom_ids] = quat
+            self.obstacle_height[env_ids] = h
+            return
+        h = np.clip(np.asarray(heights, dtype=np.float64), 1e-4, MAX_OBSTACLE_HEIGHT)
         self.model.geom_size[geom_ids, 2] = (h + OBSTACLE_BURIAL) / 2
         self.model.geom_pos[geom_ids, 2] = (h - OBSTACLE_BURIAL) / 2
         self.obstacle_height[env_ids] = h
@@ -194,6 +222,10 @@ class BalluSim:
         )
         g = self.body
         self._leg_length: FloatArray = np.repeat([g.femur_length, g.foot_offset], 4 * n)
+        if self.legs is not None:  # [femur | femur | foot offset | foot offset], 2n each
+            femur = np.repeat(self.legs, 2)
+            foot = femur + g.electronics_length
+            self._leg_length = np.concatenate([femur, femur, foot, foot])
         self._leg_angle: FloatArray = np.zeros(4 * n)
         self._leg_trig: FloatArray = np.zeros(8 * n)  # sin, cos of the hip, then of the knee
         # Targets [knee | servo]; knee_target and servo_target are (n, 2) views of it.

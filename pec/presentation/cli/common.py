@@ -9,7 +9,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from pec.evaluation.protocols import (
+from pec.maths.protocols import (
     SETTINGS,
     refuse_unused_settings,
     unused_override_warnings,
@@ -96,13 +96,21 @@ def pair(text: str) -> tuple[float, float]:
     return float(values[0]), float(values[1])
 
 
-def centers(text: str) -> list[tuple[float, float]]:
+def centers(text: str) -> list[tuple[float, ...]]:
     try:
         values = json.loads(text)
     except json.JSONDecodeError:
         raise argparse.ArgumentTypeError(
             f"--centers '{text}' is not JSON like [[0.8,0.004],[0.85,0.008]]"
         ) from None
-    if not isinstance(values, list) or not all(isinstance(v, list) and len(v) == 2 for v in values):
-        raise argparse.ArgumentTypeError("--centers must be a JSON list of [GCR, spcf] pairs")
-    return [(float(a), float(b)) for a, b in values]
+    widths = (
+        {len(v) if isinstance(v, list) else -1 for v in values}
+        if isinstance(values, list)
+        else set()
+    )
+    if not isinstance(values, list) or widths not in ({2}, {3}):
+        raise argparse.ArgumentTypeError(
+            "--centers must be a JSON list of [GCR, spcf] pairs ([GCR, spcf, leg] triples "
+            "with --leg_range)"
+        )
+    return [tuple(float(x) for x in v) for v in values]

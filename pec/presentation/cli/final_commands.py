@@ -1,4 +1,5 @@
-"""`pec eval-final`, `designs uniform`, `baseline train|eval`, `report`, `export`, `compare`.
+"""`pec eval-final`, `designs uniform`, `baseline train|eval`, `distill`, `report`, `export`,
+`compare`.
 
 Registered into the main parser by `add_final_commands(subparsers)`. Like every pec command,
 input is validated before anything is written and a PECError becomes one line on stderr with
@@ -20,9 +21,9 @@ from rich.table import Table
 from pec.errors import InputError
 from pec.evaluation.designs_file import Design, dump_designs, read_designs_file, uniform_designs
 from pec.evaluation.final_eval import FinalProtocol, designs_stem, final_protocol
-from pec.evaluation.protocols import SCORE_NAMES
 from pec.jobs.plan import local_runner
 from pec.maths.design_space import DesignSpace
+from pec.maths.protocols import SCORE_NAMES
 from pec.presentation.cli.common import add_common, default_store, open_run_from_args, pair
 from pec.presentation.cli.history import compare_table, run_overview
 from pec.presentation.console import console, progress_bar
@@ -101,10 +102,12 @@ def cmd_eval_final(args: argparse.Namespace) -> int:
 
 
 def cmd_designs_uniform(args: argparse.Namespace) -> int:
-    if args.GCR_range is not None or args.spcf_range is not None:
+    if args.GCR_range is not None or args.spcf_range is not None or args.leg_range is not None:
         defaults = build_config()
         space = DesignSpace(
-            gcr=args.GCR_range or defaults.GCR_range, spcf=args.spcf_range or defaults.spcf_range
+            gcr=args.GCR_range or defaults.GCR_range,
+            spcf=args.spcf_range or defaults.spcf_range,
+            leg=args.leg_range,
         )
     elif args.run_name is not None:
         store, _ = open_run_store(args.store)
@@ -112,7 +115,7 @@ def cmd_designs_uniform(args: argparse.Namespace) -> int:
     else:
         raise InputError(
             "designs uniform: pass --run_name (use the run's design space) or "
-            "--GCR_range/--spcf_range"
+            "--GCR_range/--spcf_range(/--leg_range)"
         )
     designs = uniform_designs(space, args.n, args.seed)
     out = Path(args.out)
@@ -120,10 +123,8 @@ def cmd_designs_uniform(args: argparse.Namespace) -> int:
         raise InputError(f"--out {out}: use a .json file name (its stem names final_eval/<stem>/)")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_bytes(dump_designs(designs))
-    console.print(
-        f"{len(designs)} uniform designs (seed {args.seed}) in GCR {list(space.gcr)}, "
-        f"spcf {list(space.spcf)}: {out}"
-    )
+    box = ", ".join(f"{k} {list(b)}" for k, b in zip(space.keys, space.bounds, strict=True))
+    console.print(f"{len(designs)} uniform designs (seed {args.seed}) in {box}: {out}")
     return 0
 
 
@@ -198,6 +199,77 @@ def cmd_baseline_eval(args: argparse.Namespace) -> int:
         f"({run.store.uri(baseline_eval_key(run.name, stem, args.replica))})"
     )
     return 0
+
+
+# ---------------------------------------------------------------- distill
+
+
+def cmd_distill(args: argparse.Namespace) -> int:
+    from pec.evaluation.distill import distill_student, evaluate_student, student_eval_key
+
+    if not 1 <= args.iterations <= 1_000_000:
+        raise InputError(f"--iterations {args.iterations}: pass 1..1,000,000")
+    if not 0 <= args.finetune_iterations <= 1_000_000:
+        raise InputError(f"--finetune_iterations {args.finetune_iterations}: pass 0..1,000,000")
+    run = open_run_from_args(args)
+    state, _ = load_run_state(run)
+    most = MAX_MUJOCO_ENVS if run.config.backend == "mujoco" else MAX_ENVS
+    if args.num_envs is not None and not 1 <= args.num_envs <= most:
+        raise InputError(
+            f"--num_envs {args.num_envs}: pass 1..{most:,} environments ({run.config.backend})"
+        )
+    designs: list[Design] | None = None
+    stem: str | None = None
+    if args.designs_file:  # read before any training, so a bad file costs nothing
+        protocol = _protocol(args, run.config)
+        designs, stem = _designs(args.designs_file, run.space)
+    runner = local_runner(run.config, log_for=lambda spec: distill_log)
+
+    def on_stage(stage: int, total: int, info: dict[str, Any]) -> None:
+        metrics = info.get("metrics") or {}
+        console.print(
+            f"stage {stage + 1}/{total} ({info['kind']}): {info['iterations']} iterations, "
+            f"{_fmt(metrics.get('env_steps'), 0)} env steps, mean level "
+            f"{_fmt(metrics.get('mean_level'), 2)} -> {info['checkpoint_uri']}"
+        )
+
+    record = distill_student(
+        run,
+        state,
+        runner,
+        iterations=args.iterations,
+        finetune_iterations=args.finetune_iterations,
+        num_envs=args.num_envs,
+        router=args.router,
+        learning_rate=args.learning_rate,
+        exclude_stem=stem,
+        on_stage=on_stage,
+    )
+    shares = ", ".join(f"{share:.2f}" for share in record["label_share"])
+    console.print(
+        f"student distilled from {len(record['teachers'])} expert(s) (labels by {args.router}: "
+        f"{shares}): {record['env_steps']:.0f} env steps; checkpoint {record['checkpoint']}"
+    )
+    if designs is not None and stem is not None:
+        payload = evaluate_student(
+            run,
+            state,
+            designs,
+            stem,
+            runner,
+            num_episodes=protocol.num_episodes,
+            start_difficulty=protocol.start_difficulty,
+            score=protocol.score,
+        )
+        console.print(
+            f"student on {stem}: mean level {payload['mean']:.3f} "
+            f"({run.store.uri(student_eval_key(run.name, stem))})"
+        )
+    return 0
+
+
+def distill_log(line: str) -> None:
+    log.info("distill: %s", line)
 
 
 # ---------------------------------------------------------------- report
@@ -280,7 +352,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def add_protocol_flags(p: argparse.ArgumentParser) -> None:
-    """--score and the final_level settings of a final evaluation (pec.evaluation.protocols)."""
+    """--score and the final_level settings of a final evaluation (pec.maths.protocols)."""
     p.add_argument(
         "--score",
         choices=SCORE_NAMES,
@@ -300,7 +372,9 @@ def add_final_commands(subparsers: Any) -> None:
     """Register this module's sub-commands on the main parser's subparsers."""
     p = subparsers.add_parser("eval-final", help="evaluate every expert on a designs file")
     add_common(p)
-    p.add_argument("--designs_file", required=True, help='JSON [{"id", "GCR", "spcf"}, ...]')
+    p.add_argument(
+        "--designs_file", required=True, help='JSON [{"id", "GCR", "spcf"(, "leg")}, ...]'
+    )
     add_protocol_flags(p)
     p.set_defaults(func=cmd_eval_final)
 
@@ -314,6 +388,7 @@ def add_final_commands(subparsers: Any) -> None:
     u.add_argument("--store", default=default_store())
     u.add_argument("--GCR_range", type=pair)
     u.add_argument("--spcf_range", type=pair)
+    u.add_argument("--leg_range", type=pair, help="leg length [lo, hi] (m): 3-D designs")
     u.set_defaults(func=cmd_designs_uniform)
 
     p = subparsers.add_parser("baseline", help="the generalist with PEC's env-step budget")
@@ -333,6 +408,28 @@ def add_final_commands(subparsers: Any) -> None:
     add_protocol_flags(e)
     e.add_argument("--replica", type=int, default=0)
     e.set_defaults(func=cmd_baseline_eval)
+
+    p = subparsers.add_parser(
+        "distill", help="one student for the whole box, imitating the experts (DAgger)"
+    )
+    add_common(p)
+    p.add_argument("--iterations", type=int, default=100, help="imitation rounds (rollouts)")
+    p.add_argument(
+        "--finetune_iterations", type=int, default=0, help="PPO iterations after it (0: none)"
+    )
+    p.add_argument("--num_envs", type=int, help="default: the run's num_envs")
+    p.add_argument(
+        "--router",
+        choices=["score_informed", "nearest_centre"],
+        default="score_informed",
+        help="which expert labels each design",
+    )
+    p.add_argument("--learning_rate", type=float, default=3e-3, help="imitation's Adam step")
+    p.add_argument(
+        "--designs_file", help="then score the student on it (its scores never label designs)"
+    )
+    add_protocol_flags(p)
+    p.set_defaults(func=cmd_distill)
 
     p = subparsers.add_parser("report", help="comparison plots and markdown of a final evaluation")
     add_common(p, config=False)

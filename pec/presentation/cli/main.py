@@ -9,7 +9,7 @@ import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from pec.errors import PECError
+from pec.errors import MESSAGE_LIMIT, PECError, one_line
 from pec.presentation.cli.final_commands import add_final_commands
 from pec.presentation.cli.run_commands import add_run_commands
 
@@ -58,7 +58,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             code = func(args)
         except PECError as exc:
-            print(f"pec: error: {exc}", file=sys.stderr)
+            print(f"pec: error: {one_line(exc, MESSAGE_LIMIT)}", file=sys.stderr)
             return 2
     for warning in caught:
         logging.getLogger("pec").warning(

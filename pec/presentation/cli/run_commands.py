@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 from rich.table import Table
 
-from pec.errors import InputError, StateError
+from pec.errors import ConflictError, InputError, StateError
 from pec.evaluation.designs_file import read_designs_file
 from pec.evaluation.evidence import route_designs, run_evidence
 from pec.iteration import steps
@@ -32,6 +32,7 @@ from pec.presentation.cli.common import add_common, centers, open_run_from_args,
 from pec.presentation.cli.history import status_history_table
 from pec.presentation.console import PROGRESS_LINE, console, progress_bar
 from pec.runs import layout
+from pec.runs.checkpoints import check_expert_checkpoints
 from pec.runs.run import (
     load_run_state,
     load_state_or_fail,
@@ -48,7 +49,8 @@ def cmd_init(args: argparse.Namespace) -> int:
     from pec.presentation.visualize import render_all_soft
 
     run = open_run_from_args(
-        args, ["K", "GCR_range", "spcf_range", "sigma_scale", "centers", "usd_rel_path"]
+        args,
+        ["K", "GCR_range", "spcf_range", "leg_range", "sigma_scale", "centers", "usd_rel_path"],
     )
     state, _, created = steps.initialise_run(run)
     write_effective_config(run)
@@ -158,6 +160,7 @@ def cmd_evaluate_frontier(args: argparse.Namespace) -> int:
 
     run = open_run_from_args(args, ["F", "sampling_mode", "num_episodes", "start_difficulty"])
     state, _ = load_run_state(run)
+    check_expert_checkpoints(run.store, state, present_only=True)
     runner = local_runner(run.config)
     write_effective_config(run)
     with progress_bar() as progress:
@@ -197,26 +200,42 @@ def _read_scores_file(path: Path) -> dict[str, Any]:
 
 
 def cmd_refit(args: argparse.Namespace) -> int:
+    from pec.iteration.lease import hold_iteration, process_holder
+
     run = open_run_from_args(args, ["min_var_scale", "min_designs"])
     state, version = load_run_state(run)
-    scores: dict[str, Any] | None = None
-    if args.scores is not None:
-        scores = _read_scores_file(Path(args.scores))
-        candidates = steps.read_candidates(run, state.iteration)
-        steps.score_matrix(scores, len(state.experts), len(candidates))  # validate before writing
-    write_effective_config(run)
-    if scores is not None:
-        candidates = steps.read_candidates(run, state.iteration)
-        selection = CandidateSelection(
-            designs=candidates,
-            max_log_density=np.zeros(len(candidates)),
-            mode="manual",
-            band_count=0,
-            pool_size=len(candidates),
+    # everything the refit reads is checked before the lease or any record is written
+    candidates = steps.read_candidates(run, state.iteration)
+    scores = None if args.scores is None else _read_scores_file(Path(args.scores))
+    checked = scores if scores is not None else steps.read_scores(run, state.iteration)
+    if checked is None:
+        raise StateError(
+            f"iteration {state.iteration} has no scores.json; run `pec evaluate-frontier` first"
         )
-        rows = scores["scores"]
-        steps.write_scores(run, state, selection, {k: rows[k] for k in range(len(rows))})
-    new_state, _ = steps.refit_iteration(run, state, version)
+    steps.score_matrix(checked, len(state.experts), len(candidates))
+    # The scores, assignments and state of a refit are one unit: written only under the
+    # iteration's lease and only while the state is still the one read above, so a second
+    # refit (or a driver) racing this one never leaves its records beside our state.
+    holder = process_holder("pec refit")
+    with hold_iteration(run.store, run.name, state.iteration, holder, run.config):
+        if load_run_state(run)[1] != version:
+            raise ConflictError(
+                f"run '{run.name}': its state changed since this refit read it (another "
+                f"command committed iteration {state.iteration} first); nothing was written, "
+                "check `pec status` and refit again if needed"
+            )
+        write_effective_config(run)
+        if scores is not None:
+            selection = CandidateSelection(
+                designs=candidates,
+                max_log_density=np.zeros(len(candidates)),
+                mode="manual",
+                band_count=0,
+                pool_size=len(candidates),
+            )
+            rows = scores["scores"]
+            steps.write_scores(run, state, selection, {k: rows[k] for k in range(len(rows))})
+        new_state, _ = steps.refit_iteration(run, state, version)
     console.print(
         f"refit of iteration {state.iteration} done; coverage {steps.latest_coverage(new_state):.3f}"
     )
@@ -244,33 +263,45 @@ def cmd_visualize(args: argparse.Namespace) -> int:
 def cmd_route(args: argparse.Namespace) -> int:
     store, _ = open_run_store(args.store)
     state = load_state_or_fail(store, args.run_name)
+    check_expert_checkpoints(store, state)  # a route names the checkpoint to deploy
     space = state_space(state)
     if args.designs_file:
-        designs = read_designs_file(Path(args.designs_file))
-        points = np.asarray([[d.GCR, d.spcf] for d in designs], dtype=float)
+        designs = read_designs_file(Path(args.designs_file), space)
+        points = np.asarray([d.values() for d in designs], dtype=float)
         ids = [d.id for d in designs]
     elif args.GCR is not None and args.spcf is not None:
-        points = np.asarray([[args.GCR, args.spcf]], dtype=float)
+        if (args.leg is not None) != (space.dim == 3):
+            raise InputError(
+                f"--leg: run '{state.run_name}' is 3-D (GCR x spcf x leg); pass --leg too"
+                if args.leg is None
+                else f"--leg: run '{state.run_name}' is 2-D (GCR x spcf); drop --leg"
+            )
+        extra = [args.leg] if args.leg is not None else []
+        points = np.asarray([[args.GCR, args.spcf, *extra]], dtype=float)
         ids = [0]
     else:
-        raise InputError("route: pass --GCR and --spcf, or --designs_file")
+        raise InputError("route: pass --GCR and --spcf (and --leg in a 3-D run), or --designs_file")
     evidence = None
     if args.router == "score_informed":
         evidence = run_evidence(store, state.run_name, len(state.experts), state.iteration)
     experts = route_designs(points, state, space, args.router, evidence)
     if args.json:
         rows = [
-            {"design": ids[i], "GCR": float(p[0]), "spcf": float(p[1]), "expert": int(k)}
+            {
+                "design": ids[i],
+                **{key: float(v) for key, v in zip(space.keys, p, strict=True)},
+                "expert": int(k),
+            }
             for i, (p, k) in enumerate(zip(points, experts, strict=True))
         ]
         print(json.dumps({"router": args.router, "routes": rows}))
         return 0
-    table = Table("design", "GCR", "spcf", "expert", "checkpoint")
+    table = Table("design", *space.keys, "expert", "checkpoint")
+    formats = ("{:.4f}", "{:.5f}", "{:.3f}")
     for i, (p, k) in enumerate(zip(points, experts, strict=True)):
         table.add_row(
             str(ids[i]),
-            f"{p[0]:.4f}",
-            f"{p[1]:.5f}",
+            *(formats[a].format(p[a]) for a in range(space.dim)),
             str(int(k)),
             str(state.experts[int(k)].checkpoint),
         )
@@ -280,12 +311,12 @@ def cmd_route(args: argparse.Namespace) -> int:
 
 def _experts_table(state: PECState) -> None:
     table = Table(title=f"{state.run_name}: {state.iteration} completed iteration(s)")
+    keys = list(state.design_space)  # GCR, spcf (, leg)
+    formats = ("{:.4f}", "{:.5f}", "{:.3f}")
     for col in (
         "expert",
-        "mu GCR",
-        "mu spcf",
-        "std GCR",
-        "std spcf",
+        *(f"mu {k}" for k in keys),
+        *(f"std {k}" for k in keys),
         "designs",
         "last trained",
         "checkpoint",
@@ -294,10 +325,8 @@ def _experts_table(state: PECState) -> None:
     for e in state.experts:
         table.add_row(
             str(e.id),
-            f"{e.mu[0]:.4f}",
-            f"{e.mu[1]:.5f}",
-            f"{e.sigma[0][0] ** 0.5:.4f}",
-            f"{e.sigma[1][1] ** 0.5:.5f}",
+            *(formats[a].format(e.mu[a]) for a in range(len(keys))),
+            *(formats[a].format(e.sigma[a][a] ** 0.5) for a in range(len(keys))),
             str(len(e.designs)),
             "-" if e.last_trained_pec_iter is None else str(e.last_trained_pec_iter),
             e.checkpoint or "-",
@@ -396,6 +425,7 @@ def add_run_commands(sub: Any) -> None:
     p.add_argument("--K", type=int)
     p.add_argument("--GCR_range", type=pair)
     p.add_argument("--spcf_range", type=pair)
+    p.add_argument("--leg_range", type=pair, help="leg length [lo, hi] in metres: a 3-D run")
     p.add_argument("--sigma_scale", type=float)
     p.add_argument("--centers", type=centers)
     p.add_argument("--usd_rel_path")
@@ -457,6 +487,7 @@ def add_run_commands(sub: Any) -> None:
     add_common(p, config=False)
     p.add_argument("--GCR", type=float)
     p.add_argument("--spcf", type=float)
+    p.add_argument("--leg", type=float, help="leg length in metres (3-D runs)")
     p.add_argument("--designs_file")
     p.add_argument(
         "--router",

@@ -1,0 +1,316 @@
+"""`pec distill`: a student imitates the experts (DAgger) on real MuJoCo, through the job layer.
+
+Two tiny experts are trained for real; the student is distilled from them by the driver with
+the in-process runner of `pec run`, exported in the bundle and refused bad inputs.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from pec.backends.base import TrainRequest
+from pec.backends.mujoco.backend import MujocoBackend, build_actor, load_checkpoint, parse_settings
+from pec.backends.mujoco.env import BalluVecEnv
+from pec.errors import ConfigError, InputError, StateError
+from pec.evaluation.distill import (
+    distill_record_key,
+    distill_student,
+    evaluate_student,
+    stage_dir,
+    stage_samples_keys,
+)
+from pec.iteration.steps import initialise_run
+from pec.jobs.plan import local_runner
+from pec.jobs.spec import StoreSpec, parse_job_spec
+from pec.runs import layout
+from pec.runs.config import build_config
+from pec.runs.run import Run, make_run
+from pec.runs.state import PECState
+from pec.runs.state_io import load_state, save_state
+from pec.runs.store import LocalStore
+from pec.runs.store.npy import load_npy
+
+RUN = "distil"
+CENTRES = [[0.78, 0.003], [0.86, 0.008]]
+TINY: dict[str, object] = {
+    "task": {"episode_steps": 40},
+    "ppo": {
+        "num_steps_per_env": 8,
+        "num_mini_batches": 4,
+        "num_learning_epochs": 5,
+        "actor_hidden_dims": [32, 32],
+        "critic_hidden_dims": [16, 16],
+    },
+}
+ROLLOUT = 8
+
+
+def tiny_run(root: Path, trained: bool = True) -> tuple[Run, PECState, list[Path]]:
+    """A K=2 run whose experts are trained for real (2 PPO iterations each) when `trained`."""
+    store = LocalStore(root / "store")
+    config = build_config(
+        {"K": 2, "centers": CENTRES, "N_init": 4, "num_envs": 8, "backend_settings": TINY}
+    )
+    run = make_run(store, StoreSpec(location=store.root_uri), RUN, config)
+    state, version, _ = initialise_run(run)
+    if not trained:
+        return run, state, []
+    torch.set_num_threads(1)
+    experts, files = [], []
+    rng = np.random.default_rng(1)
+    for k, (gcr, spcf) in enumerate(CENTRES):
+        outcome = MujocoBackend().train(
+            TrainRequest(  # designs around the centre, as PEC samples them from a Gaussian
+                gcr=gcr + rng.uniform(-0.03, 0.03, 8),
+                spcf=spcf + rng.uniform(-0.002, 0.002, 8),
+                start_level=0,
+                max_iterations=2,
+                seed=10 + k,
+                device="cpu",
+                work_dir=root / f"work_{k}",
+                settings=TINY,
+            )
+        )
+        files.append(outcome.best_checkpoint)
+        key = layout.best_checkpoint_key(RUN, k, 0)
+        store.upload_file(key, outcome.best_checkpoint)
+        experts.append(
+            state.experts[k].model_copy(
+                update={"checkpoint": store.uri(key), "trained": True, "last_trained_pec_iter": 0}
+            )
+        )
+    save_state(
+        store,
+        state.model_copy(update={"experts": experts}),
+        expected_version=version,
+        previous=state,
+    )
+    loaded = load_state(store, RUN)
+    assert loaded is not None
+    return run, loaded[0], files
+
+
+@pytest.fixture(scope="module")
+def experts(tmp_path_factory: pytest.TempPathFactory) -> tuple[Run, PECState, list[Path]]:
+    return tiny_run(tmp_path_factory.mktemp("distill"))
+
+
+def teacher_states(
+    teachers: list[Path], gcr: np.ndarray, spcf: np.ndarray, index: np.ndarray
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Observations visited by the teachers themselves (their own rollouts), and their labels."""
+    settings = parse_settings(TINY)
+    env = BalluVecEnv(
+        gcr.size, settings.task, gcr_values=gcr, spcf_values=spcf, seed=99, eval_mode=True
+    )
+    actors = []
+    for path in teachers:
+        actor = build_actor(env, settings.ppo, "cpu")
+        actor.load_state_dict(load_checkpoint(path)["actor_state_dict"])
+        actors.append(actor.eval())
+    rows = torch.arange(gcr.size)
+    chosen = torch.as_tensor(index)
+    obs_list, labels = [], []
+    obs = env.get_observations()
+    with torch.inference_mode():
+        for _ in range(60):
+            label = torch.stack([a(obs) for a in actors])[chosen, rows]
+            obs_list.append(obs["policy"].clone())
+            labels.append(label.clone())
+            obs, _, _, _ = env.step(label)
+    return torch.cat(obs_list), torch.cat(labels)
+
+
+def action_error(checkpoint: Path, obs: torch.Tensor, labels: torch.Tensor) -> float:
+    settings = parse_settings(TINY)
+    env = BalluVecEnv(2, settings.task)
+    actor = build_actor(env, settings.ppo, "cpu")
+    actor.load_state_dict(load_checkpoint(checkpoint)["actor_state_dict"])
+    from tensordict import TensorDict
+
+    with torch.inference_mode():
+        out = actor.eval()(TensorDict({"policy": obs}, batch_size=[obs.shape[0]]))
+    return float(torch.mean((out - labels) ** 2))
+
+
+def test_the_student_imitates_its_teachers(
+    experts: tuple[Run, PECState, list[Path]], tmp_path: Path
+) -> None:
+    """Its action error on the teachers' own states falls with more imitation rounds."""
+    _, _, teachers = experts
+    rng = np.random.default_rng(0)
+    gcr, spcf = rng.uniform(0.75, 0.89, 16), rng.uniform(0.001, 0.01, 16)
+    index = (spcf > 0.0055).astype(np.int64)
+    errors: dict[int, float] = {}
+    progress: list[float] = []
+    for rounds in (1, 10):
+        outcome = MujocoBackend().train(
+            TrainRequest(
+                gcr=gcr,
+                spcf=spcf,
+                start_level=0,
+                max_iterations=rounds,
+                seed=3,
+                device="cpu",
+                work_dir=tmp_path / f"student_{rounds}",
+                settings=TINY,
+                teachers=tuple(teachers),
+                teacher_index=index,
+            ),
+            on_progress=lambda i, n, m: progress.append(m["imitation_loss"]),
+        )
+        held_out = teacher_states(teachers, gcr[::-1].copy(), spcf[::-1].copy(), index[::-1].copy())
+        errors[rounds] = action_error(outcome.last_checkpoint, *held_out)
+        assert outcome.metrics["teacher_share"] == 0.5 ** (rounds - 1)
+    labels = held_out[1]
+    # better after ten rounds than after one, and most of the teachers' actions explained
+    assert errors[10] < 0.6 * errors[1], errors
+    assert errors[10] < 0.3 * float(torch.mean(labels**2)), errors
+    # on the student's own states too: the ten-round job's error before its first fit and
+    # before its last
+    assert progress[-1] < 0.3 * progress[1], progress
+
+
+def test_distill_driver_records_steps_reuses_stages_and_exports(
+    experts: tuple[Run, PECState, list[Path]], tmp_path: Path
+) -> None:
+    run, state, _ = experts
+    record = distill_student(
+        run, state, local_runner(run.config), iterations=3, finetune_iterations=2, num_envs=8
+    )
+    assert record["env_steps"] == (3 + 2) * 8 * ROLLOUT
+    assert [s["kind"] for s in record["stages"]] == ["imitation", "ppo_finetune"]
+    assert record["checkpoint"] == run.store.uri(stage_dir(RUN, 1) + "model_best.pt")
+    labels = load_npy(run.store.read_bytes(stage_samples_keys(RUN, 0)[2]))
+    assert sorted(set(labels.tolist())) <= [0, 1]
+    assert record["label_share"] == [float(np.mean(labels == k)) for k in (0, 1)]
+    # the scratch folder of the student's jobs is emptied into distill/
+    assert not run.store.list(layout.checkpoint_dir(RUN, len(state.experts) + 1, 0))
+    stored = json.loads(run.store.read_bytes(distill_record_key(RUN)))
+    assert stored == record
+    # finished stages are reused: nothing is trained again
+    again = distill_student(
+        run, state, local_runner(run.config), iterations=3, finetune_iterations=2, num_envs=8
+    )
+    assert again["stages"] == record["stages"]
+    # the bundle exports the student like an expert, and it loads with the same actions
+    from pec.evaluation.bundle import actor_actions, export_bundle, load_actor, load_bundle
+
+    manifest = export_bundle(run.store, state, tmp_path / "bundle")
+    data = json.loads(manifest.read_text())
+    assert data["student"]["env_steps"] == record["env_steps"]
+    local = tmp_path / "student.pt"
+    run.store.download_file(run.store.key_for_uri(record["checkpoint"]), local)
+    obs = np.random.default_rng(0).normal(size=(5, data["obs_dim"])).astype(np.float32)
+    expected = actor_actions(load_actor(local), obs)
+    for runtime in ("torchscript", "onnx"):
+        bundle = load_bundle(tmp_path / "bundle", runtime=runtime)
+        assert bundle.student is not None
+        np.testing.assert_allclose(bundle.student.actions(obs), expected, atol=1e-4)
+
+
+def test_report_scores_the_student_beside_the_experts(
+    experts: tuple[Run, PECState, list[Path]],
+) -> None:
+    from pec.evaluation.designs_file import uniform_designs
+    from pec.evaluation.final_eval_driver import run_final_eval
+    from pec.evaluation.report import comparison_numbers, comparison_rows, load_report_data
+
+    run, state, _ = experts
+    runner = local_runner(run.config)
+    distill_student(run, state, runner, iterations=3, finetune_iterations=2, num_envs=8)
+    designs = uniform_designs(run.space, 4, 7)
+    run_final_eval(run, state, designs, "four", runner, num_episodes=1, start_difficulty=0)
+    payload = evaluate_student(
+        run, state, designs, "four", runner, num_episodes=1, start_difficulty=0
+    )
+    assert payload["protocol"]["score"] == run.config.score
+    numbers = comparison_numbers(load_report_data(run.store, RUN, "four"))
+    assert numbers["student_mean"] == float(np.mean(payload["levels"]))
+    policies = [row["policy"] for row in comparison_rows(numbers)]
+    assert "distilled student" in policies and "PEC oracle" in policies
+    # a second call reuses the stored result (same protocol, checkpoint and designs)
+    again = evaluate_student(
+        run, state, designs, "four", runner, num_episodes=1, start_difficulty=0
+    )
+    assert again == payload
+
+
+def test_bad_inputs_are_refused_in_one_line(
+    experts: tuple[Run, PECState, list[Path]], tmp_path: Path
+) -> None:
+    run, state, teachers = experts
+    runner = local_runner(run.config)
+    with pytest.raises(InputError, match="iterations=0"):
+        distill_student(run, state, runner, iterations=0)
+    with pytest.raises(InputError, match="router 'best'"):
+        distill_student(run, state, runner, iterations=1, router="best")
+    distill_student(run, state, runner, iterations=3, finetune_iterations=2, num_envs=8)
+    with pytest.raises(StateError, match="already has distillation stage 0 with 3 iterations"):
+        distill_student(run, state, runner, iterations=4, num_envs=8)
+    untrained_run, untrained, _ = tiny_run(tmp_path / "untrained", trained=False)
+    with pytest.raises(StateError, match="expert 0 has no checkpoint"):
+        distill_student(untrained_run, untrained, local_runner(untrained_run.config), iterations=1)
+    with pytest.raises(InputError, match=r"teacher_index must lie in \[0, 1\]"):
+        MujocoBackend().train(
+            TrainRequest(
+                gcr=np.full(2, 0.8),
+                spcf=np.full(2, 0.005),
+                start_level=0,
+                max_iterations=1,
+                seed=0,
+                device="cpu",
+                work_dir=tmp_path / "bad",
+                teachers=tuple(teachers),
+                teacher_index=np.array([0, 2]),
+            )
+        )
+    spec = {
+        "kind": "train",
+        "backend": "mujoco",
+        "store": {"location": str(tmp_path)},
+        "run_name": RUN,
+        "expert_id": 3,
+        "iteration": 0,
+        "samples_gcr_key": "g",
+        "samples_spcf_key": "s",
+        "start_level": 0,
+        "max_iterations": 1,
+        "num_envs": 2,
+        "seed": 0,
+        "timeout_s": 1.0,
+        "teacher_checkpoint_uris": ["x"],
+    }
+    with pytest.raises(ConfigError, match="go together"):
+        parse_job_spec(spec)
+    # the command: one line, exit 2, nothing written
+    store_root = Path(run.store.root_uri)
+    before = sorted(run.store.list(""))
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pec.presentation.cli",
+            "distill",
+            "--run_name",
+            RUN,
+            "--store",
+            str(store_root),
+            "--iterations",
+            "0",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip().count("\n") == 0 and "--iterations 0" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert sorted(run.store.list("")) == before
