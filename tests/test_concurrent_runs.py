@@ -137,9 +137,9 @@ def test_two_flow_runs_same_iteration_only_one_trains(
     prepared: list[int] = []
     real_prepare = steps_module.prepare_training
 
-    def counting(run: Run, state: PECState, expert_id: int) -> Any:
+    def counting(run: Run, state: PECState, expert_id: int, *budget: Any) -> Any:
         prepared.append(expert_id)
-        return real_prepare(run, state, expert_id)
+        return real_prepare(run, state, expert_id, *budget)
 
     monkeypatch.setattr(steps_module, "prepare_training", counting)
 
