@@ -3,10 +3,12 @@
 Two measurements of the same robot (`pec.backends.ballu.body`) in both simulators:
 
 1. **Trajectory check** (`--trajectory`, on by default): the same fixed open-loop action
-   sequence (a sine gait, legs in anti-phase, a different period per design) from the same
-   start state on both backends' envs, without an obstacle (the env stands where no
-   obstacle is) and with one (level `--obstacle-level`); the root's x, z and pitch are
-   recorded every control step. Printed: the largest divergence per quantity and, per env,
+   sequence from the same start state on both backends' envs, without an obstacle (the env
+   stands where no obstacle is) and with one (level `--obstacle-level`); the root's x, z and
+   pitch are recorded every control step. The sequence is a sine gait (legs in anti-phase,
+   a different period per design), or with `--actions-from CKPT` the actions a trained
+   policy took on MuJoCo in the same scenario (recorded once, then replayed open loop in
+   both simulators: a gait that walks forward and meets the obstacle). Printed: the largest divergence per quantity and, per env,
    how many control steps all three stay within the tolerance (`--tol-x/--tol-z/--tol-pitch`;
    goal: >= 100 of 400).
 2. **Transfer** (`--transfer`): experts scored by the level-search protocol
@@ -57,6 +59,32 @@ def gait(steps: int, n: int, periods: np.ndarray) -> np.ndarray:
     left = 0.5 + 0.5 * np.sin(phase)
     right = 0.5 + 0.5 * np.sin(phase + math.pi)
     return np.stack([left, right], -1)
+
+
+def recorded_actions(
+    checkpoint: Path, gcr: np.ndarray, spcf: np.ndarray, scenario: np.ndarray, steps: int
+) -> np.ndarray:
+    """(steps, n, 2) raw actions a policy takes, closed loop, on the MuJoCo backend."""
+    from pec.backends.mujoco.model import OBSTACLE_GEOM_OFFSET
+
+    env, actor = MujocoBackend().policy_env(
+        checkpoint, {"task": _task(steps)}, gcr, spcf, 0, 0, "cpu"
+    )
+    try:
+        env.set_levels(np.maximum(scenario, 0))
+        far = np.nonzero(scenario == NO_OBSTACLE)[0]
+        env.sim.model.geom_pos[OBSTACLE_GEOM_OFFSET + far, 0] = 1e3
+        env._obs = env._compute_obs()  # the observation of the scene as it now stands
+        out = np.zeros((steps, len(gcr), 2), dtype=np.float32)
+        obs = env.get_observations()
+        with torch.inference_mode():
+            for i in range(steps):
+                action = actor(obs)
+                out[i] = action.numpy()
+                obs, _, _, _ = env.step(action)
+        return out
+    finally:
+        close_env(env)
 
 
 def _task(steps: int) -> dict[str, object]:
@@ -153,8 +181,13 @@ def trajectory_check(args: argparse.Namespace) -> dict[str, Any]:
     gcr = np.concatenate([designs[:, 0], designs[:, 0]])
     spcf = np.concatenate([designs[:, 1], designs[:, 1]])
     scenario = np.array([NO_OBSTACLE] * k + [args.obstacle_level] * k)
-    periods = np.tile(np.linspace(16, 28, k), 2)  # control steps per gait cycle
-    actions = gait(args.steps, 2 * k, periods)
+    if args.actions_from:
+        actions = recorded_actions(Path(args.actions_from), gcr, spcf, scenario, args.steps)
+        source = f"actions recorded from {args.actions_from} on MuJoCo"
+    else:
+        periods = np.tile(np.linspace(16, 28, k), 2)  # control steps per gait cycle
+        actions = gait(args.steps, 2 * k, periods)
+        source = "sine gait"
     t0 = time.time()
     mj = mujoco_roots(gcr, spcf, scenario, actions)
     t1 = time.time()
@@ -164,7 +197,7 @@ def trajectory_check(args: argparse.Namespace) -> dict[str, Any]:
     tol = np.array([args.tol_x, args.tol_z, args.tol_pitch])
     within = steps_within(diff, tol)
     print(
-        f"trajectory check: {args.steps} control steps, sine gait, tolerance x {args.tol_x} m,"
+        f"trajectory check: {args.steps} control steps, {source}, tolerance x {args.tol_x} m,"
         f" z {args.tol_z} m, pitch {args.tol_pitch} rad (MuJoCo {t1 - t0:.0f} s,"
         f" Isaac Lab {t2 - t1:.0f} s)"
     )
@@ -311,9 +344,14 @@ def transfer(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     print(f"{'trained on':>10} {'home':>7} {'away':>7} {'ratio':>6} {'home s':>7} {'away s':>7}")
     for home_name, ckpt, home, away in experts:
         t0 = time.time()
-        home_levels = search(home, ckpt, designs, args.seed)
+        # home and away over the same levels 0..top (bisections over different ranges can
+        # disagree where a policy passes a level but fails a lower one)
+        if home_name == "mujoco":
+            top = search_ceiling(search(home, ckpt, designs, args.seed))
+        else:  # the home search is the costly one: search Isaac Lab's experts over 0..74
+            top = MAX_LEVEL
+        home_levels = search(home, ckpt, designs, args.seed, top)
         t1 = time.time()
-        top = search_ceiling(home_levels)
         away_levels = search(away, ckpt, designs, args.seed, top)
         t2 = time.time()
         h, a = np.array(home_levels, float), np.array(away_levels, float)
@@ -323,7 +361,7 @@ def transfer(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             f" {t2 - t1:7.0f}   ({ckpt})"
         )
         per_design = np.where(h > 0, a / np.maximum(h, 1), np.nan)
-        print(f"    home levels {home_levels} (search 0..{MAX_LEVEL})")
+        print(f"    home levels {home_levels} (search 0..{top})")
         print(f"    away levels {away_levels} (search 0..{top})")
         q: list[float] = (
             np.nanpercentile(per_design, [0, 25, 50, 75, 100]).tolist()
@@ -342,7 +380,7 @@ def transfer(args: argparse.Namespace, work: Path) -> dict[str, Any]:
                 "home": home_levels,
                 "away": away_levels,
                 "ratio": ratio,
-                "away_ceiling": top,
+                "search_ceiling": top,
                 "seconds": [t1 - t0, t2 - t1],
             }
         )
@@ -355,6 +393,7 @@ def main() -> None:
     parser.add_argument("--transfer", action="store_true", help="run the transfer measurement")
     parser.add_argument("--steps", type=int, default=400, help="control steps (trajectory)")
     parser.add_argument("--obstacle-level", type=int, default=10)
+    parser.add_argument("--actions-from", default=None, help="checkpoint: replay its actions")
     parser.add_argument("--tol-x", type=float, default=0.05, help="m")
     parser.add_argument("--tol-z", type=float, default=0.02, help="m")
     parser.add_argument("--tol-pitch", type=float, default=0.05, help="rad")
