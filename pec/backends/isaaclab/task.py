@@ -262,9 +262,11 @@ class BalluEnv(DirectRLEnv):  # type: ignore[misc,unused-ignore]  # isaaclab: no
     # ------------------------------------------------------------------ DirectRLEnv hooks
     def _pre_physics_step(self, actions: torch.Tensor) -> None:
         a = torch.nan_to_num(actions.float(), nan=0.0, posinf=1.0, neginf=0.0)
-        self.servo_tgt = facts.servo_target(a)
-        self.knee_tgt = facts.knee_target(self.servo_tgt)
-        self.prev_actions = a.clamp(-1.0, 2.0)
+        # Written into the env's own buffers: a tensor made here under torch.inference_mode
+        # (evaluation, probes) could not be updated in place by a later reset outside it.
+        self.servo_tgt.copy_(facts.servo_target(a))
+        self.knee_tgt.copy_(facts.knee_target(self.servo_tgt))
+        self.prev_actions.copy_(a.clamp(-1.0, 2.0))
 
     def _apply_action(self) -> None:
         q = self.robot.data.joint_pos.torch
