@@ -247,3 +247,18 @@ def test_level_rule_moves_envs_between_rows(venv: object) -> None:
     y = env.robot.data.root_link_pose_w.torch[:, 1].numpy()
     np.testing.assert_allclose(y, [-12.0, -10.0, -8.0, -148.0], atol=1e-5)
     np.testing.assert_allclose(env.robot.data.joint_pos.torch[:, 0].numpy(), 0.0, atol=1e-6)
+
+
+def test_an_episode_under_inference_mode_leaves_the_env_resettable(venv: object) -> None:
+    # Probes and evaluations step under torch.inference_mode; a later reset (the next probe
+    # round on the same env) updates the action buffers in place outside it.
+    env = _restart(venv, [0] * N, [0.8] * N)
+    with torch.inference_mode():
+        _hold(venv, 1)
+    env._initial_reset = True
+    env._reset_idx(torch.arange(N))  # raised "Inplace update to inference tensor" before
+    env._initial_reset = False
+    assert not env.servo_tgt.is_inference() and not env.prev_actions.is_inference()
+    np.testing.assert_allclose(env.servo_tgt.numpy(), facts.INIT_SERVO, rtol=1e-6)
+    _hold(venv, 1)
+    np.testing.assert_allclose(env.servo_tgt.numpy(), HOLD * math.pi, rtol=1e-6)

@@ -27,6 +27,7 @@ import gymnasium as gym
 import isaaclab.sim as sim_utils
 import numpy as np
 import torch
+import warp as wp
 from isaaclab.actuators import ImplicitActuatorCfg
 from isaaclab.assets import ArticulationCfg, AssetBaseCfg
 from isaaclab.cloner import CloneCfg
@@ -52,6 +53,9 @@ GYM_ID = "Pec-Ballu-Obstacle-Direct-v0"
 Q_X, Q_Z = 0, 1
 KNEES = [5, 8]
 SERVOS = [6, 9]
+# The same columns as strided views (no gather per physics step): knees 5, 8; servos 6, 9.
+KNEE_COLS = slice(KNEES[0], KNEES[1] + 1, KNEES[1] - KNEES[0])
+SERVO_COLS = slice(SERVOS[0], SERVOS[1] + 1, SERVOS[1] - SERVOS[0])
 
 
 @configclass
@@ -233,7 +237,11 @@ class BalluEnv(DirectRLEnv):  # type: ignore[misc,unused-ignore]  # isaaclab: no
         if names != list(JOINT_NAMES):
             raise RuntimeError(f"BALLU USD joint order {names} != {list(JOINT_NAMES)}")
         self.balloon_id = int(self.robot.find_bodies("balloon")[0][0])
-        self.effort_ids = torch.tensor(KNEES + SERVOS, device=dev)
+        # Index arrays handed to Isaac Lab every physics step, made once as Warp arrays: Isaac
+        # Lab turns a list into a new Warp array per call, and tests a tensor against
+        # slice(None) elementwise (~0.1 ms per call here).
+        self.effort_ids: Any = wp.array(KNEES + SERVOS, dtype=wp.int32, device=str(dev))
+        self.balloon_ids: Any = wp.array([self.balloon_id], dtype=wp.int32, device=str(dev))
         masses = self.robot.data.body_mass.torch[0].to("cpu", torch.float64)
         # Every body that moves vertically (all but the x-slide link) is carried by buoyancy.
         buoyed = [i for i, b in enumerate(self.robot.body_names) if b not in UNBUOYED_BODIES]
@@ -291,15 +299,19 @@ class BalluEnv(DirectRLEnv):  # type: ignore[misc,unused-ignore]  # isaaclab: no
     # ------------------------------------------------------------------ DirectRLEnv hooks
     def _pre_physics_step(self, actions: torch.Tensor) -> None:
         a = torch.nan_to_num(actions.float(), nan=0.0, posinf=1.0, neginf=0.0)
-        self.servo_tgt = facts.servo_target(a)
-        self.knee_tgt = facts.knee_target(self.servo_tgt)
-        self.prev_actions = a.clamp(-1.0, 2.0)
+        # Written into the env's own buffers: a tensor made here under torch.inference_mode
+        # (evaluation, probes) could not be updated in place by a later reset outside it.
+        self.servo_tgt.copy_(facts.servo_target(a))
+        self.knee_tgt.copy_(facts.knee_target(self.servo_tgt))
+        self.prev_actions.copy_(a.clamp(-1.0, 2.0))
 
     def _apply_action(self) -> None:
         q = self.robot.data.joint_pos.torch
         qd = self.robot.data.joint_vel.torch
-        knee = facts.knee_torque(q[:, KNEES], qd[:, KNEES], self.knee_tgt, self.spcf[:, None])
-        servo = facts.servo_torque(q[:, SERVOS], qd[:, SERVOS], self.servo_tgt)
+        knee = facts.knee_torque(
+            q[:, KNEE_COLS], qd[:, KNEE_COLS], self.knee_tgt, self.spcf[:, None]
+        )
+        servo = facts.servo_torque(q[:, SERVO_COLS], qd[:, SERVO_COLS], self.servo_tgt)
         self.robot.set_joint_effort_target_index(
             target=torch.cat([knee, servo], 1), joint_ids=self.effort_ids
         )
@@ -309,7 +321,7 @@ class BalluEnv(DirectRLEnv):  # type: ignore[misc,unused-ignore]  # isaaclab: no
         self.robot.permanent_wrench_composer.set_forces_and_torques_index(
             forces=force[:, None, :],
             torques=self.zero_torque,
-            body_ids=[self.balloon_id],
+            body_ids=self.balloon_ids,
             is_global=True,
         )
 
