@@ -44,8 +44,8 @@ from pec.backends.base import TrainRequest
 from pec.backends.isaaclab import IsaacLabBackend
 from pec.backends.mujoco import MujocoBackend
 from pec.backends.mujoco.backend import close_env
-from pec.evaluation.protocols import level_search
 from pec.maths.curriculum import MAX_LEVEL, level_height
+from pec.maths.protocols import level_search
 
 # Designs of the trajectory check: (GCR, spcf) spread over the design box.
 TRAJECTORY_DESIGNS = ((0.77, 0.002), (0.80, 0.008), (0.85, 0.005), (0.88, 0.009))
