@@ -12,7 +12,7 @@ Two measurements of the same robot (`pec.backends.ballu.body`) in both simulator
    how many control steps all three stay within the tolerance (`--tol-x/--tol-z/--tol-pitch`;
    goal: >= 100 of 400).
 2. **Transfer** (`--transfer`): experts scored by the level-search protocol
-   (`pec.evaluation.protocols.level_search` on `probe_levels`) on their own designs, at home
+   (`pec.maths.protocols.level_search` on `probe_levels`) on their own designs, at home
    (the backend they trained on) and away; the transfer ratio away / home per expert (means
    over designs) and the per-design distribution. MuJoCo experts come from `--mujoco-checkpoints`
    or, if none is given, one is trained here (`--iterations` on `--train-envs` designs around
@@ -272,7 +272,7 @@ def search(
 ) -> list[int]:
     """Highest level passed per design (level search, 0..top) on this backend.
 
-    `pec.evaluation.protocols.level_search` over `play_probes`, the primitive of the
+    `pec.maths.protocols.level_search` over `play_probes`, the primitive of the
     backend's `probe_levels`, on ONE env for all designs: a job's `probe_levels` builds an
     env per search round, which costs ~40 s per round on Isaac Lab on this CPU. Designs
     that are already decided replay their last probe level (envs are independent, so this
