@@ -450,14 +450,27 @@ def evaluate_baseline(
             "run `pec baseline train` first"
         )
     key = baseline_eval_key(run.name, stem, replica)
-    levels = reusable_levels(run.store, key, spec, designs)
-    if levels is not None:
+    return evaluate_one_policy(run, spec, designs, key, runner, "baseline", "the generalist")
+
+
+def evaluate_one_policy(
+    run: Run,
+    spec: EvalJobSpec,
+    designs: Sequence[Design],
+    key: str,
+    runner: JobRunner,
+    kind: str,
+    who: str,
+) -> dict[str, Any]:
+    """Score one policy (the generalist, the student) with its eval job and store the
+    payload at `key`; a stored result of the same protocol and designs is reused."""
+    if reusable_levels(run.store, key, spec, designs) is not None:
         return dict(json.loads(run.store.read_bytes(key)))
     (outcome,) = runner.run_jobs([spec])
     result = outcome.eval_result()
     if result is None:
-        raise JobError(f"the generalist could not be evaluated: {outcome.error}")
-    payload = results_payload(spec, designs, list(result.levels), "baseline")
+        raise JobError(f"{who} could not be evaluated: {outcome.error}")
+    payload = results_payload(spec, designs, list(result.levels), kind)
     run.store.write_bytes(key, json.dumps(payload, indent=1).encode())
     return payload
 

@@ -30,10 +30,10 @@ from typing import Any
 import numpy as np
 
 from pec.errors import InputError, JobError, NotFoundError, StateError
-from pec.evaluation.baseline import move_prefix
+from pec.evaluation.baseline import evaluate_one_policy, move_prefix
 from pec.evaluation.designs_file import Design
 from pec.evaluation.evidence import route_designs, router_evidence_size, run_evidence
-from pec.evaluation.final_eval import final_eval_spec, results_payload, reusable_levels
+from pec.evaluation.final_eval import final_eval_spec
 from pec.iteration.steps import checkpoint_exists, job_settings
 from pec.jobs.runner import JobRunner
 from pec.jobs.spec import EvalJobSpec, TrainJobSpec
@@ -351,15 +351,7 @@ def evaluate_student(
             f"({run.store.uri(distill_record_key(run.name))}); run `pec distill` first"
         )
     key = student_eval_key(run.name, stem)
-    if reusable_levels(run.store, key, spec, designs) is not None:
-        return dict(json.loads(run.store.read_bytes(key)))
-    (outcome,) = runner.run_jobs([spec])
-    result = outcome.eval_result()
-    if result is None:
-        raise JobError(f"the student could not be evaluated: {outcome.error}")
-    payload = results_payload(spec, designs, list(result.levels), "student")
-    run.store.write_bytes(key, json.dumps(payload, indent=1).encode())
-    return payload
+    return evaluate_one_policy(run, spec, designs, key, runner, "student", "the student")
 
 
 def read_student_eval(run: Run, stem: str) -> dict[str, Any] | None:
