@@ -41,13 +41,13 @@ def install_zero_cost_backend() -> None:
 
 
 def time_plain_loop(store: str, run_name: str) -> float:
-    from pec.iteration import steps
     from pec.iteration.driver import run_iteration
+    from pec.iteration.run_setup import initialise_run
     from pec.jobs.plan import local_runner
     from pec.runs.run import open_run, write_effective_config
 
     run = open_run(run_name, store, TINY, OVERRIDES)
-    steps.initialise_run(run)
+    initialise_run(run)
     write_effective_config(run)
     start = time.perf_counter()
     run_iteration(run, local_runner(run.config))
@@ -56,11 +56,11 @@ def time_plain_loop(store: str, run_name: str) -> float:
 
 def time_flow(store: str, run_name: str) -> float:
     from flows.pec_flow import pec_flow
-    from pec.iteration import steps
+    from pec.iteration.run_setup import initialise_run
     from pec.runs.run import open_run, write_effective_config
 
     run = open_run(run_name, store, TINY, OVERRIDES)
-    steps.initialise_run(run)  # as the loop: initialisation is not part of the iteration
+    initialise_run(run)  # as the loop: initialisation is not part of the iteration
     write_effective_config(run)
     start = time.perf_counter()
     pec_flow(run_name=run_name, store=store, config=TINY, overrides=OVERRIDES, chain=False)

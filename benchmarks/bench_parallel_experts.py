@@ -25,7 +25,8 @@ import time
 from pathlib import Path
 
 from pec.errors import JobError, PECError
-from pec.iteration.steps import initialise_run, prepare_training
+from pec.iteration.run_setup import initialise_run
+from pec.iteration.training import prepare_training
 from pec.jobs.plan import local_runner
 from pec.jobs.spec import TrainJobSpec
 from pec.runs.config import PECConfig, build_config

@@ -71,7 +71,7 @@ from pec.evaluation.designs_file import Design, uniform_designs
 from pec.evaluation.final_eval import final_eval_spec
 from pec.evaluation.final_eval_driver import run_final_eval
 from pec.iteration.driver import IterationReport, run_iteration, run_until_done, start_run
-from pec.iteration.steps import read_scores
+from pec.iteration.frontier import read_scores
 from pec.jobs.plan import local_runner
 from pec.jobs.runner import JobRunner
 from pec.maths.protocols import search_rounds

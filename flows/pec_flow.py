@@ -23,7 +23,7 @@ from flows.credentials import apply_aws_credentials
 from flows.pinning import lease_holder, pin_iteration
 from flows.tasks import PrefectJobRunner
 from pec.errors import PECError
-from pec.iteration import steps
+from pec.iteration.coverage import latest_coverage, stop_reason
 from pec.iteration.driver import IterationReport, run_iteration, start_run
 from pec.iteration.lease import DuplicateRunError
 from pec.maths.protocols import unused_override_warnings
@@ -86,8 +86,8 @@ def summary(
         "run_name": run.name,
         "iteration": iteration,
         "next_iteration": state.iteration,
-        "coverage": steps.latest_coverage(state),
-        "stop_reason": steps.stop_reason(run.config, state),
+        "coverage": latest_coverage(state),
+        "stop_reason": stop_reason(run.config, state),
         "experts": {str(k): v for k, v in report.status().items()} if report else {},
         "failed": {str(k): v for k, v in sorted(report.failed.items())} if report else {},
         "trunk": report.trunk if report else None,
@@ -131,8 +131,8 @@ def pec_flow(
     report: IterationReport | None = None
     if iteration < state.iteration:
         logger.info("iteration %d of %s is already done; nothing to train", iteration, run.name)
-    elif steps.stop_reason(run.config, state) is not None:
-        logger.info("run %s is finished: %s", run.name, steps.stop_reason(run.config, state))
+    elif stop_reason(run.config, state) is not None:
+        logger.info("run %s is finished: %s", run.name, stop_reason(run.config, state))
     else:
         holder, owner = lease_holder()
         try:
@@ -158,7 +158,7 @@ def pec_flow(
             )
     next_run: FlowRun | None = None
     deployment_id = runtime_deployment.id
-    stop = steps.stop_reason(run.config, state)
+    stop = stop_reason(run.config, state)
     if chain and deployment_id and stop is None and iteration + 1 == state.iteration:
         parameters = {
             "run_name": run_name,

@@ -14,7 +14,8 @@ import pytest
 from pec.backends.registry import BACKEND_NAMES, get_backend
 from pec.backends.zero_cost import ZeroCostBackend
 from pec.errors import ConfigError
-from pec.iteration import steps
+from pec.iteration import run_setup
+from pec.iteration.run_setup import initialise_run, preflight
 from pec.runs.config import load_config
 from pec.runs.job_records import StoreSpec
 from pec.runs.run import make_run
@@ -50,18 +51,18 @@ def test_preflight_asks_the_runs_backend_when_its_jobs_run_here(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, executor: str, asked: int
 ) -> None:
     backend = _Refusing()
-    monkeypatch.setattr(steps, "get_backend", lambda name: backend)
+    monkeypatch.setattr(run_setup, "get_backend", lambda name: backend)
     overrides: dict[str, object] = {"executor": executor}
     if executor == "docker":
         overrides["docker_image"] = "pec:cpu"
     config = load_config(TINY, overrides)
     store = LocalStore(tmp_path)
     run = make_run(store, StoreSpec(location=str(tmp_path)), "pre", config)
-    state, _, _ = steps.initialise_run(run)
+    state, _, _ = initialise_run(run)
     if asked:
         with pytest.raises(ConfigError, match="needs its extra"):
-            steps.preflight(run, state)
+            preflight(run, state)
         assert backend.asked == [(dict(config.backend_settings), config.effective_device)]
     else:
-        steps.preflight(run, state)  # the jobs run in containers: checked there
+        preflight(run, state)  # the jobs run in containers: checked there
         assert backend.asked == []

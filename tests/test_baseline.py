@@ -26,7 +26,7 @@ from pec.evaluation.baseline import (
 )
 from pec.evaluation.designs_file import Design
 from pec.evaluation.final_eval import eval_seed
-from pec.iteration.steps import initialise_run
+from pec.iteration.run_setup import initialise_run
 from pec.jobs.external import LogSink
 from pec.jobs.runner import LocalJobRunner
 from pec.jobs.spec import EvalJobResult, EvalJobSpec, TrainJobSpec

@@ -25,7 +25,7 @@ from pec.evaluation.bundle import (
     export_tolerance,
     load_bundle,
 )
-from pec.iteration.steps import initialise_run
+from pec.iteration.run_setup import initialise_run
 from pec.maths.design_space import DesignSpace
 from pec.maths.routing import route
 from pec.maths.score_routing import ScoreEvidence, route_by_scores

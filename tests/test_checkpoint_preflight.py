@@ -21,8 +21,8 @@ import torch
 from pec.errors import MESSAGE_LIMIT, QUOTE_LIMIT, StateError, one_line, quoted
 from pec.evaluation.designs_file import Design
 from pec.evaluation.final_eval_driver import run_final_eval
-from pec.iteration import steps
 from pec.iteration.driver import evaluate_frontier, run_iteration
+from pec.iteration.run_setup import initialise_run
 from pec.jobs.executors import InProcessExecutor
 from pec.jobs.runner import LocalJobRunner
 from pec.presentation.cli import main as cli_main
@@ -61,7 +61,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root.mkdir()
     store = LocalStore(root)
     run = make_run(store, StoreSpec(location=str(root)), RUN, load_config(TINY))
-    steps.initialise_run(run)
+    initialise_run(run)
     write_effective_config(run)
     run_iteration(run, LocalJobRunner(InProcessExecutor()))
     return root

@@ -20,11 +20,12 @@ import pytest
 import torch
 from prefect.client.schemas.objects import State
 
-import pec.iteration.steps as steps_module
+import pec.iteration.driver as driver_module
+import pec.iteration.refit as refit_module
 from flows.pec_flow import pec_flow
 from pec.errors import ConflictError
-from pec.iteration import steps
 from pec.iteration.driver import run_iteration, run_until_done
+from pec.iteration.run_setup import initialise_run
 from pec.jobs.executors import InProcessExecutor
 from pec.jobs.runner import LocalJobRunner
 from pec.runs import state_io
@@ -57,7 +58,7 @@ def commit_together(monkeypatch: pytest.MonkeyPatch, parties: int) -> list[int]:
             barrier.wait()
         return real(store, state, expected_version, **kw)
 
-    monkeypatch.setattr(steps_module, "save_state", together)
+    monkeypatch.setattr(refit_module, "save_state", together)
     return calls
 
 
@@ -104,7 +105,7 @@ def test_two_loops_same_iteration_one_commits_one_conflicts(
     else:
         spec = StoreSpec(location=store.root_uri)
     run = make_run(store, spec, RUN, load_config(TINY))
-    steps.initialise_run(run)
+    initialise_run(run)
     calls = commit_together(monkeypatch, 2)
     executor = LocalJobRunner(InProcessExecutor())
 
@@ -131,17 +132,17 @@ def test_two_flow_runs_same_iteration_only_one_trains(
     """Two flow runs (two lease owners) at once: the iteration's lease lets one train; the
     other exits cleanly naming it (or, arriving later, finds the iteration done)."""
     store = str(tmp_path / "store")
-    steps.initialise_run(
+    initialise_run(
         make_run(LocalStore(Path(store)), StoreSpec(location=store), RUN, load_config(TINY))
     )
     prepared: list[int] = []
-    real_prepare = steps_module.prepare_training
+    real_prepare = driver_module.prepare_training
 
     def counting(run: Run, state: PECState, expert_id: int, *budget: Any) -> Any:
         prepared.append(expert_id)
         return real_prepare(run, state, expert_id, *budget)
 
-    monkeypatch.setattr(steps_module, "prepare_training", counting)
+    monkeypatch.setattr(driver_module, "prepare_training", counting)
 
     def one() -> State[Any]:
         return pec_flow(

@@ -26,7 +26,7 @@ from pec.evaluation.distill import (
     stage_dir,
     stage_samples_keys,
 )
-from pec.iteration.steps import initialise_run
+from pec.iteration.run_setup import initialise_run
 from pec.jobs.plan import local_runner
 from pec.jobs.spec import StoreSpec, parse_job_spec
 from pec.runs import layout

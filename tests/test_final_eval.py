@@ -23,7 +23,7 @@ from pec.evaluation.final_eval import (
     summary_from_payload,
 )
 from pec.evaluation.final_eval_driver import run_final_eval
-from pec.iteration.steps import initialise_run
+from pec.iteration.run_setup import initialise_run
 from pec.jobs.external import LogSink
 from pec.jobs.runner import LocalJobRunner
 from pec.jobs.spec import EvalJobResult, EvalJobSpec, TrainJobSpec

@@ -25,8 +25,8 @@ from prefect.client.schemas.objects import State
 from prefect.flow_engine import run_flow
 
 from flows.pec_flow import pec_flow
-from pec.iteration import steps
 from pec.iteration.driver import run_iteration
+from pec.iteration.run_setup import initialise_run
 from pec.jobs.executors import InProcessExecutor
 from pec.jobs.runner import LocalJobRunner
 from pec.presentation.cli import main as cli_main
@@ -57,7 +57,7 @@ def after_one_iteration(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root.mkdir()
     store = LocalStore(root)
     run = make_run(store, StoreSpec(location=str(root)), RUN, load_config(TINY))
-    steps.initialise_run(run)
+    initialise_run(run)
     write_effective_config(run)
     run_iteration(run, LocalJobRunner(InProcessExecutor()))
     return root

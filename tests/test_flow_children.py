@@ -21,7 +21,8 @@ from prefect.states import Completed, Failed, Running
 
 from flows.children import ChildWatcher, child_key, start_or_adopt_child
 from flows.tasks import PrefectJobRunner
-from pec.iteration import steps
+from pec.iteration.run_setup import initialise_run
+from pec.iteration.training import prepare_training
 from pec.jobs.runner import JobOutcome
 from pec.runs.run import make_run, open_run_store, resolve_config
 
@@ -51,11 +52,11 @@ def test_a_job_key_names_run_iteration_kind_and_expert_and_differs_per_job(
 ) -> None:
     store, spec = open_run_store(str(tmp_path))
     run = make_run(store, spec, "keys", resolve_config(store, "keys", TINY, {}))
-    state, _, _ = steps.initialise_run(run)
-    first, second = (steps.prepare_training(run, state, k) for k in (0, 1))
+    state, _, _ = initialise_run(run)
+    first, second = (prepare_training(run, state, k) for k in (0, 1))
     key = child_key(first)
     assert key.startswith("pec/keys/it0/train-0/")
-    assert child_key(steps.prepare_training(run, state, 0)) == key  # stable across calls
+    assert child_key(prepare_training(run, state, 0)) == key  # stable across calls
     assert child_key(second).startswith("pec/keys/it0/train-1/")
     changed = first.model_copy(update={"seed": first.seed + 1})
     assert child_key(changed) != key  # a different job never adopts this one's child
@@ -135,8 +136,8 @@ def test_each_outcome_is_handed_over_as_its_job_ends(tmp_path: Path) -> None:
     store, spec = open_run_store(str(tmp_path))
     config = resolve_config(store, "asdone", TINY, {"max_parallel_experts": 2})
     run = make_run(store, spec, "asdone", config)
-    state, _, _ = steps.initialise_run(run)
-    specs = [steps.prepare_training(run, state, k) for k in (0, 1)]
+    state, _, _ = initialise_run(run)
+    specs = [prepare_training(run, state, k) for k in (0, 1)]
     seen: list[int] = []
 
     def on_outcome(outcome: JobOutcome) -> None:

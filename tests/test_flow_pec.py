@@ -40,7 +40,8 @@ from flows.pec_flow import pec_flow, schedule_next_iteration
 from flows.storage import result_storage_for
 from flows.tasks import expert_cache_key, train_expert
 from pec.errors import JobError
-from pec.iteration import steps
+from pec.iteration.run_setup import initialise_run
+from pec.iteration.training import prepare_training
 from pec.jobs.plan import executor_plan
 from pec.jobs.run import run_job as real_run_job
 from pec.jobs.spec import EvalJobSpec, TrainJobSpec
@@ -360,7 +361,7 @@ def test_executor_plan_follows_the_config(tmp_path: Path) -> None:
 def test_experts_table_shows_scores_per_expert(tmp_path: Path) -> None:
     store, spec = open_run_store(str(tmp_path))
     run = make_run(store, spec, "r1", resolve_config(store, "r1", TINY, {}))
-    state, _, _ = steps.initialise_run(run)
+    state, _, _ = initialise_run(run)
     rows = experts_table(state, {"scores": [[1, 2, 3, 6], None]}, {0: "cached", 1: "failed"})
     assert (rows[0]["score_mean"], rows[0]["score_min"], rows[0]["score_max"]) == (3.0, 1, 6)
     assert rows[0]["status"] == "cached" and rows[1]["score_mean"] is None
@@ -407,8 +408,8 @@ def test_cancelled_run_stops_only_its_labelled_containers() -> None:
 def test_expert_flow_runs_one_job_and_returns_json(tmp_path: Path) -> None:
     store, spec = open_run_store(str(tmp_path))
     run = make_run(store, spec, "solo", resolve_config(store, "solo", TINY, {}))
-    state, _, _ = steps.initialise_run(run)
-    job = steps.prepare_training(run, state, 1)
+    state, _, _ = initialise_run(run)
+    job = prepare_training(run, state, 1)
     result = pec_expert(job.model_dump(mode="json"))
     assert result["checkpoint_uri"] == store.uri(layout.best_checkpoint_key("solo", 1, 0))
     assert store.exists(layout.best_checkpoint_key("solo", 1, 0))
@@ -422,8 +423,8 @@ def test_deployment_executor_reads_the_child_result(
     run = make_run(
         store, spec, "remote", resolve_config(store, "remote", TINY, {"executor": "deployment"})
     )
-    state, _, _ = steps.initialise_run(run)
-    job = steps.prepare_training(run, state, 0)
+    state, _, _ = initialise_run(run)
+    job = prepare_training(run, state, 0)
     seen: dict[str, Any] = {}
 
     def fake_run_deployment(name: str, **kwargs: Any) -> FlowRun:

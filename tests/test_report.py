@@ -22,7 +22,9 @@ from pec.evaluation.report import (
     report_data,
     write_report,
 )
-from pec.iteration import steps
+from pec.iteration.frontier import frontier_candidates, write_scores
+from pec.iteration.refit import refit_iteration
+from pec.iteration.run_setup import initialise_run
 from pec.maths.design_space import DesignSpace
 from pec.presentation.cli import main as final_main
 from pec.presentation.cli.history import iteration_history, status_history_table
@@ -169,16 +171,16 @@ def refitted_run(store: Store, name: str, scores: list[list[int]]) -> None:
         {"K": 2, "N_init": 3, "F": 4, "pool_factor": 2, "seed": 1, "init_strategy": "grid"}
     )
     run = make_run(store, StoreSpec(location=store.root_uri), name, config)
-    state, version, _ = steps.initialise_run(run)
+    state, version, _ = initialise_run(run)
     write_effective_config(run)
     for k in range(2):
         store.write_bytes(
             layout.train_result_key(name, k, 0),
             json.dumps({"metrics": {"env_steps": 100.0 * (k + 1)}}).encode(),
         )
-    selection = steps.frontier_candidates(run, state)
-    steps.write_scores(run, state, selection, {0: scores[0], 1: scores[1]})
-    steps.refit_iteration(run, state, version)
+    selection = frontier_candidates(run, state)
+    write_scores(run, state, selection, {0: scores[0], 1: scores[1]})
+    refit_iteration(run, state, version)
 
 
 def test_status_history_and_compare(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -25,7 +25,7 @@ from support.s3_server import S3TestServer
 from flows.pec_flow import pec_flow
 from pec.backends.mujoco.backend import load_checkpoint
 from pec.errors import InputError, PECError, StateError, StoreError
-from pec.iteration import steps
+from pec.iteration.run_setup import initialise_run, preflight
 from pec.runs import layout
 from pec.runs.config import load_config
 from pec.runs.job_records import StoreSpec
@@ -203,14 +203,14 @@ def test_a_state_pointing_at_another_runs_checkpoint_is_refused(tmp_path: Path) 
     store.write_bytes(other, b"PK")
     config = load_config(TINY)
     run = make_run(store, StoreSpec(location=str(root)), "mine", config)
-    state, version, _ = steps.initialise_run(run)
+    state, version, _ = initialise_run(run)
     experts = [e.model_copy(update={"checkpoint": store.uri(other)}) for e in state.experts]
     moved = state.model_copy(update={"experts": experts, "iteration": 1})
     save_state(store, moved, expected_version=version, previous=None)
     loaded = load_state(store, "mine")
     assert loaded is not None
     with pytest.raises(StateError, match="outside the run's prefix"):
-        steps.preflight(run, loaded[0])
+        preflight(run, loaded[0])
 
 
 # ---------------------------------------------------------------- containers

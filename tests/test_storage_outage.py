@@ -26,8 +26,8 @@ from support.s3_server import S3TestServer
 
 from flows.tasks import transient_storage_failure
 from pec.errors import ConflictError, JobError, NotFoundError, StoreError
-from pec.iteration import steps
 from pec.iteration.driver import run_until_done
+from pec.iteration.run_setup import initialise_run
 from pec.jobs.executors import InProcessExecutor
 from pec.jobs.runner import LocalJobRunner
 from pec.runs.config import load_config
@@ -224,7 +224,7 @@ def test_outage_mid_iteration_fails_cleanly_and_a_rerun_completes(
     store = proxied_store(proxied_env, proxy)
     spec = StoreSpec(location=store.root_uri, endpoint_url=proxy.endpoint_url)
     run = make_run(store, spec, RUN, load_config(TINY))
-    steps.initialise_run(run)  # its state write is before the outage
+    initialise_run(run)  # its state write is before the outage
     before = store.read_bytes(f"{RUN}/pec_state.json")
     proxy.trip = OUTAGES[where]
     with pytest.raises((StoreError, JobError)) as caught:

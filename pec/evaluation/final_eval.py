@@ -23,7 +23,7 @@ from numpy.typing import ArrayLike
 from pec.errors import InputError, NotFoundError, StateError
 from pec.evaluation.designs_file import Design
 from pec.evaluation.evidence import router_evidence_size, run_evidence
-from pec.iteration.steps import checkpoint_exists, job_settings, spec_axes
+from pec.iteration.job_inputs import checkpoint_exists, job_settings, spec_axes
 from pec.jobs.spec import EvalJobSpec, design_row
 from pec.maths.curriculum import MAX_LEVEL
 from pec.maths.design_space import DesignSpace, FloatArray, IntArray

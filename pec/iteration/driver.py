@@ -15,8 +15,20 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pec.errors import JobError, StateError, incomplete_training, partial_label
-from pec.iteration import steps
+from pec.iteration.budget import training_budget
+from pec.iteration.coverage import latest_coverage, stop_reason
+from pec.iteration.frontier import (
+    frontier_candidates,
+    prepare_evaluation,
+    reusable_scores,
+    write_scores,
+)
+from pec.iteration.job_inputs import checkpoint_exists
 from pec.iteration.lease import check_still_held, hold_iteration, process_holder
+from pec.iteration.refit import refit_iteration
+from pec.iteration.run_setup import initialise_run, preflight
+from pec.iteration.training import prepare_training, read_train_result, record_train_result
+from pec.iteration.trunk import prepare_trunk, read_trunk_result, trunk_plan
 from pec.jobs.runner import JobOutcome, JobRunner, OnOutcome
 from pec.jobs.spec import EvalJobSpec, TrainJobSpec
 from pec.presentation.visualize import render_all_soft
@@ -75,10 +87,10 @@ def start_run(run: Run, iteration: int | None = None) -> tuple[PECState, str, in
                 f"run iteration {state.iteration} first (or leave iteration empty)"
             )
         if wanted == state.iteration:
-            steps.preflight(run, state)
+            preflight(run, state)
 
     # A new run's state is checked before its first write, an existing one's after loading.
-    state, version, created = steps.initialise_run(run, check=refuse_bad_inputs)
+    state, version, created = initialise_run(run, check=refuse_bad_inputs)
     if not created:
         refuse_bad_inputs(state)
     if iteration is None:
@@ -106,16 +118,16 @@ def train_experts(
     crash between the two loses no training.
     """
     if specs is None:
-        budget = steps.training_budget(run, state)
+        budget = training_budget(run, state)
         specs = [
-            steps.prepare_training(run, state, k, budget)
+            prepare_training(run, state, k, budget)
             for k in range(len(state.experts))
             if budget.ppo_iterations[k] > 0  # budget_rule wins: it gave its budget away
         ]
     from_store: set[int] = set()
 
     def finished(spec: TrainJobSpec | EvalJobSpec) -> TrainJobResult | None:
-        done = steps.read_train_result(run, spec.expert_id, spec.iteration)
+        done = read_train_result(run, spec.expert_id, spec.iteration)
         if done is not None:
             from_store.add(spec.expert_id)
         return done
@@ -124,7 +136,7 @@ def train_experts(
         result = outcome.train_result()
         if result is not None and outcome.expert_id not in from_store:
             assert isinstance(outcome.spec, TrainJobSpec)
-            steps.record_train_result(run, outcome.spec, result)
+            record_train_result(run, outcome.spec, result)
 
     return runner.run_jobs(specs, finished=finished if reuse else None, on_outcome=record)
 
@@ -137,11 +149,11 @@ def train_trunk(
     A finished trunk recorded in the store is not trained again (with `reuse`); a new result
     is recorded (checkpoints/trunk/result.json) as soon as its job ends.
     """
-    spec = steps.prepare_trunk(run, state)
+    spec = prepare_trunk(run, state)
     from_store: list[bool] = []
 
     def finished(_: TrainJobSpec | EvalJobSpec) -> TrainJobResult | None:
-        done = steps.read_trunk_result(run)
+        done = read_trunk_result(run)
         if done is not None:
             from_store.append(True)
         return done
@@ -149,7 +161,7 @@ def train_trunk(
     def record(outcome: JobOutcome) -> None:
         result = outcome.train_result()
         if result is not None and not from_store:
-            steps.record_train_result(run, spec, result)
+            record_train_result(run, spec, result)
 
     (outcome,) = runner.run_jobs([spec], finished=finished if reuse else None, on_outcome=record)
     return apply_trunk_rule(run, state, outcome, runner.retry_hint), outcome
@@ -169,14 +181,14 @@ def apply_trunk_rule(run: Run, state: PECState, outcome: JobOutcome, retry_hint:
     kept = [
         run.store.uri(folder + name)
         for name in (layout.LAST_CHECKPOINT_FILE, layout.BEST_CHECKPOINT_FILE)
-        if steps.checkpoint_exists(run, run.store.uri(folder + name))
+        if checkpoint_exists(run, run.store.uri(folder + name))
     ]
     partial = incomplete_training(outcome.error) if result is None else None
-    if result is not None and steps.checkpoint_exists(run, result.checkpoint_uri):
+    if result is not None and checkpoint_exists(run, result.checkpoint_uri):
         # The fork point is the trunk's whole share: its last policy, not its best-rewarded one
         # (the reward of a curriculum's mixed levels says little about which one to fork).
         last = result.last_checkpoint_uri
-        checkpoint = last if last and steps.checkpoint_exists(run, last) else result.checkpoint_uri
+        checkpoint = last if last and checkpoint_exists(run, last) else result.checkpoint_uri
         if result.warning:
             failures.append(ExpertFailure(iteration=0, message=result.warning))
     elif partial is not None and kept:
@@ -243,7 +255,7 @@ def apply_crash_rule(
         result = outcome.train_result()
         partial = incomplete_training(outcome.error) if result is None else None
         best_uri = run.store.uri(layout.best_checkpoint_key(run.name, outcome.expert_id, iteration))
-        if partial is not None and steps.checkpoint_exists(run, best_uri):
+        if partial is not None and checkpoint_exists(run, best_uri):
             update["checkpoint"] = best_uri
             update["trained"] = True
             failures.append(
@@ -253,12 +265,10 @@ def apply_crash_rule(
                     fallback_checkpoint=None,
                 )
             )
-        elif result is not None and steps.checkpoint_exists(run, result.checkpoint_uri):
+        elif result is not None and checkpoint_exists(run, result.checkpoint_uri):
             update["checkpoint"] = result.checkpoint_uri
             update["trained"] = True
-            if result.last_checkpoint_uri and steps.checkpoint_exists(
-                run, result.last_checkpoint_uri
-            ):
+            if result.last_checkpoint_uri and checkpoint_exists(run, result.last_checkpoint_uri):
                 update["last_checkpoint"] = result.last_checkpoint_uri
             if result.warning:
                 failures.append(
@@ -270,9 +280,7 @@ def apply_crash_rule(
             message = (
                 outcome.error or "training reported a checkpoint that does not exist in the store"
             )
-            fallback = (
-                expert.checkpoint if steps.checkpoint_exists(run, expert.checkpoint) else None
-            )
+            fallback = expert.checkpoint if checkpoint_exists(run, expert.checkpoint) else None
             failures.append(
                 ExpertFailure(iteration=iteration, message=message, fallback_checkpoint=fallback)
             )
@@ -318,18 +326,18 @@ def evaluate_frontier(
     on_outcome: OnOutcome | None = None,
 ) -> dict[str, Any]:
     """scores.json of this iteration: with `reuse` an existing one measured under the run's
-    frontier protocol (`steps.reusable_scores`), else every expert evaluated.
+    frontier protocol (`reusable_scores`), else every expert evaluated.
 
     An expert without a checkpoint, or whose evaluation fails, gets a null row.
     """
-    existing = steps.reusable_scores(run, state.iteration) if reuse else None
+    existing = reusable_scores(run, state.iteration) if reuse else None
     if existing is not None:
         return existing
-    selection = steps.frontier_candidates(run, state)
+    selection = frontier_candidates(run, state)
     levels: dict[int, list[int] | None] = {}
     specs: list[EvalJobSpec] = []
     for k in range(len(state.experts)):
-        spec = steps.prepare_evaluation(run, state, k, selection.designs)
+        spec = prepare_evaluation(run, state, k, selection.designs)
         if spec is None:
             levels[k] = None
         else:
@@ -339,7 +347,7 @@ def evaluate_frontier(
         if result is None:
             log.warning("expert %d could not be evaluated: %s", outcome.expert_id, outcome.error)
         levels[outcome.expert_id] = None if result is None else result.levels
-    return steps.write_scores(run, state, selection, levels)
+    return write_scores(run, state, selection, levels)
 
 
 # ---------------------------------------------------------------- the iteration
@@ -360,7 +368,7 @@ def run_iteration(
     If the holder it waited for finished the iteration, the report says nothing was done.
     """
     state, _ = loaded if loaded is not None else load_run_state(run)
-    steps.preflight(run, state)
+    preflight(run, state)
     iteration = state.iteration
     with hold_iteration(
         run.store, run.name, iteration, holder or process_holder(), run.config, owner
@@ -377,8 +385,8 @@ def run_iteration(
                 trained=[],
                 reused=[],
                 failed={},
-                coverage=steps.latest_coverage(state),
-                stop_reason=steps.stop_reason(run.config, state),
+                coverage=latest_coverage(state),
+                stop_reason=stop_reason(run.config, state),
                 state=state,
             )
         return _run_held_iteration(run, runner, state, version, keeper)
@@ -387,7 +395,7 @@ def run_iteration(
 def needs_trunk(run: Run, state: PECState) -> bool:
     """Iteration 0 of a run that forks its experts from a trunk not trained yet."""
     trunk_trained = state.trunk is not None and state.trunk.trained
-    return state.iteration == 0 and steps.trunk_plan(run)[0] > 0 and not trunk_trained
+    return state.iteration == 0 and trunk_plan(run)[0] > 0 and not trunk_trained
 
 
 def _run_held_iteration(
@@ -405,15 +413,15 @@ def _run_held_iteration(
         raise no_checkpoint_error(iteration, missing, failed, runner.retry_hint)
     scores = evaluate_frontier(run, trained_state, runner)
     check_still_held(keeper)
-    new_state, _ = steps.refit_iteration(run, trained_state, version, previous=state)
+    new_state, _ = refit_iteration(run, trained_state, version, previous=state)
     plots = render_all_soft(run.store, new_state, iteration, run.config.coverage_target)
     return IterationReport(
         iteration=iteration,
         trained=[o.expert_id for o in outcomes if o.result is not None and not o.reused],
         reused=[o.expert_id for o in outcomes if o.reused],
         failed=failed,
-        coverage=steps.latest_coverage(new_state),
-        stop_reason=steps.stop_reason(run.config, new_state),
+        coverage=latest_coverage(new_state),
+        stop_reason=stop_reason(run.config, new_state),
         state=new_state,
         scores=scores,
         plots=plots,
@@ -428,7 +436,7 @@ def run_until_done(
 ) -> PECState:
     """`pec run`: iterations until max_pec_iterations or the coverage target."""
     state, version, _ = start_run(run)
-    while steps.stop_reason(run.config, state) is None:
+    while stop_reason(run.config, state) is None:
         report = run_iteration(run, runner, (state, version))
         if on_iteration is not None:
             on_iteration(report)

@@ -77,7 +77,7 @@ def finish_external_job(
     if isinstance(spec, TrainJobSpec) and _best_checkpoint_exists(spec):
         # Stopped before it finished (killed, OOM, timeout, crash): fail, so a retry
         # continues from model_last.pt. The crash rule (keep model_best.pt) is applied by
-        # the driver once retries are exhausted (pec.iteration.steps.apply_training_outcomes).
+        # the driver once retries are exhausted (pec.iteration.driver.apply_crash_rule).
         done = progress_from_output(spec, tail)
         shown = "?" if done is None else str(done)
         raise IncompleteTrainingError(

@@ -25,7 +25,10 @@ import numpy as np
 
 from pec.evaluation.designs_file import dump_designs, uniform_designs
 from pec.evaluation.final_eval import final_eval_spec, write_summary
-from pec.iteration import steps
+from pec.iteration.frontier import frontier_candidates, prepare_evaluation, write_scores
+from pec.iteration.refit import refit_iteration
+from pec.iteration.run_setup import initialise_run
+from pec.iteration.training import prepare_training
 from pec.jobs.spec import StoreSpec
 from pec.maths.routing import route
 from pec.maths.score_routing import evidence_from, route_by_scores
@@ -85,10 +88,10 @@ def _write_json(run: Run, key: str, data: Any) -> None:
 
 
 def drive(run: Run, iterations: int = 2) -> None:
-    state, version, _ = steps.initialise_run(run)
+    state, version, _ = initialise_run(run)
     for iteration in range(iterations):
         for k in range(state.K):
-            spec = steps.prepare_training(run, state, k)
+            spec = prepare_training(run, state, k)
             _write_json(run, f"golden/train_spec_{k}_{iteration}.json", spec.model_dump())
         checkpoint = run.store.uri(f"golden/ckpt_{iteration}.pt")
         run.store.write_bytes(f"golden/ckpt_{iteration}.pt", b"checkpoint")
@@ -97,17 +100,17 @@ def drive(run: Run, iterations: int = 2) -> None:
                 "experts": [e.model_copy(update={"checkpoint": checkpoint}) for e in state.experts]
             }
         )
-        selection = steps.frontier_candidates(run, state)
+        selection = frontier_candidates(run, state)
         for k in range(state.K):
-            spec = steps.prepare_evaluation(run, with_ckpt, k, selection.designs)
+            spec = prepare_evaluation(run, with_ckpt, k, selection.designs)
             assert spec is not None
             _write_json(run, f"golden/eval_spec_{k}_{iteration}.json", spec.model_dump())
         levels: dict[int, list[int] | None] = {
             k: levels_for(k, len(selection.designs), iteration) for k in range(state.K)
         }
         levels[state.K - 1] = None if iteration == 1 and state.K > 2 else levels[state.K - 1]
-        steps.write_scores(run, state, selection, levels)
-        state, version = steps.refit_iteration(run, state, version)
+        write_scores(run, state, selection, levels)
+        state, version = refit_iteration(run, state, version)
     designs = uniform_designs(run.space, 9, seed=11)
     run.store.write_bytes("golden/designs.json", dump_designs(designs))
     final_levels: dict[int, list[int] | None] = {

@@ -2,8 +2,9 @@
 route, status and run (one per step of the reference sheet's script table).
 
 Every mutating command validates all of its input before it writes anything and records the
-effective config in the run. The steps themselves are `pec.iteration.steps` and `pec.iteration.driver`, the
-same functions the `pec` flow runs.
+effective config in the run. The steps themselves are those of `pec.iteration` (run_setup,
+training, trunk, frontier, refit, coverage) and `pec.iteration.driver`, the same functions the
+`pec` flow runs.
 
 Modules that import matplotlib or torch (pec.iteration.driver, pec.presentation.visualize) are imported inside the
 commands that need them, so that `pec --help`, `pec status` or a bad flag answer at once.
@@ -22,7 +23,19 @@ from rich.table import Table
 from pec.errors import ConflictError, InputError, StateError
 from pec.evaluation.designs_file import read_designs_file
 from pec.evaluation.evidence import route_designs, run_evidence
-from pec.iteration import steps
+from pec.iteration.coverage import latest_coverage
+from pec.iteration.frontier import (
+    frontier_candidates,
+    read_candidates,
+    read_scores,
+    score_matrix,
+    write_scores,
+)
+from pec.iteration.job_inputs import checkpoint_exists
+from pec.iteration.refit import refit_iteration
+from pec.iteration.run_setup import check_warm_start, initialise_run
+from pec.iteration.training import prepare_training, trainable
+from pec.iteration.trunk import trunk_plan
 from pec.jobs.external import LogSink
 from pec.jobs.plan import local_runner
 from pec.jobs.run import prefix_uri
@@ -52,7 +65,7 @@ def cmd_init(args: argparse.Namespace) -> int:
         args,
         ["K", "GCR_range", "spcf_range", "leg_range", "sigma_scale", "centers", "usd_rel_path"],
     )
-    state, _, created = steps.initialise_run(run)
+    state, _, created = initialise_run(run)
     write_effective_config(run)
     plots = render_all_soft(run.store, state, None, run.config.coverage_target)
     verb = "initialised" if created else "already initialised (left unchanged)"
@@ -76,12 +89,12 @@ def cmd_train_expert(args: argparse.Namespace) -> int:
         raise InputError(f"--expert_id {k}: the run has experts 0..{len(state.experts) - 1}")
     if args.dl is not None and not 0 <= args.dl <= 74:
         raise InputError(f"--dl {args.dl}: the obstacle level must be in 0..74")
-    steps.check_warm_start(run, state, k)
-    steps.trainable(run, state, k)  # a budget given away or a trunk not trained: refused here
+    check_warm_start(run, state, k)
+    trainable(run, state, k)  # a budget given away or a trunk not trained: refused here
     sinks: list[LogSink] = []
     runner = local_runner(run.config, log_for=lambda spec: sinks[0] if sinks else None)
     write_effective_config(run)
-    spec = steps.prepare_training(run, state, k)
+    spec = prepare_training(run, state, k)
     if args.dl is not None:
         spec = spec.model_copy(update={"start_level": args.dl})
     if args.max_iterations is not None:
@@ -124,7 +137,7 @@ def cmd_train_trunk(args: argparse.Namespace) -> int:
 
     run = open_run_from_args(args, ["trunk_share", "max_iterations_iter0", "num_envs"])
     state, version = load_run_state(run)
-    if steps.trunk_plan(run)[0] < 1:
+    if trunk_plan(run)[0] < 1:
         raise InputError(
             f"--trunk_share {run.config.trunk_share}: leaves the trunk no PPO iteration; pass "
             "a share in (0, 1), e.g. --trunk_share 0.5"
@@ -147,7 +160,7 @@ def cmd_frontier(args: argparse.Namespace) -> int:
     run = open_run_from_args(args, ["F", "sampling_mode"])
     state, _ = load_run_state(run)
     write_effective_config(run)
-    selection = steps.frontier_candidates(run, state)
+    selection = frontier_candidates(run, state)
     console.print(
         f"{len(selection.designs)} candidates ({selection.mode}, {selection.band_count} from the band): "
         f"{run.store.uri(layout.candidates_key(run.name, state.iteration))}"
@@ -165,7 +178,7 @@ def cmd_evaluate_frontier(args: argparse.Namespace) -> int:
     write_effective_config(run)
     with progress_bar() as progress:
         bar = progress.add_task("frontier", total=len(state.experts), info="")
-        without = [e.id for e in state.experts if not steps.checkpoint_exists(run, e.checkpoint)]
+        without = [e.id for e in state.experts if not checkpoint_exists(run, e.checkpoint)]
         for k in without:
             progress.console.print(f"expert {k}: no checkpoint, not evaluated")
             progress.advance(bar)
@@ -205,14 +218,14 @@ def cmd_refit(args: argparse.Namespace) -> int:
     run = open_run_from_args(args, ["min_var_scale", "min_designs"])
     state, version = load_run_state(run)
     # everything the refit reads is checked before the lease or any record is written
-    candidates = steps.read_candidates(run, state.iteration)
+    candidates = read_candidates(run, state.iteration)
     scores = None if args.scores is None else _read_scores_file(Path(args.scores))
-    checked = scores if scores is not None else steps.read_scores(run, state.iteration)
+    checked = scores if scores is not None else read_scores(run, state.iteration)
     if checked is None:
         raise StateError(
             f"iteration {state.iteration} has no scores.json; run `pec evaluate-frontier` first"
         )
-    steps.score_matrix(checked, len(state.experts), len(candidates))
+    score_matrix(checked, len(state.experts), len(candidates))
     # The scores, assignments and state of a refit are one unit: written only under the
     # iteration's lease and only while the state is still the one read above, so a second
     # refit (or a driver) racing this one never leaves its records beside our state.
@@ -234,10 +247,10 @@ def cmd_refit(args: argparse.Namespace) -> int:
                 pool_size=len(candidates),
             )
             rows = scores["scores"]
-            steps.write_scores(run, state, selection, {k: rows[k] for k in range(len(rows))})
-        new_state, _ = steps.refit_iteration(run, state, version)
+            write_scores(run, state, selection, {k: rows[k] for k in range(len(rows))})
+        new_state, _ = refit_iteration(run, state, version)
     console.print(
-        f"refit of iteration {state.iteration} done; coverage {steps.latest_coverage(new_state):.3f}"
+        f"refit of iteration {state.iteration} done; coverage {latest_coverage(new_state):.3f}"
     )
     _experts_table(new_state)
     return 0
