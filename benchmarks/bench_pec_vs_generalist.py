@@ -68,8 +68,8 @@ from pec.evaluation.baseline import (
     training_records,
 )
 from pec.evaluation.designs_file import Design, uniform_designs
-from pec.evaluation.final_eval import final_eval_spec
 from pec.evaluation.final_eval_driver import run_final_eval
+from pec.evaluation.final_eval_jobs import final_eval_spec
 from pec.iteration.driver import IterationReport, run_iteration, run_until_done, start_run
 from pec.iteration.frontier import read_scores
 from pec.jobs.plan import local_runner

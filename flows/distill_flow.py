@@ -19,7 +19,7 @@ from flows.credentials import apply_aws_credentials
 from flows.final_eval_flow import _load_designs
 from flows.tasks import PrefectJobRunner, evaluate_final_expert, execute_job
 from pec.evaluation.distill import DEFAULT_ROUTER, distill_student, evaluate_student
-from pec.evaluation.final_eval import final_protocol
+from pec.evaluation.final_eval_jobs import final_protocol
 from pec.jobs.plan import ExecutorPlan
 from pec.jobs.spec import parse_job_spec
 from pec.runs.run import load_run_state, open_run

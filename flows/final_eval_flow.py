@@ -20,17 +20,17 @@ from flows.artifacts import artifact_key
 from flows.credentials import apply_aws_credentials
 from flows.tasks import PrefectJobRunner, evaluate_final_expert
 from pec.errors import InputError
-from pec.evaluation.designs_file import Design, parse_designs, read_designs_file
-from pec.evaluation.final_eval import designs_stem, final_protocol
-from pec.evaluation.final_eval_driver import run_final_eval
-from pec.evaluation.report import (
+from pec.evaluation.comparison import (
     comparison_numbers,
     comparison_rows,
     load_report_data,
     markdown_summary,
-    write_report,
 )
+from pec.evaluation.designs_file import Design, parse_designs, read_designs_file
+from pec.evaluation.final_eval_driver import run_final_eval
+from pec.evaluation.final_eval_jobs import designs_stem, final_protocol
 from pec.maths.protocols import unused_override_warnings
+from pec.presentation.report import write_report
 from pec.runs import layout
 from pec.runs.run import Run, load_run_state, open_run
 
@@ -75,7 +75,7 @@ def pec_final_eval(
     """Final evaluation of `run_name` on a designs set, plus the comparison report.
 
     `score`: the protocol (default: the run's); `num_episodes` / `start_difficulty` apply to
-    `score` final_level only (`pec.evaluation.final_eval.final_protocol`, as `pec eval-final`):
+    `score` final_level only (`pec.evaluation.final_eval_jobs.final_protocol`, as `pec eval-final`):
     under level_search they are refused, and `overrides` of them are kept with a warning.
     `aws_credentials_block`: as for the `pec` flow, S3 keys for this run's worker process.
     """

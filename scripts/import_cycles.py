@@ -34,8 +34,6 @@ ALLOWED_UPWARD: frozenset[tuple[str, str]] = frozenset(
         ("pec.runs.config", "pec.backends.registry"),
         # plotting is the iteration's last, soft step (pec run and the flow alike)
         ("pec.iteration.driver", "pec.presentation.visualize"),
-        # the report's figures are drawn by the one plotting module
-        ("pec.evaluation.report", "pec.presentation.plots"),
     }
 )
 

@@ -25,7 +25,7 @@ from pec.evaluation.baseline import (
     training_records,
 )
 from pec.evaluation.designs_file import Design
-from pec.evaluation.final_eval import eval_seed
+from pec.evaluation.final_eval_jobs import eval_seed
 from pec.iteration.run_setup import initialise_run
 from pec.jobs.external import LogSink
 from pec.jobs.runner import LocalJobRunner

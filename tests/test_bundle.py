@@ -18,13 +18,9 @@ from pec.backends.mujoco import MujocoBackend
 from pec.backends.mujoco.backend import build_actor, load_checkpoint, parse_settings
 from pec.backends.mujoco.env import BalluVecEnv
 from pec.errors import InputError
-from pec.evaluation.bundle import (
-    ROUTER_TS,
-    TorchRouter,
-    export_bundle,
-    export_tolerance,
-    load_bundle,
-)
+from pec.evaluation.bundle import ROUTER_TS, load_bundle
+from pec.evaluation.bundle_export import export_bundle, export_tolerance
+from pec.evaluation.torch_router import TorchRouter
 from pec.iteration.run_setup import initialise_run
 from pec.maths.design_space import DesignSpace
 from pec.maths.routing import route
@@ -420,7 +416,8 @@ def test_export_tolerance_covers_float32_rounding_with_margin(
 
     from tensordict import TensorDict
 
-    from pec.evaluation.bundle import _verification_inputs, actor_actions, linear_layers, load_actor
+    from pec.evaluation.bundle_export import _verification_inputs, linear_layers
+    from pec.evaluation.checkpoint_actor import actor_actions, load_actor
 
     _, checkpoints = differently_trained
     actor = load_actor(checkpoints[name])

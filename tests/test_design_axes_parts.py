@@ -16,8 +16,8 @@ from matplotlib.patches import Ellipse
 
 from flows.artifacts import MAX_EMBEDDED_PLOT_BYTES
 from pec.errors import ConfigError, InputError, StateError
-from pec.evaluation.bundle import TorchRouter
 from pec.evaluation.designs_file import parse_designs
+from pec.evaluation.torch_router import TorchRouter
 from pec.jobs.spec import parse_job_spec
 from pec.maths.design_space import DesignSpace
 from pec.maths.routing import route

@@ -201,7 +201,9 @@ def test_distill_driver_records_steps_reuses_stages_and_exports(
     )
     assert again["stages"] == record["stages"]
     # the bundle exports the student like an expert, and it loads with the same actions
-    from pec.evaluation.bundle import actor_actions, export_bundle, load_actor, load_bundle
+    from pec.evaluation.bundle import load_bundle
+    from pec.evaluation.bundle_export import export_bundle
+    from pec.evaluation.checkpoint_actor import actor_actions, load_actor
 
     manifest = export_bundle(run.store, state, tmp_path / "bundle")
     data = json.loads(manifest.read_text())
@@ -219,9 +221,9 @@ def test_distill_driver_records_steps_reuses_stages_and_exports(
 def test_report_scores_the_student_beside_the_experts(
     experts: tuple[Run, PECState, list[Path]],
 ) -> None:
+    from pec.evaluation.comparison import comparison_numbers, comparison_rows, load_report_data
     from pec.evaluation.designs_file import uniform_designs
     from pec.evaluation.final_eval_driver import run_final_eval
-    from pec.evaluation.report import comparison_numbers, comparison_rows, load_report_data
 
     run, state, _ = experts
     runner = local_runner(run.config)

@@ -15,14 +15,9 @@ import torch
 
 from pec.errors import InputError, JobError
 from pec.evaluation.designs_file import Design, read_designs_file, uniform_designs
-from pec.evaluation.final_eval import (
-    compare_scores,
-    ratio,
-    read_summary,
-    summarise_scores,
-    summary_from_payload,
-)
 from pec.evaluation.final_eval_driver import run_final_eval
+from pec.evaluation.final_eval_summary import read_summary, summary_from_payload
+from pec.evaluation.score_summary import compare_scores, ratio, summarise_scores
 from pec.iteration.run_setup import initialise_run
 from pec.jobs.external import LogSink
 from pec.jobs.runner import LocalJobRunner
@@ -514,7 +509,7 @@ def test_a_run_without_score_is_finally_evaluated_by_level_search(tmp_path: Path
 
 
 def test_final_protocol_follows_the_run_unless_told_otherwise() -> None:
-    from pec.evaluation.final_eval import FinalProtocol, final_protocol
+    from pec.evaluation.final_eval_jobs import FinalProtocol, final_protocol
 
     searched = build_config({"num_episodes": 9, "start_difficulty": 4})  # level_search
     assert final_protocol(searched) == FinalProtocol("level_search", 9, 4)
@@ -542,7 +537,7 @@ def _reconfigured(run: Run, **update: object) -> Run:
 
 
 def test_level_search_final_results_survive_unused_settings_only(tmp_path: Path) -> None:
-    from pec.evaluation.final_eval import eval_seed
+    from pec.evaluation.final_eval_jobs import eval_seed
 
     run, state = trained_run(tmp_path, score="level_search")
 

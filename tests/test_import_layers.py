@@ -23,7 +23,7 @@ def _checker() -> ModuleType:
 def test_layers_rank_lowest_first() -> None:
     check = _checker()
     order = ["pec.errors", "pec.maths.refit", "pec.runs.config", "pec.backends.base"]
-    order += ["pec.jobs.run", "pec.iteration.refit", "pec.evaluation.report"]
+    order += ["pec.jobs.run", "pec.iteration.refit", "pec.evaluation.comparison"]
     order += ["pec.presentation.cli.main", "flows.pec_flow"]
     assert [check.layer(name) for name in order] == list(range(-1, 8))
 

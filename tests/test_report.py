@@ -12,22 +12,22 @@ from rich.console import Console
 
 from pec.errors import InputError
 from pec.evaluation.baseline import baseline_eval_key
-from pec.evaluation.designs_file import Design
-from pec.evaluation.final_eval import summarise_scores, summary_payload
-from pec.evaluation.report import (
+from pec.evaluation.comparison import (
     comparison_numbers,
     comparison_rows,
     markdown_summary,
-    render_plots,
     report_data,
-    write_report,
 )
+from pec.evaluation.designs_file import Design
+from pec.evaluation.final_eval_summary import summary_payload
+from pec.evaluation.score_summary import summarise_scores
 from pec.iteration.frontier import frontier_candidates, write_scores
 from pec.iteration.refit import refit_iteration
 from pec.iteration.run_setup import initialise_run
 from pec.maths.design_space import DesignSpace
 from pec.presentation.cli import main as final_main
 from pec.presentation.cli.history import iteration_history, status_history_table
+from pec.presentation.report import render_plots, write_report
 from pec.runs import layout
 from pec.runs.config import build_config
 from pec.runs.job_records import StoreSpec

@@ -25,7 +25,7 @@ import numpy as np
 
 from pec.errors import InputError, JobError, NotFoundError, StateError
 from pec.evaluation.designs_file import Design
-from pec.evaluation.final_eval import final_eval_spec, results_payload, reusable_levels
+from pec.evaluation.final_eval_jobs import final_eval_spec, results_payload, reusable_levels
 from pec.iteration.job_inputs import checkpoint_exists, job_settings, spec_axes
 from pec.jobs.runner import JobRunner
 from pec.jobs.spec import EvalJobSpec, TrainJobSpec

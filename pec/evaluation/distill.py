@@ -33,7 +33,7 @@ from pec.errors import InputError, JobError, NotFoundError, StateError
 from pec.evaluation.baseline import evaluate_one_policy, move_prefix
 from pec.evaluation.designs_file import Design
 from pec.evaluation.evidence import route_designs, router_evidence_size, run_evidence
-from pec.evaluation.final_eval import final_eval_spec
+from pec.evaluation.final_eval_jobs import final_eval_spec
 from pec.iteration.job_inputs import checkpoint_exists, job_settings
 from pec.jobs.runner import JobRunner
 from pec.jobs.spec import EvalJobSpec, TrainJobSpec

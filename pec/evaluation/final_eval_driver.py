@@ -15,12 +15,8 @@ from typing import Any
 
 from pec.evaluation.baseline import baseline_eval_key, baseline_eval_spec
 from pec.evaluation.designs_file import Design
-from pec.evaluation.final_eval import (
-    final_eval_specs,
-    results_payload,
-    reusable_levels,
-    write_summary,
-)
+from pec.evaluation.final_eval_jobs import final_eval_specs, results_payload, reusable_levels
+from pec.evaluation.final_eval_summary import write_summary
 from pec.jobs.runner import JobOutcome, JobRunner
 from pec.jobs.spec import EvalJobResult, EvalJobSpec, TrainJobSpec
 from pec.maths.protocols import ScoreName

@@ -24,7 +24,8 @@ from typing import Any
 import numpy as np
 
 from pec.evaluation.designs_file import dump_designs, uniform_designs
-from pec.evaluation.final_eval import final_eval_spec, write_summary
+from pec.evaluation.final_eval_jobs import final_eval_spec
+from pec.evaluation.final_eval_summary import write_summary
 from pec.iteration.frontier import frontier_candidates, prepare_evaluation, write_scores
 from pec.iteration.refit import refit_iteration
 from pec.iteration.run_setup import initialise_run

@@ -20,7 +20,7 @@ from rich.table import Table
 
 from pec.errors import InputError
 from pec.evaluation.designs_file import Design, dump_designs, read_designs_file, uniform_designs
-from pec.evaluation.final_eval import FinalProtocol, designs_stem, final_protocol
+from pec.evaluation.final_eval_jobs import FinalProtocol, designs_stem, final_protocol
 from pec.jobs.plan import local_runner
 from pec.maths.design_space import DesignSpace
 from pec.maths.protocols import SCORE_NAMES
@@ -288,12 +288,8 @@ def table_columns(table: Table) -> list[str]:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from pec.evaluation.report import (
-        comparison_numbers,
-        comparison_rows,
-        load_report_data,
-        write_report,
-    )
+    from pec.evaluation.comparison import comparison_numbers, comparison_rows, load_report_data
+    from pec.presentation.report import write_report
 
     store, _ = open_run_store(args.store)
     run_name = validate_run_name(args.run_name)
@@ -318,7 +314,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from pec.evaluation.bundle import export_bundle
+    from pec.evaluation.bundle_export import export_bundle
 
     store, _ = open_run_store(args.store)
     state = load_state_or_fail(store, args.run_name)

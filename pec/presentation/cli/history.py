@@ -9,7 +9,7 @@ import numpy as np
 from rich.table import Table
 
 from pec.errors import StateError
-from pec.evaluation.final_eval import read_summary
+from pec.evaluation.final_eval_summary import read_summary
 from pec.runs import layout, run_records
 from pec.runs.state import PECState
 from pec.runs.store import Store
