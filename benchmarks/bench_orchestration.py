@@ -44,13 +44,14 @@ def time_plain_loop(store: str, run_name: str) -> float:
     from pec.iteration.driver import run_iteration
     from pec.iteration.run_setup import initialise_run
     from pec.jobs.plan import local_runner
+    from pec.presentation.visualize import render_all_soft
     from pec.runs.run import open_run, write_effective_config
 
     run = open_run(run_name, store, TINY, OVERRIDES)
     initialise_run(run)
     write_effective_config(run)
     start = time.perf_counter()
-    run_iteration(run, local_runner(run.config))
+    run_iteration(run, local_runner(run.config), plot=render_all_soft)
     return time.perf_counter() - start
 
 

@@ -75,6 +75,7 @@ from pec.iteration.frontier import read_scores
 from pec.jobs.plan import local_runner
 from pec.jobs.runner import JobRunner
 from pec.maths.protocols import search_rounds
+from pec.presentation.visualize import render_all_soft
 from pec.runs.config import build_config
 from pec.runs.job_records import StoreSpec
 from pec.runs.run import Run, load_run_state, make_run
@@ -368,7 +369,9 @@ def run_seed(
 
     # 1. original PEC; the generalist gets its total (frontier probes included)
     t0 = time.time()
-    run_until_done(runs["original"], runner, on_iteration=reporter("original"))
+    run_until_done(
+        runs["original"], runner, on_iteration=reporter("original"), plot=render_all_soft
+    )
     finish_arm("original")
     timings["original_s"] = time.time() - t0
     rollout = step_budget(training_records(base_run, states["original"])).rollout_steps
@@ -388,24 +391,30 @@ def run_seed(
 
     # 2. fork: iteration 0 (trunk + forked experts) is shared with fork_wins (a copy)
     t0 = time.time()
-    state, version, _ = start_run(runs["fork"])
+    state, version, _ = start_run(runs["fork"], plot=render_all_soft)
     if state.iteration == 0:
-        reporter("fork")(run_iteration(runs["fork"], runner, (state, version)))
+        reporter("fork")(
+            run_iteration(runs["fork"], runner, (state, version), plot=render_all_soft)
+        )
         state, _ = load_run_state(runs["fork"])
     for arm in ("fork_wins", "fork_share"):
         # a copy only of iteration 0's result; an arm added later trains on its own (the same
         # seeds and config up to the budget rule, so the same iteration 0, computed again)
         if state.iteration == 1 and not (store_dir / names[arm] / "pec_state.json").exists():
             clone_after(store_dir, names["fork"], names[arm])
-    run_until_done(runs["fork"], runner, on_iteration=reporter("fork"))
+    run_until_done(runs["fork"], runner, on_iteration=reporter("fork"), plot=render_all_soft)
     finish_arm("fork")
     timings["fork_s"] = time.time() - t0
     t0 = time.time()
-    run_until_done(runs["fork_wins"], runner, on_iteration=reporter("fork_wins"))
+    run_until_done(
+        runs["fork_wins"], runner, on_iteration=reporter("fork_wins"), plot=render_all_soft
+    )
     finish_arm("fork_wins")
     timings["fork_wins_iterations_after_0_s"] = time.time() - t0
     t0 = time.time()
-    run_until_done(runs["fork_share"], runner, on_iteration=reporter("fork_share"))
+    run_until_done(
+        runs["fork_share"], runner, on_iteration=reporter("fork_share"), plot=render_all_soft
+    )
     finish_arm("fork_share")
     timings["fork_share_iterations_after_0_s"] = time.time() - t0
     for arm in ("fork", "fork_wins", "fork_share"):

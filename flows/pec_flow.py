@@ -27,6 +27,7 @@ from pec.iteration.coverage import latest_coverage, stop_reason
 from pec.iteration.driver import IterationReport, run_iteration, start_run
 from pec.iteration.lease import DuplicateRunError
 from pec.maths.protocols import unused_override_warnings
+from pec.presentation.visualize import render_all_soft
 from pec.runs import layout
 from pec.runs.run import Run, open_run, open_run_store
 from pec.runs.state import PECState
@@ -125,7 +126,7 @@ def pec_flow(
     ):
         logger.warning("%s", line)
     pinned = iteration is not None
-    state, version, iteration = start_run(run, iteration)
+    state, version, iteration = start_run(run, iteration, plot=render_all_soft)
     if not pinned:  # a Retry of this flow run only ever redoes this iteration
         pin_iteration(run.name, iteration)
     report: IterationReport | None = None
@@ -136,7 +137,9 @@ def pec_flow(
     else:
         holder, owner = lease_holder()
         try:
-            report = run_iteration(run, PrefectJobRunner(run), (state, version), holder, owner)
+            report = run_iteration(
+                run, PrefectJobRunner(run), (state, version), holder, owner, plot=render_all_soft
+            )
         except DuplicateRunError as exc:  # not a failure: the iteration is in good hands
             logger.warning("%s", exc)
             return {**summary(run, state, iteration, None, None), "duplicate_of": exc.holder}

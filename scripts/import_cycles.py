@@ -32,8 +32,6 @@ ALLOWED_UPWARD: frozenset[tuple[str, str]] = frozenset(
     {
         # backend_settings are validated with the config, by the chosen backend's own model
         ("pec.runs.config", "pec.backends.registry"),
-        # plotting is the iteration's last, soft step (pec run and the flow alike)
-        ("pec.iteration.driver", "pec.presentation.visualize"),
     }
 )
 

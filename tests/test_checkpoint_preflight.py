@@ -26,6 +26,7 @@ from pec.iteration.run_setup import initialise_run
 from pec.jobs.executors import InProcessExecutor
 from pec.jobs.runner import LocalJobRunner
 from pec.presentation.cli import main as cli_main
+from pec.presentation.visualize import render_all_soft
 from pec.runs.config import load_config
 from pec.runs.job_records import StoreSpec
 from pec.runs.run import Run, make_run, open_run, write_effective_config
@@ -63,7 +64,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
     run = make_run(store, StoreSpec(location=str(root)), RUN, load_config(TINY))
     initialise_run(run)
     write_effective_config(run)
-    run_iteration(run, LocalJobRunner(InProcessExecutor()))
+    run_iteration(run, LocalJobRunner(InProcessExecutor()), plot=render_all_soft)
     return root
 
 

@@ -28,6 +28,7 @@ from pec.iteration.driver import run_iteration, run_until_done
 from pec.iteration.run_setup import initialise_run
 from pec.jobs.executors import InProcessExecutor
 from pec.jobs.runner import LocalJobRunner
+from pec.presentation.visualize import render_all_soft
 from pec.runs import state_io
 from pec.runs.config import load_config
 from pec.runs.job_records import StoreSpec
@@ -109,7 +110,7 @@ def test_two_loops_same_iteration_one_commits_one_conflicts(
     calls = commit_together(monkeypatch, 2)
     executor = LocalJobRunner(InProcessExecutor())
 
-    outcomes = run_in_threads([lambda: run_iteration(run, executor)] * 2)
+    outcomes = run_in_threads([lambda: run_iteration(run, executor, plot=render_all_soft)] * 2)
 
     assert calls == [1, 1]  # both reached the commit of iteration 0 (state -> iteration 1)
     conflicts = [o for o in outcomes if isinstance(o, ConflictError)]
@@ -120,7 +121,7 @@ def test_two_loops_same_iteration_one_commits_one_conflicts(
 
     monkeypatch.undo()
     # the loser, re-run, continues from the committed state instead of redoing iteration 0
-    final = run_until_done(run, executor)
+    final = run_until_done(run, executor, plot=render_all_soft)
     assert final.iteration == 2
     assert_counted_once(store, 2)
 

@@ -30,6 +30,7 @@ from pec.iteration.run_setup import initialise_run
 from pec.jobs.executors import InProcessExecutor
 from pec.jobs.runner import LocalJobRunner
 from pec.presentation.cli import main as cli_main
+from pec.presentation.visualize import render_all_soft
 from pec.runs.config import load_config
 from pec.runs.job_records import StoreSpec
 from pec.runs.run import make_run, write_effective_config
@@ -59,7 +60,7 @@ def after_one_iteration(tmp_path_factory: pytest.TempPathFactory) -> Path:
     run = make_run(store, StoreSpec(location=str(root)), RUN, load_config(TINY))
     initialise_run(run)
     write_effective_config(run)
-    run_iteration(run, LocalJobRunner(InProcessExecutor()))
+    run_iteration(run, LocalJobRunner(InProcessExecutor()), plot=render_all_soft)
     return root
 
 
@@ -245,8 +246,10 @@ def test_a_new_run_refused_before_its_first_write_leaves_nothing(tmp_path: Path)
         LocalStore(tmp_path), StoreSpec(location=str(tmp_path)), "fresh", load_config(TINY)
     )
     with pytest.raises(StateError, match="iteration 2: run 'fresh' is at iteration 0"):
-        start_run(run, iteration=2)
+        start_run(run, iteration=2, plot=render_all_soft)
     assert list(tmp_path.iterdir()) == []
-    state, _, iteration = start_run(run)  # the same run, asked for what it can do, starts
+    state, _, iteration = start_run(
+        run, plot=render_all_soft
+    )  # the same run, asked for what it can do, starts
     assert iteration == 0 and state.iteration == 0
     assert (tmp_path / "fresh" / "pec_state.json").is_file()

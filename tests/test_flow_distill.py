@@ -11,6 +11,7 @@ from pec.evaluation.distill import distill_record_key, student_eval_key
 from pec.iteration.driver import run_until_done
 from pec.jobs.executors import InProcessExecutor
 from pec.jobs.runner import LocalJobRunner
+from pec.presentation.visualize import render_all_soft
 from pec.runs.config import load_config
 from pec.runs.run import make_run, open_run_store
 
@@ -33,7 +34,11 @@ def test_distill_flow_trains_scores_and_publishes_the_student(
     location = str(tmp_path / "store")
     store, spec = open_run_store(location)
     config = load_config(CONFIG, {"max_pec_iterations": 1})
-    run_until_done(make_run(store, spec, "dist", config), LocalJobRunner(InProcessExecutor()))
+    run_until_done(
+        make_run(store, spec, "dist", config),
+        LocalJobRunner(InProcessExecutor()),
+        plot=render_all_soft,
+    )
 
     common = {
         "run_name": "dist",

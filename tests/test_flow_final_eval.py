@@ -11,6 +11,7 @@ from pec.errors import InputError
 from pec.iteration.driver import run_until_done
 from pec.jobs.executors import InProcessExecutor
 from pec.jobs.runner import LocalJobRunner
+from pec.presentation.visualize import render_all_soft
 from pec.runs import layout
 from pec.runs.config import load_config
 from pec.runs.run import make_run, open_run_store
@@ -34,7 +35,11 @@ def test_final_eval_flow_writes_summary_report_and_artifacts(
     location = str(tmp_path / "store")
     store, spec = open_run_store(location)
     config = load_config(CONFIG, {"max_pec_iterations": 1})
-    run_until_done(make_run(store, spec, "final", config), LocalJobRunner(InProcessExecutor()))
+    run_until_done(
+        make_run(store, spec, "final", config),
+        LocalJobRunner(InProcessExecutor()),
+        plot=render_all_soft,
+    )
 
     result = pec_final_eval(
         run_name="final",

@@ -30,6 +30,7 @@ from pec.iteration.driver import run_until_done
 from pec.iteration.run_setup import initialise_run
 from pec.jobs.executors import InProcessExecutor
 from pec.jobs.runner import LocalJobRunner
+from pec.presentation.visualize import render_all_soft
 from pec.runs.config import load_config
 from pec.runs.job_records import StoreSpec
 from pec.runs.run import make_run
@@ -201,7 +202,7 @@ def reference_state(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     root = tmp_path_factory.mktemp("outage-ref")
     store = LocalStore(root)
     run = make_run(store, StoreSpec(location=str(root)), RUN, load_config(TINY))
-    run_until_done(run, LocalJobRunner(InProcessExecutor()))
+    run_until_done(run, LocalJobRunner(InProcessExecutor()), plot=render_all_soft)
     return _normalised_state(store)
 
 
@@ -228,13 +229,13 @@ def test_outage_mid_iteration_fails_cleanly_and_a_rerun_completes(
     before = store.read_bytes(f"{RUN}/pec_state.json")
     proxy.trip = OUTAGES[where]
     with pytest.raises((StoreError, JobError)) as caught:
-        run_until_done(run, LocalJobRunner(InProcessExecutor()))
+        run_until_done(run, LocalJobRunner(InProcessExecutor()), plot=render_all_soft)
     assert proxied_env.secret_key not in str(caught.value)
     proxy.mode = "pass"
     # no partial state: still the state init wrote, byte for byte
     assert store.read_bytes(f"{RUN}/pec_state.json") == before
 
-    final = run_until_done(run, LocalJobRunner(InProcessExecutor()))
+    final = run_until_done(run, LocalJobRunner(InProcessExecutor()), plot=render_all_soft)
     assert final.iteration == 2
     assert _normalised_state(store) == reference_state
 

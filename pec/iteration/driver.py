@@ -2,6 +2,8 @@
 
 `run_iteration` takes a job runner, so `pec run` (a local runner) and the `pec` flow (a
 Prefect runner of mapped, cached tasks) run the same iteration and write byte-identical runs.
+It also takes its fourth, soft step, the plots (`PlotStep`): drawing is the presentation
+layer's, so both callers hand in the same `pec.presentation.visualize.render_all_soft`.
 It follows the reference sheet's resumability table: a finished training is not repeated, a
 frontier evaluation with scores.json is not repeated, and the refit is the single state write
 of the iteration. The crash rule lives here too (`apply_crash_rule`).
@@ -31,15 +33,20 @@ from pec.iteration.training import prepare_training, read_train_result, record_t
 from pec.iteration.trunk import prepare_trunk, read_trunk_result, trunk_plan
 from pec.jobs.runner import JobOutcome, JobRunner, OnOutcome
 from pec.jobs.spec import EvalJobSpec, TrainJobSpec
-from pec.presentation.visualize import render_all_soft
 from pec.runs import layout
 from pec.runs.job_records import TrainJobResult
 from pec.runs.run import Run, load_run_state, write_effective_config
 from pec.runs.state import ExpertFailure, PECState, TrunkState
 from pec.runs.state_io import save_state
+from pec.runs.store import Store
 from pec.runs.store.lease import LeaseKeeper
 
 log = logging.getLogger(__name__)
+
+PlotStep = Callable[[Store, PECState, int | None, float | None], list[str]]
+"""The iteration's plots: (store, state, iteration or None for a new run's, coverage target) ->
+the store keys written. Soft: a plot failure is logged, never raised (`pec run` and the `pec`
+flow pass `pec.presentation.visualize.render_all_soft`)."""
 
 
 @dataclass(frozen=True)
@@ -71,7 +78,9 @@ class IterationReport:
 # ---------------------------------------------------------------- start of a run's invocation
 
 
-def start_run(run: Run, iteration: int | None = None) -> tuple[PECState, str, int]:
+def start_run(
+    run: Run, iteration: int | None = None, *, plot: PlotStep
+) -> tuple[PECState, str, int]:
     """Load or initialise the state, refuse bad inputs, record the config; initial plots if new.
 
     `iteration` is the iteration the caller means to run (None: the state's current one); an
@@ -97,7 +106,7 @@ def start_run(run: Run, iteration: int | None = None) -> tuple[PECState, str, in
         iteration = state.iteration
     write_effective_config(run)
     if created:
-        render_all_soft(run.store, state, None, run.config.coverage_target)
+        plot(run.store, state, None, run.config.coverage_target)
     return state, version, iteration
 
 
@@ -359,8 +368,11 @@ def run_iteration(
     loaded: tuple[PECState, str] | None = None,
     holder: str | None = None,
     owner: str | None = None,
+    *,
+    plot: PlotStep,
 ) -> IterationReport:
-    """Run the state's current iteration to its refit (the iteration's one state write).
+    """Run the state's current iteration to its refit (the iteration's one state write), then
+    draw its plots with `plot`.
 
     Before any job starts it takes the iteration's lease for `holder` (default: this
     process; `owner` is its identity, default the holder): a second driver of the same
@@ -389,7 +401,7 @@ def run_iteration(
                 stop_reason=stop_reason(run.config, state),
                 state=state,
             )
-        return _run_held_iteration(run, runner, state, version, keeper)
+        return _run_held_iteration(run, runner, state, version, keeper, plot)
 
 
 def needs_trunk(run: Run, state: PECState) -> bool:
@@ -399,7 +411,12 @@ def needs_trunk(run: Run, state: PECState) -> bool:
 
 
 def _run_held_iteration(
-    run: Run, runner: JobRunner, state: PECState, version: str, keeper: LeaseKeeper
+    run: Run,
+    runner: JobRunner,
+    state: PECState,
+    version: str,
+    keeper: LeaseKeeper,
+    plot: PlotStep,
 ) -> IterationReport:
     iteration = state.iteration
     forked, trunk = state, None
@@ -414,7 +431,7 @@ def _run_held_iteration(
     scores = evaluate_frontier(run, trained_state, runner)
     check_still_held(keeper)
     new_state, _ = refit_iteration(run, trained_state, version, previous=state)
-    plots = render_all_soft(run.store, new_state, iteration, run.config.coverage_target)
+    plots = plot(run.store, new_state, iteration, run.config.coverage_target)
     return IterationReport(
         iteration=iteration,
         trained=[o.expert_id for o in outcomes if o.result is not None and not o.reused],
@@ -433,11 +450,13 @@ def run_until_done(
     run: Run,
     runner: JobRunner,
     on_iteration: Callable[[IterationReport], None] | None = None,
+    *,
+    plot: PlotStep,
 ) -> PECState:
     """`pec run`: iterations until max_pec_iterations or the coverage target."""
-    state, version, _ = start_run(run)
+    state, version, _ = start_run(run, plot=plot)
     while stop_reason(run.config, state) is None:
-        report = run_iteration(run, runner, (state, version))
+        report = run_iteration(run, runner, (state, version), plot=plot)
         if on_iteration is not None:
             on_iteration(report)
         state, version = load_run_state(run)

@@ -43,6 +43,7 @@ def run_loop_once(store_root: Path, config: str) -> None:
     from pec.iteration.driver import run_until_done
     from pec.jobs.executors import InProcessExecutor
     from pec.jobs.runner import LocalJobRunner
+    from pec.presentation.visualize import render_all_soft
     from pec.runs.config import load_config
     from pec.runs.job_records import StoreSpec
     from pec.runs.run import make_run
@@ -52,7 +53,7 @@ def run_loop_once(store_root: Path, config: str) -> None:
     store_root.mkdir(parents=True, exist_ok=True)
     store = LocalStore(store_root)
     run = make_run(store, StoreSpec(location=str(store_root)), RUN, load_config(config))
-    run_until_done(run, LocalJobRunner(InProcessExecutor()))
+    run_until_done(run, LocalJobRunner(InProcessExecutor()), plot=render_all_soft)
 
 
 def run_flow_until_done(store_root: Path, config: str) -> None:

@@ -395,6 +395,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from pec.iteration.driver import IterationReport, run_until_done
+    from pec.presentation.visualize import render_all_soft
 
     run = open_run_from_args(
         args,
@@ -420,7 +421,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from pec.iteration.lease import DuplicateRunError
 
     try:
-        state = run_until_done(run, runner, on_iteration=report)
+        state = run_until_done(run, runner, on_iteration=report, plot=render_all_soft)
     except DuplicateRunError as exc:  # not a failure: the iteration is in good hands
         console.print(f"[yellow]{exc}[/]")
         return 0
