@@ -199,6 +199,7 @@ def score_matrix(scores: dict[str, Any], K: int, F: int) -> np.ndarray:
 
 
 def scores_width(scores: dict[str, Any]) -> int:
+    """F of a stored scores.json: the length of its first non-null row (0 when it has none)."""
     rows = scores.get("scores")
     if isinstance(rows, list):
         for row in rows:
