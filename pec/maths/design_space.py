@@ -26,8 +26,12 @@ BoolArray = NDArray[np.bool_]
 DIMENSION_NAMES: tuple[str, str] = ("GCR", "spcf")
 """The state's and designs files' key of each axis of a 2-D space, in column order."""
 AXES: tuple[str, str, str] = ("gcr", "spcf", "leg")
-"""Every design axis pec knows, in column order; what a backend is told and may refuse."""
+"""Every design axis pec knows, in column order; what a backend is told and may refuse.
+
+The one definition: the backends (`design_axes`, `pec.backends.registry`), job specs and
+configs import it from here."""
 DEFAULT_AXES: tuple[str, str] = ("gcr", "spcf")
+"""The axes every design space has (a 2-D run's), and every backend must simulate."""
 AXIS_KEYS: dict[str, str] = {"gcr": "GCR", "spcf": "spcf", "leg": "leg"}
 """Axis name -> its key in pec_state.json's design_space, designs files and candidates."""
 DEFAULT_LEG_RANGE: tuple[float, float] = (0.20, 0.48)

@@ -30,7 +30,6 @@ from tensordict import TensorDict
 from pec.backends.ballu import schedule
 from pec.backends.ballu.design_inputs import design_inputs_pinned, pin_design_inputs
 from pec.backends.base import (
-    DESIGN_AXES,
     CheckpointCallback,
     EvalRequest,
     ProbeRequest,
@@ -50,6 +49,7 @@ from pec.backends.mujoco.imitation import (
 from pec.backends.mujoco.settings import MujocoSettings, PPOSettings
 from pec.errors import ConfigError, InputError, JobError, one_line
 from pec.maths.curriculum import MAX_LEVEL
+from pec.maths.design_space import AXES
 
 log = logging.getLogger(__name__)
 
@@ -232,7 +232,7 @@ class MujocoBackend:
     """
 
     name = "mujoco"
-    design_axes: tuple[str, ...] = DESIGN_AXES  # gcr, spcf and leg length
+    design_axes: tuple[str, ...] = AXES  # gcr, spcf and leg length
 
     # -- hooks a simulator of the same task overrides ------------------------------------
     def load_settings(self, raw: dict[str, object]) -> MujocoSettings:
