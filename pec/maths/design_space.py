@@ -20,6 +20,7 @@ from numpy.typing import ArrayLike, NDArray
 from pec.errors import InputError
 
 FloatArray = NDArray[np.float64]
+Float32Array = NDArray[np.float32]
 IntArray = NDArray[np.int64]
 BoolArray = NDArray[np.bool_]
 
@@ -215,3 +216,24 @@ class DesignSpace:
             raise InputError(f"sample count n={n!r} is invalid; pass an integer >= 0")
         samples: FloatArray = rng.uniform(self.lows, self.highs, size=(int(n), self.dim))
         return samples
+
+
+def axis_columns(points: ArrayLike) -> tuple[Float32Array, ...]:
+    """(n, d) designs -> one contiguous float32 array per axis, in column order.
+
+    What a training job's per-environment samples hold (gcr.npy, spcf.npy(, leg.npy)).
+    """
+    array = as_points("designs", points, dim=None).astype(np.float32)
+    return tuple(array[:, a].copy() for a in range(array.shape[1]))
+
+
+def uniform_design_columns(space: DesignSpace, n: int, seed: int) -> tuple[Float32Array, ...]:
+    """n uniform designs over the whole box, one float32 array per axis (gcr, spcf(, leg)).
+
+    The caller seeds it (one ``derive_seed`` label per purpose: trunk, generalist chunk,
+    distillation stage); the draw is ``space.sample_uniform(n, np.random.default_rng(seed))``,
+    all axes at once, row by row, so the samples of a given seed never change.
+    """
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
+        raise InputError(f"sampling seed {seed!r} is invalid; pass an integer >= 0")
+    return axis_columns(space.sample_uniform(n, np.random.default_rng(int(seed))))
