@@ -12,7 +12,11 @@ With `--resume-at N` it measures what the warm-up clock does to a warm start ins
 job trains N iterations from scratch, then a warm-started job trains the remaining
 `--iterations - N` under each `warmup_clock` (`policy_age`, the default, and `job`, the
 original scripts' count), beside one uninterrupted job of `--iterations` (the baseline,
-measured in the same run); all on the same held-out designs.
+measured in the same run); all on the same held-out designs. The warm-started jobs start at
+curriculum level 0 unless `--resume-level pec` starts them where a PEC iteration would:
+the first job's held-out levels through `pec.maths.curriculum.starting_level` (floor of
+the mean minus the config's default `dl_buffer`), as `starting_level_for` does with an
+expert's frontier scores.
 """
 
 from __future__ import annotations
@@ -30,6 +34,8 @@ from pec.backends.base import EvalRequest, TrainRequest
 from pec.backends.mujoco import MujocoBackend
 from pec.backends.mujoco.backend import LAST_NAME, close_env
 from pec.backends.mujoco.settings import PPOSettings
+from pec.maths.curriculum import starting_level
+from pec.runs.config import PECConfig
 
 SAVE_INTERVAL: int = PPOSettings.model_fields["save_interval"].default  # model_last.pt cadence
 
@@ -138,8 +144,13 @@ def warm_start_check(
     warmup: int,
     seed: int,
     work: Path,
+    resume_level: str = "0",
 ) -> dict[str, list[int]]:
-    """Final levels of an uninterrupted job and of a warm start under each warm-up clock."""
+    """Final levels of an uninterrupted job and of a warm start under each warm-up clock.
+
+    `resume_level`: the warm starts' first curriculum level, a number or `pec` (from the first
+    job's held-out levels, as a PEC iteration starts an expert from its frontier scores).
+    """
     rng = np.random.default_rng(seed)
     train_gcr = np.clip(rng.normal(gcr, 0.01, envs), 0.75, 0.89)
     train_spcf = np.clip(rng.normal(spcf, 0.0005, envs), 0.001, 0.010)
@@ -157,7 +168,12 @@ def warm_start_check(
         }
 
     def train(
-        name: str, its: int, clock: str, resume: Path | None, keep_at: int | None = None
+        name: str,
+        its: int,
+        clock: str,
+        resume: Path | None,
+        keep_at: int | None = None,
+        start_level: int = 0,
     ) -> Path:
         """Train; with `keep_at`, also keep model_last.pt as written at that iteration."""
         t0 = time.time()
@@ -170,7 +186,7 @@ def warm_start_check(
         request = TrainRequest(
             gcr=train_gcr,
             spcf=train_spcf,
-            start_level=0,
+            start_level=start_level,
             max_iterations=its,
             seed=seed,
             device="cpu",
@@ -209,8 +225,17 @@ def warm_start_check(
         "uninterrupted": evaluate(whole),
         f"first job only ({resume_at} it.)": evaluate(first),
     }
+    first_levels = finals[f"first job only ({resume_at} it.)"]
+    if resume_level == "pec":
+        defaults = PECConfig.model_fields
+        level = starting_level(
+            first_levels, defaults["dl_initial"].default, defaults["dl_buffer"].default
+        )
+    else:
+        level = int(resume_level)
+    print(f"warm starts begin at curriculum level {level}", flush=True)
     for clock in ("policy_age", "job"):
-        resumed = train(f"resumed-{clock}", iterations - resume_at, clock, first)
+        resumed = train(f"resumed-{clock}", iterations - resume_at, clock, first, start_level=level)
         finals[f"warm start, warmup_clock {clock}"] = evaluate(resumed)
     return finals
 
@@ -235,6 +260,12 @@ def main() -> None:
         default=0,
         help="measure warm starts: first job's iterations (0 = the plain learning check)",
     )
+    parser.add_argument(
+        "--resume-level",
+        default="0",
+        help="warm starts' first curriculum level: a number, or 'pec' (from the first job's"
+        " held-out levels, as a PEC iteration does)",
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
     work = args.work_dir or Path(tempfile.mkdtemp(prefix="bench_learning_"))
@@ -256,6 +287,7 @@ def main() -> None:
             warmup=args.warmup,
             seed=args.seed,
             work=work,
+            resume_level=args.resume_level,
         )
         baseline = float(np.mean(finals["uninterrupted"]))
         print(f"{'policy (last checkpoint)':<36} {'mean level':>10} {'vs uninterrupted':>16}")

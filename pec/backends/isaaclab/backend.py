@@ -63,6 +63,9 @@ class IsaacLabBackend(MujocoBackend):
     def load_settings(self, raw: dict[str, object]) -> IsaacLabSettings:  # type: ignore[override]
         return load_settings(raw)
 
+    def settings_sections(self) -> frozenset[str]:
+        return frozenset(IsaacLabSettings.model_fields)
+
     def make_env(
         self,
         settings: Any,
