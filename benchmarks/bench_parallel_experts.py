@@ -1,6 +1,6 @@
 """One PEC iteration's expert trainings (K=2) one after the other vs side by side.
 
-Builds a fresh run, writes both experts' training jobs with `pec.iteration.steps.prepare_training`
+Builds a fresh run, writes both experts' training jobs with `pec.iteration.training.prepare_training`
 (the same specs `pec run` and the flow execute) and runs them with the subprocess executor:
 
 - sequential: `max_parallel_experts: 1`, one job at a time (thread policy: all cores each);

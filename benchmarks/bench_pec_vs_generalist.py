@@ -24,8 +24,8 @@ fully, in the generalist's favour) and, for the student, the distillation (its r
 `env_steps`). The generalist gets the largest PEC arm's total rounded up to whole PPO
 iterations; the student is compared with the same generalist trained on for the student's
 extra steps (one more chunk), scored at both budgets. Warm-ups: both sides use the same task
-settings, and every job counts its warm-ups the same way (by the policy's age where the code
-does so), so the schedules are equivalent. The budget table is written into the JSON.
+settings, and every job counts its warm-ups the same way (the clock `--warmup_clock` picks,
+below), so the schedules are equivalent. The budget table is written into the JSON.
 
 Everything is scored with level search on the same held-out uniform designs and on designs
 around the transfer matrix's three corners (`bench_transfer_matrix.CORNERS`), so "specialists
@@ -39,6 +39,37 @@ README's main figures (the defaults, 64 envs, give the smaller run beside them):
         --distill_finetune 20 --json /tmp/pvg-s$s.json > /tmp/pvg-s$s.log 2>&1 & done; wait
     .venv/bin/python benchmarks/bench_pec_vs_generalist.py --aggregate /tmp/pvg-s?.json \\
         --out benchmarks/results/pec_vs_generalist.json --plot docs/figures/pec_vs_generalist.png
+
+Warm-up clock (issue 23): `--warmup_clock policy_age|job` sets `backend_settings.task.
+warmup_clock` in every arm's config (so in every expert, trunk and generalist chunk job);
+left out, the setting is left out and the task settings' default applies. The JSON's
+`settings.warmup_clock` records the clock the jobs used either way. A store's runs keep the
+settings they were trained with: measure the other clock under another `--run_name` (or
+`--store`); the benchmark refuses a stored run whose backend settings or leg range differ.
+
+3-D (issue 22): `--leg_range LO HI` makes every arm GCR x spcf x leg length (femur = tibia =
+leg, metres): `leg_range` in each config and the same range as the task's `leg_norm_range`
+(as configs/obstacle_3d.yaml), so PEC's experts, frontier and final evaluation, and the
+generalists' uniform samples, cover the 3-D box. The held-out designs are uniform over the
+3-D box (`uniform_designs` with the run's design space, `--designs_seed`). The corners show
+the leg axis: "short legs" and "long legs" at the middle of the GCR and spcf ranges, with
+legs 1/14 of the leg range inside its ends (0.22 and 0.46 m for [0.20, 0.48]), and the
+transfer matrix's "high GCR, stiff" corner (0.87, 0.009) at the middle leg length (0.34 m);
+the designs around each are uniform within ± (0.01 GCR, 0.0005 spcf, 1/14 of the leg range
+= 0.02 m). The JSON's `corners_at` holds them. The student is 2-D only (`pec distill`) and
+is left out. Without `--leg_range` everything (configs, designs, seeds) is as before. One
+seed as a one-thread process, sized from the 2-D run above (~32 min per seed at 128 envs,
+K=2, with the student, on this 2-core VM under load) to about 20-30 minutes here: K=3 (the
+box has one more axis to split), 64 envs, 100 + 50 PPO iterations, no student:
+
+    OMP_NUM_THREADS=1 nice -n 10 .venv/bin/python benchmarks/bench_pec_vs_generalist.py \\
+        --seed 0 --store /tmp/pec-bench-3d --run_name pvg3d --leg_range 0.20 0.48 --K 3 \\
+        --num_envs 64 --n_designs 64 --corner_designs 8 --no_student \\
+        --json /tmp/pvg3d-s0.json > /tmp/pvg3d-s0.log 2>&1
+
+(`--warmup_clock job --run_name pvg3d-job --json /tmp/pvg3d-job-s0.json` for the other
+clock; seeds 1 and 2 the same with `--seed`), then `--aggregate /tmp/pvg3d-s?.json --out
+benchmarks/results/pec_vs_generalist_3d.json --plot docs/figures/pec_vs_generalist_3d.png`.
 """
 
 from __future__ import annotations
@@ -60,6 +91,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from pec.backends.ballu.settings import BalluTaskSettings
 from pec.evaluation.baseline import (
     baseline_chunk_dir,
     generalist_job_id,
@@ -67,18 +99,19 @@ from pec.evaluation.baseline import (
     train_baseline,
     training_records,
 )
-from pec.evaluation.designs_file import Design, uniform_designs
+from pec.evaluation.designs_file import Design, design_of, uniform_designs
 from pec.evaluation.final_eval_driver import run_final_eval
 from pec.evaluation.final_eval_jobs import final_eval_spec
 from pec.iteration.driver import IterationReport, run_iteration, run_until_done, start_run
 from pec.iteration.frontier import read_scores
 from pec.jobs.plan import local_runner
 from pec.jobs.runner import JobRunner
+from pec.maths.design_space import DesignSpace
 from pec.maths.protocols import search_rounds
 from pec.presentation.visualize import render_all_soft
 from pec.runs.config import build_config
 from pec.runs.job_records import StoreSpec
-from pec.runs.run import Run, load_run_state, make_run
+from pec.runs.run import Run, load_run_state, make_run, read_run_config
 from pec.runs.state import PECState, dump_state, parse_state
 from pec.runs.store import Store, open_store
 
@@ -88,6 +121,9 @@ CORNERS = {  # as benchmarks/bench_transfer_matrix.py: [GCR, spcf] and the half-
     "high GCR, stiff": (0.87, 0.009),
 }
 HALF_WIDTH = (0.01, 0.0005)
+LEG_CORNER_STEP = 1 / 14
+"""3-D: the leg corners' centres lie this share of the leg range inside its ends, and their
+half-width on the leg axis is the same share (leg_range [0.20, 0.48]: 0.22 and 0.46 ± 0.02 m)."""
 PEC_ARMS = ("original", "fork", "fork_wins", "fork_share")
 
 
@@ -110,6 +146,18 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--distill_iterations", type=int, default=30, help="imitation rounds")
     p.add_argument("--distill_finetune", type=int, default=15, help="PPO fine-tune iterations")
     p.add_argument("--no_student", action="store_true", help="leave the distilled student out")
+    p.add_argument(
+        "--leg_range",
+        type=float,
+        nargs=2,
+        metavar=("LO", "HI"),
+        help="3-D: GCR x spcf x leg length (metres) for every arm (default: 2-D)",
+    )
+    p.add_argument(
+        "--warmup_clock",
+        choices=("policy_age", "job"),
+        help="backend_settings.task.warmup_clock of every job (default: the config's default)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1, help="torch/BLAS threads of every job")
     p.add_argument("--json", help="write this seed's figures here")
@@ -175,12 +223,17 @@ def pec_budget(run: Run, state: PECState, episode_steps: int) -> dict[str, float
 
 
 def pec_config(args: argparse.Namespace, seed: int, **extra: Any) -> Any:
-    task = {
+    task: dict[str, Any] = {
         "episode_steps": args.episode_steps,
         "curriculum_warmup_iterations": args.warmup,
         "goal_warmup_iterations": args.warmup,
         "goal_ramp_iterations": args.warmup,
     }
+    if args.warmup_clock is not None:
+        task["warmup_clock"] = args.warmup_clock
+    if args.leg_range is not None:  # as configs/obstacle_3d.yaml: the policy sees leg over the box
+        extra = {"leg_range": list(args.leg_range), **extra}
+        task["leg_norm_range"] = list(args.leg_range)
     return build_config(
         {
             "K": args.K,
@@ -244,20 +297,68 @@ def evaluate_checkpoint(
     return list(result.levels)
 
 
-def corner_designs(n: int, seed: int) -> list[Design]:
+Corner = tuple[tuple[float, ...], tuple[float, ...]]
+"""A corner's centre and its half-width per axis, in the space's column order."""
+
+
+def corner_table(space: DesignSpace) -> dict[str, Corner]:
+    """The corners the designs around them are drawn from. 2-D: the transfer matrix's three.
+    3-D: two leg corners at the middle of the GCR and spcf ranges, "short legs" and "long
+    legs" (`LEG_CORNER_STEP` of the leg range inside its ends: 0.22 and 0.46 m), and the
+    transfer matrix's "high GCR, stiff" corner at the middle of the leg range (the one corner
+    where a 2-D specialist beat the generalist in two of three seeds)."""
+    if space.leg is None:
+        return {name: (centre, HALF_WIDTH) for name, centre in CORNERS.items()}
+    lo, hi = space.leg
+    step = LEG_CORNER_STEP * (hi - lo)
+    gcr, spcf = (sum(space.gcr) / 2, sum(space.spcf) / 2)
+    half = (*HALF_WIDTH, step)
+    return {
+        "short legs": ((gcr, spcf, lo + step), half),
+        "long legs": ((gcr, spcf, hi - step), half),
+        "high GCR, stiff, mid legs": ((*CORNERS["high GCR, stiff"], (lo + hi) / 2), half),
+    }
+
+
+def corner_designs(n: int, seed: int, corners: dict[str, Corner]) -> list[Design]:
+    """`n` uniform designs in the box of half-widths around each corner, one generator per
+    corner (seed + its index), drawn axis by axis."""
     designs: list[Design] = []
-    for c, (gcr, spcf) in enumerate(CORNERS.values()):
+    for c, (centre, half) in enumerate(corners.values()):
         rng = np.random.default_rng(seed + c)
-        g = rng.uniform(gcr - HALF_WIDTH[0], gcr + HALF_WIDTH[0], n)
-        s = rng.uniform(spcf - HALF_WIDTH[1], spcf + HALF_WIDTH[1], n)
+        columns = [rng.uniform(x - h, x + h, n) for x, h in zip(centre, half, strict=True)]
         designs += [
-            Design(id=len(designs) + i, GCR=float(g[i]), spcf=float(s[i])) for i in range(n)
+            design_of(len(designs) + i, row) for i, row in enumerate(np.column_stack(columns))
         ]
     return designs
 
 
-def per_corner(levels: Sequence[int], n: int) -> dict[str, float]:
-    return {name: float(np.mean(levels[c * n : (c + 1) * n])) for c, name in enumerate(CORNERS)}
+def corner_names(figures: dict[str, Any]) -> list[str]:
+    """The corners of a seed's figures (results written before 3-D: the transfer matrix's)."""
+    return list(figures.get("corners_at") or CORNERS)
+
+
+def per_corner(levels: Sequence[int], n: int, names: Sequence[str]) -> dict[str, float]:
+    return {name: float(np.mean(levels[c * n : (c + 1) * n])) for c, name in enumerate(names)}
+
+
+def check_stored_configs(store: Store, runs: dict[str, Run]) -> None:
+    """Refuse to go on with a stored run whose backend settings or leg range are not this
+    invocation's (another --warmup_clock or --leg_range on the same --store and --run_name
+    would otherwise reuse iterations trained under the other settings)."""
+    for run in runs.values():
+        recorded = read_run_config(store, run.name)
+        if recorded is None:
+            continue
+        for field in ("backend_settings", "leg_range"):
+            old, new = getattr(recorded, field), getattr(run.config, field)
+            if old is not None and new is not None and field == "leg_range":
+                old, new = list(old), list(new)
+            if old != new:
+                raise SystemExit(
+                    f"run '{run.name}' in {store.root_uri} was trained with {field} {old}, "
+                    f"this invocation asks for {new}: pass another --run_name or --store"
+                )
 
 
 def distill_module() -> Any | None:
@@ -292,6 +393,7 @@ def run_seed(
         ),
     }
     runs = {arm: make_run(store, spec, names[arm], configs[arm]) for arm in PEC_ARMS}
+    check_stored_configs(store, runs)
     runner = local_runner(configs["original"])
     timings: dict[str, float] = {}
     states: dict[str, PECState] = {}
@@ -307,7 +409,13 @@ def run_seed(
     base_run = runs["original"]
     held = uniform_designs(base_run.space, args.n_designs, args.designs_seed)
     held_stem = f"heldout_{args.n_designs}_uniform"
-    corners = corner_designs(args.corner_designs, args.designs_seed + 1)
+    table = corner_table(base_run.space)
+    if base_run.space.leg is not None:  # 2-D figures stay as they were (the corners are fixed)
+        figures["corners_at"] = {
+            name: {"centre": list(centre), "half_width": list(half)}
+            for name, (centre, half) in table.items()
+        }
+    corners = corner_designs(args.corner_designs, args.designs_seed + 1, table)
     corner_stem = f"corners_{len(corners)}"
     print(f"seed {seed}: store {store.root_uri}", flush=True)
 
@@ -429,7 +537,7 @@ def run_seed(
     stage_done("generalist_2")
 
     # 4. the student (distilled from fork_wins) and the generalist trained on for its steps
-    distill = None if args.no_student else distill_module()
+    distill = None if args.no_student or base_run.space.dim != 2 else distill_module()
     if distill is not None:
         t0 = time.time()
         record = distill.distill_student(
@@ -465,6 +573,8 @@ def run_seed(
         evaluate_generalist("generalist_at_student_budget", held_stem, held)
         timings["student_eval_s"] = time.time() - t0
         stage_done("student")
+    elif not args.no_student and base_run.space.dim != 2:
+        print("  student: pec distill is 2-D only; arm left out")
     elif not args.no_student:
         print("  student: pec.evaluation.distill is not in this checkout; arm left out")
 
@@ -511,13 +621,19 @@ def settings_of(args: argparse.Namespace) -> dict[str, Any]:
         "distill_iterations",
         "distill_finetune",
     )
-    return {k: getattr(args, k) for k in names}
+    settings = {k: getattr(args, k) for k in names}
+    settings["leg_range"] = None if args.leg_range is None else list(args.leg_range)
+    # the clock every job used: the option, else the task settings' default
+    default_clock = BalluTaskSettings.model_fields["warmup_clock"].default
+    settings["warmup_clock"] = args.warmup_clock or default_clock
+    return settings
 
 
 def means_of(figures: dict[str, Any]) -> dict[str, float]:
     """Flat per-seed means: `<arm>/<policy>` on the held-out designs, `corner/...` per corner."""
     out: dict[str, float] = {}
     n = figures["settings"]["corner_designs"] if "settings" in figures else None
+    names = corner_names(figures)
     for where in ("heldout", "corners"):
         for arm, part in figures.get(where, {}).items():
             for policy, levels in part.items():
@@ -527,7 +643,7 @@ def means_of(figures: dict[str, Any]) -> dict[str, float]:
                 if where == "heldout":
                     out[key] = float(np.mean(levels))
                 elif n:
-                    for corner, value in per_corner(levels, n).items():
+                    for corner, value in per_corner(levels, n, names).items():
                         out[f"corner {corner}: {key}"] = value
     return out
 
@@ -600,7 +716,29 @@ def goals(per_seed: Sequence[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def space_of(per_seed: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The seeds' common design space and warm-up clock; refuses seeds that differ (a seed
+    written before either setting existed is 2-D and its clock unrecorded, None)."""
+    seen = {
+        (
+            json.dumps(s.get("settings", {}).get("leg_range")),
+            s.get("settings", {}).get("warmup_clock"),
+        )
+        for s in per_seed
+    }
+    legs = {leg for leg, _ in seen}
+    clocks = {clock for _, clock in seen if clock is not None}
+    if len(legs) > 1 or len(clocks) > 1:
+        raise SystemExit(
+            f"the seeds differ in leg_range {sorted(legs)} or warmup_clock {sorted(clocks)}; "
+            "aggregate each setting on its own"
+        )
+    clock = clocks.pop() if clocks and all(c is not None for _, c in seen) else None
+    return {"leg_range": json.loads(legs.pop()), "warmup_clock": clock}
+
+
 def aggregate(per_seed: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    space = space_of(per_seed)
     keys = sorted(set.intersection(*(set(s["means"]) for s in per_seed)))
     table = {
         key: {
@@ -615,7 +753,14 @@ def aggregate(per_seed: Sequence[dict[str, Any]]) -> dict[str, Any]:
         arm: float(np.mean([s["budget_env_steps"][arm]["total"] for s in per_seed]))
         for arm in sorted(arms)
     }
-    return {"seeds": [s["seed"] for s in per_seed], "means": table, "budget_env_steps": budgets}
+    out: dict[str, Any] = {
+        "seeds": [s["seed"] for s in per_seed],
+        "means": table,
+        "budget_env_steps": budgets,
+    }
+    if space["leg_range"] is not None or space["warmup_clock"] is not None:
+        out["settings"] = space  # 2-D results written before either setting stay as they were
+    return out
 
 
 def plot(agg: dict[str, Any], path: str) -> None:
@@ -651,8 +796,14 @@ def plot(agg: dict[str, Any], path: str) -> None:
     ax.axhline(1.1 * g, color="#d62728", linestyle=":", linewidth=1, label="1.1 x generalist")
     ax.set_xticks(x, [label for label, _ in shown], rotation=30, ha="right", fontsize=8)
     ax.set_ylabel("mean level passed (held-out designs)")
+    settings = agg.get("settings") or {}
+    where = ""
+    if settings.get("leg_range") is not None:
+        where += ", GCR × spcf × leg {}".format(settings["leg_range"])
+    if settings.get("warmup_clock") is not None:
+        where += f", warm-ups by {settings['warmup_clock']}"
     ax.set_title(
-        f"PEC arms vs generalist at equal env steps, {len(agg['seeds'])} seeds "
+        f"PEC arms vs generalist at equal env steps{where}, {len(agg['seeds'])} seeds "
         "(mean ± t 95%, dots: seeds)",
         fontsize=9,
     )
@@ -669,6 +820,14 @@ def print_aggregate(agg: dict[str, Any], goal: dict[str, Any]) -> None:
             v = agg["means"][key]
             values = ", ".join(f"{x:.2f}" for x in v["values"])
             print(f"  {label:40}{v['mean']:7.2f} ± {v['ci95']:.2f}   [{values}]")
+    corners = sorted(
+        k for k in agg["means"] if k.startswith("corner ") and not k.endswith("routed")
+    )
+    if corners:
+        print("corners (designs around each; PEC's oracles and the single policies):")
+        for key in corners:
+            v = agg["means"][key]
+            print(f"  {key:60}{v['mean']:7.2f} ± {v['ci95']:.2f}")
     print("goals:", json.dumps(goal, indent=1))
 
 

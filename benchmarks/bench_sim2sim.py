@@ -10,7 +10,11 @@ Two measurements of the same robot (`pec.backends.ballu.body`) in both simulator
    policy took on MuJoCo in the same scenario (recorded once, then replayed open loop in
    both simulators: a gait that walks forward and meets the obstacle). Printed: the largest divergence per quantity and, per env,
    how many control steps all three stay within the tolerance (`--tol-x/--tol-z/--tol-pitch`;
-   goal: >= 100 of 400).
+   goal: >= 100 of 400). The check runs at every leg length of `--legs` (default: the
+   nominal robot, femur 0.480 m / tibia 0.443 m, then femur = tibia = 0.25 and 0.45 m, in
+   [0.20, 0.48] m): the robots of every given length share one scene per simulator, and the
+   table and the verdict are printed per leg length. With `--actions-from` and leg lengths the
+   checkpoint must observe the leg (a 3-D run's expert, 30 observations).
 2. **Transfer** (`--transfer`): experts scored by the level-search protocol
    (`pec.maths.protocols.level_search` on `probe_levels`) on their own designs, at home
    (the backend they trained on) and away; the transfer ratio away / home per expert (means
@@ -23,6 +27,7 @@ Two measurements of the same robot (`pec.backends.ballu.body`) in both simulator
 Isaac Lab runs on the CPU here at ~700 env-steps/s, so keep the design counts small.
 
     nice -n 10 .venv/bin/python benchmarks/bench_sim2sim.py --trajectory
+    nice -n 10 .venv/bin/python benchmarks/bench_sim2sim.py --trajectory --legs 0.25 0.45
     nice -n 10 .venv/bin/python benchmarks/bench_sim2sim.py --transfer --iterations 600 \\
         --designs 8 --work-dir /tmp/sim2sim
 """
@@ -34,6 +39,8 @@ import json
 import math
 import tempfile
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -45,11 +52,49 @@ from pec.backends.isaaclab import IsaacLabBackend
 from pec.backends.mujoco import MujocoBackend
 from pec.backends.mujoco.backend import close_env
 from pec.maths.curriculum import MAX_LEVEL, level_height
+from pec.maths.design_space import DEFAULT_LEG_RANGE
 from pec.maths.protocols import level_search
 
 # Designs of the trajectory check: (GCR, spcf) spread over the design box.
 TRAJECTORY_DESIGNS = ((0.77, 0.002), (0.80, 0.008), (0.85, 0.005), (0.88, 0.009))
 NO_OBSTACLE = -1  # scenario marker: the env stands where there is no obstacle at all
+# The trajectory check's tolerance (root x m, z m, pitch rad) and its goal: every env within
+# it for at least GOAL_STEPS control steps.
+TOLERANCE = (0.05, 0.02, 0.05)
+GOAL_STEPS = 100
+# Leg lengths checked by default: None is the nominal robot (femur 0.480 m, tibia 0.443 m);
+# the others are femur = tibia = leg, as a 3-D run's robots.
+DEFAULT_LEGS: tuple[float | None, ...] = (None, 0.25, 0.45)
+
+
+@dataclass(frozen=True)
+class TrajectoryEnvs:
+    """The envs of one trajectory-check scene: every design without and with the obstacle,
+    once per leg length (`leg` None: the nominal robot), with each env's gait period."""
+
+    gcr: np.ndarray
+    spcf: np.ndarray
+    scenario: np.ndarray  # NO_OBSTACLE or the obstacle level, per env
+    periods: np.ndarray  # control steps per sine-gait cycle, per env
+    leg: np.ndarray | None  # leg length per env (m), or None
+
+
+def trajectory_envs(
+    legs: Sequence[float] | None,
+    obstacle_level: int,
+    designs: Sequence[tuple[float, float]] = TRAJECTORY_DESIGNS,
+) -> TrajectoryEnvs:
+    """Every design without, then with, the obstacle, repeated per leg length of `legs`."""
+    d = np.asarray(designs, dtype=np.float64)
+    k = len(d)
+    copies = 1 if legs is None else len(legs)
+    return TrajectoryEnvs(
+        gcr=np.tile(d[:, 0], 2 * copies),
+        spcf=np.tile(d[:, 1], 2 * copies),
+        scenario=np.tile(np.repeat([NO_OBSTACLE, obstacle_level], k), copies),
+        periods=np.tile(np.linspace(16, 28, k), 2 * copies),
+        leg=None if legs is None else np.repeat(np.asarray(legs, dtype=np.float64), 2 * k),
+    )
 
 
 def gait(steps: int, n: int, periods: np.ndarray) -> np.ndarray:
@@ -62,13 +107,18 @@ def gait(steps: int, n: int, periods: np.ndarray) -> np.ndarray:
 
 
 def recorded_actions(
-    checkpoint: Path, gcr: np.ndarray, spcf: np.ndarray, scenario: np.ndarray, steps: int
+    checkpoint: Path,
+    gcr: np.ndarray,
+    spcf: np.ndarray,
+    scenario: np.ndarray,
+    steps: int,
+    leg: np.ndarray | None = None,
 ) -> np.ndarray:
     """(steps, n, 2) raw actions a policy takes, closed loop, on the MuJoCo backend."""
     from pec.backends.mujoco.model import OBSTACLE_GEOM_OFFSET
 
     env, actor = MujocoBackend().policy_env(
-        checkpoint, {"task": _task(steps)}, gcr, spcf, 0, 0, "cpu"
+        checkpoint, {"task": _task(steps)}, gcr, spcf, 0, 0, "cpu", leg
     )
     try:
         env.set_levels(np.maximum(scenario, 0))
@@ -97,16 +147,20 @@ def _task(steps: int) -> dict[str, object]:
 
 
 def mujoco_roots(
-    gcr: np.ndarray, spcf: np.ndarray, scenario: np.ndarray, actions: np.ndarray
+    gcr: np.ndarray,
+    spcf: np.ndarray,
+    scenario: np.ndarray,
+    actions: np.ndarray,
+    leg: np.ndarray | None = None,
 ) -> np.ndarray:
-    """(steps + 1, n, 3) root x, z, pitch on the MuJoCo backend's env."""
+    """(steps + 1, n, 3) root x, z, pitch on the MuJoCo backend's env (leg: per env, m)."""
     from pec.backends.mujoco.env import BalluVecEnv
     from pec.backends.mujoco.model import OBSTACLE_GEOM_OFFSET
     from pec.backends.mujoco.settings import BalluTaskSettings
 
     steps, n = actions.shape[:2]
     task = BalluTaskSettings.model_validate(_task(steps))
-    env = BalluVecEnv(n, task, gcr_values=gcr, spcf_values=spcf, seed=0)
+    env = BalluVecEnv(n, task, gcr_values=gcr, spcf_values=spcf, leg_values=leg, seed=0)
     env.set_levels(np.maximum(scenario, 0))
     far = np.nonzero(scenario == NO_OBSTACLE)[0]
     env.sim.model.geom_pos[OBSTACLE_GEOM_OFFSET + far, 0] = 1e3  # no obstacle anywhere near
@@ -119,9 +173,14 @@ def mujoco_roots(
 
 
 def isaaclab_roots(
-    gcr: np.ndarray, spcf: np.ndarray, scenario: np.ndarray, actions: np.ndarray
+    gcr: np.ndarray,
+    spcf: np.ndarray,
+    scenario: np.ndarray,
+    actions: np.ndarray,
+    leg: np.ndarray | None = None,
 ) -> np.ndarray:
-    """(steps + 1, n, 3) root x, z, pitch on the Isaac Lab backend's env (CPU)."""
+    """(steps + 1, n, 3) root x, z, pitch on the Isaac Lab backend's env (CPU; leg: per
+    env, m, each env's robot converted from its own leg length)."""
     from pec.backends.isaaclab.assets import ROW_SPACING, ensure_assets
     from pec.backends.isaaclab.settings import load_settings
     from pec.backends.isaaclab.task import make_vec_env
@@ -138,6 +197,7 @@ def isaaclab_roots(
         physics="newton",
         newton=s.newton,
         assets=ensure_assets(),
+        leg=leg,
     )
     env = venv.env
     try:
@@ -175,67 +235,114 @@ def steps_within(diff: np.ndarray, tol: np.ndarray) -> np.ndarray:
     return first - 1  # step 0 is the shared start state
 
 
-def trajectory_check(args: argparse.Namespace) -> dict[str, Any]:
-    designs = np.array(TRAJECTORY_DESIGNS)
-    k = len(designs)
-    gcr = np.concatenate([designs[:, 0], designs[:, 0]])
-    spcf = np.concatenate([designs[:, 1], designs[:, 1]])
-    scenario = np.array([NO_OBSTACLE] * k + [args.obstacle_level] * k)
-    if args.actions_from:
-        actions = recorded_actions(Path(args.actions_from), gcr, spcf, scenario, args.steps)
-        source = f"actions recorded from {args.actions_from} on MuJoCo"
-    else:
-        periods = np.tile(np.linspace(16, 28, k), 2)  # control steps per gait cycle
-        actions = gait(args.steps, 2 * k, periods)
-        source = "sine gait"
+def root_trajectories(
+    envs: TrajectoryEnvs, actions: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, tuple[float, float]]:
+    """Both simulators' (steps + 1, n, 3) root x, z, pitch under `actions`, and their wall s."""
     t0 = time.time()
-    mj = mujoco_roots(gcr, spcf, scenario, actions)
+    mj = mujoco_roots(envs.gcr, envs.spcf, envs.scenario, actions, envs.leg)
     t1 = time.time()
-    il = isaaclab_roots(gcr, spcf, scenario, actions)
-    t2 = time.time()
-    diff = il - mj
+    il = isaaclab_roots(envs.gcr, envs.spcf, envs.scenario, actions, envs.leg)
+    return mj, il, (t1 - t0, time.time() - t1)
+
+
+def leg_name(leg: float | None) -> str:
+    return "nominal (femur 0.480 m, tibia 0.443 m)" if leg is None else f"{leg:.3f} m"
+
+
+def trajectory_check(args: argparse.Namespace) -> dict[str, Any]:
     tol = np.array([args.tol_x, args.tol_z, args.tol_pitch])
-    within = steps_within(diff, tol)
+    legs: list[float | None] = list(dict.fromkeys(args.legs))  # in order, once each
+    numeric = [leg for leg in legs if leg is not None]
+    # one scene per simulator for the nominal robot, one for every other leg length together
+    scenes: list[list[float] | None] = ([None] if None in legs else []) + (
+        [numeric] if numeric else []
+    )
+    per_leg: dict[float | None, dict[str, Any]] = {}
+    source = "sine gait"
+    for scene in scenes:
+        envs = trajectory_envs(scene, args.obstacle_level)
+        if args.actions_from:
+            actions = recorded_actions(
+                Path(args.actions_from), envs.gcr, envs.spcf, envs.scenario, args.steps, envs.leg
+            )
+            source = f"actions recorded from {args.actions_from} on MuJoCo"
+        else:
+            actions = gait(args.steps, len(envs.gcr), envs.periods)
+        mj, il, seconds = root_trajectories(envs, actions)
+        diff = il - mj
+        within = steps_within(diff, tol)
+        size = 2 * len(TRAJECTORY_DESIGNS)
+        for i, leg in enumerate([None] if scene is None else scene):
+            part = slice(i * size, (i + 1) * size)
+            per_leg[leg] = {
+                "gcr": envs.gcr[part],
+                "spcf": envs.spcf[part],
+                "scenario": envs.scenario[part],
+                "mj": mj[:, part],
+                "il": il[:, part],
+                "diff": diff[:, part],
+                "within": within[part],
+                "seconds": seconds,
+            }
     print(
         f"trajectory check: {args.steps} control steps, {source}, tolerance x {args.tol_x} m,"
-        f" z {args.tol_z} m, pitch {args.tol_pitch} rad (MuJoCo {t1 - t0:.0f} s,"
-        f" Isaac Lab {t2 - t1:.0f} s)"
+        f" z {args.tol_z} m, pitch {args.tol_pitch} rad, leg lengths "
+        + ", ".join(leg_name(leg) for leg in legs)
     )
-    print(
-        f"{'design':>15} {'obstacle':>9} {'final x mj':>10} {'final x il':>10}"
-        f" {'max|dx|':>8} {'max|dz|':>8} {'max|dpitch|':>11} {'steps within':>12}"
-    )
-    rows = []
-    for e in range(2 * k):
-        obstacle = "none" if scenario[e] == NO_OBSTACLE else f"{level_height(scenario[e]):.3f} m"
-        dmax = np.abs(diff[:, e]).max(0)
+    results = []
+    for leg in legs:
+        got = per_leg[leg]
+        gcr, spcf, scenario = got["gcr"], got["spcf"], got["scenario"]
+        mj, il, diff, within = got["mj"], got["il"], got["diff"], got["within"]
         print(
-            f"  ({gcr[e]:.2f}, {spcf[e]:.3f}) {obstacle:>9} {mj[-1, e, 0]:10.3f}"
-            f" {il[-1, e, 0]:10.3f} {dmax[0]:8.4f} {dmax[1]:8.4f} {dmax[2]:11.4f}"
-            f" {within[e]:12d}"
+            f"leg {leg_name(leg)} (scene: MuJoCo {got['seconds'][0]:.0f} s,"
+            f" Isaac Lab {got['seconds'][1]:.0f} s)"
         )
-        rows.append(
-            {
-                "gcr": float(gcr[e]),
-                "spcf": float(spcf[e]),
-                "obstacle_level": int(scenario[e]),
-                "max_abs_diff": dmax.tolist(),
-                "steps_within": int(within[e]),
-                "final_x": [float(mj[-1, e, 0]), float(il[-1, e, 0])],
-            }
+        print(
+            f"{'design':>15} {'obstacle':>9} {'final x mj':>10} {'final x il':>10}"
+            f" {'max|dx|':>8} {'max|dz|':>8} {'max|dpitch|':>11} {'steps within':>12}"
         )
-    # divergence over time: the median env's |dx| at a few checkpoints
-    marks = [s for s in (10, 50, 100, 200, 300, args.steps) if s <= args.steps]
-    print("median over envs of |dx| / |dz| / |dpitch| at control step:")
-    for s in marks:
-        med = np.median(np.abs(diff[s]), 0)
-        print(f"  {s:4d}: {med[0]:.4f} m  {med[1]:.4f} m  {med[2]:.4f} rad")
-    worst = int(within.min())
+        rows = []
+        for e in range(len(gcr)):
+            obstacle = (
+                "none" if scenario[e] == NO_OBSTACLE else f"{level_height(scenario[e]):.3f} m"
+            )
+            dmax = np.abs(diff[:, e]).max(0)
+            print(
+                f"  ({gcr[e]:.2f}, {spcf[e]:.3f}) {obstacle:>9} {mj[-1, e, 0]:10.3f}"
+                f" {il[-1, e, 0]:10.3f} {dmax[0]:8.4f} {dmax[1]:8.4f} {dmax[2]:11.4f}"
+                f" {within[e]:12d}"
+            )
+            rows.append(
+                {
+                    "gcr": float(gcr[e]),
+                    "spcf": float(spcf[e]),
+                    "obstacle_level": int(scenario[e]),
+                    "max_abs_diff": dmax.tolist(),
+                    "steps_within": int(within[e]),
+                    "final_x": [float(mj[-1, e, 0]), float(il[-1, e, 0])],
+                }
+            )
+        # divergence over time: the median env's |dx| at a few checkpoints
+        marks = [s for s in (10, 50, 100, 200, 300, args.steps) if s <= args.steps]
+        print("  median over envs of |dx| / |dz| / |dpitch| at control step:")
+        for s in marks:
+            med = np.median(np.abs(diff[s]), 0)
+            print(f"    {s:4d}: {med[0]:.4f} m  {med[1]:.4f} m  {med[2]:.4f} rad")
+        worst = int(within.min())
+        print(
+            f"  leg {leg_name(leg)}: every env within tolerance for {worst} control steps"
+            f" (goal >= {GOAL_STEPS}): {'met' if worst >= GOAL_STEPS else 'NOT met'}"
+        )
+        results.append(
+            {"leg": leg, "rows": rows, "min_steps_within": worst, "seconds": got["seconds"]}
+        )
     print(
-        f"every env within tolerance for {worst} control steps (goal >= 100): "
-        f"{'met' if worst >= 100 else 'NOT met'}"
+        "steps within tolerance per leg length: "
+        + ", ".join(f"{leg_name(r['leg'])}: {r['min_steps_within']}" for r in results)
     )
-    return {"rows": rows, "min_steps_within": worst}
+    return {"legs": results, "min_steps_within": min(r["min_steps_within"] for r in results)}
 
 
 # ------------------------------------------------------------------------ transfer
@@ -387,6 +494,20 @@ def transfer(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     return {"designs": designs.tolist(), "experts": results}
 
 
+def leg_argument(text: str) -> float | None:
+    """One `--legs` value: 'nominal' (None) or a leg length in metres inside the range."""
+    if text == "nominal":
+        return None
+    lo, hi = DEFAULT_LEG_RANGE
+    try:
+        leg = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not 'nominal' or a number") from None
+    if not lo <= leg <= hi:
+        raise argparse.ArgumentTypeError(f"leg length {leg} m is outside [{lo}, {hi}] m")
+    return leg
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trajectory", action="store_true", help="run the trajectory check")
@@ -394,9 +515,17 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=400, help="control steps (trajectory)")
     parser.add_argument("--obstacle-level", type=int, default=10)
     parser.add_argument("--actions-from", default=None, help="checkpoint: replay its actions")
-    parser.add_argument("--tol-x", type=float, default=0.05, help="m")
-    parser.add_argument("--tol-z", type=float, default=0.02, help="m")
-    parser.add_argument("--tol-pitch", type=float, default=0.05, help="rad")
+    parser.add_argument(
+        "--legs",
+        nargs="+",
+        type=leg_argument,
+        default=list(DEFAULT_LEGS),
+        help="leg lengths of the trajectory check: 'nominal' (the default robot) or femur ="
+        f" tibia in metres within {list(DEFAULT_LEG_RANGE)} (default: nominal 0.25 0.45)",
+    )
+    parser.add_argument("--tol-x", type=float, default=TOLERANCE[0], help="m")
+    parser.add_argument("--tol-z", type=float, default=TOLERANCE[1], help="m")
+    parser.add_argument("--tol-pitch", type=float, default=TOLERANCE[2], help="rad")
     parser.add_argument("--mujoco-checkpoints", nargs="*", default=[])
     parser.add_argument("--isaaclab-checkpoints", nargs="*", default=[])
     parser.add_argument("--gcr", type=float, default=0.82, help="design point: GCR")

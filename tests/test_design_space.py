@@ -1,4 +1,5 @@
-"""DesignSpace: validation, unit-square mapping, clipping, containment, uniform sampling."""
+"""DesignSpace: validation, unit-square mapping, clipping, containment, uniform sampling
+(also per axis, as training jobs take their samples)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import numpy as np
 import pytest
 
 from pec.errors import InputError
-from pec.maths.design_space import DesignSpace
+from pec.maths.design_space import DesignSpace, axis_columns, uniform_design_columns
 
 
 @pytest.fixture
@@ -81,3 +82,33 @@ def test_sample_uniform_is_inside_and_seeded(space: DesignSpace) -> None:
     assert space.sample_uniform(0, np.random.default_rng(0)).shape == (0, 2)
     with pytest.raises(InputError, match="n="):
         space.sample_uniform(-1, np.random.default_rng(0))
+
+
+@pytest.mark.parametrize("leg", [None, (0.20, 0.48)])
+def test_uniform_design_columns_are_numpys_draw_per_axis(leg: tuple[float, float] | None) -> None:
+    # the draw every caller made by hand before (trunk, generalist, distillation): one
+    # numpy uniform over the box from the caller's seed, rows of d values, float32 columns
+    space = DesignSpace(gcr=(0.75, 0.89), spcf=(0.001, 0.010), leg=leg)
+    lows = [0.75, 0.001] + ([] if leg is None else [leg[0]])
+    highs = [0.89, 0.010] + ([] if leg is None else [leg[1]])
+    before = np.random.default_rng(1234).uniform(lows, highs, size=(9, len(lows)))
+    before = before.astype(np.float32)
+    columns = uniform_design_columns(space, 9, 1234)
+    assert len(columns) == space.dim
+    for axis, column in enumerate(columns):
+        assert column.dtype == np.float32 and column.shape == (9,) and column.flags.c_contiguous
+        assert column.tobytes() == before[:, axis].copy().tobytes()
+    assert [c.shape for c in uniform_design_columns(space, 0, 1)] == [(0,)] * space.dim
+    for seed in (-1, True, 1.5):
+        with pytest.raises(InputError, match="sampling seed"):
+            uniform_design_columns(space, 3, seed)  # type: ignore[arg-type]
+    with pytest.raises(InputError, match="n="):
+        uniform_design_columns(space, -1, 0)
+
+
+def test_axis_columns_split_designs_into_float32_columns() -> None:
+    gcr, spcf, leg = axis_columns([[0.8, 0.005, 0.3], [0.85, 0.002, 0.45]])
+    assert gcr.tolist() == np.float32([0.8, 0.85]).tolist() and leg.dtype == np.float32
+    assert spcf.tolist() == np.float32([0.005, 0.002]).tolist()
+    with pytest.raises(InputError, match="shape"):
+        axis_columns(np.zeros((2, 4)))

@@ -1,11 +1,13 @@
 """`pec distill`: a student imitates the experts (DAgger) on real MuJoCo, through the job layer.
 
 Two tiny experts are trained for real; the student is distilled from them by the driver with
-the in-process runner of `pec run`, exported in the bundle and refused bad inputs.
+the in-process runner of `pec run`, exported in the bundle and refused bad inputs. A 3-D run
+(GCR x spcf x leg) distils the same way, its student seeing the leg length too.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 import sys
@@ -23,22 +25,30 @@ from pec.evaluation.distill import (
     distill_record_key,
     distill_student,
     evaluate_student,
+    label_designs,
+    read_student_eval,
+    stage_designs,
     stage_dir,
+    stage_leg_samples_key,
     stage_samples_keys,
+    student_eval_key,
 )
 from pec.iteration.run_setup import initialise_run
 from pec.jobs.plan import local_runner
 from pec.jobs.spec import StoreSpec, parse_job_spec
+from pec.maths.seeds import derive_seed
 from pec.runs import layout
 from pec.runs.config import build_config
 from pec.runs.run import Run, make_run
 from pec.runs.state import PECState
 from pec.runs.state_io import load_state, save_state
 from pec.runs.store import LocalStore
-from pec.runs.store.npy import load_npy
+from pec.runs.store.npy import load_npy, npy_bytes
 
 RUN = "distil"
 CENTRES = [[0.78, 0.003], [0.86, 0.008]]
+CENTRES_3D = [[0.78, 0.003, 0.28], [0.86, 0.008, 0.42]]  # (GCR, spcf, leg m)
+LEG_RANGE = [0.20, 0.48]
 TINY: dict[str, object] = {
     "task": {"episode_steps": 40},
     "ppo": {
@@ -50,26 +60,40 @@ TINY: dict[str, object] = {
     },
 }
 ROLLOUT = 8
+# sha256[:16] of stage 0's gcr.npy and spcf.npy (seed 0, 8 envs) written by the code before
+# distillation took any d (computed with main at 2bafb1c)
+GOLDEN_STAGE_0 = ["373e98aa95b06c2d", "1d37a8503da9e0ad"]
 
 
-def tiny_run(root: Path, trained: bool = True) -> tuple[Run, PECState, list[Path]]:
-    """A K=2 run whose experts are trained for real (2 PPO iterations each) when `trained`."""
+def tiny_run(
+    root: Path, trained: bool = True, legs: bool = False
+) -> tuple[Run, PECState, list[Path]]:
+    """A K=2 run whose experts are trained for real (2 PPO iterations each) when `trained`;
+    with `legs` a 3-D run (leg_range set), its experts trained on their own leg lengths."""
     store = LocalStore(root / "store")
-    config = build_config(
-        {"K": 2, "centers": CENTRES, "N_init": 4, "num_envs": 8, "backend_settings": TINY}
-    )
-    run = make_run(store, StoreSpec(location=store.root_uri), RUN, config)
+    raw: dict[str, object] = {
+        "K": 2,
+        "centers": CENTRES_3D if legs else CENTRES,
+        "N_init": 4,
+        "num_envs": 8,
+        "backend_settings": TINY,
+    }
+    if legs:
+        raw["leg_range"] = LEG_RANGE
+    run = make_run(store, StoreSpec(location=store.root_uri), RUN, build_config(raw))
     state, version, _ = initialise_run(run)
     if not trained:
         return run, state, []
     torch.set_num_threads(1)
     experts, files = [], []
     rng = np.random.default_rng(1)
-    for k, (gcr, spcf) in enumerate(CENTRES):
+    for k, centre in enumerate(CENTRES_3D if legs else CENTRES):
+        gcr, spcf = centre[0], centre[1]
         outcome = MujocoBackend().train(
             TrainRequest(  # designs around the centre, as PEC samples them from a Gaussian
                 gcr=gcr + rng.uniform(-0.03, 0.03, 8),
                 spcf=spcf + rng.uniform(-0.002, 0.002, 8),
+                leg=centre[2] + rng.uniform(-0.04, 0.04, 8) if legs else None,
                 start_level=0,
                 max_iterations=2,
                 seed=10 + k,
@@ -316,3 +340,86 @@ def test_bad_inputs_are_refused_in_one_line(
     assert done.stderr.strip().count("\n") == 0 and "--iterations 0" in done.stderr
     assert "Traceback" not in done.stderr
     assert sorted(run.store.list("")) == before
+
+
+# ---------------------------------------------------------------- stage designs, any d
+
+
+def test_2d_stage_designs_are_the_draws_of_before(tmp_path: Path) -> None:
+    """A 2-D run's stage designs (and the bytes of their .npy files) are what pec drew before
+    distillation took any d: numpy's uniform draw over the box from the stage's seed."""
+    run, _, _ = tiny_run(tmp_path, trained=False)
+    assert run.space.bounds == [(0.75, 0.89), (0.001, 0.010)]
+    for stage in (0, 1):
+        rng = np.random.default_rng(derive_seed(run.config.seed, "distill-samples", stage))
+        before = rng.uniform([0.75, 0.001], [0.89, 0.010], size=(8, 2)).astype(np.float32)
+        columns = stage_designs(run, stage, 8)
+        assert len(columns) == 2
+        for axis, column in enumerate(columns):
+            assert column.dtype == np.float32 and column.flags.c_contiguous
+            assert npy_bytes(column) == npy_bytes(before[:, axis].copy())
+    # the files of stage 0 for seed 0 and 8 environments, as the code before wrote them
+    digests = [hashlib.sha256(npy_bytes(c)).hexdigest()[:16] for c in stage_designs(run, 0, 8)]
+    assert digests == GOLDEN_STAGE_0, digests
+
+
+@pytest.fixture(scope="module")
+def experts_3d(tmp_path_factory: pytest.TempPathFactory) -> tuple[Run, PECState, list[Path]]:
+    return tiny_run(tmp_path_factory.mktemp("distill3d"), legs=True)
+
+
+def test_a_3d_run_distils_a_student_that_sees_the_leg_and_is_scored(
+    experts_3d: tuple[Run, PECState, list[Path]], tmp_path: Path
+) -> None:
+    from pec.evaluation.designs_file import uniform_designs
+
+    run, state, _ = experts_3d
+    assert run.space.axes == ("gcr", "spcf", "leg")
+    runner = local_runner(run.config)
+    record = distill_student(run, state, runner, iterations=2, finetune_iterations=1, num_envs=6)
+    assert record["env_steps"] == (2 + 1) * 6 * ROLLOUT
+    assert [s["kind"] for s in record["stages"]] == ["imitation", "ppo_finetune"]
+    # every stage drew its own designs over all three axes; the leg lengths are in the box
+    for stage in (0, 1):
+        gcr_key, spcf_key, _ = stage_samples_keys(RUN, stage)
+        stored = [
+            load_npy(run.store.read_bytes(key))
+            for key in (gcr_key, spcf_key, stage_leg_samples_key(RUN, stage))
+        ]
+        for got, want in zip(stored, stage_designs(run, stage, 6), strict=True):
+            np.testing.assert_array_equal(got, want)
+        assert np.all((stored[2] >= LEG_RANGE[0]) & (stored[2] <= LEG_RANGE[1]))
+        assert len(np.unique(stored[2])) == 6
+    # the teachers are routed over all three axes: nearest centre in the unit cube, leg included
+    columns = stage_designs(run, 0, 6)
+    unit = run.space.normalize(np.stack(columns, 1).astype(np.float64))
+    centres = run.space.normalize(np.array(CENTRES_3D))
+    nearest = np.argmin(((unit[:, None, :] - centres[None]) ** 2).sum(-1), 1)
+    labels = load_npy(run.store.read_bytes(stage_samples_keys(RUN, 0)[2]))
+    np.testing.assert_array_equal(labels, nearest)  # no evidence yet: score-informed falls back
+    assert record["label_share"] == [float(np.mean(labels == k)) for k in (0, 1)]
+    # halfway between the centres in GCR and spcf, the leg length decides the teacher
+    for leg, teacher in ((0.28, 0), (0.42, 1)):
+        columns = (np.float32([0.82]), np.float32([0.0055]), np.float32([leg]))
+        routed, _ = label_designs(run, state, columns, "nearest_centre")
+        assert routed.tolist() == [teacher]
+    # the student sees the same 30 inputs as its teachers (29 + the leg length)
+    local = tmp_path / "student.pt"
+    run.store.download_file(run.store.key_for_uri(record["checkpoint"]), local)
+    student = load_checkpoint(local)["actor_state_dict"]["mlp.0.weight"]
+    assert student.shape[1] == 30
+    teacher = load_checkpoint(experts_3d[2][0])["actor_state_dict"]["mlp.0.weight"]
+    assert teacher.shape[1] == 30
+    # and it is scored on 3-D designs with the experts' protocol; the scores are stored
+    designs = uniform_designs(run.space, 3, 5)
+    payload = evaluate_student(
+        run, state, designs, "three", runner, num_episodes=1, start_difficulty=0
+    )
+    assert len(payload["levels"]) == 3
+    assert run.store.exists(student_eval_key(RUN, "three"))
+    assert read_student_eval(run, "three") == payload
+    # the bundle ships it beside the 3-D experts: one robot interface, 30 observations
+    from pec.evaluation.bundle_export import export_bundle
+
+    manifest = json.loads(export_bundle(run.store, state, tmp_path / "bundle").read_text())
+    assert manifest["obs_dim"] == 30 and manifest["student"]["env_steps"] == record["env_steps"]

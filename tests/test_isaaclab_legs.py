@@ -1,14 +1,20 @@
-"""Isaac Lab robot assets per leg length: one USD per distinct rounded leg, cached."""
+"""Isaac Lab robot assets per leg length: one USD per distinct rounded leg, cached; and the
+sim-to-sim trajectory check of benchmarks/bench_sim2sim.py at a short and a long leg."""
 
 from __future__ import annotations
 
+import importlib.util
 import math
+import sys
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
 from pec.backends.ballu.body import BalluBody
 from pec.backends.isaaclab.assets import CACHE_ENV, ensure_leg_robots, leg_key
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_sim2sim.py"
 
 
 def _masses_and_knee(path: Path) -> tuple[dict[str, float], float]:
@@ -96,3 +102,36 @@ def test_heterogeneous_robots_spawn_with_their_own_legs() -> None:
         assert z[1] - z[0] > 0.3
     finally:
         venv.close()
+
+
+def _sim2sim() -> ModuleType:
+    """benchmarks/bench_sim2sim.py as a module (its trajectory check is what is tested)."""
+    spec = importlib.util.spec_from_file_location("bench_sim2sim", BENCH)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclass resolves its module by name
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.slow
+def test_trajectories_match_mujoco_at_a_short_and_a_long_leg() -> None:
+    # The bench's trajectory check (its envs, sine gait, simulators and tolerance) at legs
+    # 0.25 and 0.45 m in one scene: two designs without and with the level-10 obstacle per
+    # leg, 100 control steps; every env's root x, z and pitch stay within the bench's
+    # tolerance for all of them (its goal: >= 100 control steps).
+    import numpy as np
+
+    bench = _sim2sim()
+    designs = [bench.TRAJECTORY_DESIGNS[0], bench.TRAJECTORY_DESIGNS[3]]
+    envs = bench.trajectory_envs([0.25, 0.45], 10, designs)
+    assert envs.leg.tolist() == [0.25] * 4 + [0.45] * 4
+    actions = bench.gait(bench.GOAL_STEPS, len(envs.gcr), envs.periods)
+    mj, il, _ = bench.root_trajectories(envs, actions)
+    within = bench.steps_within(il - mj, np.array(bench.TOLERANCE))
+    print("steps within tolerance, legs 0.25 | 0.45:", within.tolist())
+    print("max |d| x, z, pitch per env:", np.abs(il - mj).max(0).round(4).tolist())
+    assert within.min() >= bench.GOAL_STEPS, within.tolist()
+    # the two leg lengths are two robots: their trajectories differ in both simulators
+    assert np.abs(mj[:, :4, 1] - mj[:, 4:, 1]).max() > 0.1
+    assert np.abs(il[:, :4, 1] - il[:, 4:, 1]).max() > 0.1

@@ -188,6 +188,40 @@ def test_train_interrupt_resume_evaluate_and_probe(tmp_path: Path) -> None:
     # promote_x = -1 m: standing still passes, whatever the level
     assert passed == [True, True]
 
+    # the other direction of the cross-simulator warm start: the Isaac Lab checkpoint (its
+    # settings carry Isaac Lab's own `physics` and `newton` sections) plays on MuJoCo
+    assert {"physics", "newton"} <= set(
+        load_checkpoint(resumed.best_checkpoint)["infos"]["settings"]
+    )
+    mujoco = get_backend("mujoco")
+    on_mujoco = mujoco.evaluate(
+        EvalRequest(
+            checkpoint=resumed.best_checkpoint,
+            gcr=np.array([0.80, 0.86, 0.88]),
+            spcf=np.array([0.003, 0.005, 0.009]),
+            num_episodes=2,
+            start_difficulty=3,
+            seed=0,
+            device="cpu",
+            settings={"task": {"episode_steps": 12}},
+        )
+    )
+    assert on_mujoco == [1, 1, 1]
+    # ... while a request's own Isaac Lab section is still refused by MuJoCo in one line
+    with pytest.raises(ConfigError, match="physics"):
+        mujoco.evaluate(
+            EvalRequest(
+                checkpoint=resumed.best_checkpoint,
+                gcr=np.array([0.80]),
+                spcf=np.array([0.003]),
+                num_episodes=1,
+                start_difficulty=0,
+                seed=0,
+                device="cpu",
+                settings={"physics": "newton"},
+            )
+        )
+
 
 def test_cli_train_expert_and_evaluate_frontier(tmp_path: Path) -> None:
     """No `device` set: `auto` resolves inside each job, to cpu on a machine without CUDA."""

@@ -14,13 +14,11 @@ from typing import Protocol
 import numpy as np
 
 from pec.errors import ConfigError, InputError
+from pec.maths.design_space import AXES, DEFAULT_AXES
 from pec.runs.job_records import AUTO_DEVICE as AUTO_DEVICE
 
-# The design axes a backend may be handed, in a run's column order: GCR and spcf always,
-# then optionally the leg length in metres (femur = tibia = leg; the original's 3-D space).
-DESIGN_AXES: tuple[str, ...] = ("gcr", "spcf", "leg")
-REQUIRED_AXES: tuple[str, ...] = ("gcr", "spcf")
-LEG_RANGE: tuple[float, float] = (0.20, 0.48)  # the original's leg_range, metres
+# The design axes a backend may be handed are pec.maths.design_space.AXES, in a run's column
+# order: GCR and spcf always (DEFAULT_AXES), then optionally the leg length in metres.
 
 
 @dataclass(frozen=True)
@@ -33,7 +31,7 @@ class DesignColumns:
 
 
 def design_columns(
-    axes: Sequence[str], designs: np.ndarray, supported: Sequence[str] = DESIGN_AXES
+    axes: Sequence[str], designs: np.ndarray, supported: Sequence[str] = AXES
 ) -> DesignColumns:
     """Split (n, d) designs whose columns follow `axes` into the requests' per-axis arrays.
 
@@ -42,14 +40,14 @@ def design_columns(
     """
     names = [str(a) for a in axes]
     for name in names:
-        if name not in DESIGN_AXES:
-            raise InputError(f"design axis {name!r} is unknown; axes are {', '.join(DESIGN_AXES)}")
+        if name not in AXES:
+            raise InputError(f"design axis {name!r} is unknown; axes are {', '.join(AXES)}")
         if name not in supported:
             raise InputError(
                 f"design axis {name!r} is not supported by this backend (it simulates "
                 f"{', '.join(supported)}); drop the axis or choose another backend"
             )
-    if len(set(names)) != len(names) or any(a not in names for a in REQUIRED_AXES):
+    if len(set(names)) != len(names) or any(a not in names for a in DEFAULT_AXES):
         raise InputError(
             f"design axes {names} must name gcr and spcf once each (and optionally leg)"
         )

@@ -16,15 +16,16 @@ import os
 from collections.abc import Sequence
 from typing import cast
 
-from pec.backends.base import DESIGN_AXES, Backend
+from pec.backends.base import Backend
 from pec.errors import ConfigError
+from pec.maths.design_space import AXES
 
 BACKEND_NAMES = ("mujoco", "isaaclab")
-# The design axes each backend simulates (pec.backends.base.DESIGN_AXES), known without
+# The design axes each backend simulates (of pec.maths.design_space.AXES), known without
 # importing a simulator; each backend class states the same as `design_axes`.
 BACKEND_DESIGN_AXES: dict[str, tuple[str, ...]] = {
-    "mujoco": ("gcr", "spcf", "leg"),
-    "isaaclab": ("gcr", "spcf", "leg"),
+    "mujoco": AXES,
+    "isaaclab": AXES,
 }
 TEST_BACKEND_PREFIX = "test-"
 TEST_BACKEND_MODULE_ENV = "PEC_TEST_BACKEND_MODULE"
@@ -54,10 +55,10 @@ def get_backend(name: str) -> Backend:
 
 def check_design_axes(name: str, axes: Sequence[str]) -> None:
     """Refuse, in one line, a design axis the backend `name` does not simulate."""
-    supported = BACKEND_DESIGN_AXES.get(name, DESIGN_AXES)  # test doubles take any axis
+    supported = BACKEND_DESIGN_AXES.get(name, AXES)  # test doubles take any axis
     for axis in axes:
-        if axis not in DESIGN_AXES:
-            raise ConfigError(f"design axis {axis!r} is unknown; axes are {', '.join(DESIGN_AXES)}")
+        if axis not in AXES:
+            raise ConfigError(f"design axis {axis!r} is unknown; axes are {', '.join(AXES)}")
         if axis not in supported:
             raise ConfigError(
                 f"backend {name!r} does not simulate the design axis {axis!r} (it takes "

@@ -11,7 +11,6 @@ starting with ``test-``), never from a configuration alone.
 from __future__ import annotations
 
 from pec.backends.base import (
-    DESIGN_AXES,
     CheckpointCallback,
     EvalRequest,
     ProgressCallback,
@@ -19,6 +18,7 @@ from pec.backends.base import (
     TrainRequest,
 )
 from pec.maths.curriculum import MAX_LEVEL
+from pec.maths.design_space import AXES
 
 
 class ZeroCostBackend:
@@ -30,7 +30,7 @@ class ZeroCostBackend:
     """
 
     name = "test-zero-cost"
-    design_axes: tuple[str, ...] = DESIGN_AXES  # no physics: any axis is fine
+    design_axes: tuple[str, ...] = AXES  # no physics: any axis is fine
 
     def __init__(self, constant_level: int | None = None) -> None:
         self.constant_level = constant_level

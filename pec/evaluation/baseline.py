@@ -30,6 +30,7 @@ from pec.iteration.job_inputs import checkpoint_exists, job_settings, spec_axes
 from pec.jobs.runner import JobRunner
 from pec.jobs.spec import EvalJobSpec, TrainJobSpec
 from pec.maths.curriculum import starting_level
+from pec.maths.design_space import uniform_design_columns
 from pec.maths.protocols import ScoreName
 from pec.maths.seeds import derive_seed
 from pec.runs import layout
@@ -229,9 +230,9 @@ def uniform_samples(
     """Fresh uniform designs over the whole box, one per environment, seeded per chunk.
 
     One float32 array per design axis (gcr, spcf(, leg))."""
-    rng = np.random.default_rng(_seed(run, "baseline-samples", chunk, replica))
-    points = run.space.sample_uniform(num_envs, rng).astype(np.float32)
-    return tuple(points[:, a].copy() for a in range(points.shape[1]))
+    return uniform_design_columns(
+        run.space, num_envs, _seed(run, "baseline-samples", chunk, replica)
+    )
 
 
 def move_prefix(run: Run, source: str, target: str) -> None:

@@ -3,12 +3,14 @@
 Each stage is a training job of the job contract (`pec.jobs.spec.TrainJobSpec`), so it runs
 through any job runner (local, subprocess, Docker, Prefect) with the same crash rule:
 
-- stage 0, imitation: fresh uniform designs over the box, one per environment; each design is
+- stage 0, imitation: fresh uniform designs over the box (every axis of the run's design
+  space: GCR x spcf, x leg length in 3-D), one per environment; each design is
   labelled with the expert a router picks (`score_informed` by default: the run's frontier and
   final evaluations, falling back to the nearest centre where there is no evidence;
   `nearest_centre` on request). The student drives its own rollouts (DAgger, see
   `pec.backends.mujoco.imitation`) and is fitted to its teachers' actions on the states it
-  visited.
+  visited. The student sees the same design inputs as its teachers (29 observations in 2-D,
+  30 with the leg length in 3-D): it is built on the same environments.
 - stage 1, optional PPO fine-tune (`finetune_iterations` > 0): warm-started from the student,
   on fresh uniform designs, with the warm-ups off (the student already walks).
 
@@ -34,10 +36,11 @@ from pec.evaluation.baseline import evaluate_one_policy, move_prefix
 from pec.evaluation.designs_file import Design
 from pec.evaluation.evidence import route_designs, router_evidence_size, run_evidence
 from pec.evaluation.final_eval_jobs import final_eval_spec
-from pec.iteration.job_inputs import checkpoint_exists, job_settings
+from pec.iteration.job_inputs import checkpoint_exists, job_settings, spec_axes
 from pec.jobs.runner import JobRunner
 from pec.jobs.spec import EvalJobSpec, TrainJobSpec
 from pec.maths.curriculum import starting_level
+from pec.maths.design_space import uniform_design_columns
 from pec.maths.protocols import ScoreName
 from pec.maths.score_routing import check_router
 from pec.maths.seeds import derive_seed
@@ -81,6 +84,11 @@ def stage_samples_keys(run_name: str, stage: int) -> tuple[str, str, str]:
     return base + "gcr.npy", base + "spcf.npy", base + "teacher.npy"
 
 
+def stage_leg_samples_key(run_name: str, stage: int) -> str:
+    """leg.npy of a 3-D run's stage (leg length per environment, metres)."""
+    return distill_prefix(run_name) + f"samples/stage_{stage}/leg.npy"
+
+
 def stage_dir(run_name: str, stage: int) -> str:
     return distill_prefix(run_name) + f"checkpoints/stage_{stage}/"
 
@@ -106,23 +114,25 @@ def teachers_of(run: Run, state: PECState) -> list[str]:
     return uris
 
 
-def stage_designs(run: Run, stage: int, num_envs: int) -> tuple[np.ndarray, np.ndarray]:
-    """Fresh uniform designs over the whole box, one per environment, seeded per stage."""
-    rng = np.random.default_rng(derive_seed(run.config.seed, "distill-samples", stage))
-    points = run.space.sample_uniform(num_envs, rng).astype(np.float32)
-    return points[:, 0].copy(), points[:, 1].copy()
+def stage_designs(run: Run, stage: int, num_envs: int) -> tuple[np.ndarray, ...]:
+    """Fresh uniform designs over the whole box, one per environment, seeded per stage.
+
+    One float32 array per design axis, in the space's order (gcr, spcf(, leg)).
+    """
+    seed = derive_seed(run.config.seed, "distill-samples", stage)
+    return uniform_design_columns(run.space, num_envs, seed)
 
 
 def label_designs(
     run: Run,
     state: PECState,
-    gcr: np.ndarray,
-    spcf: np.ndarray,
+    columns: Sequence[np.ndarray],
     router: str,
     exclude_stem: str | None = None,
 ) -> tuple[np.ndarray, int]:
-    """The teacher (expert id) of each design by `router`, and the evidence size it used."""
-    points = np.stack([gcr, spcf], 1).astype(np.float64)
+    """The teacher (expert id) of each design by `router` over all the run's axes, and the
+    evidence size it used; `columns` holds one array per axis (`stage_designs`)."""
+    points = run.space.points("designs", np.stack(list(columns), 1).astype(np.float64))
     evidence = None
     if router == "score_informed":
         evidence = run_evidence(
@@ -188,11 +198,6 @@ def distill_student(
     ``stages`` and the labels' share per expert.
     """
     cfg = run.config
-    if run.space.dim != 2:
-        raise InputError(
-            f"run '{run.name}' has the design axes {', '.join(run.space.axes)}; pec distill "
-            "labels and samples GCR x spcf only so far: distil a 2-D run"
-        )
     check_router(router)
     envs = cfg.effective_num_envs if num_envs is None else num_envs
     _check_inputs(envs, iterations, finetune_iterations, learning_rate)
@@ -216,15 +221,19 @@ def distill_student(
                 f"{stage_iterations} x {envs}; pass those, or delete "
                 f"{run.store.uri(distill_prefix(run.name).rstrip('/'))}/ to distil again"
             )
-        gcr, spcf = stage_designs(run, stage, envs)
+        columns = stage_designs(run, stage, envs)
         if stage == IMITATION_STAGE:
-            labels, evidence_size = label_designs(run, state, gcr, spcf, router, exclude_stem)
+            labels, evidence_size = label_designs(run, state, columns, router, exclude_stem)
             counts = np.bincount(labels, minlength=len(teachers))
             label_shares = [float(c) / envs for c in counts]
         if finished is None:
             gcr_key, spcf_key, teacher_key = stage_samples_keys(run.name, stage)
-            run.store.write_bytes(gcr_key, npy_bytes(gcr))
-            run.store.write_bytes(spcf_key, npy_bytes(spcf))
+            run.store.write_bytes(gcr_key, npy_bytes(columns[0]))
+            run.store.write_bytes(spcf_key, npy_bytes(columns[1]))
+            leg_key = None
+            if len(columns) == 3:
+                leg_key = stage_leg_samples_key(run.name, stage)
+                run.store.write_bytes(leg_key, npy_bytes(columns[2]))
             settings = job_settings(run, state)
             if stage == IMITATION_STAGE:
                 run.store.write_bytes(teacher_key, npy_bytes(labels))
@@ -240,6 +249,8 @@ def distill_student(
                 iteration=stage,
                 samples_gcr_key=gcr_key,
                 samples_spcf_key=spcf_key,
+                samples_leg_key=leg_key,
+                axes=spec_axes(run),
                 start_level=level,
                 max_iterations=stage_iterations,
                 num_envs=envs,

@@ -17,7 +17,6 @@ from pathlib import Path
 import numpy as np
 
 from pec.backends.base import (
-    REQUIRED_AXES,
     Backend,
     EvalRequest,
     ProbeRequest,
@@ -48,6 +47,7 @@ from pec.jobs.spec import (
 )
 from pec.jobs.threads import torch_threads
 from pec.maths.curriculum import MAX_LEVEL
+from pec.maths.design_space import DEFAULT_AXES
 from pec.maths.protocols import level_search
 from pec.runs import layout
 from pec.runs.store import Store
@@ -297,7 +297,7 @@ def run_eval_job(spec: EvalJobSpec) -> EvalJobResult:
 
 def _backend_axes(backend: Backend) -> tuple[str, ...]:
     """The design axes a backend simulates (its ``design_axes``; gcr and spcf if it names none)."""
-    return tuple(getattr(backend, "design_axes", REQUIRED_AXES))
+    return tuple(getattr(backend, "design_axes", DEFAULT_AXES))
 
 
 def _search_levels(backend: Backend, request: EvalRequest, search_max_level: int) -> list[int]:

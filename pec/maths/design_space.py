@@ -20,14 +20,19 @@ from numpy.typing import ArrayLike, NDArray
 from pec.errors import InputError
 
 FloatArray = NDArray[np.float64]
+Float32Array = NDArray[np.float32]
 IntArray = NDArray[np.int64]
 BoolArray = NDArray[np.bool_]
 
 DIMENSION_NAMES: tuple[str, str] = ("GCR", "spcf")
 """The state's and designs files' key of each axis of a 2-D space, in column order."""
 AXES: tuple[str, str, str] = ("gcr", "spcf", "leg")
-"""Every design axis pec knows, in column order; what a backend is told and may refuse."""
+"""Every design axis pec knows, in column order; what a backend is told and may refuse.
+
+The one definition: the backends (`design_axes`, `pec.backends.registry`), job specs and
+configs import it from here."""
 DEFAULT_AXES: tuple[str, str] = ("gcr", "spcf")
+"""The axes every design space has (a 2-D run's), and every backend must simulate."""
 AXIS_KEYS: dict[str, str] = {"gcr": "GCR", "spcf": "spcf", "leg": "leg"}
 """Axis name -> its key in pec_state.json's design_space, designs files and candidates."""
 DEFAULT_LEG_RANGE: tuple[float, float] = (0.20, 0.48)
@@ -211,3 +216,24 @@ class DesignSpace:
             raise InputError(f"sample count n={n!r} is invalid; pass an integer >= 0")
         samples: FloatArray = rng.uniform(self.lows, self.highs, size=(int(n), self.dim))
         return samples
+
+
+def axis_columns(points: ArrayLike) -> tuple[Float32Array, ...]:
+    """(n, d) designs -> one contiguous float32 array per axis, in column order.
+
+    What a training job's per-environment samples hold (gcr.npy, spcf.npy(, leg.npy)).
+    """
+    array = as_points("designs", points, dim=None).astype(np.float32)
+    return tuple(array[:, a].copy() for a in range(array.shape[1]))
+
+
+def uniform_design_columns(space: DesignSpace, n: int, seed: int) -> tuple[Float32Array, ...]:
+    """n uniform designs over the whole box, one float32 array per axis (gcr, spcf(, leg)).
+
+    The caller seeds it (one ``derive_seed`` label per purpose: trunk, generalist chunk,
+    distillation stage); the draw is ``space.sample_uniform(n, np.random.default_rng(seed))``,
+    all axes at once, row by row, so the samples of a given seed never change.
+    """
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
+        raise InputError(f"sampling seed {seed!r} is invalid; pass an integer >= 0")
+    return axis_columns(space.sample_uniform(n, np.random.default_rng(int(seed))))

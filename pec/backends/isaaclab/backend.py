@@ -17,12 +17,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from pec.backends.base import DESIGN_AXES
 from pec.backends.isaaclab.settings import IsaacLabSettings, load_settings
-from pec.backends.mujoco.backend import (
-    MujocoBackend,
-)
+from pec.backends.mujoco.backend import MujocoBackend
 from pec.errors import ConfigError
+from pec.maths.design_space import AXES
 
 log = logging.getLogger(__name__)
 
@@ -60,10 +58,13 @@ class IsaacLabBackend(MujocoBackend):
     """
 
     name = "isaaclab"
-    design_axes: tuple[str, ...] = DESIGN_AXES  # gcr, spcf and leg (one USD per leg length)
+    design_axes: tuple[str, ...] = AXES  # gcr, spcf and leg (one USD per leg length)
 
     def load_settings(self, raw: dict[str, object]) -> IsaacLabSettings:  # type: ignore[override]
         return load_settings(raw)
+
+    def settings_sections(self) -> frozenset[str]:
+        return frozenset(IsaacLabSettings.model_fields)
 
     def make_env(
         self,

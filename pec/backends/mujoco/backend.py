@@ -15,7 +15,7 @@ import math
 import os
 import statistics
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,7 +30,6 @@ from tensordict import TensorDict
 from pec.backends.ballu import schedule
 from pec.backends.ballu.design_inputs import design_inputs_pinned, pin_design_inputs
 from pec.backends.base import (
-    DESIGN_AXES,
     CheckpointCallback,
     EvalRequest,
     ProbeRequest,
@@ -50,6 +49,7 @@ from pec.backends.mujoco.imitation import (
 from pec.backends.mujoco.settings import MujocoSettings, PPOSettings
 from pec.errors import ConfigError, InputError, JobError, one_line
 from pec.maths.curriculum import MAX_LEVEL
+from pec.maths.design_space import AXES
 
 log = logging.getLogger(__name__)
 
@@ -151,10 +151,19 @@ def _seed_everything(seed: int) -> None:
     np.random.seed(seed % (2**32))
 
 
-def merged_settings(ckpt: dict[str, Any], raw: dict[str, object]) -> dict[str, object]:
-    """Checkpoint's own settings (architecture) overridden by the request's, as a raw dict."""
+def merged_settings(
+    ckpt: dict[str, Any], raw: dict[str, object], known: Collection[str]
+) -> dict[str, object]:
+    """Checkpoint's own settings (architecture) overridden by the request's, as a raw dict.
+
+    Of the checkpoint's settings only the sections this backend knows (`known`) are kept: a
+    policy trained on another simulator of the task (Isaac Lab's `physics` and `newton`
+    sections) plays here with its task and PPO settings. The request's own settings are
+    kept whole, so a mistake in them is still refused by the settings model.
+    """
     infos = ckpt.get("infos") or {}
-    base = dict(infos.get("settings") or {}) if isinstance(infos, dict) else {}
+    stored = dict(infos.get("settings") or {}) if isinstance(infos, dict) else {}
+    base = {key: value for key, value in stored.items() if key in known}
     for key, value in raw.items():
         if isinstance(value, dict) and isinstance(base.get(key), dict):
             base[key] = {**base[key], **value}
@@ -228,16 +237,20 @@ class MujocoBackend:
 
     Training, evaluation and probes are written once here; another simulator of the same
     task (`pec.backends.isaaclab`) overrides only the hooks `load_settings`, `make_env`,
-    `simulation` and `play_probes`.
+    `settings_sections`, `simulation` and `play_probes`.
     """
 
     name = "mujoco"
-    design_axes: tuple[str, ...] = DESIGN_AXES  # gcr, spcf and leg length
+    design_axes: tuple[str, ...] = AXES  # gcr, spcf and leg length
 
     # -- hooks a simulator of the same task overrides ------------------------------------
     def load_settings(self, raw: dict[str, object]) -> MujocoSettings:
         """The backend's settings model from a raw dict (one error line when invalid)."""
         return parse_settings(raw)
+
+    def settings_sections(self) -> frozenset[str]:
+        """The top-level keys of this backend's settings (what a checkpoint's may bring)."""
+        return frozenset(MujocoSettings.model_fields)
 
     def make_env(
         self,
@@ -314,7 +327,7 @@ class MujocoBackend:
         actors: list[torch.nn.Module] = []
         for path in teacher_paths(request.teachers):
             ckpt = load_checkpoint(path, request.device)
-            settings = self.load_settings(merged_settings(ckpt, {}))
+            settings = self.load_settings(merged_settings(ckpt, {}, self.settings_sections()))
             actor = build_actor(trainer.env, settings.ppo, request.device)
             try:
                 actor.load_state_dict(ckpt["actor_state_dict"])
@@ -538,7 +551,7 @@ class MujocoBackend:
     ) -> tuple[Any, torch.nn.Module]:
         """An evaluation-mode env (one per design) and the checkpoint's deterministic actor."""
         ckpt = load_checkpoint(checkpoint, device)
-        settings = self.load_settings(merged_settings(ckpt, raw_settings))
+        settings = self.load_settings(merged_settings(ckpt, raw_settings, self.settings_sections()))
         _seed_everything(seed)
         env = self.make_env(settings, gcr, spcf, start_level, seed, device, True, leg)
         actor = build_actor(env, settings.ppo, device)
