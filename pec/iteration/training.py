@@ -20,6 +20,7 @@ from pec.iteration.job_inputs import checkpoint_exists, job_settings, spec_axes
 from pec.iteration.trunk import trunk_checkpoint, trunk_plan
 from pec.jobs.spec import TrainJobResult, TrainJobSpec
 from pec.maths.curriculum import starting_level
+from pec.maths.design_space import axis_columns
 from pec.maths.init import sample_designs
 from pec.maths.seeds import derive_seed
 from pec.runs import layout, run_records
@@ -59,14 +60,15 @@ def training_samples(run: Run, state: PECState, expert_id: int) -> tuple[np.ndar
     rng = np.random.default_rng(
         derive_seed(run.config.seed, "train-samples", expert_id, state.iteration)
     )
-    samples = sample_designs(
-        np.asarray(expert.mu, dtype=float),
-        np.asarray([expert.sigma[i][i] for i in range(state.dim)], dtype=float),
-        run.config.effective_num_envs,
-        run.space,
-        rng,
-    ).astype(np.float32)
-    return tuple(samples[:, a].copy() for a in range(samples.shape[1]))
+    return axis_columns(
+        sample_designs(
+            np.asarray(expert.mu, dtype=float),
+            np.asarray([expert.sigma[i][i] for i in range(state.dim)], dtype=float),
+            run.config.effective_num_envs,
+            run.space,
+            rng,
+        )
+    )
 
 
 def prepare_training(

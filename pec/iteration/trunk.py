@@ -13,6 +13,7 @@ from pec.errors import StateError
 from pec.iteration.job_inputs import checkpoint_exists, job_settings, spec_axes
 from pec.jobs.spec import TrainJobResult, TrainJobSpec
 from pec.maths.budget import trunk_split
+from pec.maths.design_space import uniform_design_columns
 from pec.maths.seeds import derive_seed
 from pec.runs import layout, run_records
 from pec.runs.run import Run
@@ -43,9 +44,9 @@ def trunk_samples(run: Run, num_envs: int) -> tuple[np.ndarray, ...]:
 
     One float32 array per design axis, in the space's order (gcr, spcf(, leg)).
     """
-    rng = np.random.default_rng(derive_seed(run.config.seed, "trunk-samples"))
-    points = run.space.sample_uniform(num_envs, rng).astype(np.float32)
-    return tuple(points[:, a].copy() for a in range(points.shape[1]))
+    return uniform_design_columns(
+        run.space, num_envs, derive_seed(run.config.seed, "trunk-samples")
+    )
 
 
 def prepare_trunk(run: Run, state: PECState) -> TrainJobSpec:
