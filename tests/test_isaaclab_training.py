@@ -9,6 +9,7 @@ Budgets are tiny (4 envs, a few iterations): these tests prove the wiring, not l
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -158,18 +159,17 @@ def test_train_interrupt_resume_evaluate_and_probe(tmp_path: Path) -> None:
     assert load_checkpoint(resumed.last_checkpoint)["iter"] == 3
     assert np.isfinite(resumed.metrics["mean_level"])
 
-    levels = backend.evaluate(
-        EvalRequest(
-            checkpoint=resumed.best_checkpoint,
-            gcr=np.array([0.80, 0.86, 0.88]),
-            spcf=np.array([0.003, 0.005, 0.009]),
-            num_episodes=2,
-            start_difficulty=3,
-            seed=0,
-            device="cpu",
-            settings={"task": {"episode_steps": 12}},
-        )
+    three_designs = EvalRequest(
+        checkpoint=resumed.best_checkpoint,
+        gcr=np.array([0.80, 0.86, 0.88]),
+        spcf=np.array([0.003, 0.005, 0.009]),
+        num_episodes=2,
+        start_difficulty=3,
+        seed=0,
+        device="cpu",
+        settings={"task": {"episode_steps": 12}},
     )
+    levels = backend.evaluate(three_designs)
     assert len(levels) == 3 and all(isinstance(v, int) for v in levels)
     # a 0.6 s episode cannot carry the robot 1 m: every design drops two levels
     assert levels == [1, 1, 1]
@@ -194,33 +194,10 @@ def test_train_interrupt_resume_evaluate_and_probe(tmp_path: Path) -> None:
         load_checkpoint(resumed.best_checkpoint)["infos"]["settings"]
     )
     mujoco = get_backend("mujoco")
-    on_mujoco = mujoco.evaluate(
-        EvalRequest(
-            checkpoint=resumed.best_checkpoint,
-            gcr=np.array([0.80, 0.86, 0.88]),
-            spcf=np.array([0.003, 0.005, 0.009]),
-            num_episodes=2,
-            start_difficulty=3,
-            seed=0,
-            device="cpu",
-            settings={"task": {"episode_steps": 12}},
-        )
-    )
-    assert on_mujoco == [1, 1, 1]
+    assert mujoco.evaluate(three_designs) == [1, 1, 1]
     # ... while a request's own Isaac Lab section is still refused by MuJoCo in one line
     with pytest.raises(ConfigError, match="physics"):
-        mujoco.evaluate(
-            EvalRequest(
-                checkpoint=resumed.best_checkpoint,
-                gcr=np.array([0.80]),
-                spcf=np.array([0.003]),
-                num_episodes=1,
-                start_difficulty=0,
-                seed=0,
-                device="cpu",
-                settings={"physics": "newton"},
-            )
-        )
+        mujoco.evaluate(replace(three_designs, settings={"physics": "newton"}))
 
 
 def test_cli_train_expert_and_evaluate_frontier(tmp_path: Path) -> None:
