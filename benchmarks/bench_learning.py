@@ -271,6 +271,8 @@ def main() -> None:
     work = args.work_dir or Path(tempfile.mkdtemp(prefix="bench_learning_"))
     t0 = time.time()
     if args.resume_at:
+        if args.resume_level != "pec" and not args.resume_level.isdigit():
+            parser.error("--resume-level: pass a level (0, 1, ...) or 'pec'")
         if not 0 < args.resume_at < args.iterations or args.resume_at % SAVE_INTERVAL:
             parser.error(
                 f"--resume-at must lie between 0 and --iterations, a multiple of {SAVE_INTERVAL}"
