@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -292,6 +292,23 @@ def wait_final(stack: PrefectStack, flow_run_id: str) -> dict[str, Any]:
     raise AssertionError(f"flow run {flow_run_id} not final after {RUN_TIMEOUT_S} s")
 
 
+def worker_let_go(api: Callable[..., Any], flow_run_id: str) -> bool:
+    """Whether the worker has emitted `prefect.worker.executed-flow-run` for this flow run.
+
+    Prefect's process worker proposes Crashed twice for one exit (its runner, then the worker
+    itself); a Retry pressed between the two is crashed by the second. The event comes after
+    both (docs/DEPLOYING.md §8), so a test retries a crashed run only once this is true.
+    """
+    body = {
+        "filter": {
+            "event": {"name": ["prefect.worker.executed-flow-run"]},
+            "related": {"id": [f"prefect.flow-run.{flow_run_id}"]},
+        },
+        "limit": 10,
+    }
+    return bool(api("POST", "/events/filter", body)["events"])
+
+
 def flow_run_id_from(output: str) -> str:
     for token in output.replace("'", " ").split():
         try:
@@ -382,6 +399,10 @@ def test_a_retry_redoes_only_the_iteration_pinned_by_its_first_attempt(
     assert loaded is not None and loaded[0].iteration == 1
 
     # Retry of the crashed flow run: it finds its own iteration done and trains nothing
+    deadline = time.monotonic() + 120
+    while not worker_let_go(prefect_stack.api, flow_run_id):
+        assert time.monotonic() < deadline, "no executed-flow-run event for the crashed run"
+        time.sleep(0.5)
     prefect_stack.cli("flow-run", "retry", flow_run_id)
     retried = wait_final(prefect_stack, flow_run_id)
     assert retried["state"]["type"] == "COMPLETED", (retried["state"], prefect_stack.log_tail())

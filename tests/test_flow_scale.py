@@ -24,7 +24,14 @@ from typing import Any
 
 import httpx
 import pytest
-from test_flow_deployment import PREFECT, free_port, start_logged, stop, wait_healthy
+from test_flow_deployment import (
+    PREFECT,
+    free_port,
+    start_logged,
+    stop,
+    wait_healthy,
+    worker_let_go,
+)
 
 from pec.runs import layout
 from pec.runs.store import open_store
@@ -67,18 +74,6 @@ class ScaleStack:
         body = {"flows": {"name": {"any_": ["pec-expert"]}}, "limit": 200}
         runs: list[dict[str, Any]] = self.api("POST", "/flow_runs/filter", body)
         return [r for r in runs if r["parameters"]["spec"]["run_name"] == run_name]
-
-    def executed(self, flow_run_id: str) -> bool:
-        """Whether the worker has emitted `prefect.worker.executed-flow-run` for this run."""
-        body = {
-            "filter": {
-                "event": {"name": ["prefect.worker.executed-flow-run"]},
-                "related": {"id": [f"prefect.flow-run.{flow_run_id}"]},
-            },
-            "limit": 10,
-        }
-        page: dict[str, Any] = self.api("POST", "/events/filter", body)
-        return bool(page["events"])
 
     def log_tail(self) -> str:
         parts = []
@@ -186,10 +181,7 @@ def test_a_sigkilled_parent_retried_adopts_its_children_and_loses_no_result(
     os.kill(int(pid.rsplit(":", 1)[-1]), signal.SIGKILL)
     stack.until("the parent is Crashed", lambda: _state(stack, parent_id) == "CRASHED")
     assert all(map(store.exists, finished))  # a crash loses only the jobs still running
-    # Prefect's process worker proposes Crashed twice for one exit (its runner, then the
-    # worker itself); a Retry pressed between the two is crashed by the second. Wait for the
-    # worker's `executed-flow-run` event, which it emits only after both (docs/DEPLOYING.md §8).
-    stack.until("the worker let go of the parent", lambda: stack.executed(parent_id))
+    stack.until("the worker let go of the parent", lambda: worker_let_go(stack.api, parent_id))
 
     stack.cli("flow-run", "retry", parent_id)
     stack.until(

@@ -25,10 +25,14 @@ import numpy as np
 
 from pec.errors import InputError, JobError, NotFoundError, StateError
 from pec.evaluation.designs_file import Design
-from pec.evaluation.final_eval_jobs import final_eval_spec, results_payload, reusable_levels
-from pec.iteration.job_inputs import checkpoint_exists, job_settings, spec_axes
+from pec.evaluation.final_eval_jobs import evaluate_single_policy, single_policy_spec
+from pec.iteration.job_inputs import (
+    checkpoint_exists,
+    train_job_spec,
+    write_samples,
+)
 from pec.jobs.runner import JobRunner
-from pec.jobs.spec import EvalJobSpec, TrainJobSpec
+from pec.jobs.spec import EvalJobSpec
 from pec.maths.curriculum import starting_level
 from pec.maths.design_space import uniform_design_columns
 from pec.maths.protocols import ScoreName
@@ -37,7 +41,7 @@ from pec.runs import layout
 from pec.runs.run import Run
 from pec.runs.safe_io import read_store_json
 from pec.runs.state import PECState
-from pec.runs.store.npy import load_npy, npy_bytes
+from pec.runs.store.npy import load_npy
 
 log = logging.getLogger(__name__)
 
@@ -69,9 +73,9 @@ def baseline_record_key(run_name: str, replica: int = 0) -> str:
     return baseline_prefix(run_name, replica) + "baseline.json"
 
 
-def baseline_samples_keys(run_name: str, chunk: int, replica: int = 0) -> tuple[str, str]:
-    base = baseline_prefix(run_name, replica) + f"samples/chunk_{chunk}/"
-    return base + "gcr.npy", base + "spcf.npy"
+def baseline_samples_dir(run_name: str, chunk: int, replica: int = 0) -> str:
+    """A generalist chunk's per-environment designs (gcr.npy, spcf.npy(, leg.npy))."""
+    return baseline_prefix(run_name, replica) + f"samples/chunk_{chunk}/"
 
 
 def baseline_chunk_dir(run_name: str, chunk: int, replica: int = 0) -> str:
@@ -312,32 +316,18 @@ def train_baseline(
         finished = _finished_chunk(run, chunk, replica)
         if finished is None:
             columns = uniform_samples(run, chunk, envs, replica)
-            gcr_key, spcf_key = baseline_samples_keys(run.name, chunk, replica)
-            run.store.write_bytes(gcr_key, npy_bytes(columns[0]))
-            run.store.write_bytes(spcf_key, npy_bytes(columns[1]))
-            leg_key = None
-            if len(columns) == 3:
-                leg_key = gcr_key.removesuffix("gcr.npy") + "leg.npy"
-                run.store.write_bytes(leg_key, npy_bytes(columns[2]))
-            spec = TrainJobSpec(
-                kind="train",
-                backend=cfg.backend,
-                store=run.store_spec,
-                run_name=run.name,
-                expert_id=job_id,
+            samples = write_samples(run, baseline_samples_dir(run.name, chunk, replica), columns)
+            spec = train_job_spec(
+                run,
+                state,
+                job_id=job_id,
                 iteration=chunk,
-                samples_gcr_key=gcr_key,
-                samples_spcf_key=spcf_key,
-                samples_leg_key=leg_key,
-                axes=spec_axes(run),
+                samples=samples,
                 start_level=level,
                 max_iterations=iterations,
                 num_envs=envs,
                 seed=_seed(run, "baseline-train", chunk, replica),
-                device=cfg.effective_device,
-                resume_checkpoint_uri=resume,
-                settings=job_settings(run, state),
-                timeout_s=cfg.train_timeout_h * 3600.0,
+                resume=resume,
                 threads=cfg.job_threads(1),
             )
             (outcome,) = runner.run_jobs([spec])
@@ -410,19 +400,9 @@ def baseline_eval_spec(
 
     `score`: the protocol (None: the run's configured one)."""
     record = read_baseline_record(run, replica)
-    if record is None or not checkpoint_exists(run, record.get("checkpoint")):
-        return None
-    return final_eval_spec(
-        run,
-        state,
-        generalist_job_id(state),
-        str(record["checkpoint"]),
-        designs,
-        stem,
-        num_episodes,
-        start_difficulty,
-        threads=run.config.job_threads(1),
-        score=score,
+    job_id = generalist_job_id(state)
+    return single_policy_spec(
+        run, state, job_id, record, designs, stem, num_episodes, start_difficulty, score
     )
 
 
@@ -444,36 +424,15 @@ def evaluate_baseline(
     spec = baseline_eval_spec(
         run, state, designs, stem, num_episodes, start_difficulty, replica, score
     )
-    if spec is None:
-        raise StateError(
-            f"run '{run.name}' has no trained baseline "
-            f"({run.store.uri(baseline_record_key(run.name, replica))}); "
-            "run `pec baseline train` first"
-        )
+    missing = (
+        f"run '{run.name}' has no trained baseline "
+        f"({run.store.uri(baseline_record_key(run.name, replica))}); "
+        "run `pec baseline train` first"
+    )
     key = baseline_eval_key(run.name, stem, replica)
-    return evaluate_one_policy(run, spec, designs, key, runner, "baseline", "the generalist")
-
-
-def evaluate_one_policy(
-    run: Run,
-    spec: EvalJobSpec,
-    designs: Sequence[Design],
-    key: str,
-    runner: JobRunner,
-    kind: str,
-    who: str,
-) -> dict[str, Any]:
-    """Score one policy (the generalist, the student) with its eval job and store the
-    payload at `key`; a stored result of the same protocol and designs is reused."""
-    if reusable_levels(run.store, key, spec, designs) is not None:
-        return dict(json.loads(run.store.read_bytes(key)))
-    (outcome,) = runner.run_jobs([spec])
-    result = outcome.eval_result()
-    if result is None:
-        raise JobError(f"{who} could not be evaluated: {outcome.error}")
-    payload = results_payload(spec, designs, list(result.levels), kind)
-    run.store.write_bytes(key, json.dumps(payload, indent=1).encode())
-    return payload
+    return evaluate_single_policy(
+        run, spec, designs, key, runner, "baseline", "the generalist", missing
+    )
 
 
 def read_baseline_eval(run: Run, stem: str, replica: int = 0) -> dict[str, Any] | None:

@@ -32,13 +32,17 @@ from typing import Any
 import numpy as np
 
 from pec.errors import InputError, JobError, NotFoundError, StateError
-from pec.evaluation.baseline import evaluate_one_policy, move_prefix
+from pec.evaluation.baseline import move_prefix
 from pec.evaluation.designs_file import Design
 from pec.evaluation.evidence import route_designs, router_evidence_size, run_evidence
-from pec.evaluation.final_eval_jobs import final_eval_spec
-from pec.iteration.job_inputs import checkpoint_exists, job_settings, spec_axes
+from pec.evaluation.final_eval_jobs import evaluate_single_policy, single_policy_spec
+from pec.iteration.job_inputs import (
+    checkpoint_exists,
+    job_settings,
+    train_job_spec,
+    write_samples,
+)
 from pec.jobs.runner import JobRunner
-from pec.jobs.spec import EvalJobSpec, TrainJobSpec
 from pec.maths.curriculum import starting_level
 from pec.maths.design_space import uniform_design_columns
 from pec.maths.protocols import ScoreName
@@ -79,14 +83,19 @@ def distill_record_key(run_name: str) -> str:
     return distill_prefix(run_name) + "distill.json"
 
 
+def stage_samples_dir(run_name: str, stage: int) -> str:
+    """A stage's per-environment designs (gcr.npy, spcf.npy(, leg.npy)) and teacher.npy."""
+    return distill_prefix(run_name) + f"samples/stage_{stage}/"
+
+
 def stage_samples_keys(run_name: str, stage: int) -> tuple[str, str, str]:
-    base = distill_prefix(run_name) + f"samples/stage_{stage}/"
+    base = stage_samples_dir(run_name, stage)
     return base + "gcr.npy", base + "spcf.npy", base + "teacher.npy"
 
 
 def stage_leg_samples_key(run_name: str, stage: int) -> str:
     """leg.npy of a 3-D run's stage (leg length per environment, metres)."""
-    return distill_prefix(run_name) + f"samples/stage_{stage}/leg.npy"
+    return stage_samples_dir(run_name, stage) + "leg.npy"
 
 
 def stage_dir(run_name: str, stage: int) -> str:
@@ -227,39 +236,27 @@ def distill_student(
             counts = np.bincount(labels, minlength=len(teachers))
             label_shares = [float(c) / envs for c in counts]
         if finished is None:
-            gcr_key, spcf_key, teacher_key = stage_samples_keys(run.name, stage)
-            run.store.write_bytes(gcr_key, npy_bytes(columns[0]))
-            run.store.write_bytes(spcf_key, npy_bytes(columns[1]))
-            leg_key = None
-            if len(columns) == 3:
-                leg_key = stage_leg_samples_key(run.name, stage)
-                run.store.write_bytes(leg_key, npy_bytes(columns[2]))
+            samples = write_samples(run, stage_samples_dir(run.name, stage), columns)
+            teacher_key = stage_samples_keys(run.name, stage)[2]
             settings = job_settings(run, state)
             if stage == IMITATION_STAGE:
                 run.store.write_bytes(teacher_key, npy_bytes(labels))
             else:
                 task = dict(settings.get("task") or {})
                 settings["task"] = {**task, **NO_WARMUPS}
-            spec = TrainJobSpec(
-                kind="train",
-                backend=cfg.backend,
-                store=run.store_spec,
-                run_name=run.name,
-                expert_id=job_id,
+            spec = train_job_spec(
+                run,
+                state,
+                job_id=job_id,
                 iteration=stage,
-                samples_gcr_key=gcr_key,
-                samples_spcf_key=spcf_key,
-                samples_leg_key=leg_key,
-                axes=spec_axes(run),
+                samples=samples,
                 start_level=level,
                 max_iterations=stage_iterations,
                 num_envs=envs,
                 seed=derive_seed(cfg.seed, "distill-train", stage),
-                device=cfg.effective_device,
-                resume_checkpoint_uri=resume,
-                settings=settings,
-                timeout_s=cfg.train_timeout_h * 3600.0,
                 threads=cfg.job_threads(1),
+                resume=resume,
+                settings=settings,
                 teacher_checkpoint_uris=teachers if stage == IMITATION_STAGE else None,
                 samples_teacher_key=teacher_key if stage == IMITATION_STAGE else None,
             )
@@ -316,33 +313,6 @@ def distill_student(
 # ---------------------------------------------------------------- evaluation
 
 
-def student_eval_spec(
-    run: Run,
-    state: PECState,
-    designs: Sequence[Design],
-    stem: str,
-    num_episodes: int,
-    start_difficulty: int,
-    score: ScoreName | None = None,
-) -> EvalJobSpec | None:
-    """The student's final-evaluation job (the experts' protocol and seed), or None."""
-    record = read_distill_record(run)
-    if record is None or not checkpoint_exists(run, record.get("checkpoint")):
-        return None
-    return final_eval_spec(
-        run,
-        state,
-        student_job_id(state),
-        str(record["checkpoint"]),
-        designs,
-        stem,
-        num_episodes,
-        start_difficulty,
-        threads=run.config.job_threads(1),
-        score=score,
-    )
-
-
 def evaluate_student(
     run: Run,
     state: PECState,
@@ -355,14 +325,19 @@ def evaluate_student(
     score: ScoreName | None = None,
 ) -> dict[str, Any]:
     """The student on a designs set, same protocol and seed as the experts (reused if done)."""
-    spec = student_eval_spec(run, state, designs, stem, num_episodes, start_difficulty, score)
-    if spec is None:
-        raise StateError(
-            f"run '{run.name}' has no distilled student "
-            f"({run.store.uri(distill_record_key(run.name))}); run `pec distill` first"
-        )
+    record = read_distill_record(run)
+    job_id = student_job_id(state)
+    spec = single_policy_spec(
+        run, state, job_id, record, designs, stem, num_episodes, start_difficulty, score
+    )
+    missing = (
+        f"run '{run.name}' has no distilled student "
+        f"({run.store.uri(distill_record_key(run.name))}); run `pec distill` first"
+    )
     key = student_eval_key(run.name, stem)
-    return evaluate_one_policy(run, spec, designs, key, runner, "student", "the student")
+    return evaluate_single_policy(
+        run, spec, designs, key, runner, "student", "the student", missing
+    )
 
 
 def read_student_eval(run: Run, stem: str) -> dict[str, Any] | None:

@@ -3,12 +3,14 @@
 `final_protocol` is how a final evaluation scores (the run's `score` unless one is given);
 every policy evaluated on a designs set shares one seed (`eval_seed`, common random numbers
 for a fair race) and writes one result file (`results_payload`), which an identical later
-evaluation reuses (`reusable_levels`). The experts' jobs are `final_eval_specs`; the
-generalist and the student use `final_eval_spec` with their own checkpoints.
+evaluation reuses (`reusable_levels`). The experts' jobs are `final_eval_specs`; a single
+policy with a record of its own (the generalist, the student) gets `single_policy_spec` and is
+scored by `evaluate_single_policy`.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -17,9 +19,10 @@ from typing import Any, cast
 
 import numpy as np
 
-from pec.errors import InputError, StateError
+from pec.errors import InputError, JobError, StateError
 from pec.evaluation.designs_file import Design
 from pec.iteration.job_inputs import checkpoint_exists, job_settings, spec_axes
+from pec.jobs.runner import JobRunner
 from pec.jobs.spec import EvalJobSpec, design_row
 from pec.maths.curriculum import MAX_LEVEL
 from pec.maths.protocols import (
@@ -127,6 +130,61 @@ def final_eval_spec(
         timeout_s=run.config.eval_timeout_h * 3600.0,
         threads=threads,
     )
+
+
+def single_policy_spec(
+    run: Run,
+    state: PECState,
+    job_id: int,
+    record: dict[str, Any] | None,
+    designs: Sequence[Design],
+    stem: str,
+    num_episodes: int,
+    start_difficulty: int,
+    score: ScoreName | None = None,
+) -> EvalJobSpec | None:
+    """The final-evaluation job of one policy that has a record of its own (the generalist,
+    the student): the experts' protocol and seed; None without a record or its checkpoint."""
+    if record is None or not checkpoint_exists(run, record.get("checkpoint")):
+        return None
+    return final_eval_spec(
+        run,
+        state,
+        job_id,
+        str(record["checkpoint"]),
+        designs,
+        stem,
+        num_episodes,
+        start_difficulty,
+        threads=run.config.job_threads(1),
+        score=score,
+    )
+
+
+def evaluate_single_policy(
+    run: Run,
+    spec: EvalJobSpec | None,
+    designs: Sequence[Design],
+    key: str,
+    runner: JobRunner,
+    kind: str,
+    who: str,
+    missing: str,
+) -> dict[str, Any]:
+    """Score one policy with its eval job and store the payload at `key`; a stored result of
+    the same protocol and designs is reused. `spec` None (nothing to evaluate) raises
+    `missing`; `kind` names the policy in the payload, `who` in a failed job's error."""
+    if spec is None:
+        raise StateError(missing)
+    if reusable_levels(run.store, key, spec, designs) is not None:
+        return dict(json.loads(run.store.read_bytes(key)))
+    (outcome,) = runner.run_jobs([spec])
+    result = outcome.eval_result()
+    if result is None:
+        raise JobError(f"{who} could not be evaluated: {outcome.error}")
+    payload = results_payload(spec, designs, list(result.levels), kind)
+    run.store.write_bytes(key, json.dumps(payload, indent=1).encode())
+    return payload
 
 
 def final_eval_specs(

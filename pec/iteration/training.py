@@ -16,7 +16,11 @@ from pec.errors import StateError
 from pec.faults import fault_point
 from pec.iteration.budget import training_budget
 from pec.iteration.frontier import read_scores
-from pec.iteration.job_inputs import checkpoint_exists, job_settings, spec_axes
+from pec.iteration.job_inputs import (
+    checkpoint_exists,
+    train_job_spec,
+    write_samples,
+)
 from pec.iteration.trunk import trunk_checkpoint, trunk_plan
 from pec.jobs.spec import TrainJobResult, TrainJobSpec
 from pec.maths.curriculum import starting_level
@@ -26,7 +30,6 @@ from pec.maths.seeds import derive_seed
 from pec.runs import layout, run_records
 from pec.runs.run import Run
 from pec.runs.state import BudgetRecord, PECState
-from pec.runs.store.npy import npy_bytes
 
 
 def previous_scores(run: Run, iteration: int, expert_id: int) -> list[float] | None:
@@ -84,33 +87,19 @@ def prepare_training(
     budget = budget if budget is not None else training_budget(run, state)
     iterations, resume = trainable(run, state, expert_id, budget)
     columns = training_samples(run, state, expert_id)
-    gcr_key, spcf_key = layout.samples_keys(run.name, expert_id, iteration)
-    run.store.write_bytes(gcr_key, npy_bytes(columns[0]))
-    run.store.write_bytes(spcf_key, npy_bytes(columns[1]))
-    leg_key = None
-    if len(columns) == 3:
-        leg_key = layout.leg_samples_key(run.name, expert_id, iteration)
-        run.store.write_bytes(leg_key, npy_bytes(columns[2]))
-    return TrainJobSpec(
-        kind="train",
-        backend=cfg.backend,
-        store=run.store_spec,
-        run_name=run.name,
-        expert_id=expert_id,
+    samples = write_samples(run, layout.samples_dir(run.name, expert_id, iteration), columns)
+    return train_job_spec(
+        run,
+        state,
+        job_id=expert_id,
         iteration=iteration,
-        samples_gcr_key=gcr_key,
-        samples_spcf_key=spcf_key,
-        samples_leg_key=leg_key,
-        axes=spec_axes(run),
+        samples=samples,
         start_level=starting_level_for(run, iteration, expert_id),
         max_iterations=iterations,
         num_envs=cfg.effective_num_envs,
         seed=derive_seed(cfg.seed, "train", expert_id, iteration),
-        device=cfg.effective_device,
-        resume_checkpoint_uri=resume,
-        settings=job_settings(run, state),
-        timeout_s=cfg.train_timeout_h * 3600.0,
         threads=cfg.job_threads(cfg.experts_in_flight),
+        resume=resume,
     )
 
 

@@ -10,7 +10,11 @@ from __future__ import annotations
 import numpy as np
 
 from pec.errors import StateError
-from pec.iteration.job_inputs import checkpoint_exists, job_settings, spec_axes
+from pec.iteration.job_inputs import (
+    checkpoint_exists,
+    train_job_spec,
+    write_samples,
+)
 from pec.jobs.spec import TrainJobResult, TrainJobSpec
 from pec.maths.budget import trunk_split
 from pec.maths.design_space import uniform_design_columns
@@ -18,7 +22,6 @@ from pec.maths.seeds import derive_seed
 from pec.runs import layout, run_records
 from pec.runs.run import Run
 from pec.runs.state import PECState
-from pec.runs.store.npy import npy_bytes
 
 
 def trunk_plan(run: Run) -> tuple[int, int]:
@@ -59,32 +62,18 @@ def prepare_trunk(run: Run, state: PECState) -> TrainJobSpec:
             "iteration; --set trunk_share=0.5 (for example) to fork the experts from one"
         )
     columns = trunk_samples(run, cfg.effective_num_envs)
-    gcr_key, spcf_key = layout.trunk_samples_keys(run.name)
-    run.store.write_bytes(gcr_key, npy_bytes(columns[0]))
-    run.store.write_bytes(spcf_key, npy_bytes(columns[1]))
-    leg_key = None
-    if len(columns) == 3:
-        leg_key = layout.trunk_leg_samples_key(run.name)
-        run.store.write_bytes(leg_key, npy_bytes(columns[2]))
-    return TrainJobSpec(
-        kind="train",
-        backend=cfg.backend,
-        store=run.store_spec,
-        run_name=run.name,
-        expert_id=len(state.experts),
+    samples = write_samples(run, layout.trunk_samples_dir(run.name), columns)
+    return train_job_spec(
+        run,
+        state,
+        job_id=len(state.experts),
         iteration=0,
         role="trunk",
-        samples_gcr_key=gcr_key,
-        samples_spcf_key=spcf_key,
-        samples_leg_key=leg_key,
-        axes=spec_axes(run),
+        samples=samples,
         start_level=cfg.dl_initial,
         max_iterations=iterations,
         num_envs=cfg.effective_num_envs,
         seed=derive_seed(cfg.seed, "trunk"),
-        device=cfg.effective_device,
-        settings=job_settings(run, state),
-        timeout_s=cfg.train_timeout_h * 3600.0,
         threads=cfg.job_threads(1),
     )
 

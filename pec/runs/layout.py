@@ -97,15 +97,15 @@ def trunk_dir(run_name: str) -> str:
     return run_prefix(run_name) + "checkpoints/trunk/"
 
 
+def trunk_samples_dir(run_name: str) -> str:
+    """``trunk/samples/``: the trunk's per-environment designs (gcr.npy, spcf.npy(, leg.npy))."""
+    return run_prefix(run_name) + "trunk/samples/"
+
+
 def trunk_samples_keys(run_name: str) -> tuple[str, str]:
     """(gcr.npy, spcf.npy) keys of the trunk's per-environment training samples."""
-    base = run_prefix(run_name) + "trunk/samples/"
+    base = trunk_samples_dir(run_name)
     return base + "gcr.npy", base + "spcf.npy"
-
-
-def trunk_leg_samples_key(run_name: str) -> str:
-    """leg.npy key of a 3-D run's trunk samples (leg length, metres)."""
-    return run_prefix(run_name) + "trunk/samples/leg.npy"
 
 
 def job_checkpoint_dir(run_name: str, expert_id: int, iteration: int, role: str = "expert") -> str:
