@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from support.trained_experts import give_experts_checkpoints
 
 from pec.backends.base import TrainOutcome, TrainRequest
 from pec.backends.mujoco import MujocoBackend
@@ -30,7 +31,6 @@ from pec.runs.config import build_config
 from pec.runs.job_records import StoreSpec
 from pec.runs.run import make_run, state_space
 from pec.runs.state import PECState
-from pec.runs.state_io import load_state, save_state
 from pec.runs.store import LocalStore
 
 RUN = "bundle"
@@ -51,7 +51,6 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[LocalStore, PECSt
     state, version, _ = initialise_run(run)
     torch.set_num_threads(1)
     checkpoints: list[Path] = []
-    experts = []
     for k, (gcr, spcf) in enumerate(CENTRES):
         outcome = MujocoBackend().train(
             TrainRequest(
@@ -66,22 +65,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[LocalStore, PECSt
             )
         )
         checkpoints.append(outcome.best_checkpoint)
-        key = layout.best_checkpoint_key(RUN, k, 0)
-        store.upload_file(key, outcome.best_checkpoint)
-        experts.append(
-            state.experts[k].model_copy(
-                update={"checkpoint": store.uri(key), "trained": True, "last_trained_pec_iter": 0}
-            )
-        )
-    save_state(
-        store,
-        state.model_copy(update={"experts": experts}),
-        expected_version=version,
-        previous=state,
-    )
-    loaded = load_state(store, RUN)
-    assert loaded is not None
-    return store, loaded[0], checkpoints
+    return store, give_experts_checkpoints(store, RUN, state, version, checkpoints), checkpoints
 
 
 def reference(checkpoint: Path, gcr: float, spcf: float) -> tuple[np.ndarray, np.ndarray]:
@@ -340,17 +324,7 @@ def _single_expert_run(root: Path, name: str, checkpoint: Path) -> LocalStore:
     store = LocalStore(root)
     run = make_run(store, StoreSpec(location=store.root_uri), name, build_config({"K": 1}))
     state, version, _ = initialise_run(run)
-    key = layout.best_checkpoint_key(name, 0, 0)
-    store.upload_file(key, checkpoint)
-    expert = state.experts[0].model_copy(
-        update={"checkpoint": store.uri(key), "trained": True, "last_trained_pec_iter": 0}
-    )
-    save_state(
-        store,
-        state.model_copy(update={"experts": [expert]}),
-        expected_version=version,
-        previous=state,
-    )
+    give_experts_checkpoints(store, name, state, version, [checkpoint])
     return store
 
 

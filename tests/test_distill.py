@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from support.trained_experts import give_experts_checkpoints
 
 from pec.backends.base import TrainRequest
 from pec.backends.mujoco.backend import MujocoBackend, build_actor, load_checkpoint, parse_settings
@@ -41,7 +42,6 @@ from pec.runs import layout
 from pec.runs.config import build_config
 from pec.runs.run import Run, make_run
 from pec.runs.state import PECState
-from pec.runs.state_io import load_state, save_state
 from pec.runs.store import LocalStore
 from pec.runs.store.npy import load_npy, npy_bytes
 
@@ -85,7 +85,7 @@ def tiny_run(
     if not trained:
         return run, state, []
     torch.set_num_threads(1)
-    experts, files = [], []
+    files: list[Path] = []
     rng = np.random.default_rng(1)
     for k, centre in enumerate(CENTRES_3D if legs else CENTRES):
         gcr, spcf = centre[0], centre[1]
@@ -103,22 +103,7 @@ def tiny_run(
             )
         )
         files.append(outcome.best_checkpoint)
-        key = layout.best_checkpoint_key(RUN, k, 0)
-        store.upload_file(key, outcome.best_checkpoint)
-        experts.append(
-            state.experts[k].model_copy(
-                update={"checkpoint": store.uri(key), "trained": True, "last_trained_pec_iter": 0}
-            )
-        )
-    save_state(
-        store,
-        state.model_copy(update={"experts": experts}),
-        expected_version=version,
-        previous=state,
-    )
-    loaded = load_state(store, RUN)
-    assert loaded is not None
-    return run, loaded[0], files
+    return run, give_experts_checkpoints(store, RUN, state, version, files), files
 
 
 @pytest.fixture(scope="module")

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from support.trained_experts import give_experts_checkpoints
 
 from pec.errors import InputError, JobError
 from pec.evaluation.designs_file import Design, read_designs_file, uniform_designs
@@ -29,7 +30,6 @@ from pec.runs.config import build_config
 from pec.runs.job_records import StoreSpec, TrainJobResult
 from pec.runs.run import Run, make_run, write_effective_config
 from pec.runs.state import PECState
-from pec.runs.state_io import load_state, save_state
 from pec.runs.store import LocalStore
 
 UNIT = DesignSpace(gcr=(0.0, 1.0), spcf=(0.0, 1.0))
@@ -242,20 +242,9 @@ def trained_run(
     run = make_run(store, StoreSpec(location=store.root_uri), RUN, config)
     state, version, _ = initialise_run(run)
     write_effective_config(run)
-    experts = []
-    for e in state.experts:
-        key = layout.best_checkpoint_key(RUN, e.id, 0)
-        store.write_bytes(key, _SAFE_CHECKPOINT)  # the executor is fake; the preflight reads it
-        experts.append(
-            e.model_copy(
-                update={"checkpoint": store.uri(key), "trained": True, "last_trained_pec_iter": 0}
-            )
-        )
-    new = state.model_copy(update={"experts": experts})
-    save_state(store, new, expected_version=version, previous=state)
-    loaded = load_state(store, RUN)
-    assert loaded is not None
-    return run, loaded[0]
+    # the executor is fake; the preflight reads the checkpoints
+    checkpoints = [_SAFE_CHECKPOINT] * len(state.experts)
+    return run, give_experts_checkpoints(store, RUN, state, version, checkpoints)
 
 
 DESIGNS = [

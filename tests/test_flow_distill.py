@@ -6,21 +6,12 @@ import json
 from pathlib import Path
 
 import pytest
+from support.trained_experts import TINY_CONFIG, TINY_DESIGNS, finished_tiny_run
 
 from pec.evaluation.distill import distill_record_key, student_eval_key
-from pec.iteration.driver import run_until_done
-from pec.jobs.executors import InProcessExecutor
-from pec.jobs.runner import LocalJobRunner
-from pec.presentation.visualize import render_all_soft
-from pec.runs.config import load_config
-from pec.runs.run import make_run, open_run_store
 
-CONFIG = Path(__file__).resolve().parents[1] / "configs" / "tiny.yaml"
-DESIGNS = [
-    {"id": 0, "GCR": 0.78, "spcf": 0.002},
-    {"id": 1, "GCR": 0.82, "spcf": 0.005},
-    {"id": 2, "GCR": 0.88, "spcf": 0.009},
-]
+CONFIG = TINY_CONFIG
+DESIGNS = TINY_DESIGNS
 
 
 @pytest.mark.slow
@@ -32,13 +23,7 @@ def test_distill_flow_trains_scores_and_publishes_the_student(
     from flows.distill_flow import pec_distill
 
     location = str(tmp_path / "store")
-    store, spec = open_run_store(location)
-    config = load_config(CONFIG, {"max_pec_iterations": 1})
-    run_until_done(
-        make_run(store, spec, "dist", config),
-        LocalJobRunner(InProcessExecutor()),
-        plot=render_all_soft,
-    )
+    store = finished_tiny_run(location, "dist")
 
     common = {
         "run_name": "dist",
