@@ -117,6 +117,7 @@ def test_pec_run_and_the_step_commands_on_a_3d_config(
     assert summary["design_space"]["leg"] == list(LEG)
     assert [d["leg"] for d in summary["designs"]] == [r["leg"] for r in rows]
     assert len(summary["routed_expert"]) == 8 and len(summary["score_routed_expert"]) == 8
+    assert summary["rules"]["routed"].startswith("nearest centre (all 3 axes normalised")
 
     # the generalist trains on uniform designs of the whole 3-D box and is scored on the same
     before = len(zero_cost.train_requests)

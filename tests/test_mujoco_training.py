@@ -179,3 +179,20 @@ def test_probe_levels_agrees_with_one_curriculum_episode(tmp_path: Path) -> None
         backend.probe_levels(
             ProbeRequest(out.best_checkpoint, gcr, spcf, np.full(8, 75), 0, "cpu", settings)
         )
+
+
+@pytest.mark.parametrize(("envs", "block", "expected"), [(4, 64, 1), (4, 2, 2), (6, 2, 2)])
+def test_a_job_runs_torch_on_no_more_threads_than_physics_blocks(
+    tmp_path: Path, envs: int, block: int, expected: int
+) -> None:
+    """A job given 2 threads by its policy: one physics block (the main job's case) trains on
+    one torch thread; two or more blocks keep both; the caller's count comes back after."""
+    settings = {**FAST, "task": {**FAST["task"], "physics_block_envs": block}}  # type: ignore[dict-item]
+    seen: list[int] = []
+    torch.set_num_threads(2)
+    MujocoBackend().train(
+        _request(tmp_path, envs, 1, settings=settings),
+        on_progress=lambda it, total, metrics: seen.append(torch.get_num_threads()),
+    )
+    assert seen == [expected]
+    assert torch.get_num_threads() == 2

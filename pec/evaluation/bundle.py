@@ -1,8 +1,8 @@
 """A deployable PEC policy: every expert, the Gaussians and a tiny router in one folder.
 
-A robot knows its own (GCR, spcf), so deployment needs no learned gate: route to the
-nearest centre (both axes normalised to the design box), or by the run's evaluations (the
-score-informed router), and run that expert. ``router.json`` holds both routers' data and
+A robot knows its own design (GCR, spcf and, in 3-D, leg length), so deployment needs no
+learned gate: route to the nearest centre (each axis normalised to the design box), or by
+the run's evaluations (the score-informed router), and run that expert. ``router.json`` holds both routers' data and
 ``router.pt`` both routers as one TorchScript module (`pec.evaluation.torch_router`). The
 bundle holds each expert's actor twice, as TorchScript (``policy_<k>.pt``) and ONNX
 (``policy_<k>.onnx``), both with the observation normaliser folded in and returning the

@@ -82,10 +82,15 @@ def summary_payload(
         "routed_hits": summary.routed_hits,
         "rules": {
             "oracle": "max over evaluated experts; the oracle expert is the lowest id on ties",
-            "routed": "nearest centre (both axes normalised to [0, 1]) among evaluated experts; "
-            "ties to the lower id",
+            "routed": f"nearest centre ({_axes_phrase(space)} normalised to [0, 1]) among "
+            "evaluated experts; ties to the lower id",
         },
     }
+
+
+def _axes_phrase(space: DesignSpace) -> str:
+    """How the routed rule names the axes: "both axes" in 2-D (as summaries always said)."""
+    return "both axes" if space.dim == 2 else f"all {space.dim} axes"
 
 
 def payload_space(payload: dict[str, Any]) -> DesignSpace:

@@ -116,6 +116,11 @@ class IsaacLabBackend(MujocoBackend):
         finally:  # pragma: no cover
             app.app.close()
 
+    @contextlib.contextmanager
+    def compute_threads(self, settings: Any, num_envs: int) -> Iterator[None]:
+        """The job's torch threads as its policy set them (no physics blocks here)."""
+        yield
+
     def play_probes(self, env: Any, actor: torch.nn.Module, levels: np.ndarray) -> list[bool]:
         return probe_episodes(env, actor, levels)
 

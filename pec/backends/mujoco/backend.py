@@ -283,6 +283,28 @@ class MujocoBackend:
         check_device(device)
         yield
 
+    @contextlib.contextmanager
+    def compute_threads(self, settings: Any, num_envs: int) -> Iterator[None]:
+        """Torch's intra-op threads while a job of `num_envs` robots runs: at most one per
+        physics block (`physics_block_envs` robots), as the physics threads (`BalluBlocks`).
+
+        The job's thread policy may give it more (cores // jobs in flight), but a job of one
+        block, such as the main job's 64 envs, gains no wall time from a second torch thread
+        and spends 1.8x the CPU spinning it (measured, README *Threads*); on a loaded host
+        that spinning slows every other job too.
+        """
+        before = torch.get_num_threads()
+        blocks = math.ceil(num_envs / settings.task.physics_block_envs)
+        capped = max(1, min(before, blocks))
+        if capped == before:
+            yield
+            return
+        torch.set_num_threads(capped)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(before)
+
     def check_host(self, settings: dict[str, object], device: str) -> None:
         """The preflight of the backend contract: MuJoCo ships with pec, nothing to check."""
 
@@ -314,7 +336,7 @@ class MujocoBackend:
             if not request.imitation_learning_rate > 0:
                 raise InputError("imitation_learning_rate must be > 0")
         settings = self.load_settings(request.settings)
-        with self.simulation(settings, request.device):
+        with self.simulation(settings, request.device), self.compute_threads(settings, gcr.size):
             trainer = self.build_trainer(request)
             try:
                 return self._learn(trainer, request, on_progress, on_checkpoint)
@@ -577,7 +599,7 @@ class MujocoBackend:
                 f"start_difficulty={request.start_difficulty} is outside [0, {MAX_LEVEL}]"
             )
         settings = self.load_settings(request.settings)
-        with self.simulation(settings, request.device):
+        with self.simulation(settings, request.device), self.compute_threads(settings, gcr.size):
             env, actor = self.policy_env(
                 request.checkpoint,
                 request.settings,
@@ -604,7 +626,7 @@ class MujocoBackend:
         leg = leg_array(request.leg, gcr.size)
         levels = probe_level_array(request.levels, gcr.size)
         settings = self.load_settings(request.settings)
-        with self.simulation(settings, request.device):
+        with self.simulation(settings, request.device), self.compute_threads(settings, gcr.size):
             env, actor = self.policy_env(
                 request.checkpoint,
                 request.settings,
