@@ -16,7 +16,7 @@ from typing import Any, Literal
 import numpy as np
 
 from pec.jobs.spec import TrainJobSpec
-from pec.maths.design_space import DEFAULT_AXES
+from pec.maths.design_space import AXES, DEFAULT_AXES
 from pec.runs.run import Run
 from pec.runs.state import PECState
 from pec.runs.store.npy import npy_bytes
@@ -58,15 +58,10 @@ class SampleKeys:
 
 def write_samples(run: Run, directory: str, columns: Sequence[np.ndarray]) -> SampleKeys:
     """Write one column per design axis (gcr, spcf(, leg)) as ``<directory><axis>.npy``."""
-    keys = SampleKeys(
-        directory + "gcr.npy",
-        directory + "spcf.npy",
-        directory + "leg.npy" if len(columns) == 3 else None,
-    )
-    for key, column in zip((keys.gcr, keys.spcf, keys.leg), columns, strict=False):
-        assert key is not None
+    written = [directory + f"{axis}.npy" for axis in AXES[: len(columns)]]
+    for key, column in zip(written, columns, strict=True):
         run.store.write_bytes(key, npy_bytes(column))
-    return keys
+    return SampleKeys(written[0], written[1], written[2] if len(written) == 3 else None)
 
 
 def train_job_spec(
