@@ -10,8 +10,9 @@ in (copied outside the timing; stepping the env's own scenes without forces, as 
 the robots fall into contact-heavy states and made `raw` slower than the env). The envs of
 all T and the raw stepping are interleaved in turns of `--chunk` control steps (default 20)
 on the same designs and actions, so every column sees the same machine load while a
-T-thread env keeps its threads busy for a whole turn. (Turns of one control step, as before, understated T = 2 on an idle machine: 0.53
-efficiency at 256 envs against 0.93 for the same env stepped alone.)
+T-thread env keeps its threads busy for a whole turn. (Turns of one control step, as
+before, understated T = 2 on an idle machine: 0.53 efficiency at 256 envs against 0.93 for
+the same env stepped alone.)
 
 Printed: per env count, the env rate at each T, the rate per thread, the cores the process
 actually got while stepping at that T (CPU time / wall time: on a loaded machine T threads

@@ -5,7 +5,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from pec.iteration.driver import run_until_done
+from pec.jobs.executors import InProcessExecutor
+from pec.jobs.runner import LocalJobRunner
+from pec.presentation.visualize import render_all_soft
 from pec.runs import layout
+from pec.runs.config import load_config
+from pec.runs.run import make_run, open_run_store
 from pec.runs.state import PECState
 from pec.runs.state_io import load_state, save_state
 from pec.runs.store import Store
@@ -49,13 +55,6 @@ TINY_DESIGNS = [
 def finished_tiny_run(location: str, run_name: str) -> Store:
     """configs/tiny.yaml run for one PEC iteration on real MuJoCo, in this process, as
     `pec run` does it; its store."""
-    from pec.iteration.driver import run_until_done
-    from pec.jobs.executors import InProcessExecutor
-    from pec.jobs.runner import LocalJobRunner
-    from pec.presentation.visualize import render_all_soft
-    from pec.runs.config import load_config
-    from pec.runs.run import make_run, open_run_store
-
     store, spec = open_run_store(location)
     config = load_config(TINY_CONFIG, {"max_pec_iterations": 1})
     run_until_done(

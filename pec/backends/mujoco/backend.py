@@ -284,13 +284,20 @@ class MujocoBackend:
         yield
 
     @contextlib.contextmanager
+    def job_scope(self, settings: Any, device: str, num_envs: int) -> Iterator[None]:
+        """What surrounds every training, evaluation and probe job of `num_envs` robots:
+        the simulator's `simulation` and the job's `compute_threads`."""
+        with self.simulation(settings, device), self.compute_threads(settings, num_envs):
+            yield
+
+    @contextlib.contextmanager
     def compute_threads(self, settings: Any, num_envs: int) -> Iterator[None]:
         """Torch's intra-op threads while a job of `num_envs` robots runs: at most one per
         physics block (`physics_block_envs` robots), as the physics threads (`BalluBlocks`).
 
         The job's thread policy may give it more (cores // jobs in flight), but a job of one
         block, such as the main job's 64 envs, gains no wall time from a second torch thread
-        and spends 1.8x the CPU spinning it (measured, README *Threads*); on a loaded host
+        and spends 1.8x the CPU spinning it (measured, README *Threads per job*); on a loaded host
         that spinning slows every other job too.
         """
         before = torch.get_num_threads()
@@ -336,7 +343,7 @@ class MujocoBackend:
             if not request.imitation_learning_rate > 0:
                 raise InputError("imitation_learning_rate must be > 0")
         settings = self.load_settings(request.settings)
-        with self.simulation(settings, request.device), self.compute_threads(settings, gcr.size):
+        with self.job_scope(settings, request.device, gcr.size):
             trainer = self.build_trainer(request)
             try:
                 return self._learn(trainer, request, on_progress, on_checkpoint)
@@ -599,7 +606,7 @@ class MujocoBackend:
                 f"start_difficulty={request.start_difficulty} is outside [0, {MAX_LEVEL}]"
             )
         settings = self.load_settings(request.settings)
-        with self.simulation(settings, request.device), self.compute_threads(settings, gcr.size):
+        with self.job_scope(settings, request.device, gcr.size):
             env, actor = self.policy_env(
                 request.checkpoint,
                 request.settings,
@@ -626,7 +633,7 @@ class MujocoBackend:
         leg = leg_array(request.leg, gcr.size)
         levels = probe_level_array(request.levels, gcr.size)
         settings = self.load_settings(request.settings)
-        with self.simulation(settings, request.device), self.compute_threads(settings, gcr.size):
+        with self.job_scope(settings, request.device, gcr.size):
             env, actor = self.policy_env(
                 request.checkpoint,
                 request.settings,
